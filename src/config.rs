@@ -1,0 +1,125 @@
+//! Limits, timers and policy for one [`Connection`](crate::Connection).
+//!
+//! The defaults keep a server that faces the open internet safe while passing the
+//! Autobahn suite (which sends 16 MiB messages and 4 MiB messages in 64-byte fragments).
+//!
+//! # Memory per connection
+//!
+//! An idle open connection holds no buffer at all: the receive buffer is allocated when
+//! bytes arrive and released once it is empty and larger than [`Config::recv_buffer_size`];
+//! the transmit buffer is released the same way once drained. Worst case, in terms of the
+//! fields below:
+//!
+//! - receive buffer: `recv_buffer_size` (what `recv` accepts before `poll_event` drains it);
+//! - message assembly (whole-message delivery only, for a message that spans reads or
+//!   fragments): up to `max_message_size`, and up to twice that in capacity while the
+//!   buffer grows by doubling; streaming delivery needs none;
+//! - handshake: `max_handshake_size` while the head is incomplete;
+//! - transmit buffer: `max_send_buffer` plus the last message accepted into it (a send is
+//!   accepted while fewer than `max_send_buffer` bytes wait), plus one Close frame and at
+//!   most one coalesced Pong of 131 bytes;
+//! - fixed state: a few hundred bytes, plus a ChaCha12 RNG (~330 bytes) on client
+//!   connections only (servers never mask).
+
+use crate::time::Duration;
+
+/// How received data messages are handed to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// One `Text`/`Binary` event per message with `last: true`, assembled in memory up to
+    /// [`Config::max_message_size`]. A message in one frame that arrived in one read is
+    /// split out of the receive buffer without a copy.
+    Whole,
+    /// `Text`/`Binary` events carry each piece of payload as it arrives (`last: true` on
+    /// the final piece), so a message of any size passes in bounded memory. Text pieces
+    /// are cut at code point boundaries: each is valid UTF-8 on its own.
+    Streaming,
+}
+
+/// Keepalive: ping an idle peer and fail the connection if it stays silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// A Ping is sent once nothing has been received for this long. The check runs on a
+    /// timer of this period, so the Ping goes out after between one and two intervals
+    /// of silence.
+    pub interval: Duration,
+    /// After the Ping, the connection fails with [`Timeout::Keepalive`](crate::Timeout)
+    /// unless some bytes (a Pong or anything else) arrive within this time.
+    pub timeout: Duration,
+}
+
+/// Configuration of one connection. Build it from [`Config::default`] and change fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest accepted frame payload (default 16 MiB). Larger frames fail with 1009.
+    pub max_frame_size: u64,
+    /// Largest accepted message payload (default 16 MiB), summed over its fragments.
+    /// Larger messages fail with 1009 as soon as a frame header announces the excess.
+    pub max_message_size: u64,
+    /// Most frames in one fragmented message (default 131072: Autobahn sends 4 MiB in
+    /// 64-byte fragments, 65536 frames). More fail with 1008: a stream of empty
+    /// fragments must not keep a message open forever.
+    pub max_fragments: u32,
+    /// Largest HTTP head of the opening handshake, request or response (default 16 KiB).
+    /// A larger request is answered 431.
+    pub max_handshake_size: usize,
+    /// Most header lines in the handshake head (default 64).
+    pub max_headers: usize,
+    /// How many received bytes `recv` buffers before `poll_event` must drain them
+    /// (default 64 KiB, at least 256). This bounds the receive buffer.
+    pub recv_buffer_size: usize,
+    /// Sends are refused with `SendError::Blocked` while this many bytes or more wait to
+    /// be transmitted (default 4 MiB).
+    pub max_send_buffer: usize,
+    /// Whole messages or streamed pieces (default [`Delivery::Whole`]).
+    pub delivery: Delivery,
+    /// Answer every Ping with a Pong carrying the same payload (default true, as RFC 6455
+    /// §5.5.2 requires). When the peer does not read, Pongs are coalesced: only the
+    /// latest waits (§5.5.3 allows answering only the most recent Ping).
+    pub auto_pong: bool,
+    /// Time for the whole opening handshake (default 10 s): a peer that sends half a
+    /// request and stalls is dropped (slowloris).
+    pub handshake_timeout: Option<Duration>,
+    /// After our Close is sent, how long to wait for the peer's (default 5 s). For a
+    /// client that has answered the server's Close, how long to wait for the server to
+    /// close the transport (RFC 6455 §7.1.1).
+    pub close_timeout: Option<Duration>,
+    /// Ping an idle peer (default off).
+    pub keepalive: Option<Keepalive>,
+    /// Seed for the RNG behind client masking keys and `Sec-WebSocket-Key`. `None`
+    /// (the default) seeds from the operating system. Fix it only in tests: RFC 6455
+    /// §10.3 requires keys an attacker cannot predict.
+    pub rng_seed: Option<[u8; 32]>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            max_fragments: 1 << 17,
+            max_handshake_size: 16 << 10,
+            max_headers: 64,
+            recv_buffer_size: 64 << 10,
+            max_send_buffer: 4 << 20,
+            delivery: Delivery::Whole,
+            auto_pong: true,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            close_timeout: Some(Duration::from_secs(5)),
+            keepalive: None,
+            rng_seed: None,
+        }
+    }
+}
+
+impl Config {
+    /// The smallest receive buffer: room for a full control frame (14 + 125 bytes) so a
+    /// control frame can always be parsed whole.
+    pub const MIN_RECV_BUFFER: usize = 256;
+
+    pub(crate) fn recv_limit(&self) -> usize {
+        self.recv_buffer_size.max(Self::MIN_RECV_BUFFER)
+    }
+}

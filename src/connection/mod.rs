@@ -1,0 +1,640 @@
+//! The connection state machine: handshake, frames, message rules, closing and timers,
+//! tied together for one role.
+
+mod recv;
+mod send;
+pub(crate) mod state;
+mod timers;
+
+use core::fmt;
+
+use bytes::{Bytes, BytesMut};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::frame::{CloseCode, CloseFrame};
+use crate::handshake::{ClientRequest, Request, RequestError, Response};
+use crate::time::Instant;
+use crate::utf8::Utf8Validator;
+
+use self::state::Phase;
+use self::timers::{Timer, Timers};
+
+/// Which end of the connection this is. Clients mask what they send; servers require
+/// masked frames (RFC 6455 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Opened the connection and sent the handshake request.
+    Client,
+    /// Accepted the connection and answers the handshake.
+    Server,
+}
+
+/// Where the connection is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// The opening handshake is under way.
+    Handshake,
+    /// Messages flow both ways.
+    Open,
+    /// We sent a Close frame and wait for the peer's; received data is still delivered.
+    Closing,
+    /// The connection is over: Close frames exchanged, transport ended, or a server
+    /// rejected the handshake. Drain `poll_transmit`, then see
+    /// [`Connection::should_close_transport`].
+    Closed,
+    /// A fatal error ([`Connection::poll_event`] returns it). Drain `poll_transmit` (it
+    /// holds the Close frame or HTTP error response), then close the transport.
+    Failed,
+}
+
+/// The kind of a data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// UTF-8 text (opcode 0x1).
+    Text,
+    /// Binary data (opcode 0x2).
+    Binary,
+}
+
+/// Bytes known to be valid UTF-8: the payload of a text message or of a piece of one.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Utf8Bytes(Bytes);
+
+impl Utf8Bytes {
+    /// Wraps `text`.
+    pub fn from_static(text: &'static str) -> Self {
+        Self(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// Only the validator's callers build these.
+    pub(crate) fn new_validated(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
+    /// The text. The bytes were validated when received; this view checks them again
+    /// with SIMD (tens of GB/s) because the core has no `unsafe` to skip it.
+    pub fn as_str(&self) -> &str {
+        simdutf8::basic::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The underlying buffer.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Utf8Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<String> for Utf8Bytes {
+    fn from(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+}
+
+impl From<&str> for Utf8Bytes {
+    fn from(s: &str) -> Self {
+        Self(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl PartialEq<str> for Utf8Bytes {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Utf8Bytes {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+/// What the connection reports to the application, from [`Connection::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Server: a valid opening request arrived. Answer it with
+    /// [`Connection::accept`] or [`Connection::reject`]; nothing else happens until then.
+    Request(Request),
+    /// Client: the server accepted the handshake (status 101, all checks passed).
+    Accepted(Response),
+    /// A text message, or with [`Delivery::Streaming`](crate::Delivery) a piece of one
+    /// (`last` marks the final piece). Each piece is valid UTF-8 on its own.
+    Text {
+        /// The text.
+        data: Utf8Bytes,
+        /// Whether this ends the message.
+        last: bool,
+    },
+    /// A binary message, or a piece of one.
+    Binary {
+        /// The payload.
+        data: Bytes,
+        /// Whether this ends the message.
+        last: bool,
+    },
+    /// A Ping arrived; the Pong is already queued when `Config::auto_pong` is on.
+    Ping(Bytes),
+    /// A Pong arrived.
+    Pong(Bytes),
+    /// The peer's Close frame arrived (`None`: it carried no status code). If we had not
+    /// sent a Close yet, the echo of its code is already queued (RFC 6455 §5.5.1).
+    Close(Option<CloseFrame>),
+    /// The connection is over; no event follows. `clean` is true when both Close frames
+    /// were exchanged, and `code` is then the peer's code (1005 if it sent none); when
+    /// the transport ended first or the close timer expired, `code` is 1006 (§7.1.5).
+    Closed {
+        /// The close status (RFC 6455 §7.1.5).
+        code: CloseCode,
+        /// Whether the closing handshake completed.
+        clean: bool,
+    },
+}
+
+/// The receive side's progress through the current frame and message.
+#[derive(Debug, Default)]
+struct RecvState {
+    /// The frame whose payload is being read.
+    frame: Option<RecvFrame>,
+    /// The data message in progress (possibly across fragments).
+    message: Option<RecvMessage>,
+    /// Validates text messages as their bytes arrive.
+    utf8: Utf8Validator,
+    /// Whole-message delivery: payload of a message that spans frames or reads.
+    assembly: BytesMut,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RecvFrame {
+    header: crate::frame::FrameHeader,
+    /// Payload bytes not yet taken from the receive buffer.
+    remaining: u64,
+    /// Position in the masking key of the next payload byte.
+    mask_phase: usize,
+    /// Payload bytes at the front of the receive buffer that are already unmasked and
+    /// validated, kept there so a one-frame message is split out without a copy.
+    held: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RecvMessage {
+    kind: MessageKind,
+    /// Payload length announced so far by the message's frame headers.
+    len: u64,
+    fragments: u32,
+}
+
+/// The handshake data each role keeps.
+#[derive(Debug)]
+enum Handshake {
+    Server { request: Option<Request> },
+    Client { request: ClientRequest, key: String },
+}
+
+/// A WebSocket connection as a pure state machine: bytes in, events and bytes out,
+/// time passed in. It owns no socket, thread or clock.
+///
+/// # Calling protocol
+///
+/// The methods come in four families:
+///
+/// - **(A) getters** on `&self`: [`role`](Self::role), [`state`](Self::state),
+///   [`wants_write`](Self::wants_write), [`recv_capacity`](Self::recv_capacity),
+///   [`should_close_transport`](Self::should_close_transport).
+/// - **(B) transport and timer input**: [`recv`](Self::recv) (bytes from the peer),
+///   [`recv_eof`](Self::recv_eof) (the peer ended the stream),
+///   [`handle_timeout`](Self::handle_timeout).
+/// - **(C) application commands**: [`accept`](Self::accept)/[`reject`](Self::reject)
+///   (server, after [`Event::Request`]), [`send_text`](Self::send_text),
+///   [`send_binary`](Self::send_binary), [`send_fragment`](Self::send_fragment),
+///   [`ping`](Self::ping), [`pong`](Self::pong), [`close`](Self::close).
+/// - **(D) polls** for output: [`poll_event`](Self::poll_event),
+///   [`poll_transmit`](Self::poll_transmit) with [`advance_transmit`](Self::advance_transmit),
+///   [`poll_timeout`](Self::poll_timeout).
+///
+/// The simplest correct use: after every (B) or (C) call, run the polls in this order
+/// until they have nothing more:
+///
+/// 1. `poll_event` until `Ok(None)` (parsing happens here, lazily; each event may lead
+///    to (C) calls);
+/// 2. write `poll_transmit` to the transport and `advance_transmit` by what was written;
+/// 3. `poll_timeout`, and arrange to call `handle_timeout` then.
+///
+/// **Time.** Instants never go backwards. `poll_timeout` may return an instant in the
+/// past (a timer that an event without a time of its own has just started): call
+/// `handle_timeout` at once. Spurious `handle_timeout` calls are harmless.
+///
+/// **End of stream.** Call `recv_eof` when the transport reports EOF; a connection that
+/// ends without a Close frame reports [`Event::Closed`] with code 1006.
+///
+/// **Errors.** `poll_event` errors are fatal and sticky: every later call returns the
+/// same error. Stop reading, drain `poll_transmit` (the Close frame or HTTP error
+/// response is queued there), then close the transport. Misuse of the API is a
+/// [`SendError`](crate::SendError) and leaves the connection as it was.
+///
+/// **Closing the transport.** Close it once [`should_close_transport`](Self::should_close_transport)
+/// is true: at once for a server after the closing handshake, after the server's EOF or
+/// the close timer for a client (RFC 6455 §7.1.1: the server closes TCP first).
+pub struct Connection {
+    role: Role,
+    config: Config,
+    phase: Phase,
+    handshake: Handshake,
+    /// Received bytes not yet turned into events.
+    rx: BytesMut,
+    /// Encoded bytes waiting for the transport.
+    tx: BytesMut,
+    /// The transport reported end of stream.
+    eof: bool,
+    /// Bytes arrived since the keepalive timer last looked.
+    activity: bool,
+    recv: RecvState,
+    /// A fragmented message being sent, and its text validator.
+    send_message: Option<MessageKind>,
+    send_utf8: Utf8Validator,
+    /// The latest Ping payload still to be answered, when the send buffer is full.
+    pending_pong: Option<Bytes>,
+    /// The peer's close code once its Close frame arrived.
+    peer_close: Option<CloseCode>,
+    /// The `Closed` event still to be reported.
+    closed_event: Option<Event>,
+    /// Set once `Event::Closed` or the fatal error has been reported.
+    error: Option<Error>,
+    /// Client role only: mask keys (RFC 6455 §5.3) and nothing else.
+    rng: Option<StdRng>,
+    timers: Timers,
+    /// The latest instant the host passed in.
+    now: Instant,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("phase", &self.phase)
+            .field("rx", &self.rx.len())
+            .field("tx", &self.tx.len())
+            .field("eof", &self.eof)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A server-side connection that waits for the client's opening request
+    /// (RFC 6455 §4.2). `now` starts the handshake timer.
+    pub fn server(config: Config, now: Instant) -> Self {
+        Self::new(
+            Role::Server,
+            config,
+            Handshake::Server { request: None },
+            None,
+            now,
+        )
+    }
+
+    /// A client-side connection whose opening request (RFC 6455 §4.1) is queued for
+    /// transmission at once. The `Sec-WebSocket-Key` and every masking key come from
+    /// an RNG seeded by `Config::rng_seed` or the operating system.
+    pub fn client(
+        request: ClientRequest,
+        config: Config,
+        now: Instant,
+    ) -> Result<Self, RequestError> {
+        let mut rng = match config.rng_seed {
+            Some(seed) => StdRng::from_seed(seed),
+            None => {
+                StdRng::try_from_rng(&mut rand::rngs::SysRng).map_err(|_| RequestError::Entropy)?
+            }
+        };
+        let key = crate::handshake::generate_key(&mut rng);
+        let mut head = Vec::new();
+        request.write(&key, &mut head)?;
+        let mut conn = Self::new(
+            Role::Client,
+            config,
+            Handshake::Client { request, key },
+            Some(rng),
+            now,
+        );
+        conn.tx.extend_from_slice(&head);
+        Ok(conn)
+    }
+
+    fn new(
+        role: Role,
+        config: Config,
+        handshake: Handshake,
+        rng: Option<StdRng>,
+        now: Instant,
+    ) -> Self {
+        let handshake_timer = match config.handshake_timeout {
+            Some(d) => Timer::At(now.checked_add(d).unwrap_or(now)),
+            None => Timer::Off,
+        };
+        Self {
+            role,
+            phase: match role {
+                Role::Server => Phase::AwaitingRequest,
+                Role::Client => Phase::AwaitingResponse,
+            },
+            config,
+            handshake,
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            eof: false,
+            activity: false,
+            recv: RecvState::default(),
+            send_message: None,
+            send_utf8: Utf8Validator::new(),
+            pending_pong: None,
+            peer_close: None,
+            closed_event: None,
+            error: None,
+            rng,
+            timers: Timers {
+                handshake: handshake_timer,
+                ..Timers::default()
+            },
+            now,
+        }
+    }
+
+    // ---- (A) getters ----
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::AwaitingRequest | Phase::RequestPending | Phase::AwaitingResponse => {
+                State::Handshake
+            }
+            Phase::Open => State::Open,
+            Phase::Closing => State::Closing,
+            Phase::Closed | Phase::Rejected => State::Closed,
+            Phase::Failed => State::Failed,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether `poll_transmit` has bytes to write.
+    pub fn wants_write(&self) -> bool {
+        !self.tx.is_empty() || self.pending_pong.is_some()
+    }
+
+    /// Whether the host should close the transport now: the connection is over and
+    /// everything queued has been transmitted. A client whose closing handshake is done
+    /// waits for the server's EOF or the close timer first (RFC 6455 §7.1.1).
+    pub fn should_close_transport(&self) -> bool {
+        if self.wants_write() {
+            return false;
+        }
+        match self.phase {
+            Phase::Failed | Phase::Rejected => true,
+            Phase::Closed => {
+                self.role == Role::Server || self.eof || self.timers.close == Timer::Off
+            }
+            _ => false,
+        }
+    }
+
+    /// How many bytes [`recv`](Self::recv) would take now.
+    pub fn recv_capacity(&self) -> usize {
+        if self.phase.is_terminal() {
+            return usize::MAX;
+        }
+        self.recv_limit().saturating_sub(self.rx.len())
+    }
+
+    fn recv_limit(&self) -> usize {
+        let limit = self.config.recv_limit();
+        if self.phase.is_handshake() {
+            // The head must fit whole, plus one byte to tell "too large" from "partial".
+            limit.max(self.config.max_handshake_size.saturating_add(1))
+        } else {
+            limit
+        }
+    }
+
+    // ---- (B) transport and timer input ----
+
+    /// Takes bytes received from the peer into the receive buffer and returns how many
+    /// it took: at most [`recv_capacity`](Self::recv_capacity), so memory stays bounded.
+    /// Keep the rest and offer it again after `poll_event` has drained the buffer.
+    /// After the connection is over, bytes are discarded (and counted as taken).
+    pub fn recv(&mut self, data: &[u8]) -> usize {
+        if self.phase.is_terminal() {
+            return data.len();
+        }
+        let n = data.len().min(self.recv_capacity());
+        if n == 0 {
+            return 0;
+        }
+        if self.rx.capacity() - self.rx.len() < n {
+            // Room for this read and a little more, never sized by a peer's claim.
+            let want = n.max(self.config.recv_limit().min(8 << 10));
+            self.rx.reserve(want);
+        }
+        self.rx.extend_from_slice(&data[..n]);
+        self.activity = true;
+        n
+    }
+
+    /// The peer ended the stream (a read returned 0 bytes). Events that follow report
+    /// how the connection ended.
+    pub fn recv_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Runs the timers that are due at `now`: the handshake timeout, the close timeout
+    /// and keepalive. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+        let now = self.now;
+        if self.timers.handshake.poll(now) {
+            self.timers.handshake = Timer::Off;
+            if self.phase.is_handshake() {
+                self.fail_quietly(Error::Timeout(crate::error::Timeout::Handshake));
+            }
+        }
+        if self.timers.close.poll(now) {
+            self.timers.close = Timer::Off;
+            if self.phase == Phase::Closing {
+                // §7.1.1/§7.1.5: the peer never answered our Close.
+                self.abort();
+            }
+        }
+        if self.timers.keepalive.poll(now) {
+            self.keepalive_tick(now);
+        }
+    }
+
+    fn keepalive_tick(&mut self, now: Instant) {
+        use self::timers::KeepaliveState;
+        let Some(ka) = self.config.keepalive else {
+            self.timers.keepalive = Timer::Off;
+            return;
+        };
+        if self.phase != Phase::Open {
+            self.timers.keepalive = Timer::Off;
+            return;
+        }
+        let seen = core::mem::take(&mut self.activity);
+        let next = |d| Timer::At(now.checked_add(d).unwrap_or(now));
+        match (self.timers.keepalive_state, seen) {
+            (_, true) => {
+                self.timers.keepalive_state = KeepaliveState::Idle;
+                self.timers.keepalive = next(ka.interval);
+            }
+            (KeepaliveState::Idle, false) => {
+                self.send_keepalive_ping();
+                self.timers.keepalive_state = KeepaliveState::AwaitingPong;
+                self.timers.keepalive = next(ka.timeout);
+            }
+            (KeepaliveState::AwaitingPong, false) => {
+                self.timers.keepalive = Timer::Off;
+                self.fail_quietly(Error::Timeout(crate::error::Timeout::Keepalive));
+            }
+        }
+    }
+
+    // ---- (D) polls ----
+
+    /// The bytes to write to the transport next (empty when there are none). Call
+    /// [`advance_transmit`](Self::advance_transmit) with how many were written.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> &[u8] {
+        self.flush_pending_pong();
+        &self.tx
+    }
+
+    /// Marks `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        let n = n.min(self.tx.len());
+        let _ = self.tx.split_to(n);
+        if self.tx.is_empty() && self.tx.capacity() > self.config.recv_limit() {
+            // Give a large transmit buffer back once drained: idle connections hold none.
+            self.tx = BytesMut::new();
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
+    /// May be in the past: then call it at once.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if matches!(self.phase, Phase::Failed | Phase::Rejected) {
+            return None;
+        }
+        self.timers.earliest(self.now)
+    }
+
+    // ---- shared internals ----
+
+    fn move_to(&mut self, input: state::Input) -> bool {
+        match self.phase.next(input) {
+            Ok(next) => {
+                self.phase = next;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Ends an open or closing connection without a Close exchange (EOF, close timer):
+    /// RFC 6455 §7.1.5, "_The WebSocket Connection Close Code_ is considered to be 1006".
+    fn abort(&mut self) {
+        if self.move_to(state::Input::Abort) {
+            self.closed_event = Some(Event::Closed {
+                code: CloseCode::ABNORMAL,
+                clean: false,
+            });
+            self.timers = Timers::default();
+            self.pending_pong = None;
+        }
+    }
+
+    /// Fails the connection without queuing anything (timeouts: the peer is not reading).
+    fn fail_quietly(&mut self, error: Error) {
+        if self.move_to(state::Input::Fail) {
+            self.error = Some(error);
+            self.timers = Timers::default();
+            self.pending_pong = None;
+            self.rx = BytesMut::new();
+        }
+    }
+
+    /// Fails the connection after a protocol error: queue the Close frame (§7.1.7: "the
+    /// endpoint SHOULD send a Close frame with an appropriate status code") unless ours
+    /// is already out, then store the error.
+    fn fail_protocol(&mut self, error: crate::error::ProtocolError) -> Error {
+        if self.phase == Phase::Open {
+            let frame = CloseFrame {
+                code: error.close_code(),
+                reason: String::new(),
+            };
+            self.queue_close(Some(&frame));
+        }
+        let error = Error::Protocol(error);
+        self.fail_quietly(error.clone());
+        error
+    }
+
+    /// Fails the handshake: a server queues the HTTP error response (§4.2.2, §4.4).
+    fn fail_handshake(&mut self, error: crate::error::HandshakeError) -> Error {
+        if self.role == Role::Server
+            && self.phase == Phase::AwaitingRequest
+            && error != crate::error::HandshakeError::UnexpectedEof
+        {
+            let mut out = Vec::new();
+            crate::handshake::write_error_response(&error, &mut out);
+            self.tx.extend_from_slice(&out);
+        }
+        let error = Error::Handshake(error);
+        self.fail_quietly(error.clone());
+        error
+    }
+
+    /// Client masking key (RFC 6455 §5.3: "The masking key is a 32-bit value chosen at
+    /// random by the client ... MUST pick a fresh masking key from the set of allowed
+    /// 32-bit values").
+    fn mask_key(&mut self) -> Option<[u8; 4]> {
+        use rand::Rng;
+        self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,384 @@
+//! The receive pipeline: handshake parsing, then frame header -> unmask -> message rules
+//! (fragmentation, UTF-8, limits) -> events. It runs lazily inside `poll_event`.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::state::{Input, Phase};
+use super::timers::Timer;
+use super::{Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes};
+use crate::Status;
+use crate::config::Delivery;
+use crate::error::{Error, HandshakeError, ProtocolError};
+use crate::frame::{CloseCode, CloseFrame, FrameHeader, OpCode};
+use crate::mask::apply_mask;
+
+impl Connection {
+    /// The next event, parsing buffered input as needed. `Ok(None)`: nothing more until
+    /// new input (`recv`, `recv_eof`, `handle_timeout`) or, for a server, `accept`.
+    ///
+    /// An `Err` is fatal and sticky (see the type's docs): every later call returns it.
+    #[must_use = "events carry messages and errors that must be handled"]
+    pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        if let Some(event) = self.closed_event.take() {
+            return Ok(Some(event));
+        }
+        if let Some(error) = &self.error {
+            return Err(error.clone());
+        }
+        let event = match self.phase {
+            Phase::AwaitingRequest => self.read_request(),
+            Phase::AwaitingResponse => self.read_response(),
+            Phase::RequestPending => {
+                if self.eof {
+                    Err(self.fail_handshake(HandshakeError::UnexpectedEof))
+                } else {
+                    Ok(None)
+                }
+            }
+            Phase::Open | Phase::Closing => self.read_frames(),
+            Phase::Closed | Phase::Rejected | Phase::Failed => Ok(None),
+        }?;
+        if self.rx.is_empty() && self.rx.capacity() > self.config.recv_limit() {
+            // Give a large receive buffer back: an idle connection holds none.
+            self.rx = BytesMut::new();
+        }
+        Ok(event.or_else(|| self.closed_event.take()))
+    }
+
+    fn read_request(&mut self) -> Result<Option<Event>, Error> {
+        let parsed = crate::handshake::parse_request(
+            &self.rx,
+            self.config.max_handshake_size,
+            self.config.max_headers,
+        );
+        match parsed {
+            Ok(Status::Complete((request, head_len))) => {
+                // Bytes after the head are the client's first frames: keep them.
+                self.rx.advance(head_len);
+                self.move_to(Input::RequestReceived);
+                if let Handshake::Server { request: slot } = &mut self.handshake {
+                    *slot = Some(request.clone());
+                }
+                Ok(Some(Event::Request(request)))
+            }
+            Ok(Status::Partial) if self.eof => {
+                Err(self.fail_handshake(HandshakeError::UnexpectedEof))
+            }
+            Ok(Status::Partial) => Ok(None),
+            Err(e) => Err(self.fail_handshake(e)),
+        }
+    }
+
+    fn read_response(&mut self) -> Result<Option<Event>, Error> {
+        let Handshake::Client { request, key } = &self.handshake else {
+            return Ok(None);
+        };
+        let parsed = crate::handshake::parse_response(
+            &self.rx,
+            self.config.max_handshake_size,
+            self.config.max_headers,
+            key,
+            request,
+            self.eof,
+        );
+        match parsed {
+            Ok(Status::Complete((response, head_len))) => {
+                self.rx.advance(head_len);
+                self.move_to(Input::ResponseAccepted);
+                self.on_open();
+                Ok(Some(Event::Accepted(response)))
+            }
+            Ok(Status::Partial) => Ok(None),
+            Err(e) => Err(self.fail_handshake(e)),
+        }
+    }
+
+    /// The handshake is done: stop its timer, start keepalive.
+    pub(super) fn on_open(&mut self) {
+        self.timers.handshake = Timer::Off;
+        self.timers.keepalive = Timer::start(self.config.keepalive.map(|k| k.interval));
+    }
+
+    fn read_frames(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            let Some(frame) = self.recv.frame else {
+                match FrameHeader::decode(&self.rx, 0) {
+                    Ok(Status::Complete((header, len))) => {
+                        self.rx.advance(len);
+                        self.begin_frame(header)
+                            .map_err(|e| self.fail_protocol(e))?;
+                        continue;
+                    }
+                    Ok(Status::Partial) => return Ok(self.at_end_of_input()),
+                    Err(e) => return Err(self.fail_protocol(e)),
+                }
+            };
+            let result = if frame.header.opcode.is_control() {
+                self.read_control_frame(frame)
+            } else {
+                self.read_data_payload(frame)
+            };
+            match result {
+                Ok(Progress::Event(event)) => return Ok(Some(event)),
+                Ok(Progress::Continue) => continue,
+                Ok(Progress::NeedInput) => return Ok(self.at_end_of_input()),
+                Err(e) => return Err(self.fail_protocol(e)),
+            }
+        }
+    }
+
+    /// All buffered input is used up: if the peer has ended the stream, the connection
+    /// ends without a Close frame (RFC 6455 §7.1.5: close code 1006).
+    fn at_end_of_input(&mut self) -> Option<Event> {
+        if self.eof {
+            self.abort();
+            self.closed_event.take()
+        } else {
+            None
+        }
+    }
+
+    /// Checks a new frame header against the role and the message rules.
+    fn begin_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+        // §5.1: "The server MUST close the connection upon receiving a frame that is not
+        // masked" and "A client MUST close a connection if it detects a masked frame".
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if header.payload_len > self.config.max_frame_size {
+            return Err(ProtocolError::FrameTooBig {
+                len: header.payload_len,
+                max: self.config.max_frame_size,
+            });
+        }
+        let kind = match header.opcode {
+            OpCode::Text => Some(MessageKind::Text),
+            OpCode::Binary => Some(MessageKind::Binary),
+            _ => None,
+        };
+        match (header.opcode, &mut self.recv.message, kind) {
+            (op, _, _) if op.is_control() => {}
+            // §5.4: "a fragmented message consists of a single frame with the FIN bit
+            // clear and an opcode other than 0, followed by zero or more frames with the
+            // FIN bit clear and the opcode set to 0".
+            (OpCode::Continuation, None, _) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(message), _) => {
+                message.fragments = message.fragments.saturating_add(1);
+                if message.fragments > self.config.max_fragments {
+                    return Err(ProtocolError::TooManyFragments(self.config.max_fragments));
+                }
+                message.len = add_len(
+                    message.len,
+                    header.payload_len,
+                    self.config.max_message_size,
+                )?;
+            }
+            (_, Some(_), Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (_, None, Some(kind)) => {
+                let len = add_len(0, header.payload_len, self.config.max_message_size)?;
+                self.recv.message = Some(RecvMessage {
+                    kind,
+                    len,
+                    fragments: 1,
+                });
+                self.recv.utf8 = crate::utf8::Utf8Validator::new();
+            }
+            (_, _, None) => return Err(ProtocolError::ReservedOpcode(header.opcode.bits())),
+        }
+        self.recv.frame = Some(RecvFrame {
+            header,
+            remaining: header.payload_len,
+            mask_phase: 0,
+            held: 0,
+        });
+        Ok(())
+    }
+
+    fn read_control_frame(&mut self, frame: RecvFrame) -> Result<Progress, ProtocolError> {
+        // Control payloads are at most 125 bytes (checked by the decoder), and the
+        // receive buffer always has room for them: wait for the whole payload.
+        let len = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
+        if self.rx.len() < len {
+            return Ok(Progress::NeedInput);
+        }
+        self.recv.frame = None;
+        let mut payload = self.rx.split_to(len);
+        if let Some(key) = frame.header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        let payload = payload.freeze();
+        Ok(match frame.header.opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong && self.phase == Phase::Open {
+                    self.queue_auto_pong(payload.clone());
+                }
+                Progress::Event(Event::Ping(payload))
+            }
+            OpCode::Pong => Progress::Event(Event::Pong(payload)),
+            _ => Progress::Event(self.on_peer_close(&payload)?),
+        })
+    }
+
+    /// RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not previously
+    /// send a Close frame, the endpoint MUST send a Close frame in response. (When
+    /// sending a Close frame in response, the endpoint typically echos the status code
+    /// it received.)"
+    fn on_peer_close(&mut self, payload: &[u8]) -> Result<Event, ProtocolError> {
+        let frame = CloseFrame::parse(payload)?;
+        if self.phase == Phase::Open {
+            let echo = frame.as_ref().map(|f| CloseFrame {
+                code: f.code,
+                reason: String::new(),
+            });
+            self.queue_close(echo.as_ref());
+        }
+        self.move_to(Input::PeerClose);
+        let code = frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code);
+        self.peer_close = Some(code);
+        self.closed_event = Some(Event::Closed { code, clean: true });
+        // §5.5.1: nothing may follow the Close frame; whatever did is ignored.
+        self.rx = BytesMut::new();
+        self.recv = super::RecvState::default();
+        self.pending_pong = None;
+        self.timers.keepalive = Timer::Off;
+        // A server closes the transport now; a client waits for the server to do so,
+        // for at most the close timeout (§7.1.1).
+        self.timers.close = match self.role {
+            Role::Client => Timer::start(self.config.close_timeout),
+            Role::Server => Timer::Off,
+        };
+        Ok(Event::Close(frame))
+    }
+
+    /// Unmasks and validates the payload bytes that have arrived, and hands them on as
+    /// the delivery mode says.
+    fn read_data_payload(&mut self, mut frame: RecvFrame) -> Result<Progress, ProtocolError> {
+        let fresh = (self.rx.len() - frame.held)
+            .min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
+        let frame_done = u64::try_from(fresh).is_ok_and(|n| n == frame.remaining);
+        if fresh == 0 && !frame_done {
+            return Ok(Progress::NeedInput);
+        }
+        let Some(message) = self.recv.message else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        let text = message.kind == MessageKind::Text;
+        let range = frame.held..frame.held + fresh;
+        if let Some(key) = frame.header.mask {
+            frame.mask_phase = apply_mask(&mut self.rx[range.clone()], key, frame.mask_phase);
+        }
+        let carried_before = self.recv.utf8.carried().len();
+        let mut carried = [0u8; 4];
+        carried[..carried_before].copy_from_slice(self.recv.utf8.carried());
+        if text {
+            // §8.1: fail as soon as an invalid byte is seen, even mid-frame.
+            self.recv
+                .utf8
+                .feed(&self.rx[range])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        frame.remaining -= fresh as u64;
+        let message_done = frame_done && frame.header.fin;
+        if message_done && text {
+            self.recv
+                .utf8
+                .finish()
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        let ready = frame.held + fresh;
+        if frame_done {
+            self.recv.frame = None;
+        }
+        if message_done {
+            self.recv.message = None;
+        }
+
+        match self.config.delivery {
+            Delivery::Whole => {
+                let single_frame = frame.header.opcode != OpCode::Continuation && frame.header.fin;
+                let fits = frame.header.payload_len <= self.config.recv_limit() as u64;
+                if single_frame && fits && self.recv.assembly.is_empty() {
+                    // Keep the bytes in the receive buffer until the frame is complete,
+                    // then split them out without copying.
+                    if !message_done {
+                        frame.held = ready;
+                        self.recv.frame = Some(frame);
+                        return Ok(Progress::NeedInput);
+                    }
+                    let data = self.rx.split_to(ready).freeze();
+                    return Ok(Progress::Event(data_event(message.kind, data, true)));
+                }
+                self.recv.assembly.extend_from_slice(&self.rx[..ready]);
+                self.rx.advance(ready);
+                if !frame_done {
+                    frame.held = 0;
+                    self.recv.frame = Some(frame);
+                }
+                if message_done {
+                    let data = core::mem::take(&mut self.recv.assembly).freeze();
+                    return Ok(Progress::Event(data_event(message.kind, data, true)));
+                }
+                Ok(Progress::Continue)
+            }
+            Delivery::Streaming => {
+                if !frame_done {
+                    self.recv.frame = Some(RecvFrame { held: 0, ..frame });
+                }
+                let mut data = self.rx.split_to(ready);
+                if text {
+                    // Cut at a code point boundary: the incomplete tail waits in the
+                    // validator and is prepended to the next piece.
+                    let tail = self.recv.utf8.carried().len();
+                    let keep = (carried_before + data.len()).saturating_sub(tail);
+                    if carried_before > 0 && keep > 0 {
+                        let mut joined = BytesMut::with_capacity(keep);
+                        joined.extend_from_slice(&carried[..carried_before]);
+                        joined.extend_from_slice(&data[..keep - carried_before]);
+                        data = joined;
+                    } else {
+                        data.truncate(keep);
+                    }
+                }
+                if data.is_empty() && !message_done {
+                    return Ok(Progress::Continue);
+                }
+                Ok(Progress::Event(data_event(
+                    message.kind,
+                    data.freeze(),
+                    message_done,
+                )))
+            }
+        }
+    }
+}
+
+/// What handling the current frame produced.
+enum Progress {
+    Event(Event),
+    /// Made progress; look at the buffer again.
+    Continue,
+    /// The buffer holds no more usable bytes.
+    NeedInput,
+}
+
+fn data_event(kind: MessageKind, data: Bytes, last: bool) -> Event {
+    match kind {
+        MessageKind::Text => Event::Text {
+            data: Utf8Bytes::new_validated(data),
+            last,
+        },
+        MessageKind::Binary => Event::Binary { data, last },
+    }
+}
+
+/// Adds a frame's length to its message's, enforcing the message size limit as soon as
+/// the header announces the excess (before any of its payload is buffered).
+fn add_len(so_far: u64, frame: u64, max: u64) -> Result<u64, ProtocolError> {
+    match so_far.checked_add(frame) {
+        Some(len) if len <= max => Ok(len),
+        Some(len) => Err(ProtocolError::MessageTooBig { len, max }),
+        None => Err(ProtocolError::MessageTooBig { len: u64::MAX, max }),
+    }
+}

@@ -1,0 +1,258 @@
+//! The send path: the server's handshake answer, frame encoding (masked for clients),
+//! the bounded transmit buffer, and the automatic Pong and Close replies.
+
+use bytes::Bytes;
+
+use super::state::{Input, Phase};
+use super::timers::Timer;
+use super::{Connection, Handshake, MessageKind};
+use crate::error::SendError;
+use crate::frame::{
+    CloseCode, CloseFrame, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode,
+};
+use crate::handshake::{Accept, Reject};
+use crate::mask::apply_mask;
+
+/// RFC 6455 §5.5: a Close body is a 2-byte code plus a reason, within 125 bytes.
+const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
+
+impl Connection {
+    /// Server: accepts the request reported by [`Event::Request`](super::Event::Request),
+    /// queuing the `101 Switching Protocols` response (RFC 6455 §4.2.2). Frames that
+    /// arrived after the request are processed from the next `poll_event` on.
+    pub fn accept(&mut self, accept: Accept) -> Result<(), SendError> {
+        let Handshake::Server {
+            request: Some(request),
+        } = &self.handshake
+        else {
+            return Err(SendError::NoPendingRequest);
+        };
+        if self.phase != Phase::RequestPending {
+            return Err(SendError::NoPendingRequest);
+        }
+        let mut head = Vec::new();
+        crate::handshake::write_accept(request, &accept, &mut head)?;
+        self.tx.extend_from_slice(&head);
+        self.handshake = Handshake::Server { request: None };
+        self.move_to(Input::Accept);
+        self.on_open();
+        Ok(())
+    }
+
+    /// Server: rejects the request with an HTTP response (status, headers, body). The
+    /// connection is over once the response is transmitted.
+    pub fn reject(&mut self, reject: Reject) -> Result<(), SendError> {
+        if self.phase != Phase::RequestPending {
+            return Err(SendError::NoPendingRequest);
+        }
+        let mut head = Vec::new();
+        crate::handshake::write_reject(&reject, &mut head)?;
+        self.tx.extend_from_slice(&head);
+        self.handshake = Handshake::Server { request: None };
+        self.move_to(Input::Reject);
+        self.timers = Default::default();
+        self.rx = Default::default();
+        Ok(())
+    }
+
+    /// Queues a text message in one frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.check_data_send(true)?;
+        self.encode_frame(OpCode::Text, true, text.as_bytes());
+        Ok(())
+    }
+
+    /// Queues a binary message in one frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.check_data_send(true)?;
+        self.encode_frame(OpCode::Binary, true, data);
+        Ok(())
+    }
+
+    /// Queues one fragment of a message (RFC 6455 §5.4). The first call starts a message
+    /// of `kind`; later calls continue it (same `kind`) until one passes `last: true`.
+    /// Text fragments may split code points, but the whole message must be valid UTF-8:
+    /// it is checked as it goes, and a fragment that breaks it is refused
+    /// (`SendError::InvalidUtf8`) without being queued.
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        last: bool,
+    ) -> Result<(), SendError> {
+        let first = match self.send_message {
+            None => true,
+            Some(k) if k == kind => false,
+            Some(_) => return Err(SendError::MessageInProgress),
+        };
+        self.check_data_send(first)?;
+        if kind == MessageKind::Text {
+            let mut validator = if first {
+                Default::default()
+            } else {
+                self.send_utf8.clone()
+            };
+            validator.feed(data).map_err(|_| SendError::InvalidUtf8)?;
+            if last {
+                validator.finish().map_err(|_| SendError::InvalidUtf8)?;
+            }
+            self.send_utf8 = validator;
+        }
+        let opcode = match (first, kind) {
+            (false, _) => OpCode::Continuation,
+            (true, MessageKind::Text) => OpCode::Text,
+            (true, MessageKind::Binary) => OpCode::Binary,
+        };
+        self.encode_frame(opcode, last, data);
+        self.send_message = if last { None } else { Some(kind) };
+        Ok(())
+    }
+
+    /// Queues a Ping (RFC 6455 §5.5.2), payload at most 125 bytes.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.check_control_send(payload)?;
+        self.encode_frame(OpCode::Ping, true, payload);
+        Ok(())
+    }
+
+    /// Queues an unsolicited Pong (RFC 6455 §5.5.3: "A Pong frame MAY be sent
+    /// unsolicited. This serves as a unidirectional heartbeat."), payload at most 125 bytes.
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.check_control_send(payload)?;
+        self.encode_frame(OpCode::Pong, true, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake (RFC 6455 §7.1.2): queues a Close frame with `code`
+    /// and `reason` (at most 123 bytes). No data may be sent afterwards; received data
+    /// is still delivered until the peer's Close arrives or the close timeout expires.
+    /// A Close is accepted even when the send buffer is full.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        // §7.4: 1005, 1006 and 1015 "MUST NOT be set as a status code in a Close
+        // control frame by an endpoint"; unassigned codes are refused too.
+        if !code.is_sendable() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::CloseReasonTooLong);
+        }
+        match self.phase {
+            Phase::Open => {}
+            p if p.is_handshake() => return Err(SendError::NotOpen),
+            Phase::Closing => return Err(SendError::Closing),
+            _ => return Err(SendError::Closed),
+        }
+        self.queue_close(Some(&CloseFrame {
+            code,
+            reason: reason.to_owned(),
+        }));
+        self.move_to(Input::LocalClose);
+        self.timers.keepalive = Timer::Off;
+        self.timers.close = Timer::start(self.config.close_timeout);
+        Ok(())
+    }
+
+    fn check_state(&self) -> Result<(), SendError> {
+        match self.phase {
+            Phase::Open => Ok(()),
+            p if p.is_handshake() => Err(SendError::NotOpen),
+            Phase::Closing => Err(SendError::Closing),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    fn check_data_send(&self, first: bool) -> Result<(), SendError> {
+        self.check_state()?;
+        if first && self.send_message.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        if !first && self.send_message.is_none() {
+            return Err(SendError::NoMessageInProgress);
+        }
+        self.check_room()
+    }
+
+    fn check_control_send(&self, payload: &[u8]) -> Result<(), SendError> {
+        self.check_state()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong);
+        }
+        self.check_room()
+    }
+
+    /// The send buffer is a high-water mark: a send is accepted while less than
+    /// `max_send_buffer` bytes wait, so a message larger than the limit can still go
+    /// out on its own, and a peer that does not read stops the application quickly.
+    fn check_room(&self) -> Result<(), SendError> {
+        if self.tx.len() >= self.config.max_send_buffer {
+            Err(SendError::Blocked)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Encodes one frame into the transmit buffer; a client masks it with a fresh key.
+    fn encode_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = self.mask_key();
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        self.tx.reserve(n + payload.len());
+        self.tx.extend_from_slice(&head[..n]);
+        let start = self.tx.len();
+        self.tx.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.tx[start..], key, 0);
+        }
+    }
+
+    /// Queues our Close frame (`None`: an empty body). Nothing may follow it, so a Pong
+    /// still waiting is dropped.
+    pub(super) fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut body = [0u8; MAX_CONTROL_PAYLOAD];
+        let len = match frame {
+            Some(f) => {
+                let reason = f.reason.as_bytes();
+                let reason = &reason[..reason.len().min(MAX_CLOSE_REASON)];
+                body[..2].copy_from_slice(&f.code.0.to_be_bytes());
+                body[2..2 + reason.len()].copy_from_slice(reason);
+                2 + reason.len()
+            }
+            None => 0,
+        };
+        self.pending_pong = None;
+        self.encode_frame(OpCode::Close, true, &body[..len]);
+    }
+
+    /// RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong
+    /// frame in response, unless it already received a Close frame." §5.5.3: "If an
+    /// endpoint receives a Ping frame and has not yet sent Pong frame(s) in response to
+    /// previous Ping frame(s), the endpoint MAY elect to send a Pong frame for only the
+    /// most recently processed Ping frame." Every Ping is answered while the send buffer
+    /// has room; beyond that only the latest waits, so a ping flood from a peer that
+    /// does not read cannot grow memory.
+    pub(super) fn queue_auto_pong(&mut self, payload: Bytes) {
+        self.pending_pong = Some(payload);
+        self.flush_pending_pong();
+    }
+
+    pub(super) fn flush_pending_pong(&mut self) {
+        if self.tx.len() < self.config.max_send_buffer
+            && let Some(payload) = self.pending_pong.take()
+        {
+            self.encode_frame(OpCode::Pong, true, &payload);
+        }
+    }
+
+    /// Keepalive Ping: tiny and exempt from the send limit, since it exists to find out
+    /// whether a peer that stopped reading is still there.
+    pub(super) fn send_keepalive_ping(&mut self) {
+        self.encode_frame(OpCode::Ping, true, b"wsengine-keepalive");
+    }
+}

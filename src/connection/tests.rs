@@ -1,0 +1,213 @@
+//! Unit tests that look inside the connection (buffers, timers). Protocol behaviour seen
+//! from outside is tested in `tests/api/`.
+#![allow(clippy::field_reassign_with_default)] // Config is built as embedders build it
+
+use super::*;
+use crate::config::{Delivery, Keepalive};
+use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use crate::handshake::Accept;
+use crate::time::{Duration, test_epoch};
+
+const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let h = FrameHeader {
+        fin,
+        rsv: 0,
+        opcode,
+        mask: Some(key),
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = h.encode(&mut head);
+    let mut out = head[..n].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    crate::mask::apply_mask(&mut out[start..], key, 0);
+    out
+}
+
+fn open_server(config: Config) -> Connection {
+    let mut c = Connection::server(config, test_epoch());
+    assert_eq!(c.recv(REQUEST), REQUEST.len());
+    assert!(matches!(c.poll_event(), Ok(Some(Event::Request(_)))));
+    c.accept(Accept::new()).unwrap();
+    let n = c.poll_transmit().len();
+    c.advance_transmit(n);
+    c
+}
+
+fn feed(c: &mut Connection, mut bytes: &[u8]) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        let n = c.recv(bytes);
+        bytes = &bytes[n..];
+        while let Some(e) = c.poll_event().unwrap() {
+            events.push(e);
+        }
+        if bytes.is_empty() {
+            return events;
+        }
+    }
+}
+
+#[test]
+fn one_frame_message_in_one_read_is_split_out_without_assembly() {
+    let mut c = open_server(Config::default());
+    let events = feed(&mut c, &masked(true, OpCode::Binary, &[7u8; 1000]));
+    assert_eq!(
+        events,
+        vec![Event::Binary {
+            data: Bytes::from(vec![7u8; 1000]),
+            last: true
+        }]
+    );
+    assert_eq!(
+        c.recv.assembly.capacity(),
+        0,
+        "no copy into the assembly buffer"
+    );
+}
+
+#[test]
+fn one_frame_message_across_reads_is_held_in_the_receive_buffer() {
+    let mut c = open_server(Config::default());
+    let frame = masked(true, OpCode::Text, "héllo wörld".as_bytes());
+    for (i, b) in frame.iter().enumerate() {
+        let events = feed(&mut c, core::slice::from_ref(b));
+        if i + 1 < frame.len() {
+            assert!(events.is_empty());
+        } else {
+            assert_eq!(
+                events,
+                vec![Event::Text {
+                    data: "héllo wörld".into(),
+                    last: true
+                }]
+            );
+        }
+    }
+    assert_eq!(c.recv.assembly.capacity(), 0);
+}
+
+#[test]
+fn receive_buffer_is_given_back_after_a_large_message() {
+    let mut config = Config::default();
+    config.recv_buffer_size = 4096;
+    let mut c = open_server(config);
+    let big = vec![b'x'; 100_000];
+    let events = feed(&mut c, &masked(true, OpCode::Binary, &big));
+    assert_eq!(events.len(), 1);
+    drop(events);
+    assert!(c.rx.capacity() <= 4096, "rx kept {} bytes", c.rx.capacity());
+    assert_eq!(c.recv.assembly.capacity(), 0, "assembly buffer released");
+}
+
+#[test]
+fn streaming_text_pieces_are_cut_at_code_points() {
+    let mut config = Config::default();
+    config.delivery = Delivery::Streaming;
+    let mut c = open_server(config);
+    let text = "añ€😀".repeat(10);
+    let frame = masked(true, OpCode::Text, text.as_bytes());
+    let mut got = String::new();
+    let mut pieces = 0;
+    for b in &frame {
+        for e in feed(&mut c, core::slice::from_ref(b)) {
+            match e {
+                Event::Text { data, last } => {
+                    assert!(core::str::from_utf8(data.as_bytes()).is_ok());
+                    got.push_str(data.as_str());
+                    pieces += 1;
+                    assert_eq!(last, got.len() == text.len());
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(got, text);
+    assert_eq!(pieces, text.chars().count());
+}
+
+#[test]
+fn streaming_text_code_point_split_across_fragments() {
+    let mut config = Config::default();
+    config.delivery = Delivery::Streaming;
+    let mut c = open_server(config);
+    let euro = "€".as_bytes();
+    let mut stream = masked(false, OpCode::Text, &euro[..1]);
+    stream.extend(masked(false, OpCode::Continuation, &euro[1..2]));
+    stream.extend(masked(true, OpCode::Continuation, &euro[2..]));
+    let events = feed(&mut c, &stream);
+    assert_eq!(
+        events,
+        vec![Event::Text {
+            data: "€".into(),
+            last: true
+        }]
+    );
+}
+
+#[test]
+fn ping_flood_without_reading_keeps_one_pending_pong() {
+    let mut config = Config::default();
+    config.max_send_buffer = 1024;
+    let mut c = open_server(config);
+    let ping = masked(true, OpCode::Ping, &[9u8; 100]);
+    for _ in 0..1000 {
+        feed(&mut c, &ping);
+        assert!(c.tx.len() < 1024 + 102, "tx grew to {}", c.tx.len());
+    }
+    assert!(c.pending_pong.is_some());
+    // Draining lets the latest pending Pong out.
+    let n = c.tx.len();
+    c.advance_transmit(n);
+    assert!(!c.poll_transmit().is_empty());
+    assert!(c.pending_pong.is_none());
+}
+
+#[test]
+fn recv_never_takes_more_than_its_capacity() {
+    let mut config = Config::default();
+    config.recv_buffer_size = 300;
+    let mut c = open_server(config);
+    let data = vec![0u8; 10_000];
+    assert_eq!(c.recv_capacity(), 300);
+    assert_eq!(c.recv(&data), 300);
+    assert_eq!(c.recv(&data), 0);
+}
+
+#[test]
+fn keepalive_timer_starts_lazily_after_accept() {
+    let mut config = Config::default();
+    config.keepalive = Some(Keepalive {
+        interval: Duration::from_secs(30),
+        timeout: Duration::from_secs(5),
+    });
+    let t0 = test_epoch();
+    let mut c = Connection::server(config, t0);
+    assert_eq!(
+        c.poll_timeout(),
+        Some(t0 + Duration::from_secs(10)),
+        "handshake timer"
+    );
+    c.recv(REQUEST);
+    assert!(matches!(c.poll_event(), Ok(Some(Event::Request(_)))));
+    c.accept(Accept::new()).unwrap();
+    // Due "now" (the last known instant): the host calls handle_timeout at once.
+    assert_eq!(c.poll_timeout(), Some(t0));
+    let t1 = t0 + Duration::from_secs(3);
+    c.handle_timeout(t1);
+    assert_eq!(c.poll_timeout(), Some(t1 + Duration::from_secs(30)));
+}
+
+#[test]
+fn utf8_bytes_views() {
+    let t = Utf8Bytes::from("héllo");
+    assert_eq!(t.as_str(), "héllo");
+    assert_eq!(t.len(), 6);
+    assert_eq!(format!("{t:?}"), "\"héllo\"");
+    assert_eq!(t, "héllo");
+}

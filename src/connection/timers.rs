@@ -1,0 +1,98 @@
+//! The connection's protocol timers as data. The core never reads a clock: a timer is
+//! either off, waiting to be started at the next instant the host passes in, or due at
+//! an instant. Starting "at the next instant" lets events that carry no time (an
+//! `accept`, a `close`, a parsed Close frame) start timers without a stale clock:
+//! `poll_timeout` reports such a timer as due at the last known instant, the host calls
+//! `handle_timeout(now)` at once, and the timer starts from that `now`.
+
+use crate::time::{Duration, Instant};
+
+/// One timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Timer {
+    #[default]
+    Off,
+    /// Start at the next `handle_timeout`, to expire this long after it.
+    Pending(Duration),
+    At(Instant),
+}
+
+impl Timer {
+    /// A timer that starts at the next instant the host passes in, or `Off` for `None`.
+    pub(crate) fn start(after: Option<Duration>) -> Self {
+        after.map_or(Self::Off, Self::Pending)
+    }
+
+    /// When the host should next call `handle_timeout` for this timer.
+    pub(crate) fn deadline(self, last_now: Instant) -> Option<Instant> {
+        match self {
+            Self::Off => None,
+            Self::Pending(_) => Some(last_now),
+            Self::At(t) => Some(t),
+        }
+    }
+
+    /// Starts a pending timer at `now`; returns whether the timer has expired.
+    pub(crate) fn poll(&mut self, now: Instant) -> bool {
+        match *self {
+            Self::Off => false,
+            Self::Pending(d) => {
+                *self = Self::At(now.checked_add(d).unwrap_or(now));
+                d.is_zero()
+            }
+            Self::At(t) => t <= now,
+        }
+    }
+}
+
+/// Keepalive state (see [`Keepalive`](crate::Keepalive)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum KeepaliveState {
+    #[default]
+    Idle,
+    /// A Ping is out; the timer holds the deadline for any sign of life.
+    AwaitingPong,
+}
+
+/// All timers of one connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Timers {
+    pub(crate) handshake: Timer,
+    pub(crate) close: Timer,
+    pub(crate) keepalive: Timer,
+    pub(crate) keepalive_state: KeepaliveState,
+}
+
+impl Timers {
+    pub(crate) fn earliest(&self, last_now: Instant) -> Option<Instant> {
+        [self.handshake, self.close, self.keepalive]
+            .into_iter()
+            .filter_map(|t| t.deadline(last_now))
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_timer_starts_at_the_next_instant() {
+        let t0 = crate::time::test_epoch();
+        let mut t = Timer::start(Some(Duration::from_secs(5)));
+        assert_eq!(t.deadline(t0), Some(t0));
+        let t1 = t0 + Duration::from_secs(100);
+        assert!(!t.poll(t1));
+        assert_eq!(t.deadline(t0), Some(t1 + Duration::from_secs(5)));
+        assert!(!t.poll(t1 + Duration::from_secs(4)));
+        assert!(t.poll(t1 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn off_timer_never_fires() {
+        let t0 = crate::time::test_epoch();
+        let mut t = Timer::start(None);
+        assert_eq!(t.deadline(t0), None);
+        assert!(!t.poll(t0 + Duration::from_secs(1_000_000)));
+    }
+}

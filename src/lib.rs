@@ -1,0 +1,110 @@
+//! wsengine: a sans-IO WebSocket (RFC 6455) protocol engine.
+//!
+//! The core is a pure state machine. It owns no socket, thread or clock: bytes go in,
+//! events and bytes come out, time is passed in, and randomness comes from a seedable
+//! RNG. Any runtime can drive it.
+//!
+//! ```text
+//!  transport bytes ─► recv() ─► [handshake] ─► [frame header] ─► [unmask] ─► [message rules:
+//!                                                                  fragmentation, UTF-8,
+//!                                                                  limits, close payload]
+//!                                                                            │
+//!  transport ◄── poll_transmit()/advance_transmit() ◄── [encode (+mask)] ◄── send_*/close()
+//!                                                                            │
+//!                                                     poll_event() ◄─────────┘
+//! ```
+//!
+//! The pieces, one job each: [`handshake`] (RFC 6455 §4), [`frame`] (§5.2 header codec,
+//! opcodes, close codes), [`mask`] (§5.3), [`utf8`] (§8.1 streaming validator),
+//! [`Connection`] (the state machine tying them together), [`Config`] (limits and
+//! timers), [`error`] (errors by blame, mapped to close codes and HTTP statuses).
+//!
+//! # Driving a connection
+//!
+//! [`Connection`] documents the calling protocol. A minimal blocking echo server over
+//! `std::net` (a real host uses non-blocking I/O and `poll_timeout`):
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use std::time::Instant;
+//! use wsengine::{Accept, Config, Connection, Event};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
+//! let (mut socket, _) = listener.accept()?;
+//! let mut conn = Connection::server(Config::default(), Instant::now());
+//! let mut buf = [0u8; 16 * 1024];
+//! loop {
+//!     // 1. Events: accept the handshake, echo messages.
+//!     while let Some(event) = conn.poll_event()? {
+//!         match event {
+//!             Event::Request(_request) => conn.accept(Accept::new())?,
+//!             Event::Text { data, .. } => conn.send_text(data.as_str())?,
+//!             Event::Binary { data, .. } => conn.send_binary(&data)?,
+//!             _ => {}
+//!         }
+//!     }
+//!     // 2. Transmit.
+//!     while !conn.poll_transmit().is_empty() {
+//!         let n = socket.write(conn.poll_transmit())?;
+//!         conn.advance_transmit(n);
+//!     }
+//!     if conn.should_close_transport() {
+//!         return Ok(());
+//!     }
+//!     // 3. Receive (a real host would also honour poll_timeout here).
+//!     match socket.read(&mut buf)? {
+//!         0 => conn.recv_eof(),
+//!         n => {
+//!             let mut data = &buf[..n];
+//!             while !data.is_empty() {
+//!                 let taken = conn.recv(data);
+//!                 data = &data[taken..];
+//!                 if taken == 0 {
+//!                     // The receive buffer is full: drain events first.
+//!                     while let Some(_event) = conn.poll_event()? {}
+//!                 }
+//!             }
+//!         }
+//!     }
+//!     conn.handle_timeout(Instant::now());
+//! }
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! The core has none and needs none: `default-features = false` builds exactly the core.
+//! The mio driver and the `wsengine` command come behind `mio` and `cli`.
+#![cfg_attr(test, deny(warnings))]
+
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod time;
+pub mod utf8;
+
+pub use config::{Config, Delivery, Keepalive};
+pub use connection::{Connection, Event, MessageKind, Role, State, Utf8Bytes};
+pub use error::{Error, HandshakeError, ProtocolError, SendError, Timeout};
+pub use frame::{CloseCode, CloseFrame, FrameHeader, OpCode};
+pub use handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
+pub use time::{Duration, Instant};
+
+/// The result of parsing from a buffer that may hold only part of the input: `Partial`
+/// means "not enough bytes yet", never "invalid" (as in httparse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status<T> {
+    /// Parsing finished; the value usually carries the number of bytes consumed.
+    Complete(T),
+    /// More input is needed.
+    Partial,
+}
+
+/// Compiles and runs the README's examples as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
