@@ -80,6 +80,8 @@
 
 pub mod config;
 pub mod connection;
+#[cfg(feature = "mio")]
+pub mod driver;
 pub mod error;
 pub mod frame;
 pub mod handshake;

@@ -413,6 +413,19 @@ impl Connection {
         !self.tx.is_empty() || self.pending_pong.is_some()
     }
 
+    /// How many encoded bytes wait for the transport (what `poll_transmit` would return,
+    /// not counting a coalesced Pong that is not encoded yet).
+    pub fn transmit_len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Whether sends are refused with [`SendError::Blocked`](crate::SendError::Blocked)
+    /// right now: `Config::max_send_buffer` bytes or more wait for the transport. A host
+    /// should stop reading from this peer until it turns false (backpressure).
+    pub fn is_send_blocked(&self) -> bool {
+        self.tx.len() >= self.config.max_send_buffer
+    }
+
     /// Whether the host should close the transport now: the connection is over and
     /// everything queued has been transmitted. A client whose closing handshake is done
     /// waits for the server's EOF or the close timer first (RFC 6455 §7.1.1).

@@ -184,7 +184,7 @@ impl Connection {
     /// `max_send_buffer` bytes wait, so a message larger than the limit can still go
     /// out on its own, and a peer that does not read stops the application quickly.
     fn check_room(&self) -> Result<(), SendError> {
-        if self.tx.len() >= self.config.max_send_buffer {
+        if self.is_send_blocked() {
             Err(SendError::Blocked)
         } else {
             Ok(())
