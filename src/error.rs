@@ -140,8 +140,6 @@ pub enum ProtocolError {
     CloseTooShort,
     /// A Close frame with a status code that may not appear on the wire (§7.4).
     InvalidCloseCode(u16),
-    /// A frame after the peer's Close frame (§5.5.1).
-    DataAfterClose,
 }
 
 impl ProtocolError {
@@ -175,7 +173,6 @@ impl fmt::Display for ProtocolError {
             Self::TooManyFragments(max) => write!(f, "message in more than {max} fragments"),
             Self::CloseTooShort => f.write_str("close frame with a 1-byte payload"),
             Self::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
-            Self::DataAfterClose => f.write_str("frame after the peer's close frame"),
         }
     }
 }
@@ -297,8 +294,6 @@ pub enum SendError {
     CloseReasonTooLong,
     /// A whole message or a new first fragment while a fragmented send is unfinished.
     MessageInProgress,
-    /// A continuation fragment with no fragmented send in progress.
-    NoMessageInProgress,
     /// Text that is not valid UTF-8 (only possible for fragmented text sends).
     InvalidUtf8,
     /// `accept`/`reject` called when no request is waiting for an answer.
@@ -321,7 +316,6 @@ impl fmt::Display for SendError {
             Self::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
             Self::CloseReasonTooLong => f.write_str("close reason over 123 bytes"),
             Self::MessageInProgress => f.write_str("a fragmented message is in progress"),
-            Self::NoMessageInProgress => f.write_str("no fragmented message in progress"),
             Self::InvalidUtf8 => f.write_str("text is not valid UTF-8"),
             Self::NoPendingRequest => f.write_str("no handshake request awaits an answer"),
             Self::ProtocolNotOffered(p) => write!(f, "subprotocol {p:?} was not offered"),

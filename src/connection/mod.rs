@@ -423,7 +423,8 @@ impl Connection {
     /// right now: `Config::max_send_buffer` bytes or more wait for the transport. A host
     /// should stop reading from this peer until it turns false (backpressure).
     pub fn is_send_blocked(&self) -> bool {
-        self.tx.len() >= self.config.max_send_buffer
+        // An empty buffer always takes one more frame, whatever the limit.
+        !self.tx.is_empty() && self.tx.len() >= self.config.max_send_buffer
     }
 
     /// Whether the host should close the transport now: the connection is over and

@@ -166,9 +166,6 @@ impl Connection {
         if first && self.send_message.is_some() {
             return Err(SendError::MessageInProgress);
         }
-        if !first && self.send_message.is_none() {
-            return Err(SendError::NoMessageInProgress);
-        }
         self.check_room()
     }
 
@@ -243,7 +240,7 @@ impl Connection {
     }
 
     pub(super) fn flush_pending_pong(&mut self) {
-        if self.tx.len() < self.config.max_send_buffer
+        if !self.is_send_blocked()
             && let Some(payload) = self.pending_pong.take()
         {
             self.encode_frame(OpCode::Pong, true, &payload);

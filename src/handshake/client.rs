@@ -460,9 +460,9 @@ impl Response {
 ///   bytes after the first `head_len` are WebSocket frames: they are not consumed.
 /// - `Err(HandshakeError::Rejected { .. })`: any other status (§4.1: "If the status code
 ///   received from the server is not 101, the client handles the response per HTTP").
-///   The body is `Content-Length` bytes (at most `max_head`; `Partial` until they have
-///   all arrived, unless `eof`), or without `Content-Length` the bytes already after the
-///   head (at most `max_head`); empty for 1xx, 204 and 304, which have none.
+///   The body is `Content-Length` bytes, or without `Content-Length` everything until
+///   the end of the stream (RFC 9112 §6.3), at most `max_head` either way; `Partial`
+///   until it has all arrived, unless `eof`. Empty for 1xx, 204 and 304, which have none.
 /// - `Err(HandshakeError::UnexpectedEof)`: `eof` with an incomplete head.
 /// - `Err(HeadTooLarge | TooManyHeaders | MalformedHttp)`: as for
 ///   [`parse_request`](super::parse_request).
@@ -523,7 +523,8 @@ fn rejected(
     let wanted = match content_length(&headers) {
         _ if bodyless => 0,
         Some(n) => n.min(max_head),
-        None => after_head.len().min(max_head),
+        // RFC 9112 §6.3: without a length the body ends when the connection closes.
+        None => max_head,
     };
     if after_head.len() < wanted && !eof {
         return Ok(Status::Partial);
@@ -1245,11 +1246,13 @@ mod tests {
     fn rejected_without_content_length_takes_what_arrived() {
         let req = chat_request();
         let wire = "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n\r\nsee /elsewhere";
+        // The body runs to the end of the stream, so it is not complete before EOF.
+        assert_eq!(parse(wire.as_bytes(), &req, false), Ok(Status::Partial));
         let Err(HandshakeError::Rejected {
             status,
             headers,
             body,
-        }) = parse(wire.as_bytes(), &req, false)
+        }) = parse(wire.as_bytes(), &req, true)
         else {
             panic!("not rejected")
         };
@@ -1330,9 +1333,8 @@ mod tests {
         ]
     }
 
-    /// `prefix` is what parsing an early part of the input gave, `whole` the whole.
-    /// Without Content-Length a rejection's body is whatever has arrived, so it may be
-    /// shorter; everything else must be identical once it is not Partial.
+    /// `prefix` is what parsing an early part of the input gave, `whole` the whole: once
+    /// it is not Partial it must be identical.
     fn consistent<T: PartialEq + fmt::Debug>(
         prefix: &Result<Status<T>, HandshakeError>,
         whole: &Result<Status<T>, HandshakeError>,
@@ -1350,7 +1352,7 @@ mod tests {
                     headers: h2,
                     body: b2,
                 }),
-            ) => s1 == s2 && h1 == h2 && b2.starts_with(b1),
+            ) => s1 == s2 && h1 == h2 && b1 == b2,
             _ => prefix == whole,
         }
     }

@@ -1,0 +1,33 @@
+//! Integration tests of the public API: one test binary (`tests/api.rs` plus the modules
+//! in `tests/api/`), which builds faster than one binary per file.
+//!
+//! Every test but those in `driver` drives `Connection`s from bytes in memory with a
+//! fake clock: no sockets, no sleeping. `driver` runs the mio event loop end to end on
+//! 127.0.0.1 with ephemeral ports, bounded in time.
+
+// The tests take a base instant from the real clock once (`support::t0`) and add
+// durations to it; the core itself never reads a clock.
+#![allow(clippy::disallowed_methods)]
+// A test reports failure by panicking: helpers outside `#[test]` functions unwrap too
+// (clippy's allow-unwrap-in-tests covers only the test functions themselves).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "api/support.rs"]
+mod support;
+
+#[path = "api/chunking.rs"]
+mod chunking;
+#[path = "api/closing.rs"]
+mod closing;
+#[path = "api/driver.rs"]
+mod driver;
+#[path = "api/limits.rs"]
+mod limits;
+#[path = "api/rfc_examples.rs"]
+mod rfc_examples;
+#[path = "api/roundtrip.rs"]
+mod roundtrip;
+#[path = "api/rules.rs"]
+mod rules;
+#[path = "api/timers.rs"]
+mod timers;
