@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Runs Autobahn|Testsuite against wsengine in one direction and judges the result.
+#
+#   bash autobahn/run.sh server   wstest (fuzzingclient) tests `wsengine serve`
+#   bash autobahn/run.sh client   `wsengine autobahn-client` is tested by wstest (fuzzingserver)
+#
+# Builds the release binary, installs wstest (autobahn/install.sh), runs the direction on
+# 127.0.0.1 with a port picked at run time, stops every process it started (process groups,
+# trap on EXIT), and summarises autobahn/reports/<server|client>/index.json into summary.md.
+# Exits non-zero on any case that is not OK/INFORMATIONAL (or whose close behaviour is not),
+# on a case or section that did not run, or on a run that crashed or timed out.
+#
+# Environment:
+#   WSENGINE_BIN=path          test this executable instead of building target/release/wsengine
+#   AUTOBAHN_TIMEOUT=600       seconds for the test run of a direction
+#   AUTOBAHN_BUILD_TIMEOUT=1800, AUTOBAHN_INSTALL_TIMEOUT=1800   seconds for those steps
+#   AUTOBAHN_MIN_CASES=250     fewer judged cases than this fails the run
+#   AUTOBAHN_WSTEST=docker     run wstest from the crossbario/autobahn-testsuite image
+#   AUTOBAHN_DOCKER_IMAGE=...  that image (default crossbario/autobahn-testsuite)
+set -euo pipefail
+
+usage() {
+    echo "usage: bash autobahn/run.sh server|client" >&2
+    exit 2
+}
+[[ $# -eq 1 && ($1 == server || $1 == client) ]] || usage
+MODE=$1
+
+AB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "${AB_DIR}/.." && pwd)"
+cd "${ROOT}"
+
+TIMEOUT="${AUTOBAHN_TIMEOUT:-600}"
+BUILD_TIMEOUT="${AUTOBAHN_BUILD_TIMEOUT:-1800}"
+INSTALL_TIMEOUT="${AUTOBAHN_INSTALL_TIMEOUT:-1800}"
+MIN_CASES="${AUTOBAHN_MIN_CASES:-250}"
+AGENT=wsengine
+OUT="${AB_DIR}/reports/${MODE}"
+if [[ ${MODE} == server ]]; then
+    SPEC="${AB_DIR}/fuzzingclient.json"
+else
+    SPEC="${AB_DIR}/fuzzingserver.json"
+fi
+CFG="${OUT}/wstest-config.json" # the effective spec: SPEC with the port and outdir filled in
+
+log() { printf '[autobahn %s] %s\n' "${MODE}" "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# --- Process bookkeeping: every background process leads its own group; all die on exit ----
+PGIDS=()
+CONTAINER=""
+stop_all() {
+    local pid i alive
+    for pid in "${PGIDS[@]}"; do kill -TERM -- "-${pid}" 2>/dev/null || true; done
+    for ((i = 0; i < 50; i++)); do
+        alive=0
+        for pid in "${PGIDS[@]}"; do kill -0 -- "-${pid}" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PGIDS[@]}"; do kill -KILL -- "-${pid}" 2>/dev/null || true; done
+    for pid in "${PGIDS[@]}"; do wait "${pid}" 2>/dev/null || true; done
+    PGIDS=()
+    if [[ -n ${CONTAINER} ]]; then
+        docker rm -f "${CONTAINER}" >/dev/null 2>&1 || true
+        CONTAINER=""
+    fi
+}
+on_exit() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    stop_all
+    exit "${rc}"
+}
+trap on_exit EXIT
+trap 'log "interrupted (SIGINT)"; exit 130' INT
+trap 'log "terminated (SIGTERM)"; exit 143' TERM
+trap 'log "hung up (SIGHUP)"; exit 129' HUP
+
+# start_bg LOG CMD...: run CMD in a new session (so its whole process group can be killed);
+# sets BG_PID, which is also the group id.
+BG_PID=""
+start_bg() {
+    local logfile=$1
+    shift
+    setsid "$@" >"${logfile}" 2>&1 </dev/null &
+    BG_PID=$!
+    PGIDS+=("${BG_PID}")
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_port PORT PID SECONDS: until PORT accepts connections; fails if PID exits first.
+wait_port() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        port_open "$1" && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+show_log() { # show_log NAME FILE: the end of a log, for a failed step
+    [[ -s $2 ]] || return 0
+    log "last lines of $1 ($2):"
+    tail -n 25 "$2" | cut -c1-300 | sed 's/^/    /' >&2
+}
+
+# --- 1. The binary ------------------------------------------------------------------------
+if [[ -n ${WSENGINE_BIN:-} ]]; then
+    BIN="${WSENGINE_BIN}"
+    [[ -x ${BIN} ]] || die "WSENGINE_BIN=${BIN} is not executable"
+    log "testing ${BIN} (WSENGINE_BIN; nothing built)"
+else
+    # The bin's required features (`cli`) and the target dir, as cargo itself reports them.
+    meta="$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+feats = [f for p in m["packages"] for t in p["targets"]
+         if t["name"] == "wsengine" and "bin" in t["kind"] for f in t.get("required-features") or []]
+print(m["target_directory"]); print(",".join(feats))')"
+    target_dir="$(sed -n 1p <<<"${meta}")"
+    features="$(sed -n 2p <<<"${meta}")"
+    build=(cargo build --release --bin wsengine)
+    [[ -z ${features} ]] || build+=(--features "${features}")
+    log "building: ${build[*]}"
+    timeout -k 10 "${BUILD_TIMEOUT}" "${build[@]}" || die "build failed or timed out"
+    BIN="${target_dir}/release/wsengine"
+fi
+
+# --- 2. wstest ------------------------------------------------------------------------------
+timeout -k 10 "${INSTALL_TIMEOUT}" bash "${AB_DIR}/install.sh" </dev/null ||
+    die "autobahn/install.sh failed or timed out"
+if [[ ${AUTOBAHN_WSTEST:-venv} == docker ]]; then
+    # Alternative path: the official image, host networking, autobahn/ mounted at its own
+    # path so the spec and report paths are the same inside and out.
+    CONTAINER="wsengine-autobahn-${MODE}-$$"
+    WSTEST=(docker run --rm --init --name "${CONTAINER}" --network host
+        -v "${AB_DIR}:${AB_DIR}" -w "${AB_DIR}"
+        "${AUTOBAHN_DOCKER_IMAGE:-crossbario/autobahn-testsuite}" wstest)
+else
+    WSTEST=("${AB_DIR}/.cache/venv/bin/wstest")
+fi
+export PYTHONUNBUFFERED=1 # wstest's progress reaches its log even when it is killed
+
+# --- 3. The effective spec ------------------------------------------------------------------
+rm -rf "${OUT}"
+mkdir -p "${OUT}"
+PORT="$(free_port)"
+python3 - "${SPEC}" "${CFG}" "${MODE}" "${PORT}" "${OUT}" <<'EOF'
+import json, sys
+src, dst, mode, port, outdir = sys.argv[1:]
+with open(src) as f:
+    spec = json.load(f)
+url = "ws://127.0.0.1:%s" % port
+if mode == "server":
+    for server in spec["servers"]:
+        server["url"] = url
+else:
+    spec["url"] = url
+spec["outdir"] = outdir
+with open(dst, "w") as f:
+    json.dump(spec, f, indent=2)
+EOF
+if [[ ${MODE} == server ]]; then
+    AGENT="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["servers"][0]["agent"])' "${CFG}")"
+fi
+
+# --- 4. The run -----------------------------------------------------------------------------
+status=0
+started=${SECONDS}
+if [[ ${MODE} == server ]]; then
+    start_bg "${OUT}/wsengine.log" "${BIN}" serve --listen "127.0.0.1:${PORT}"
+    peer_pid=${BG_PID}
+    wait_port "${PORT}" "${peer_pid}" 30 || {
+        show_log "wsengine serve" "${OUT}/wsengine.log"
+        die "wsengine serve did not accept connections on 127.0.0.1:${PORT}"
+    }
+    log "wsengine serve on 127.0.0.1:${PORT}; running wstest -m fuzzingclient (limit ${TIMEOUT} s)"
+    start_bg "${OUT}/wstest.log" timeout -k 10 "${TIMEOUT}" "${WSTEST[@]}" -m fuzzingclient -s "${CFG}"
+    rc=0
+    wait "${BG_PID}" || rc=$?
+    if ((rc == 124 || rc == 137)); then
+        log "wstest timed out after ${TIMEOUT} s"
+        status=1
+    elif ((rc != 0)); then
+        log "wstest exited with status ${rc}"
+        status=1
+    fi
+    if ! kill -0 "${peer_pid}" 2>/dev/null; then
+        prc=0
+        wait "${peer_pid}" || prc=$?
+        log "wsengine serve exited during the run (status ${prc})"
+        status=1
+    fi
+else
+    start_bg "${OUT}/wstest.log" timeout -k 10 "$((TIMEOUT + 60))" \
+        "${WSTEST[@]}" -m fuzzingserver -s "${CFG}" -u 0
+    peer_pid=${BG_PID}
+    wait_port "${PORT}" "${peer_pid}" 60 || {
+        show_log "wstest" "${OUT}/wstest.log"
+        die "wstest -m fuzzingserver did not accept connections on 127.0.0.1:${PORT}"
+    }
+    log "wstest fuzzingserver on 127.0.0.1:${PORT}; running wsengine autobahn-client (limit ${TIMEOUT} s)"
+    start_bg "${OUT}/wsengine.log" timeout -k 10 "${TIMEOUT}" \
+        "${BIN}" autobahn-client --server "ws://127.0.0.1:${PORT}" --agent "${AGENT}"
+    rc=0
+    wait "${BG_PID}" || rc=$?
+    if ((rc == 124 || rc == 137)); then
+        log "wsengine autobahn-client timed out after ${TIMEOUT} s"
+        status=1
+    elif ((rc != 0)); then
+        log "wsengine autobahn-client exited with status ${rc}"
+        status=1
+    fi
+    # The reports are written while /updateReports is served; allow a moment regardless.
+    for ((i = 0; i < 50; i++)); do
+        [[ -s ${OUT}/index.json ]] && break
+        sleep 0.1
+    done
+    if ! kill -0 "${peer_pid}" 2>/dev/null; then
+        log "wstest -m fuzzingserver exited before the end of the run"
+        status=1
+    fi
+fi
+elapsed=$((SECONDS - started))
+stop_all
+log "run took ${elapsed} s"
+
+# --- 5. The verdict -------------------------------------------------------------------------
+if [[ ! -s ${OUT}/index.json ]]; then
+    show_log "wstest" "${OUT}/wstest.log"
+    show_log "wsengine" "${OUT}/wsengine.log"
+    die "no report: ${OUT}/index.json was not written"
+fi
+if [[ ${MODE} == server ]]; then
+    title="Server: wstest -m fuzzingclient against wsengine serve"
+else
+    title="Client: wsengine autobahn-client against wstest -m fuzzingserver"
+fi
+if ((status != 0)); then
+    show_log "wstest" "${OUT}/wstest.log"
+    show_log "wsengine" "${OUT}/wsengine.log"
+fi
+log "report: ${OUT}/index.html, summary: ${OUT}/summary.md"
+# The summary's last line is the plain "autobahn-<mode>: N passed, N failed".
+src=0
+python3 "${AB_DIR}/summarize.py" "${OUT}/index.json" --config "${CFG}" --agent "${AGENT}" \
+    --markdown "${OUT}/summary.md" --min-cases "${MIN_CASES}" --title "${title}" --label "autobahn-${MODE}" || src=$?
+if ((status != 0 && src == 0)); then
+    log "FAILED: the run itself failed (see above), although its report passes"
+fi
+((status == 0 && src == 0)) || exit 1
