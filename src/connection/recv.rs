@@ -266,18 +266,32 @@ impl Connection {
         };
         let text = message.kind == MessageKind::Text;
         let range = frame.held..frame.held + fresh;
-        if let Some(key) = frame.header.mask {
-            frame.mask_phase = apply_mask(&mut self.rx[range.clone()], key, frame.mask_phase);
-        }
         let carried_before = self.recv.utf8.carried().len();
         let mut carried = [0u8; 4];
         carried[..carried_before].copy_from_slice(self.recv.utf8.carried());
-        if text {
-            // §8.1: fail as soon as an invalid byte is seen, even mid-frame.
-            self.recv
-                .utf8
-                .feed(&self.rx[range])
-                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        match (frame.header.mask, text) {
+            (Some(key), true) => {
+                // One pass while the bytes are hot: unmask a cache-sized block, validate
+                // it, go on (§8.1: fail as soon as an invalid byte is seen, even
+                // mid-frame).
+                for block in self.rx[range].chunks_mut(FUSED_BLOCK) {
+                    frame.mask_phase = apply_mask(block, key, frame.mask_phase);
+                    self.recv
+                        .utf8
+                        .feed(block)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+            }
+            (Some(key), false) => {
+                frame.mask_phase = apply_mask(&mut self.rx[range], key, frame.mask_phase);
+            }
+            (None, true) => {
+                self.recv
+                    .utf8
+                    .feed(&self.rx[range])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            (None, false) => {}
         }
         frame.remaining -= fresh as u64;
         let message_done = frame_done && frame.header.fin;
@@ -353,6 +367,10 @@ impl Connection {
         }
     }
 }
+
+/// Text payload is unmasked and validated in blocks of this size, so each block is
+/// validated while it is still in L1 (32 KiB per core on this machine image).
+const FUSED_BLOCK: usize = 16 << 10;
 
 /// What handling the current frame produced.
 enum Progress {

@@ -7,14 +7,28 @@
 //! arrives in several reads is unmasked piece by piece with the phase carried over.
 //!
 //! Two safe implementations live here: [`apply_mask_scalar`], the byte-at-a-time
-//! reference, and a word-at-a-time loop that LLVM vectorises on any target. Explicit
-//! SIMD comes later in `mask/simd.rs`, the only module that will be allowed `unsafe`.
+//! reference, and [`apply_mask_word`], a word-at-a-time loop that LLVM vectorises on any
+//! target (NEON on aarch64). Explicit SSE2/AVX2 paths, picked at runtime, live in
+//! `mask/simd.rs`, the only module of the crate allowed `unsafe`; [`MaskPath`] lists what
+//! this CPU has and [`apply_mask_with`] runs a given path (for tests, fuzzing, benches).
+
+mod simd;
+
+pub use simd::{MaskPath, apply_mask_with};
+
+/// Below this length the SIMD setup costs more than it saves.
+const SIMD_MIN_LEN: usize = 64;
 
 /// XORs `buf` with `key`, starting at key index `phase % 4`. Returns the phase for the
-/// byte after `buf`, to pass to the next call on the same payload.
+/// byte after `buf`, to pass to the next call on the same payload. Uses the fastest path
+/// the CPU has (detected once, cached).
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
-    apply_mask_word(buf, key, phase)
+    if buf.len() < SIMD_MIN_LEN {
+        apply_mask_word(buf, key, phase)
+    } else {
+        simd::apply_mask_best(buf, key, phase)
+    }
 }
 
 /// The reference implementation: one byte at a time, exactly as §5.3 states it.
