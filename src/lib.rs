@@ -89,6 +89,38 @@ pub mod mask;
 pub mod time;
 pub mod utf8;
 
+/// Read-only introspection for the fuzz targets in `fuzz/` (built only with
+/// `--cfg fuzzing`, which `cargo fuzz` sets): buffer lengths and capacities, so the
+/// targets can check memory against [`Config`] after every step.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    /// Lengths and capacities of one connection's buffers, in bytes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct BufferSizes {
+        /// Received bytes not yet turned into events.
+        pub rx_len: usize,
+        /// Allocated size of the receive buffer.
+        pub rx_capacity: usize,
+        /// Encoded bytes waiting for the transport.
+        pub tx_len: usize,
+        /// Allocated size of the transmit buffer.
+        pub tx_capacity: usize,
+        /// Whole-message delivery: payload assembled so far.
+        pub assembly_len: usize,
+        /// Allocated size of the assembly buffer.
+        pub assembly_capacity: usize,
+        /// Payload length of a coalesced Pong still waiting to be encoded.
+        pub pending_pong_len: Option<usize>,
+        /// What `recv` may buffer in the current phase (the handshake allows more).
+        pub recv_limit: usize,
+    }
+
+    /// The buffer sizes of `conn` right now.
+    pub fn buffer_sizes(conn: &crate::Connection) -> BufferSizes {
+        conn.fuzzing_buffer_sizes()
+    }
+}
+
 pub use config::{Config, Delivery, Keepalive};
 pub use connection::{Connection, Event, MessageKind, Role, State, Utf8Bytes};
 pub use error::{Error, HandshakeError, ProtocolError, SendError, Timeout};

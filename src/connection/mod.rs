@@ -650,5 +650,21 @@ impl Connection {
     }
 }
 
+#[cfg(fuzzing)]
+impl Connection {
+    pub(crate) fn fuzzing_buffer_sizes(&self) -> crate::fuzzing::BufferSizes {
+        crate::fuzzing::BufferSizes {
+            rx_len: self.rx.len(),
+            rx_capacity: self.rx.capacity(),
+            tx_len: self.tx.len(),
+            tx_capacity: self.tx.capacity(),
+            assembly_len: self.recv.assembly.len(),
+            assembly_capacity: self.recv.assembly.capacity(),
+            pending_pong_len: self.pending_pong.as_ref().map(|p| p.len()),
+            recv_limit: self.recv_limit(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

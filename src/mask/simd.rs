@@ -265,7 +265,7 @@ mod tests {
             key in any::<[u8; 4]>(),
             seed in any::<u8>(),
         ) {
-            let data: Vec<u8> = (0..len + 64).map(|i| (i as u8).wrapping_mul(seed | 1)).collect();
+            let data: Vec<u8> = (0..len + 64).map(|i| i.to_le_bytes()[0].wrapping_mul(seed | 1)).collect();
             let mut expected = data.clone();
             let want = super::super::apply_mask_scalar(&mut expected[align..align + len], key, phase);
             for &path in MaskPath::available() {
