@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use wsengine::driver::{ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler};
-use wsengine::{Accept, ClientRequest, CloseCode, Event, Request, Response, SendError};
+use wsengine::{Accept, ClientRequest, CloseCode, Event, Request, Response, SendError, Utf8Bytes};
 
 /// Log levels, filtered by `RUST_LOG` (error, warn, info, debug, trace; default info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,12 +154,13 @@ struct ServeHandler {
 }
 
 impl ServeHandler {
-    fn relay(&mut self, ctx: &mut Context<'_>, id: ConnId, text: Option<&str>, binary: &[u8]) {
+    fn relay(&mut self, ctx: &mut Context<'_>, id: ConnId, message: Message) {
         match self.mode {
             Mode::Echo => {
-                let sent = match text {
-                    Some(t) => ctx.send_text(id, t),
-                    None => ctx.send_binary(id, binary),
+                // Owned payloads go back without a copy.
+                let sent = match message {
+                    Message::Text(t) => ctx.send_text_bytes(id, t),
+                    Message::Binary(b) => ctx.send_binary_bytes(id, b),
                 };
                 if let Err(SendError::Blocked) = sent {
                     // The loop stops reading from a blocked peer, so this only happens
@@ -168,14 +170,20 @@ impl ServeHandler {
                 }
             }
             Mode::Broadcast => {
-                let n = match text {
-                    Some(t) => ctx.broadcast_text(t, None),
-                    None => ctx.broadcast_binary(binary, None),
+                let n = match message {
+                    Message::Text(t) => ctx.broadcast_text(t.as_str(), None),
+                    Message::Binary(b) => ctx.broadcast_binary(&b, None),
                 };
                 log!(Level::Debug, "{id}: relayed to {n} clients");
             }
         }
     }
+}
+
+/// A received message, handed on without a copy.
+enum Message {
+    Text(Utf8Bytes),
+    Binary(Bytes),
 }
 
 impl Handler for ServeHandler {
@@ -187,8 +195,8 @@ impl Handler for ServeHandler {
 
     fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
         match event {
-            Event::Text { data, .. } => self.relay(ctx, id, Some(data.as_str()), &[]),
-            Event::Binary { data, .. } => self.relay(ctx, id, None, &data),
+            Event::Text { data, .. } => self.relay(ctx, id, Message::Text(data)),
+            Event::Binary { data, .. } => self.relay(ctx, id, Message::Binary(data)),
             Event::Close(frame) => log!(Level::Debug, "{id}: peer sent close {frame:?}"),
             _ => {}
         }

@@ -5,6 +5,7 @@ mod recv;
 mod send;
 pub(crate) mod state;
 mod timers;
+mod transmit;
 
 use core::fmt;
 
@@ -21,6 +22,7 @@ use crate::utf8::Utf8Validator;
 
 use self::state::Phase;
 use self::timers::{Timer, Timers};
+use self::transmit::Transmit;
 
 /// Which end of the connection this is. Clients mask what they send; servers require
 /// masked frames (RFC 6455 §5.1).
@@ -266,7 +268,7 @@ pub struct Connection {
     /// Received bytes not yet turned into events.
     rx: BytesMut,
     /// Encoded bytes waiting for the transport.
-    tx: BytesMut,
+    tx: Transmit,
     /// The transport reported end of stream.
     eof: bool,
     /// Bytes arrived since the keepalive timer last looked.
@@ -364,7 +366,7 @@ impl Connection {
             config,
             handshake,
             rx: BytesMut::new(),
-            tx: BytesMut::new(),
+            tx: Transmit::default(),
             eof: false,
             activity: false,
             recv: RecvState::default(),
@@ -547,22 +549,31 @@ impl Connection {
 
     // ---- (D) polls ----
 
-    /// The bytes to write to the transport next (empty when there are none). Call
-    /// [`advance_transmit`](Self::advance_transmit) with how many were written.
+    /// The bytes to write to the transport next (empty when there are none): the first
+    /// contiguous run of them. Call [`advance_transmit`](Self::advance_transmit) with how
+    /// many were written; a host that can write vectored uses
+    /// [`poll_transmit_segments`](Self::poll_transmit_segments) instead.
     #[must_use]
     pub fn poll_transmit(&mut self) -> &[u8] {
         self.flush_pending_pong();
-        &self.tx
+        self.tx.first()
     }
 
-    /// Marks `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
+    /// Every run of bytes waiting for the transport, in order, for one vectored write
+    /// (`write_vectored`): large payloads sent with
+    /// [`send_binary_bytes`](Self::send_binary_bytes) or
+    /// [`send_text_bytes`](Self::send_text_bytes) by a server are handed out as their
+    /// own segment, never copied. Advance with [`advance_transmit`](Self::advance_transmit).
+    pub fn poll_transmit_segments(&mut self) -> impl Iterator<Item = &[u8]> {
+        self.flush_pending_pong();
+        self.tx.segments()
+    }
+
+    /// Marks `n` bytes of the transmit buffer as written.
     pub fn advance_transmit(&mut self, n: usize) {
-        let n = n.min(self.tx.len());
-        let _ = self.tx.split_to(n);
-        if self.tx.is_empty() && self.tx.capacity() > self.config.recv_limit() {
-            // Give a large transmit buffer back once drained: idle connections hold none.
-            self.tx = BytesMut::new();
-        }
+        self.tx.advance(n);
+        // Give a large transmit buffer back once drained: idle connections hold none.
+        self.tx.release_if_idle(self.config.recv_limit());
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.

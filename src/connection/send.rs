@@ -5,13 +5,21 @@ use bytes::Bytes;
 
 use super::state::{Input, Phase};
 use super::timers::Timer;
-use super::{Connection, Handshake, MessageKind};
+use super::{Connection, Handshake, MessageKind, Role, Utf8Bytes};
 use crate::error::SendError;
 use crate::frame::{
     CloseCode, CloseFrame, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode,
 };
 use crate::handshake::{Accept, Reject};
 use crate::mask::apply_mask;
+
+/// A client copies and masks its payload in blocks of this size (each block is masked
+/// while still in L1).
+const MASK_BLOCK: usize = 16 << 10;
+
+/// A server queues owned payloads of at least this size as their own transmit segment;
+/// smaller ones are cheaper to copy than to write as a separate `iovec`.
+const ZERO_COPY_MIN: usize = 4 << 10;
 
 /// RFC 6455 §5.5: a Close body is a 2-byte code plus a reason, within 125 bytes.
 const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
@@ -66,6 +74,25 @@ impl Connection {
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.check_data_send(true)?;
         self.encode_frame(OpCode::Binary, true, data);
+        Ok(())
+    }
+
+    /// Queues a binary message in one frame, taking ownership of the payload: a server
+    /// sends a large payload without copying it (see
+    /// [`poll_transmit_segments`](Self::poll_transmit_segments)); a client must mask, so
+    /// it copies as [`send_binary`](Self::send_binary) does. An echo server can pass a
+    /// received payload straight back.
+    pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
+        self.check_data_send(true)?;
+        self.encode_owned(OpCode::Binary, data);
+        Ok(())
+    }
+
+    /// Queues a text message in one frame, taking ownership of the payload (as
+    /// [`send_binary_bytes`](Self::send_binary_bytes)).
+    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), SendError> {
+        self.check_data_send(true)?;
+        self.encode_owned(OpCode::Text, text.into_bytes());
         Ok(())
     }
 
@@ -188,7 +215,8 @@ impl Connection {
         }
     }
 
-    /// Encodes one frame into the transmit buffer; a client masks it with a fresh key.
+    /// Encodes one frame into the transmit buffer; a client masks it with a fresh key,
+    /// copying and masking in cache-sized blocks so each block is masked while hot.
     fn encode_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
         let mask = self.mask_key();
         let header = FrameHeader {
@@ -200,13 +228,42 @@ impl Connection {
         };
         let mut head = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut head);
-        self.tx.reserve(n + payload.len());
-        self.tx.extend_from_slice(&head[..n]);
-        let start = self.tx.len();
-        self.tx.extend_from_slice(payload);
-        if let Some(key) = mask {
-            apply_mask(&mut self.tx[start..], key, 0);
+        let tail = self.tx.tail();
+        let before = tail.len();
+        tail.reserve(n + payload.len());
+        tail.extend_from_slice(&head[..n]);
+        match mask {
+            None => tail.extend_from_slice(payload),
+            Some(key) => {
+                let mut phase = 0;
+                for block in payload.chunks(MASK_BLOCK) {
+                    let start = tail.len();
+                    tail.extend_from_slice(block);
+                    phase = apply_mask(&mut tail[start..], key, phase);
+                }
+            }
         }
+        self.tx.appended(before);
+    }
+
+    /// Encodes a frame whose payload the caller owns: a server (no masking) queues a
+    /// large payload as its own transmit segment instead of copying it.
+    fn encode_owned(&mut self, opcode: OpCode, payload: Bytes) {
+        if self.role == Role::Client || payload.len() < ZERO_COPY_MIN {
+            self.encode_frame(opcode, true, &payload);
+            return;
+        }
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        self.tx.extend_from_slice(&head[..n]);
+        self.tx.push_bytes(payload);
     }
 
     /// Queues our Close frame (`None`: an empty body). Nothing may follow it, so a Pong

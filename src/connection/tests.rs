@@ -158,11 +158,15 @@ fn ping_flood_without_reading_keeps_one_pending_pong() {
     let ping = masked(true, OpCode::Ping, &[9u8; 100]);
     for _ in 0..1000 {
         feed(&mut c, &ping);
-        assert!(c.tx.len() < 1024 + 102, "tx grew to {}", c.tx.len());
+        assert!(
+            c.transmit_len() < 1024 + 102,
+            "tx grew to {}",
+            c.transmit_len()
+        );
     }
     assert!(c.pending_pong.is_some());
     // Draining lets the latest pending Pong out.
-    let n = c.tx.len();
+    let n = c.transmit_len();
     c.advance_transmit(n);
     assert!(!c.poll_transmit().is_empty());
     assert!(c.pending_pong.is_none());
@@ -210,4 +214,56 @@ fn utf8_bytes_views() {
     assert_eq!(t.len(), 6);
     assert_eq!(format!("{t:?}"), "\"héllo\"");
     assert_eq!(t, "héllo");
+}
+
+#[test]
+fn server_sends_large_owned_payloads_without_copying() {
+    let mut c = open_server(Config::default());
+    let payload = Bytes::from(vec![5u8; 64 << 10]);
+    let ptr = payload.as_ptr();
+    c.send_binary_bytes(payload.clone()).unwrap();
+    c.send_text_bytes(Utf8Bytes::from("small")).unwrap();
+    let segments: Vec<&[u8]> = c.poll_transmit_segments().collect();
+    assert_eq!(segments.len(), 3, "header, payload, next frame");
+    assert_eq!(segments[0], &[0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(
+        segments[1].as_ptr(),
+        ptr,
+        "the payload segment is the caller's buffer"
+    );
+    assert_eq!(segments[2], b"\x81\x05small");
+    let total: usize = segments.iter().map(|s| s.len()).sum();
+    assert_eq!(total, c.transmit_len());
+    c.advance_transmit(total);
+    assert!(!c.wants_write());
+}
+
+#[test]
+fn client_masks_owned_payloads_with_a_copy() {
+    let request = crate::handshake::ClientRequest::new("ws://example.com/").unwrap();
+    let mut config = Config::default();
+    config.rng_seed = Some([7; 32]);
+    let mut c = Connection::client(request, config, test_epoch()).unwrap();
+    let n = c.transmit_len();
+    c.advance_transmit(n);
+    let key = crate::handshake::accept_key(match &c.handshake {
+        Handshake::Client { key, .. } => key.as_bytes(),
+        Handshake::Server { .. } => unreachable!(),
+    });
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {key}\r\n\r\n"
+    );
+    c.recv(response.as_bytes());
+    assert!(matches!(c.poll_event(), Ok(Some(Event::Accepted(_)))));
+    let payload = Bytes::from(vec![5u8; 64 << 10]);
+    c.send_binary_bytes(payload.clone()).unwrap();
+    let segments: Vec<Vec<u8>> = c.poll_transmit_segments().map(<[u8]>::to_vec).collect();
+    assert_eq!(segments.len(), 1);
+    let wire = &segments[0];
+    let Ok(crate::Status::Complete((h, hn))) = FrameHeader::decode(wire, 0) else {
+        panic!()
+    };
+    let mut body = wire[hn..].to_vec();
+    crate::mask::apply_mask(&mut body, h.mask.unwrap(), 0);
+    assert_eq!(body, payload);
 }
