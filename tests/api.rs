@@ -15,6 +15,11 @@
 #[path = "api/support.rs"]
 mod support;
 
+#[path = "api/alloc.rs"]
+mod alloc;
+/// Counts allocations per thread for `alloc`'s tests; forwards everything to `System`.
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 #[path = "api/chunking.rs"]
 mod chunking;
 #[path = "api/closing.rs"]

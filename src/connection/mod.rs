@@ -187,6 +187,9 @@ struct RecvState {
     utf8: Utf8Validator,
     /// Whole-message delivery: payload of a message that spans frames or reads.
     assembly: BytesMut,
+    /// Size of the last assembled message: a new fragmented message reserves as much,
+    /// so a stream of similar messages costs one allocation each.
+    last_assembled: usize,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -324,6 +324,7 @@ impl Connection {
                     let data = self.rx.split_to(ready).freeze();
                     return Ok(Progress::Event(data_event(message.kind, data, true)));
                 }
+                self.reserve_assembly(ready as u64 + frame.remaining);
                 self.recv.assembly.extend_from_slice(&self.rx[..ready]);
                 self.rx.advance(ready);
                 if !frame_done {
@@ -331,7 +332,15 @@ impl Connection {
                     self.recv.frame = Some(frame);
                 }
                 if message_done {
-                    let data = core::mem::take(&mut self.recv.assembly).freeze();
+                    let assembly = core::mem::take(&mut self.recv.assembly);
+                    let data = if assembly.capacity() > 2 * assembly.len() + 4096 {
+                        // Reserved for a bigger message than this one: do not hand the
+                        // application a mostly empty allocation.
+                        Bytes::copy_from_slice(&assembly)
+                    } else {
+                        assembly.freeze()
+                    };
+                    self.recv.last_assembled = data.len();
                     return Ok(Progress::Event(data_event(message.kind, data, true)));
                 }
                 Ok(Progress::Continue)
@@ -371,6 +380,32 @@ impl Connection {
 /// Text payload is unmasked and validated in blocks of this size, so each block is
 /// validated while it is still in L1 (32 KiB per core on this machine image).
 const FUSED_BLOCK: usize = 16 << 10;
+
+/// The assembly buffer is never reserved more than this far beyond the bytes that have
+/// actually arrived, so a peer that announces a large frame and stalls makes the
+/// connection hold at most this much extra.
+const ASSEMBLY_AHEAD: u64 = 1 << 20;
+
+impl Connection {
+    /// Makes room in the assembly buffer for `frame_rest` more bytes of the current frame
+    /// (those in hand and those announced), in one allocation where possible: enough for
+    /// this frame, or for a message as large as the previous one (fragmented messages do
+    /// not announce their total), but never more than [`ASSEMBLY_AHEAD`] beyond what has
+    /// arrived. Growth past that doubles, as `Vec` does.
+    fn reserve_assembly(&mut self, frame_rest: u64) {
+        let assembly = &mut self.recv.assembly;
+        let have = assembly.len() as u64;
+        let in_hand = (self.rx.len() as u64).min(frame_rest);
+        let wanted = (have + frame_rest).max(self.recv.last_assembled as u64);
+        let target = wanted
+            .min(have + in_hand + ASSEMBLY_AHEAD)
+            .min(self.config.max_message_size);
+        let spare = (assembly.capacity() - assembly.len()) as u64;
+        if have + spare < target {
+            assembly.reserve(usize::try_from(target - have).unwrap_or(usize::MAX));
+        }
+    }
+}
 
 /// What handling the current frame produced.
 enum Progress {
