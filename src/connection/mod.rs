@@ -329,12 +329,7 @@ impl Connection {
         config: Config,
         now: Instant,
     ) -> Result<Self, RequestError> {
-        let mut rng = match config.rng_seed {
-            Some(seed) => StdRng::from_seed(seed),
-            None => {
-                StdRng::try_from_rng(&mut rand::rngs::SysRng).map_err(|_| RequestError::Entropy)?
-            }
-        };
+        let mut rng = seeded_rng(&config)?;
         let key = crate::handshake::generate_key(&mut rng);
         let mut head = Vec::new();
         request.write(&key, &mut head)?;
@@ -346,6 +341,22 @@ impl Connection {
             now,
         );
         conn.tx.extend_from_slice(&head);
+        Ok(conn)
+    }
+
+    /// A connection whose opening handshake was done by someone else (an HTTP server
+    /// that parsed the upgrade itself, see [`handshake::check_request`](crate::handshake::check_request)):
+    /// it starts in [`State::Open`] and reads and writes frames only. A client-role
+    /// connection still needs its RNG for masking keys.
+    pub fn after_handshake(role: Role, config: Config, now: Instant) -> Result<Self, RequestError> {
+        let rng = match role {
+            Role::Client => Some(seeded_rng(&config)?),
+            Role::Server => None,
+        };
+        let handshake = Handshake::Server { request: None };
+        let mut conn = Self::new(role, config, handshake, rng, now);
+        conn.phase = Phase::Open;
+        conn.on_open();
         Ok(conn)
     }
 
@@ -677,6 +688,14 @@ impl Connection {
             pending_pong_len: self.pending_pong.as_ref().map(|p| p.len()),
             recv_limit: self.recv_limit(),
         }
+    }
+}
+
+/// The client's RNG: from `Config::rng_seed`, or seeded from the operating system.
+fn seeded_rng(config: &Config) -> Result<StdRng, RequestError> {
+    match config.rng_seed {
+        Some(seed) => Ok(StdRng::from_seed(seed)),
+        None => StdRng::try_from_rng(&mut rand::rngs::SysRng).map_err(|_| RequestError::Entropy),
     }
 }
 

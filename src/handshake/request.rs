@@ -142,8 +142,12 @@ pub fn parse_request(
     check_request(method, path, version, headers).map(|r| Status::Complete((r, head_len)))
 }
 
-/// The §4.2.1 checks on a complete head, in the order documented on [`parse_request`].
-fn check_request(
+/// The §4.2.1 checks on a request whose head was already parsed by someone else (an
+/// HTTP server such as hyper, which then hands over the upgraded connection), in the
+/// order documented on [`parse_request`]. `version` is the HTTP/1 minor version (1 for
+/// HTTP/1.1). Answer with [`write_accept`](super::write_accept) (or its headers), then
+/// drive frames with [`Connection::after_handshake`](crate::Connection::after_handshake).
+pub fn check_request(
     method: &str,
     path: &str,
     version: u8,
