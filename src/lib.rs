@@ -83,6 +83,8 @@ pub mod connection;
 #[cfg(feature = "mio")]
 pub mod driver;
 pub mod error;
+#[cfg(feature = "deflate")]
+pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
