@@ -14,7 +14,8 @@
 //! - message assembly (whole-message delivery only, for a message that spans reads or
 //!   fragments): up to `max_message_size`, and up to twice that in capacity while the
 //!   buffer grows by doubling; streaming delivery needs none;
-//! - handshake: `max_handshake_size` while the head is incomplete;
+//! - handshake: `max_handshake_size` while the head is incomplete (a client: up to twice
+//!   that, to keep the body of a refusal);
 //! - transmit buffer: `max_send_buffer` plus the last message accepted into it (a send is
 //!   accepted while fewer than `max_send_buffer` bytes wait), plus one Close frame and at
 //!   most one coalesced Pong of 131 bytes;
@@ -92,6 +93,12 @@ pub struct Config {
     /// (the default) seeds from the operating system. Fix it only in tests: RFC 6455
     /// §10.3 requires keys an attacker cannot predict.
     pub rng_seed: Option<[u8; 32]>,
+    /// permessage-deflate (RFC 7692): `Some` offers it (client) or accepts an offer
+    /// (server) with this policy. Default `None`: compression costs CPU and, with context
+    /// takeover, about 430 KB of zlib state per connection (see
+    /// [`DeflateConfig`](crate::extensions::deflate::DeflateConfig)).
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::extensions::deflate::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -110,6 +117,8 @@ impl Default for Config {
             close_timeout: Some(Duration::from_secs(5)),
             keepalive: None,
             rng_seed: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }

@@ -140,13 +140,18 @@ pub enum ProtocolError {
     CloseTooShort,
     /// A Close frame with a status code that may not appear on the wire (§7.4).
     InvalidCloseCode(u16),
+    /// A compressed message (RSV1, RFC 7692) whose payload is not valid DEFLATE data.
+    InvalidCompressedData,
+    /// RSV1 on a control frame or a continuation frame: RFC 7692 §6 allows it only on
+    /// the first frame of a data message.
+    MisplacedCompressionBit,
 }
 
 impl ProtocolError {
     /// The status code of the Close frame sent for this error (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             Self::FrameTooBig { .. } | Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
             Self::TooManyFragments(_) => CloseCode::POLICY,
             _ => CloseCode::PROTOCOL_ERROR,
@@ -173,6 +178,8 @@ impl fmt::Display for ProtocolError {
             Self::TooManyFragments(max) => write!(f, "message in more than {max} fragments"),
             Self::CloseTooShort => f.write_str("close frame with a 1-byte payload"),
             Self::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
+            Self::InvalidCompressedData => f.write_str("compressed message does not inflate"),
+            Self::MisplacedCompressionBit => f.write_str("RSV1 on a control or continuation frame"),
         }
     }
 }

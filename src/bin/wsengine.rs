@@ -1,5 +1,6 @@
 //! The `wsengine` command: an echo/broadcast server, a line-based client and the
-//! Autobahn fuzzingserver client, all on the mio driver.
+//! Autobahn fuzzingserver client, all on the mio driver; with feature `load`, also the
+//! load generator `wsengine load` (src/bin/wsengine/load/).
 
 // The command reads the clock and owns sockets, like the driver.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -12,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use wsengine::driver::{ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler};
+use wsengine::extensions::deflate::DeflateConfig;
 use wsengine::{Accept, ClientRequest, CloseCode, Event, Request, Response, SendError, Utf8Bytes};
 
 /// Log levels, filtered by `RUST_LOG` (error, warn, info, debug, trace; default info).
@@ -52,6 +54,12 @@ macro_rules! log {
     };
 }
 
+// `wsengine load` (feature `load`), in src/bin/wsengine/load/: a directory without a
+// main.rs is no bin target of its own.
+#[cfg(feature = "load")]
+#[path = "wsengine/load/mod.rs"]
+mod load;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "wsengine",
@@ -79,6 +87,9 @@ enum Command {
         /// Largest accepted message in bytes (larger ones close with 1009).
         #[arg(long, default_value_t = 16 << 20)]
         max_message_size: u64,
+        /// Do not negotiate permessage-deflate (RFC 7692), which is accepted by default.
+        #[arg(long)]
+        no_deflate: bool,
     },
     /// Connect, send each stdin line as a text message, print what arrives, and close
     /// cleanly on EOF.
@@ -91,6 +102,9 @@ enum Command {
         /// Origin header to send.
         #[arg(long)]
         origin: Option<String>,
+        /// Do not offer permessage-deflate (RFC 7692), which is offered by default.
+        #[arg(long)]
+        no_deflate: bool,
     },
     /// Run every case of an Autobahn fuzzingserver as a client, echoing messages, then
     /// ask the server to write its reports.
@@ -101,7 +115,15 @@ enum Command {
         /// The agent name the reports use.
         #[arg(long, default_value = "wsengine")]
         agent: String,
+        /// Do not offer permessage-deflate (RFC 7692), which is offered by default.
+        #[arg(long)]
+        no_deflate: bool,
     },
+    /// Load-test an echo server: keep messages in flight on many connections, check
+    /// every echoed byte, report messages/s, MB/s and latency percentiles (or, with
+    /// --idle, hold idle connections to measure the server's memory per connection).
+    #[cfg(feature = "load")]
+    Load(load::LoadArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,13 +142,21 @@ fn main() -> ExitCode {
             mode,
             max_connections,
             max_message_size,
-        } => serve(listen, mode, max_connections, max_message_size),
+            no_deflate,
+        } => serve(listen, mode, max_connections, max_message_size, !no_deflate),
         Command::Client {
             url,
             protocols,
             origin,
-        } => client(&url, protocols, origin),
-        Command::AutobahnClient { server, agent } => autobahn_client(&server, &agent),
+            no_deflate,
+        } => client(&url, protocols, origin, !no_deflate),
+        Command::AutobahnClient {
+            server,
+            agent,
+            no_deflate,
+        } => autobahn_client(&server, &agent, !no_deflate),
+        #[cfg(feature = "load")]
+        Command::Load(args) => load::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -215,13 +245,22 @@ impl Handler for ServeHandler {
     }
 }
 
+/// The driver configuration of every subcommand: defaults, plus permessage-deflate
+/// (RFC 7692, with context takeover) unless `--no-deflate`.
+fn driver_config(deflate: bool) -> DriverConfig {
+    let mut config = DriverConfig::default();
+    config.connection.deflate = deflate.then(DeflateConfig::default);
+    config
+}
+
 fn serve(
     listen: SocketAddr,
     mode: Mode,
     max_connections: usize,
     max_message_size: u64,
+    deflate: bool,
 ) -> io::Result<()> {
-    let mut config = DriverConfig::default();
+    let mut config = driver_config(deflate);
     config.max_connections = max_connections;
     config.connection.max_message_size = max_message_size;
     config.connection.max_frame_size = max_message_size;
@@ -258,7 +297,12 @@ impl Handler for ClientHandler {
     }
 }
 
-fn client(url: &str, protocols: Vec<String>, origin: Option<String>) -> io::Result<()> {
+fn client(
+    url: &str,
+    protocols: Vec<String>,
+    origin: Option<String>,
+    deflate: bool,
+) -> io::Result<()> {
     let mut request =
         ClientRequest::new(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     for p in protocols {
@@ -268,7 +312,7 @@ fn client(url: &str, protocols: Vec<String>, origin: Option<String>) -> io::Resu
         request = request.origin(o);
     }
     let mut event_loop =
-        EventLoop::new(DriverConfig::default(), ClientHandler { out: io::stdout() })?;
+        EventLoop::new(driver_config(deflate), ClientHandler { out: io::stdout() })?;
     let id = event_loop.connect(request)?;
     let handle = event_loop.handle();
     std::thread::spawn(move || {
@@ -350,8 +394,8 @@ impl Handler for AutobahnHandler {
     }
 }
 
-fn autobahn_client(server: &str, agent: &str) -> io::Result<()> {
-    let mut config = DriverConfig::default();
+fn autobahn_client(server: &str, agent: &str, deflate: bool) -> io::Result<()> {
+    let mut config = driver_config(deflate);
     config.connect_timeout = Duration::from_secs(5);
     let handler = AutobahnHandler {
         server: server.to_owned(),

@@ -1,6 +1,8 @@
 //! The connection state machine: handshake, frames, message rules, closing and timers,
 //! tied together for one role.
 
+#[cfg(feature = "deflate")]
+mod deflate;
 mod recv;
 mod send;
 pub(crate) mod state;
@@ -210,6 +212,8 @@ struct RecvMessage {
     /// Payload length announced so far by the message's frame headers.
     len: u64,
     fragments: u32,
+    /// The first frame had RSV1 (permessage-deflate): the payload is inflated.
+    compressed: bool,
 }
 
 /// The handshake data each role keeps.
@@ -293,6 +297,9 @@ pub struct Connection {
     timers: Timers,
     /// The latest instant the host passed in.
     now: Instant,
+    /// permessage-deflate, once negotiated.
+    #[cfg(feature = "deflate")]
+    deflate: Option<deflate::DeflateState>,
 }
 
 impl fmt::Debug for Connection {
@@ -330,6 +337,19 @@ impl Connection {
         now: Instant,
     ) -> Result<Self, RequestError> {
         let mut rng = seeded_rng(&config)?;
+        // RFC 7692 §5: offer permessage-deflate unless the application already did.
+        #[cfg(feature = "deflate")]
+        let request = match &config.deflate {
+            Some(cfg)
+                if !request.extensions().iter().any(|e| {
+                    e.name
+                        .eq_ignore_ascii_case(crate::extensions::deflate::EXTENSION_NAME)
+                }) =>
+            {
+                request.extension(crate::extensions::deflate::client_offer(cfg))
+            }
+            _ => request,
+        };
         let key = crate::handshake::generate_key(&mut rng);
         let mut head = Vec::new();
         request.write(&key, &mut head)?;
@@ -358,6 +378,32 @@ impl Connection {
         conn.phase = Phase::Open;
         conn.on_open();
         Ok(conn)
+    }
+
+    /// Runs permessage-deflate with `params`, negotiated by whoever did the handshake
+    /// (with [`after_handshake`](Self::after_handshake)), using `Config::deflate`'s policy
+    /// (or the defaults when it is `None`).
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn with_deflate(mut self, params: crate::extensions::deflate::DeflateParams) -> Self {
+        let policy = self.config.deflate.clone().unwrap_or_default();
+        self.deflate = Some(deflate::DeflateState::new(params, self.role, &policy));
+        self
+    }
+
+    /// The negotiated permessage-deflate parameters, if any.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_params(&self) -> Option<crate::extensions::deflate::DeflateParams> {
+        self.deflate.as_ref().map(|d| d.params)
+    }
+
+    /// RSV bits a negotiated extension gives a meaning to (RFC 6455 §5.2).
+    fn allowed_rsv(&self) -> u8 {
+        #[cfg(feature = "deflate")]
+        if self.deflate.is_some() {
+            return deflate::RSV1;
+        }
+        0
     }
 
     fn new(
@@ -396,6 +442,8 @@ impl Connection {
                 ..Timers::default()
             },
             now,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 
@@ -471,7 +519,15 @@ impl Connection {
         let limit = self.config.recv_limit();
         if self.phase.is_handshake() {
             // The head must fit whole, plus one byte to tell "too large" from "partial".
-            limit.max(self.config.max_handshake_size.saturating_add(1))
+            // A client also waits for a refusal's body, up to `max_handshake_size` more
+            // (`parse_response`): without room for it, it waited forever with a full
+            // buffer (fuzz: handshake_response).
+            let head = self.config.max_handshake_size.saturating_add(1);
+            let body = match self.role {
+                Role::Client => self.config.max_handshake_size,
+                Role::Server => 0,
+            };
+            limit.max(head.saturating_add(body))
         } else {
             limit
         }

@@ -83,6 +83,23 @@ impl Connection {
         );
         match parsed {
             Ok(Status::Complete((response, head_len))) => {
+                // RFC 7692 §5: check the server's answer against our offer; a bad answer
+                // fails the handshake ("the client MUST _Fail the WebSocket Connection_").
+                #[cfg(feature = "deflate")]
+                if let Some(policy) = self.config.deflate.clone() {
+                    match crate::extensions::deflate::negotiate_client(
+                        response.extensions(),
+                        &policy,
+                    ) {
+                        Ok(Some(params)) => {
+                            self.deflate = Some(super::deflate::DeflateState::new(
+                                params, self.role, &policy,
+                            ));
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Err(self.fail_handshake(e.into())),
+                    }
+                }
                 self.rx.advance(head_len);
                 self.move_to(Input::ResponseAccepted);
                 self.on_open();
@@ -102,7 +119,7 @@ impl Connection {
     fn read_frames(&mut self) -> Result<Option<Event>, Error> {
         loop {
             let Some(frame) = self.recv.frame else {
-                match FrameHeader::decode(&self.rx, 0) {
+                match FrameHeader::decode(&self.rx, self.allowed_rsv()) {
                     Ok(Status::Complete((header, len))) => {
                         self.rx.advance(len);
                         self.begin_frame(header)
@@ -158,6 +175,14 @@ impl Connection {
             OpCode::Binary => Some(MessageKind::Binary),
             _ => None,
         };
+        // RFC 7692 §6: RSV1 (allowed by the decoder only once permessage-deflate is
+        // negotiated) marks the first frame of a compressed message. "An endpoint MUST
+        // NOT set the "Per-Message Compressed" bit of control frames and non-first
+        // fragments of a data message."
+        let compressed = header.rsv & 0x40 != 0;
+        if compressed && kind.is_none() {
+            return Err(ProtocolError::MisplacedCompressionBit);
+        }
         match (header.opcode, &mut self.recv.message, kind) {
             (op, _, _) if op.is_control() => {}
             // §5.4: "a fragmented message consists of a single frame with the FIN bit
@@ -182,6 +207,7 @@ impl Connection {
                     kind,
                     len,
                     fragments: 1,
+                    compressed,
                 });
                 self.recv.utf8 = crate::utf8::Utf8Validator::new();
             }
@@ -269,7 +295,8 @@ impl Connection {
         let carried_before = self.recv.utf8.carried().len();
         let mut carried = [0u8; 4];
         carried[..carried_before].copy_from_slice(self.recv.utf8.carried());
-        match (frame.header.mask, text) {
+        // Compressed text is validated after inflating, not on the wire bytes.
+        match (frame.header.mask, text && !message.compressed) {
             (Some(key), true) => {
                 // One pass while the bytes are hot: unmask a cache-sized block, validate
                 // it, go on (§8.1: fail as soon as an invalid byte is seen, even
@@ -295,6 +322,10 @@ impl Connection {
         }
         frame.remaining -= fresh as u64;
         let message_done = frame_done && frame.header.fin;
+        #[cfg(feature = "deflate")]
+        if message.compressed {
+            return self.read_compressed(frame, message, fresh, frame_done, message_done);
+        }
         if message_done && text {
             self.recv
                 .utf8
@@ -351,18 +382,8 @@ impl Connection {
                 }
                 let mut data = self.rx.split_to(ready);
                 if text {
-                    // Cut at a code point boundary: the incomplete tail waits in the
-                    // validator and is prepended to the next piece.
                     let tail = self.recv.utf8.carried().len();
-                    let keep = (carried_before + data.len()).saturating_sub(tail);
-                    if carried_before > 0 && keep > 0 {
-                        let mut joined = BytesMut::with_capacity(keep);
-                        joined.extend_from_slice(&carried[..carried_before]);
-                        joined.extend_from_slice(&data[..keep - carried_before]);
-                        data = joined;
-                    } else {
-                        data.truncate(keep);
-                    }
+                    data = cut_text_piece(data, &carried[..carried_before], tail);
                 }
                 if data.is_empty() && !message_done {
                     return Ok(Progress::Continue);
@@ -403,6 +424,100 @@ impl Connection {
         let spare = (assembly.capacity() - assembly.len()) as u64;
         if have + spare < target {
             assembly.reserve(usize::try_from(target - have).unwrap_or(usize::MAX));
+        }
+    }
+}
+
+/// Cuts a streamed text piece at a code point boundary. `carried` are the bytes of a code
+/// point the previous piece ended in the middle of (held back then), `tail` how many
+/// bytes at the end of `data` start a code point the next piece must finish (held back
+/// now, in the validator).
+fn cut_text_piece(mut data: BytesMut, carried: &[u8], tail: usize) -> BytesMut {
+    let keep = (carried.len() + data.len()).saturating_sub(tail);
+    if !carried.is_empty() && keep > 0 {
+        let mut joined = BytesMut::with_capacity(keep);
+        joined.extend_from_slice(carried);
+        joined.extend_from_slice(&data[..keep - carried.len()]);
+        joined
+    } else {
+        data.truncate(keep);
+        data
+    }
+}
+
+#[cfg(feature = "deflate")]
+impl Connection {
+    /// A compressed message's payload (RFC 7692 §7.2.2): the unmasked bytes that arrived
+    /// are inflated as they come (bounded by `max_message_size` in *decompressed* bytes,
+    /// so a small frame that inflates to gigabytes fails with 1009 early), and text is
+    /// validated on the inflated bytes, fail-fast as for uncompressed messages.
+    fn read_compressed(
+        &mut self,
+        frame: RecvFrame,
+        message: RecvMessage,
+        fresh: usize,
+        frame_done: bool,
+        message_done: bool,
+    ) -> Result<Progress, ProtocolError> {
+        self.recv.frame = if frame_done {
+            None
+        } else {
+            Some(RecvFrame { held: 0, ..frame })
+        };
+        if message_done {
+            self.recv.message = None;
+        }
+        let input = self.rx.split_to(frame.held + fresh);
+        let limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
+        let text = message.kind == MessageKind::Text;
+        let Some(state) = self.deflate.as_mut() else {
+            return Err(ProtocolError::MisplacedCompressionBit);
+        };
+        let carried_before = self.recv.utf8.carried().len();
+        let mut carried = [0u8; 4];
+        carried[..carried_before].copy_from_slice(self.recv.utf8.carried());
+        let mut piece = Vec::new();
+        let out = match self.config.delivery {
+            Delivery::Whole => &mut state.inflated,
+            Delivery::Streaming => &mut piece,
+        };
+        let before = out.len();
+        state
+            .decompressor
+            .decompress(&input, message_done, out, limit)?;
+        if text {
+            self.recv
+                .utf8
+                .feed(&out[before..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            if message_done {
+                self.recv
+                    .utf8
+                    .finish()
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        match self.config.delivery {
+            Delivery::Whole if message_done => {
+                let data = Bytes::from(core::mem::take(&mut state.inflated));
+                Ok(Progress::Event(data_event(message.kind, data, true)))
+            }
+            Delivery::Whole => Ok(Progress::Continue),
+            Delivery::Streaming => {
+                let mut data = BytesMut::from(Bytes::from(piece));
+                if text {
+                    let tail = self.recv.utf8.carried().len();
+                    data = cut_text_piece(data, &carried[..carried_before], tail);
+                }
+                if data.is_empty() && !message_done {
+                    return Ok(Progress::Continue);
+                }
+                Ok(Progress::Event(data_event(
+                    message.kind,
+                    data.freeze(),
+                    message_done,
+                )))
+            }
         }
     }
 }

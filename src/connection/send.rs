@@ -38,12 +38,33 @@ impl Connection {
         if self.phase != Phase::RequestPending {
             return Err(SendError::NoPendingRequest);
         }
+        // RFC 7692 §5: accept the first permessage-deflate offer the policy can honour,
+        // and answer with the parameters in use; no acceptable offer: no compression.
+        #[cfg(feature = "deflate")]
+        let (accept, negotiated) = match &self.config.deflate {
+            Some(policy) => {
+                match crate::extensions::deflate::negotiate_server(request.extensions(), policy) {
+                    Some((params, answer)) => (
+                        accept.header("Sec-WebSocket-Extensions", answer.to_string()),
+                        Some((params, policy.clone())),
+                    ),
+                    None => (accept, None),
+                }
+            }
+            None => (accept, None),
+        };
         let mut head = Vec::new();
         crate::handshake::write_accept(request, &accept, &mut head)?;
         self.tx.extend_from_slice(&head);
         self.handshake = Handshake::Server { request: None };
         self.move_to(Input::Accept);
         self.on_open();
+        #[cfg(feature = "deflate")]
+        if let Some((params, policy)) = negotiated {
+            self.deflate = Some(super::deflate::DeflateState::new(
+                params, self.role, &policy,
+            ));
+        }
         Ok(())
     }
 
@@ -63,17 +84,36 @@ impl Connection {
         Ok(())
     }
 
-    /// Queues a text message in one frame.
+    /// Queues a text message in one frame (compressed when permessage-deflate is
+    /// negotiated and the message is long enough, see `DeflateConfig::min_compress_size`).
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         self.check_data_send(true)?;
-        self.encode_frame(OpCode::Text, true, text.as_bytes());
+        self.encode_message(OpCode::Text, text.as_bytes(), true);
         Ok(())
     }
 
-    /// Queues a binary message in one frame.
+    /// Queues a binary message in one frame (compressed as [`send_text`](Self::send_text)
+    /// says).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.check_data_send(true)?;
-        self.encode_frame(OpCode::Binary, true, data);
+        self.encode_message(OpCode::Binary, data, true);
+        Ok(())
+    }
+
+    /// Queues a message in one frame that is never compressed, even with
+    /// permessage-deflate negotiated: the per-message opt-out for data that is already
+    /// compressed or must not share a compression context with other data (secrets next
+    /// to attacker-controlled text: CRIME/BREACH-style attacks).
+    pub fn send_uncompressed(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.check_data_send(true)?;
+        let opcode = match kind {
+            MessageKind::Text => {
+                core::str::from_utf8(data).map_err(|_| SendError::InvalidUtf8)?;
+                OpCode::Text
+            }
+            MessageKind::Binary => OpCode::Binary,
+        };
+        self.encode_message(opcode, data, false);
         Ok(())
     }
 
@@ -130,6 +170,31 @@ impl Connection {
             (true, MessageKind::Text) => OpCode::Text,
             (true, MessageKind::Binary) => OpCode::Binary,
         };
+        #[cfg(feature = "deflate")]
+        if let Some(state) = self.deflate.as_mut() {
+            if first {
+                state.sending_compressed = true;
+            }
+            if state.sending_compressed {
+                // Every fragment is sync-flushed so the peer can inflate it on arrival;
+                // RSV1 goes on the first frame only (RFC 7692 §6).
+                let mut out = core::mem::take(&mut state.scratch);
+                out.clear();
+                let compressed = state.compressor.compress_fragment(data, last, &mut out);
+                if compressed.is_ok() {
+                    let rsv = if first { super::deflate::RSV1 } else { 0 };
+                    self.encode_frame_rsv(opcode, last, rsv, &out);
+                }
+                if let Some(state) = self.deflate.as_mut() {
+                    state.scratch = out;
+                }
+                // A compressor failure cannot be answered with an uncompressed fragment
+                // in the middle of a compressed message: the send fails.
+                compressed.map_err(|_| SendError::Closed)?;
+                self.send_message = if last { None } else { Some(kind) };
+                return Ok(());
+            }
+        }
         self.encode_frame(opcode, last, data);
         self.send_message = if last { None } else { Some(kind) };
         Ok(())
@@ -218,10 +283,36 @@ impl Connection {
     /// Encodes one frame into the transmit buffer; a client masks it with a fresh key,
     /// copying and masking in cache-sized blocks so each block is masked while hot.
     fn encode_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.encode_frame_rsv(opcode, fin, 0, payload);
+    }
+
+    /// Encodes a whole message, compressed when permessage-deflate is negotiated,
+    /// `compress` allows it, and compressing pays (`Compressor::compress_message`).
+    fn encode_message(&mut self, opcode: OpCode, payload: &[u8], compress: bool) {
+        #[cfg(feature = "deflate")]
+        if compress && let Some(state) = self.deflate.as_mut() {
+            let mut out = core::mem::take(&mut state.scratch);
+            out.clear();
+            let compressed = state.compressor.compress_message(payload, &mut out);
+            if compressed {
+                self.encode_frame_rsv(opcode, true, super::deflate::RSV1, &out);
+            }
+            if let Some(state) = self.deflate.as_mut() {
+                state.scratch = out;
+            }
+            if compressed {
+                return;
+            }
+        }
+        let _ = compress;
+        self.encode_frame(opcode, true, payload);
+    }
+
+    fn encode_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
         let mask = self.mask_key();
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,
@@ -249,8 +340,12 @@ impl Connection {
     /// Encodes a frame whose payload the caller owns: a server (no masking) queues a
     /// large payload as its own transmit segment instead of copying it.
     fn encode_owned(&mut self, opcode: OpCode, payload: Bytes) {
-        if self.role == Role::Client || payload.len() < ZERO_COPY_MIN {
-            self.encode_frame(opcode, true, &payload);
+        #[cfg(feature = "deflate")]
+        let compressing = self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        let compressing = false;
+        if self.role == Role::Client || payload.len() < ZERO_COPY_MIN || compressing {
+            self.encode_message(opcode, &payload, true);
             return;
         }
         let header = FrameHeader {

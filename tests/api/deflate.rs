@@ -1,0 +1,358 @@
+//! permessage-deflate (RFC 7692) through `Connection`: negotiation in both roles,
+//! compressed round trips (whole, fragmented, streamed), the RSV1 rules, and the limits
+//! on decompressed size.
+#![cfg(feature = "deflate")]
+
+use proptest::prelude::*;
+use wsengine::extensions::deflate::{DeflateConfig, DeflateParams, DirectionParams};
+use wsengine::{Config, Connection, Delivery, Error, Event, MessageKind, ProtocolError};
+
+use crate::support::{
+    Pair, binary, config, decode_frames, feed, masked, open_pair_with, open_server, take_transmit,
+    text,
+};
+
+fn deflating(policy: DeflateConfig) -> Config {
+    let mut c = config();
+    c.deflate = Some(policy);
+    c
+}
+
+/// Both sides deflate; returns the pair and the client's transmitted frames of one
+/// message for inspection.
+fn deflate_pair() -> Pair {
+    open_pair_with(
+        deflating(DeflateConfig::default()),
+        deflating(DeflateConfig::default()),
+    )
+}
+
+#[test]
+fn negotiated_when_both_sides_want_it() {
+    let pair = deflate_pair();
+    let expected = DeflateParams::default();
+    assert_eq!(pair.client.deflate_params(), Some(expected));
+    assert_eq!(pair.server.deflate_params(), Some(expected));
+}
+
+#[test]
+fn not_negotiated_when_the_server_does_not_want_it() {
+    let pair = open_pair_with(deflating(DeflateConfig::default()), config());
+    assert_eq!(pair.client.deflate_params(), None);
+    assert_eq!(pair.server.deflate_params(), None);
+    // And messages still flow, uncompressed.
+    let mut pair = pair;
+    pair.client.send_text(&"x".repeat(1000)).unwrap();
+    let frames = decode_frames(&take_transmit(&mut pair.client));
+    assert_eq!(frames[0].rsv, 0);
+}
+
+#[test]
+fn compressed_messages_carry_rsv1_and_round_trip() {
+    let mut pair = deflate_pair();
+    let message = "hello hello hello hello hello hello hello hello ".repeat(20);
+    pair.client.send_text(&message).unwrap();
+    let wire = take_transmit(&mut pair.client);
+    let frames = decode_frames(&wire);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].rsv, 0x40, "RSV1 marks a compressed message");
+    assert!(
+        frames[0].payload.len() < message.len() / 4,
+        "{} bytes",
+        frames[0].payload.len()
+    );
+    let out = feed(&mut pair.server, &wire);
+    assert_eq!(out.events, vec![text(&message)]);
+    // And back, from the server.
+    pair.server.send_binary(message.as_bytes()).unwrap();
+    let wire = take_transmit(&mut pair.server);
+    assert_eq!(decode_frames(&wire)[0].rsv, 0x40);
+    let out = feed(&mut pair.client, &wire);
+    assert_eq!(out.events, vec![binary(message.as_bytes())]);
+}
+
+#[test]
+fn short_messages_and_opt_outs_go_uncompressed() {
+    let mut pair = deflate_pair();
+    pair.client.send_text("hi").unwrap();
+    pair.client
+        .send_uncompressed(MessageKind::Text, "x".repeat(500).as_bytes())
+        .unwrap();
+    let wire = take_transmit(&mut pair.client);
+    let frames = decode_frames(&wire);
+    assert_eq!(frames.iter().map(|f| f.rsv).collect::<Vec<_>>(), vec![0, 0]);
+    let out = feed(&mut pair.server, &wire);
+    assert_eq!(out.events, vec![text("hi"), text(&"x".repeat(500))]);
+}
+
+#[test]
+fn fragmented_compressed_send_sets_rsv1_on_the_first_frame_only() {
+    let mut pair = deflate_pair();
+    let parts = [
+        "abcabcabc ".repeat(30),
+        "defdefdef ".repeat(30),
+        "ghighighi".repeat(30),
+    ];
+    for (i, p) in parts.iter().enumerate() {
+        pair.client
+            .send_fragment(MessageKind::Text, p.as_bytes(), i == parts.len() - 1)
+            .unwrap();
+    }
+    let wire = take_transmit(&mut pair.client);
+    let frames = decode_frames(&wire);
+    assert_eq!(
+        frames.iter().map(|f| f.rsv).collect::<Vec<_>>(),
+        vec![0x40, 0, 0]
+    );
+    let out = feed(&mut pair.server, &wire);
+    assert_eq!(out.events, vec![text(&parts.concat())]);
+}
+
+#[test]
+fn many_messages_with_context_takeover_and_without() {
+    for policy in [DeflateConfig::default(), DeflateConfig::low_memory()] {
+        let mut pair = open_pair_with(deflating(policy.clone()), deflating(policy));
+        let messages: Vec<String> = (0..50)
+            .map(|i| format!("message number {i} ").repeat(i % 7 + 3))
+            .collect();
+        for m in &messages {
+            pair.client.send_text(m).unwrap();
+            pair.server.send_text(m).unwrap();
+        }
+        pair.drive();
+        let (client_events, server_events) = pair.take_events();
+        let expected: Vec<Event> = messages.iter().map(|m| text(m)).collect();
+        assert_eq!(server_events, expected);
+        assert_eq!(client_events, expected);
+    }
+}
+
+#[test]
+fn streaming_delivery_inflates_piece_by_piece() {
+    let mut server_config = deflating(DeflateConfig::default());
+    server_config.delivery = Delivery::Streaming;
+    let mut pair = open_pair_with(deflating(DeflateConfig::default()), server_config);
+    pair.read_size = 7;
+    let message = "κόσμε 😀 streaming ".repeat(200);
+    pair.client.send_text(&message).unwrap();
+    pair.drive();
+    let (_, events) = pair.take_events();
+    let mut got = String::new();
+    for (i, e) in events.iter().enumerate() {
+        match e {
+            Event::Text { data, last } => {
+                got.push_str(data.as_str());
+                assert_eq!(*last, i + 1 == events.len());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, message);
+}
+
+/// A server that negotiated deflate (as `open_server` does with the offer in the request).
+fn deflate_server(policy_limit: u64) -> Connection {
+    let mut c = deflating(DeflateConfig::default());
+    c.max_message_size = policy_limit;
+    c.max_frame_size = policy_limit;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+    let mut server = Connection::server(c, crate::support::t0());
+    let out = crate::support::feed_pieces_with(&mut server, [&request[..]], false);
+    assert!(
+        matches!(out.events.as_slice(), [Event::Request(_)]),
+        "{out:?}"
+    );
+    server.accept(wsengine::Accept::new()).unwrap();
+    let head = String::from_utf8(take_transmit(&mut server)).unwrap();
+    assert!(
+        head.contains("Sec-WebSocket-Extensions: permessage-deflate"),
+        "{head}"
+    );
+    server
+}
+
+fn raw_deflate(data: &[u8]) -> Vec<u8> {
+    // Compress with a client-side connection's own compressor: a pair carries it.
+    let params = DeflateParams::default();
+    let mut compressor = params.compressor(wsengine::Role::Client, &DeflateConfig::default());
+    let mut out = Vec::new();
+    assert!(compressor.compress_message(data, &mut out));
+    out
+}
+
+#[test]
+fn decompression_bomb_fails_with_1009_before_memory_grows() {
+    let mut server = deflate_server(1 << 20);
+    let bomb = raw_deflate(&vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 100_000, "{} bytes", bomb.len());
+    let mut frame = masked(true, 2, &bomb);
+    frame[0] |= 0x40;
+    let out = feed(&mut server, &frame);
+    match out.error {
+        Some(Error::Protocol(e @ ProtocolError::MessageTooBig { .. })) => {
+            assert_eq!(e.close_code().0, 1009);
+        }
+        other => panic!("expected MessageTooBig, got {other:?}"),
+    }
+    let frames = decode_frames(&take_transmit(&mut server));
+    assert_eq!(frames[0].close_code(), Some(1009));
+}
+
+#[test]
+fn corrupt_compressed_data_fails_with_1007() {
+    let mut server = deflate_server(1 << 20);
+    let mut frame = masked(true, 1, &[0xff, 0xff, 0xff, 0xff, 0x00]);
+    frame[0] |= 0x40;
+    let out = feed(&mut server, &frame);
+    assert_eq!(
+        out.error,
+        Some(Error::Protocol(ProtocolError::InvalidCompressedData))
+    );
+    let frames = decode_frames(&take_transmit(&mut server));
+    assert_eq!(frames[0].close_code(), Some(1007));
+}
+
+#[test]
+fn invalid_utf8_inside_compressed_text_fails_with_1007() {
+    let mut server = deflate_server(1 << 20);
+    let mut frame = masked(
+        true,
+        1,
+        &raw_deflate(b"valid text, valid text, valid text, then \xff invalid"),
+    );
+    frame[0] |= 0x40;
+    let out = feed(&mut server, &frame);
+    assert_eq!(out.error, Some(Error::Protocol(ProtocolError::InvalidUtf8)));
+}
+
+#[test]
+fn rsv1_on_a_continuation_frame_is_a_protocol_error() {
+    let mut server = deflate_server(1 << 20);
+    let mut second = masked(true, 0, b"x");
+    second[0] |= 0x40;
+    let stream = [masked(false, 2, b"a"), second].concat();
+    let out = feed(&mut server, &stream);
+    assert_eq!(
+        out.error,
+        Some(Error::Protocol(ProtocolError::MisplacedCompressionBit))
+    );
+    assert_eq!(
+        decode_frames(&take_transmit(&mut server))[0].close_code(),
+        Some(1002)
+    );
+}
+
+#[test]
+fn rsv1_on_a_control_frame_is_a_protocol_error() {
+    let mut server = deflate_server(1 << 20);
+    let mut ping = masked(true, 9, b"x");
+    ping[0] |= 0x40;
+    let out = feed(&mut server, &ping);
+    assert_eq!(
+        out.error,
+        Some(Error::Protocol(ProtocolError::MisplacedCompressionBit))
+    );
+}
+
+#[test]
+fn rsv1_without_negotiation_is_a_protocol_error() {
+    let mut server = open_server(config());
+    let mut frame = masked(
+        true,
+        1,
+        &raw_deflate(b"hello hello hello hello hello hello"),
+    );
+    frame[0] |= 0x40;
+    let out = feed(&mut server, &frame);
+    assert_eq!(
+        out.error,
+        Some(Error::Protocol(ProtocolError::ReservedBits(0x40)))
+    );
+}
+
+#[test]
+fn client_fails_the_handshake_on_an_answer_it_did_not_offer() {
+    let mut pair = Pair::new(deflating(DeflateConfig::default()), config());
+    pair.auto_accept = false;
+    pair.drive();
+    let (_, server_events) = pair.take_events();
+    assert!(matches!(server_events.as_slice(), [Event::Request(_)]));
+    // The server (without deflate configured) answers with a window the client never
+    // allowed: server_max_window_bits=16 is out of range.
+    pair.server
+        .accept(wsengine::Accept::new().header(
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate; server_max_window_bits=16",
+        ))
+        .unwrap();
+    pair.drive();
+    assert!(
+        matches!(pair.client_out.error, Some(Error::Handshake(_))),
+        "{:?}",
+        pair.client_out.error
+    );
+}
+
+#[test]
+fn after_handshake_with_deflate_params() {
+    let params = DeflateParams {
+        client: DirectionParams {
+            max_window_bits: 10,
+            no_context_takeover: true,
+        },
+        server: DirectionParams {
+            max_window_bits: 12,
+            no_context_takeover: false,
+        },
+    };
+    let now = crate::support::t0();
+    let mut client = Connection::after_handshake(wsengine::Role::Client, config(), now)
+        .unwrap()
+        .with_deflate(params);
+    let mut server = Connection::after_handshake(wsengine::Role::Server, config(), now)
+        .unwrap()
+        .with_deflate(params);
+    let message = "after the handshake, compressed ".repeat(40);
+    client.send_text(&message).unwrap();
+    let wire = take_transmit(&mut client);
+    assert_eq!(decode_frames(&wire)[0].rsv, 0x40);
+    assert_eq!(feed(&mut server, &wire).events, vec![text(&message)]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    #[test]
+    fn compressed_round_trip_any_messages_any_chunking(
+        messages in proptest::collection::vec(
+            prop_oneof![
+                "[a-z ]{0,300}".prop_map(|s| (true, s.into_bytes())),
+                proptest::collection::vec(0u8..4, 0..600).prop_map(|b| (false, b)),
+            ],
+            1..12,
+        ),
+        read_size in 1usize..200,
+        low_memory in any::<bool>(),
+        client_bits in 9u8..=15,
+    ) {
+        let mut policy = if low_memory { DeflateConfig::low_memory() } else { DeflateConfig::default() };
+        policy.client_max_window_bits = Some(client_bits);
+        let mut pair = open_pair_with(deflating(policy.clone()), deflating(policy));
+        pair.read_size = read_size;
+        for (is_text, m) in &messages {
+            if *is_text {
+                pair.client.send_text(std::str::from_utf8(m).unwrap()).unwrap();
+            } else {
+                pair.client.send_binary(m).unwrap();
+            }
+        }
+        pair.drive();
+        let (_, events) = pair.take_events();
+        let expected: Vec<Event> = messages
+            .iter()
+            .map(|(is_text, m)| if *is_text { text(std::str::from_utf8(m).unwrap()) } else { binary(m) })
+            .collect();
+        prop_assert_eq!(events, expected);
+    }
+}
