@@ -3,6 +3,8 @@
 #
 #   bash autobahn/run.sh server   wstest (fuzzingclient) tests `wsengine serve`
 #   bash autobahn/run.sh client   `wsengine autobahn-client` is tested by wstest (fuzzingserver)
+#   bash autobahn/run.sh server-tokio   as `server`, against `wsengine serve --runtime tokio`
+#                                 (the tokio adapter; built with `--features tokio`)
 #
 # Builds the release binary, installs wstest (autobahn/install.sh), runs the direction on
 # 127.0.0.1 with a port picked at run time, stops every process it started (process groups,
@@ -17,14 +19,35 @@
 #   AUTOBAHN_MIN_CASES=250     fewer judged cases than this fails the run
 #   AUTOBAHN_WSTEST=docker     run wstest from the crossbario/autobahn-testsuite image
 #   AUTOBAHN_DOCKER_IMAGE=...  that image (default crossbario/autobahn-testsuite)
+#
+# Testing another server (server direction only; nothing is built):
+#   WSENGINE_SERVER_CMD='cmd ... {addr}'   the server to start instead of `wsengine serve`,
+#                              run by bash; {addr} becomes 127.0.0.1:PORT, {port} PORT
+#                              (e.g. the C ABI's ffi/examples/echo_server)
+#   WSENGINE_SERVER_STOP_CHECK=1   after the run, stop the server with SIGTERM and fail
+#                              unless it exits 0 within 120 s (e.g. valgrind's verdict)
+#   AUTOBAHN_CASES='1.*,2.*'   run only these case patterns (replaces the spec's "cases";
+#                              lower AUTOBAHN_MIN_CASES to match)
+#   AUTOBAHN_REPORT_NAME=name  write autobahn/reports/<name> (default: the direction, or
+#                              server-cmd with WSENGINE_SERVER_CMD)
 set -euo pipefail
 
 usage() {
-    echo "usage: bash autobahn/run.sh server|client" >&2
+    echo "usage: bash autobahn/run.sh server|client|server-tokio" >&2
     exit 2
 }
-[[ $# -eq 1 && ($1 == server || $1 == client) ]] || usage
+[[ $# -eq 1 && ($1 == server || $1 == client || $1 == server-tokio) ]] || usage
 MODE=$1
+# `server-tokio` is the server direction against the tokio host: one more cargo feature
+# for the build, more arguments for `wsengine serve`, its own report directory.
+DEFAULT_REPORT=${MODE}
+EXTRA_FEATURES=""
+SERVE_ARGS=()
+if [[ ${MODE} == server-tokio ]]; then
+    MODE=server
+    EXTRA_FEATURES=tokio
+    SERVE_ARGS=(--runtime tokio)
+fi
 
 AB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "${AB_DIR}/.." && pwd)"
@@ -35,7 +58,21 @@ BUILD_TIMEOUT="${AUTOBAHN_BUILD_TIMEOUT:-1800}"
 INSTALL_TIMEOUT="${AUTOBAHN_INSTALL_TIMEOUT:-1800}"
 MIN_CASES="${AUTOBAHN_MIN_CASES:-250}"
 AGENT=wsengine
-OUT="${AB_DIR}/reports/${MODE}"
+SERVER_CMD="${WSENGINE_SERVER_CMD:-}"
+[[ -z ${SERVER_CMD} || ${MODE} == server ]] || {
+    echo "WSENGINE_SERVER_CMD applies to the server direction only" >&2
+    exit 2
+}
+if [[ -n ${SERVER_CMD} ]]; then
+    REPORT_NAME="${AUTOBAHN_REPORT_NAME:-server-cmd}"
+else
+    REPORT_NAME="${AUTOBAHN_REPORT_NAME:-${DEFAULT_REPORT}}"
+fi
+[[ ${REPORT_NAME} =~ ^[A-Za-z0-9._-]+$ ]] || {
+    echo "AUTOBAHN_REPORT_NAME must be a plain file name" >&2
+    exit 2
+}
+OUT="${AB_DIR}/reports/${REPORT_NAME}"
 if [[ ${MODE} == server ]]; then
     SPEC="${AB_DIR}/fuzzingclient.json"
 else
@@ -115,7 +152,10 @@ show_log() { # show_log NAME FILE: the end of a log, for a failed step
 }
 
 # --- 1. The binary ------------------------------------------------------------------------
-if [[ -n ${WSENGINE_BIN:-} ]]; then
+if [[ -n ${SERVER_CMD} ]]; then
+    BIN=""
+    log "testing the server command: ${SERVER_CMD} (WSENGINE_SERVER_CMD; nothing built)"
+elif [[ -n ${WSENGINE_BIN:-} ]]; then
     BIN="${WSENGINE_BIN}"
     [[ -x ${BIN} ]] || die "WSENGINE_BIN=${BIN} is not executable"
     log "testing ${BIN} (WSENGINE_BIN; nothing built)"
@@ -129,6 +169,7 @@ feats = [f for p in m["packages"] for t in p["targets"]
 print(m["target_directory"]); print(",".join(feats))')"
     target_dir="$(sed -n 1p <<<"${meta}")"
     features="$(sed -n 2p <<<"${meta}")"
+    [[ -z ${EXTRA_FEATURES} ]] || features="${features:+${features},}${EXTRA_FEATURES}"
     build=(cargo build --release --bin wsengine)
     [[ -z ${features} ]] || build+=(--features "${features}")
     log "building: ${build[*]}"
@@ -155,11 +196,13 @@ export PYTHONUNBUFFERED=1 # wstest's progress reaches its log even when it is ki
 rm -rf "${OUT}"
 mkdir -p "${OUT}"
 PORT="$(free_port)"
-python3 - "${SPEC}" "${CFG}" "${MODE}" "${PORT}" "${OUT}" <<'EOF'
-import json, sys
-src, dst, mode, port, outdir = sys.argv[1:]
+python3 - "${SPEC}" "${CFG}" "${MODE}" "${PORT}" "${OUT}" "${AUTOBAHN_CASES:-}" <<'EOF'
+import json, re, sys
+src, dst, mode, port, outdir, cases = sys.argv[1:]
 with open(src) as f:
     spec = json.load(f)
+if cases.strip():
+    spec["cases"] = [c for c in re.split(r"[\s,]+", cases) if c]
 url = "ws://127.0.0.1:%s" % port
 if mode == "server":
     for server in spec["servers"]:
@@ -178,13 +221,22 @@ fi
 status=0
 started=${SECONDS}
 if [[ ${MODE} == server ]]; then
-    start_bg "${OUT}/wsengine.log" "${BIN}" serve --listen "127.0.0.1:${PORT}"
+    if [[ -n ${SERVER_CMD} ]]; then
+        SERVER_DESC="the server command"
+        cmd="${SERVER_CMD//\{addr\}/127.0.0.1:${PORT}}"
+        cmd="${cmd//\{port\}/${PORT}}"
+        # exec: the command itself leads the process group and gets the signals.
+        start_bg "${OUT}/wsengine.log" bash -c "exec ${cmd}"
+    else
+        SERVER_DESC="wsengine serve${SERVE_ARGS[*]:+ ${SERVE_ARGS[*]}}"
+        start_bg "${OUT}/wsengine.log" "${BIN}" serve --listen "127.0.0.1:${PORT}" "${SERVE_ARGS[@]}"
+    fi
     peer_pid=${BG_PID}
     wait_port "${PORT}" "${peer_pid}" 30 || {
-        show_log "wsengine serve" "${OUT}/wsengine.log"
-        die "wsengine serve did not accept connections on 127.0.0.1:${PORT}"
+        show_log "${SERVER_DESC}" "${OUT}/wsengine.log"
+        die "${SERVER_DESC} did not accept connections on 127.0.0.1:${PORT}"
     }
-    log "wsengine serve on 127.0.0.1:${PORT}; running wstest -m fuzzingclient (limit ${TIMEOUT} s)"
+    log "${SERVER_DESC} on 127.0.0.1:${PORT}; running wstest -m fuzzingclient (limit ${TIMEOUT} s)"
     start_bg "${OUT}/wstest.log" timeout -k 10 "${TIMEOUT}" "${WSTEST[@]}" -m fuzzingclient -s "${CFG}"
     rc=0
     wait "${BG_PID}" || rc=$?
@@ -198,8 +250,24 @@ if [[ ${MODE} == server ]]; then
     if ! kill -0 "${peer_pid}" 2>/dev/null; then
         prc=0
         wait "${peer_pid}" || prc=$?
-        log "wsengine serve exited during the run (status ${prc})"
+        log "${SERVER_DESC} exited during the run (status ${prc})"
         status=1
+    elif [[ -n ${WSENGINE_SERVER_STOP_CHECK:-} ]]; then
+        # A clean shutdown on SIGTERM must exit 0 (under valgrind: no errors, no leaks).
+        kill -TERM "${peer_pid}" 2>/dev/null || true
+        for ((i = 0; i < 1200; i++)); do
+            kill -0 "${peer_pid}" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "${peer_pid}" 2>/dev/null; then
+            log "${SERVER_DESC} did not exit within 120 s of SIGTERM"
+            status=1
+        else
+            prc=0
+            wait "${peer_pid}" || prc=$?
+            log "${SERVER_DESC} exited with status ${prc} on SIGTERM"
+            ((prc == 0)) || status=1
+        fi
     fi
 else
     start_bg "${OUT}/wstest.log" timeout -k 10 "$((TIMEOUT + 60))" \
@@ -241,8 +309,10 @@ if [[ ! -s ${OUT}/index.json ]]; then
     show_log "wsengine" "${OUT}/wsengine.log"
     die "no report: ${OUT}/index.json was not written"
 fi
-if [[ ${MODE} == server ]]; then
-    title="Server: wstest -m fuzzingclient against wsengine serve"
+if [[ -n ${SERVER_CMD} ]]; then
+    title="Server: wstest -m fuzzingclient against \`${SERVER_CMD}\`"
+elif [[ ${MODE} == server ]]; then
+    title="Server: wstest -m fuzzingclient against ${SERVER_DESC}"
 else
     title="Client: wsengine autobahn-client against wstest -m fuzzingserver"
 fi
@@ -254,7 +324,7 @@ log "report: ${OUT}/index.html, summary: ${OUT}/summary.md"
 # The summary's last line is the plain "autobahn-<mode>: N passed, N failed".
 src=0
 python3 "${AB_DIR}/summarize.py" "${OUT}/index.json" --config "${CFG}" --agent "${AGENT}" \
-    --markdown "${OUT}/summary.md" --min-cases "${MIN_CASES}" --title "${title}" --label "autobahn-${MODE}" || src=$?
+    --markdown "${OUT}/summary.md" --min-cases "${MIN_CASES}" --title "${title}" --label "autobahn-${REPORT_NAME}" || src=$?
 if ((status != 0 && src == 0)); then
     log "FAILED: the run itself failed (see above), although its report passes"
 fi

@@ -1,0 +1,1165 @@
+//! Conformance tests of the C ABI, calling the `extern "C"` functions exactly as a C host
+//! would (raw pointers, lengths, status codes), through the crate's rlib: the RFC 6455
+//! section 5.7 examples, rejection fixtures, the handshake, NULL and invalid arguments,
+//! time, and a client/server round trip.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
+#![allow(
+    clippy::multiple_unsafe_ops_per_block,
+    reason = "tests: runs of C calls share one documented contract"
+)]
+
+use core::ptr::{null, null_mut};
+use std::ffi::CStr;
+
+use wsengine_ffi::*;
+
+use wsengine_event_kind::*;
+use wsengine_status::*;
+
+const SEC: u64 = 1_000_000_000;
+
+/// The client handshake of RFC 6455 section 1.2.
+const RFC_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
+    Host: server.example.com\r\n\
+    Upgrade: websocket\r\n\
+    Connection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Origin: http://example.com\r\n\
+    Sec-WebSocket-Protocol: chat, superchat\r\n\
+    Sec-WebSocket-Version: 13\r\n\
+    \r\n";
+
+/// An event copied out of the handle (the C struct's pointers die at the next poll).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ev {
+    kind: wsengine_event_kind,
+    data: Vec<u8>,
+    last: bool,
+    clean: bool,
+    code: u16,
+}
+
+fn ev(kind: wsengine_event_kind, data: &[u8]) -> Ev {
+    Ev {
+        kind,
+        data: data.to_vec(),
+        last: matches!(kind, WSENGINE_EVENT_TEXT | WSENGINE_EVENT_BINARY),
+        clean: false,
+        code: 0,
+    }
+}
+
+fn closed(code: u16, clean: bool) -> Ev {
+    Ev {
+        kind: WSENGINE_EVENT_CLOSED,
+        data: Vec::new(),
+        last: false,
+        clean,
+        code,
+    }
+}
+
+/// Copies `len` bytes at `data`, which the library promises are valid and non-NULL.
+fn copy(data: *const u8, len: usize) -> Vec<u8> {
+    assert!(!data.is_null(), "the library never hands out NULL");
+    // SAFETY: the library guarantees `len` readable bytes at `data` until the next
+    // poll_event / mutating call, and the copy happens before any.
+    unsafe { core::slice::from_raw_parts(data, len) }.to_vec()
+}
+
+fn bytes(b: wsengine_bytes) -> Vec<u8> {
+    copy(b.data, b.len)
+}
+
+fn default_config() -> wsengine_config {
+    let mut config = core::mem::MaybeUninit::<wsengine_config>::uninit();
+    // SAFETY: a valid pointer to writable memory for one config.
+    let status = unsafe { wsengine_config_default(config.as_mut_ptr()) };
+    assert_eq!(status, WSENGINE_OK);
+    // SAFETY: wsengine_config_default returned OK, so it wrote the whole struct.
+    unsafe { config.assume_init() }
+}
+
+/// A seeded test configuration, so client masks are reproducible.
+fn test_config() -> wsengine_config {
+    let mut c = default_config();
+    c.rng_seed_set = 1;
+    c.rng_seed = [7; 32];
+    c
+}
+
+/// A handle, destroyed on drop; each method is one C call.
+struct Conn(*mut wsengine_conn);
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // SAFETY: a live handle from wsengine_create, destroyed once.
+        unsafe { wsengine_destroy(self.0) }
+    }
+}
+
+impl Conn {
+    fn create(
+        role: wsengine_role,
+        config: Option<&wsengine_config>,
+        request: Option<&wsengine_client_request>,
+        now: u64,
+    ) -> Result<Self, wsengine_status> {
+        let mut out: *mut wsengine_conn = core::ptr::dangling_mut(); // must be overwritten
+        // SAFETY: valid or NULL pointers to initialised structs, and a writable `out`.
+        let status = unsafe {
+            wsengine_create(
+                role as i32,
+                config.map_or(null(), |c| c as *const _),
+                request.map_or(null(), |r| r as *const _),
+                now,
+                &mut out,
+            )
+        };
+        if status == WSENGINE_OK {
+            assert!(!out.is_null());
+            Ok(Self(out))
+        } else {
+            assert!(out.is_null(), "out is NULL after a failure");
+            Err(status)
+        }
+    }
+
+    fn server(config: &wsengine_config, now: u64) -> Self {
+        Self::create(wsengine_role::WSENGINE_ROLE_SERVER, Some(config), None, now).expect("server")
+    }
+
+    fn client(config: &wsengine_config, url: &str, protocols: &[&str], now: u64) -> Self {
+        let protos: Vec<wsengine_bytes> = protocols
+            .iter()
+            .map(|p| wsengine_bytes {
+                data: p.as_ptr(),
+                len: p.len(),
+            })
+            .collect();
+        let request = wsengine_client_request {
+            url: url.as_ptr(),
+            url_len: url.len(),
+            origin: b"http://example.com".as_ptr(),
+            origin_len: 18,
+            protocols: protos.as_ptr(),
+            protocol_count: protos.len(),
+            headers: null(),
+            header_count: 0,
+        };
+        Self::create(
+            wsengine_role::WSENGINE_ROLE_CLIENT,
+            Some(config),
+            Some(&request),
+            now,
+        )
+        .expect("client")
+    }
+
+    fn recv(&mut self, data: &[u8]) -> (wsengine_status, usize) {
+        let mut taken = usize::MAX;
+        // SAFETY: live handle, `data.len()` readable bytes, writable `taken`.
+        let s = unsafe { wsengine_recv(self.0, data.as_ptr(), data.len(), &mut taken) };
+        (s, taken)
+    }
+
+    fn recv_all(&mut self, data: &[u8]) {
+        assert_eq!(self.recv(data), (WSENGINE_OK, data.len()));
+    }
+
+    fn eof(&mut self) {
+        // SAFETY: live handle.
+        assert_eq!(unsafe { wsengine_recv_eof(self.0) }, WSENGINE_OK);
+    }
+
+    fn poll(&mut self) -> Result<Option<Ev>, wsengine_status> {
+        let mut e = core::mem::MaybeUninit::<wsengine_event>::uninit();
+        // SAFETY: live handle and writable (uninitialised) event memory.
+        let s = unsafe { wsengine_poll_event(self.0, e.as_mut_ptr()) };
+        // SAFETY: poll_event writes the event whatever it returns (a non-NULL pointer).
+        let e = unsafe { e.assume_init() };
+        match s {
+            WSENGINE_OK => Ok(Some(Ev {
+                kind: e.kind,
+                data: copy(e.data, e.len),
+                last: e.last,
+                clean: e.clean,
+                code: e.close_code,
+            })),
+            WSENGINE_AGAIN => {
+                assert_eq!(e.kind, WSENGINE_EVENT_NONE);
+                Ok(None)
+            }
+            s => {
+                assert_eq!(e.kind, WSENGINE_EVENT_NONE);
+                Err(s)
+            }
+        }
+    }
+
+    /// Every event until AGAIN.
+    fn events(&mut self) -> Vec<Ev> {
+        let mut out = Vec::new();
+        while let Some(e) = self.poll().expect("no fatal error") {
+            out.push(e);
+        }
+        out
+    }
+
+    /// Everything queued for the transport, written in pieces of at most `chunk` bytes.
+    fn transmit_chunked(&mut self, chunk: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        loop {
+            let mut tx = wsengine_bytes {
+                data: null(),
+                len: 0,
+            };
+            // SAFETY: live handle, writable `tx`.
+            let status = unsafe { wsengine_poll_transmit(self.0, &mut tx) };
+            assert_eq!(status, WSENGINE_OK);
+            if tx.len == 0 {
+                assert!(!tx.data.is_null());
+                return all;
+            }
+            let n = tx.len.min(chunk);
+            all.extend_from_slice(&copy(tx.data, n));
+            // SAFETY: live handle.
+            assert_eq!(unsafe { wsengine_advance_transmit(self.0, n) }, WSENGINE_OK);
+        }
+    }
+
+    fn transmit(&mut self) -> Vec<u8> {
+        self.transmit_chunked(usize::MAX)
+    }
+
+    fn send_text(&mut self, text: &[u8]) -> wsengine_status {
+        // SAFETY: live handle, `text.len()` readable bytes.
+        unsafe { wsengine_send_text(self.0, text.as_ptr(), text.len()) }
+    }
+
+    fn send_binary(&mut self, data: &[u8]) -> wsengine_status {
+        // SAFETY: live handle, `data.len()` readable bytes.
+        unsafe { wsengine_send_binary(self.0, data.as_ptr(), data.len()) }
+    }
+
+    fn ping(&mut self, data: &[u8]) -> wsengine_status {
+        // SAFETY: live handle, `data.len()` readable bytes.
+        unsafe { wsengine_ping(self.0, data.as_ptr(), data.len()) }
+    }
+
+    fn close(&mut self, code: u16, reason: &[u8]) -> wsengine_status {
+        // SAFETY: live handle, `reason.len()` readable bytes.
+        unsafe { wsengine_close(self.0, code, reason.as_ptr(), reason.len()) }
+    }
+
+    fn accept(&mut self, protocol: Option<&str>) -> wsengine_status {
+        let (p, n) = protocol.map_or((null(), 0), |p| (p.as_ptr(), p.len()));
+        // SAFETY: live handle, `n` readable bytes at `p` (or NULL), no headers.
+        unsafe { wsengine_accept(self.0, p, n, null(), 0) }
+    }
+
+    fn state(&self) -> i32 {
+        // SAFETY: live handle.
+        unsafe { wsengine_get_state(self.0) }
+    }
+
+    fn should_close(&self) -> bool {
+        // SAFETY: live handle.
+        match unsafe { wsengine_should_close_transport(self.0) } {
+            0 => false,
+            1 => true,
+            s => panic!("should_close_transport returned {s}"),
+        }
+    }
+
+    fn wants_write(&self) -> bool {
+        // SAFETY: live handle.
+        unsafe { wsengine_wants_write(self.0) == 1 }
+    }
+
+    fn close_code(&self) -> u16 {
+        // SAFETY: live handle.
+        unsafe { wsengine_last_close_code(self.0) }
+    }
+
+    fn error_message(&self) -> String {
+        // SAFETY: live handle; the string is valid until the next call on it.
+        let p = unsafe { wsengine_last_error_message(self.0) };
+        // SAFETY: the library returns a NUL-terminated string.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    fn next_timeout(&mut self) -> (wsengine_status, u64) {
+        let mut t = 0;
+        // SAFETY: live handle, writable `t`.
+        let s = unsafe { wsengine_next_timeout(self.0, &mut t) };
+        (s, t)
+    }
+
+    fn handle_timeout(&mut self, now: u64) {
+        // SAFETY: live handle.
+        assert_eq!(unsafe { wsengine_handle_timeout(self.0, now) }, WSENGINE_OK);
+    }
+}
+
+/// A client and a server with the handshake done over an in-memory "transport".
+fn open_pair(config: &wsengine_config, now: u64) -> (Conn, Conn) {
+    let mut client = Conn::client(config, "ws://example.com/chat", &["chat"], now);
+    let mut server = Conn::server(config, now);
+    let request = client.transmit();
+    assert!(request.starts_with(b"GET /chat HTTP/1.1\r\n"));
+    server.recv_all(&request);
+    let events = server.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, WSENGINE_EVENT_REQUEST);
+    assert_eq!(server.accept(Some("chat")), WSENGINE_OK);
+    client.recv_all(&server.transmit());
+    assert_eq!(
+        client.events(),
+        vec![Ev {
+            kind: WSENGINE_EVENT_ACCEPTED,
+            data: b"chat".to_vec(),
+            last: false,
+            clean: false,
+            code: 0
+        }]
+    );
+    assert_eq!(client.state(), wsengine_state::WSENGINE_STATE_OPEN as i32);
+    assert_eq!(server.state(), wsengine_state::WSENGINE_STATE_OPEN as i32);
+    (client, server)
+}
+
+/// Unmasks a frame the client sent (header of 2 bytes plus a 4-byte key, payload < 126).
+fn unmask_small(frame: &[u8]) -> (u8, Vec<u8>) {
+    assert_eq!(frame[1] & 0x80, 0x80, "client frames are masked");
+    let len = usize::from(frame[1] & 0x7f);
+    assert!(len < 126);
+    let key = &frame[2..6];
+    let payload = frame[6..6 + len]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ key[i % 4])
+        .collect();
+    (frame[0], payload)
+}
+
+// ---- RFC 6455 section 5.7 ----
+
+#[test]
+fn rfc_5_7_single_frame_unmasked_text_to_client() {
+    let (mut client, _server) = open_pair(&test_config(), 0);
+    client.recv_all(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    assert_eq!(client.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
+}
+
+#[test]
+fn rfc_5_7_single_frame_masked_text_to_server() {
+    let (_client, mut server) = open_pair(&test_config(), 0);
+    server.recv_all(&[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
+    assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
+}
+
+#[test]
+fn rfc_5_7_fragmented_unmasked_text_whole_and_streaming() {
+    let frames = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+    let (mut client, _server) = open_pair(&test_config(), 0);
+    client.recv_all(&frames);
+    assert_eq!(client.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
+
+    let mut config = test_config();
+    config.delivery = wsengine_delivery::WSENGINE_DELIVERY_STREAMING as i32;
+    let (mut client, _server) = open_pair(&config, 0);
+    client.recv_all(&frames);
+    let mut first = ev(WSENGINE_EVENT_TEXT, b"Hel");
+    first.last = false;
+    assert_eq!(client.events(), vec![first, ev(WSENGINE_EVENT_TEXT, b"lo")]);
+}
+
+#[test]
+fn rfc_5_7_ping_and_masked_pong() {
+    let (mut client, mut server) = open_pair(&test_config(), 0);
+    // Unmasked Ping "Hello" to the client: the automatic Pong goes back, masked.
+    client.recv_all(&[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    assert_eq!(client.events(), vec![ev(WSENGINE_EVENT_PING, b"Hello")]);
+    let pong = client.transmit();
+    assert_eq!(unmask_small(&pong), (0x8a, b"Hello".to_vec()));
+    // The masked Pong of the RFC to the server.
+    server.recv_all(&[
+        0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
+    assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_PONG, b"Hello")]);
+    assert!(server.transmit().is_empty(), "a Pong is not answered");
+}
+
+#[test]
+fn rfc_5_7_256_bytes_and_64_kib_binary_in_one_unmasked_frame() {
+    let (mut client, _server) = open_pair(&test_config(), 0);
+    let payload: Vec<u8> = (0..=255u8).collect();
+    let mut frame = vec![0x82, 0x7e, 0x01, 0x00];
+    frame.extend_from_slice(&payload);
+    client.recv_all(&frame);
+    assert_eq!(client.events(), vec![ev(WSENGINE_EVENT_BINARY, &payload)]);
+
+    let payload: Vec<u8> = (0..65536u32).map(|i| (i % 251).to_le_bytes()[0]).collect();
+    let mut frame = vec![0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00];
+    frame.extend_from_slice(&payload);
+    // Larger than the receive buffer (64 KiB): offered in pieces, as a host would.
+    let mut rest = &frame[..];
+    let mut got = Vec::new();
+    while !rest.is_empty() {
+        let (status, taken) = client.recv(rest);
+        assert!(status == WSENGINE_OK || status == WSENGINE_AGAIN);
+        assert_eq!(status == WSENGINE_OK, taken == rest.len());
+        rest = &rest[taken..];
+        got.extend(client.events());
+    }
+    assert_eq!(got, vec![ev(WSENGINE_EVENT_BINARY, &payload)]);
+}
+
+#[test]
+fn server_sends_the_rfc_frames_unmasked() {
+    let (_client, mut server) = open_pair(&test_config(), 0);
+    assert_eq!(server.send_text(b"Hello"), WSENGINE_OK);
+    assert_eq!(server.ping(b"Hello"), WSENGINE_OK);
+    assert_eq!(
+        server.transmit(),
+        [
+            0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f
+        ]
+    );
+}
+
+// ---- rejection fixtures ----
+
+#[test]
+fn unmasked_frame_to_server_queues_close_1002() {
+    let (_client, mut server) = open_pair(&test_config(), 0);
+    server.recv_all(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert_eq!(server.close_code(), 1002);
+    assert!(server.error_message().contains("unmasked"));
+    // Sticky.
+    assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert_eq!(server.state(), wsengine_state::WSENGINE_STATE_FAILED as i32);
+    assert!(!server.should_close(), "the Close frame is still queued");
+    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xea]);
+    assert!(server.should_close());
+    assert_eq!(server.send_text(b"late"), WSENGINE_CLOSED);
+}
+
+#[test]
+fn invalid_utf8_to_server_queues_close_1007() {
+    let (_client, mut server) = open_pair(&test_config(), 0);
+    // Masked with an all-zero key: the payload is as written. 0xff is never UTF-8.
+    server.recv_all(&[0x81, 0x83, 0, 0, 0, 0, b'a', 0xff, b'b']);
+    assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert_eq!(server.close_code(), 1007);
+    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xef]);
+    assert!(server.should_close());
+}
+
+#[test]
+fn masked_frame_to_client_queues_masked_close_1002() {
+    let (mut client, _server) = open_pair(&test_config(), 0);
+    client.recv_all(&[0x81, 0x81, 1, 2, 3, 4, b'a' ^ 1]);
+    assert_eq!(client.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert_eq!(client.close_code(), 1002);
+    assert_eq!(unmask_small(&client.transmit()), (0x88, vec![0x03, 0xea]));
+}
+
+#[test]
+fn oversized_message_is_1009() {
+    let mut config = test_config();
+    config.max_message_size = 4;
+    let (_client, mut server) = open_pair(&config, 0);
+    server.recv_all(&[0x82, 0x85, 0, 0, 0, 0, 1, 2, 3, 4, 5]);
+    assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert_eq!(server.close_code(), 1009);
+    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xf1]);
+}
+
+// ---- the handshake ----
+
+#[test]
+fn handshake_request_accessors_and_accept() {
+    let mut server = Conn::server(&test_config(), 0);
+    server.recv_all(RFC_REQUEST);
+    let events = server.events();
+    assert_eq!(events, vec![ev(WSENGINE_EVENT_REQUEST, b"/chat")]);
+    let h = server.0;
+    let mut out = wsengine_bytes {
+        data: null(),
+        len: 0,
+    };
+    // SAFETY: for every call in this block, a live handle and writable out-pointers;
+    // names point to their length in readable bytes.
+    unsafe {
+        assert_eq!(wsengine_request_path(h, &mut out), WSENGINE_OK);
+        assert_eq!(bytes(out), b"/chat");
+        assert_eq!(wsengine_request_host(h, &mut out), WSENGINE_OK);
+        assert_eq!(bytes(out), b"server.example.com");
+        assert_eq!(wsengine_request_origin(h, &mut out), WSENGINE_OK);
+        assert_eq!(bytes(out), b"http://example.com");
+        let name = b"sec-websocket-VERSION";
+        assert_eq!(
+            wsengine_request_header(h, name.as_ptr(), name.len(), &mut out),
+            WSENGINE_OK
+        );
+        assert_eq!(bytes(out), b"13");
+        let name = b"X-Missing";
+        assert_eq!(
+            wsengine_request_header(h, name.as_ptr(), name.len(), &mut out),
+            WSENGINE_NOT_FOUND
+        );
+        assert_eq!(out.len, 0);
+        assert!(!out.data.is_null());
+        let mut count = 0;
+        assert_eq!(wsengine_request_protocol_count(h, &mut count), WSENGINE_OK);
+        assert_eq!(count, 2);
+        assert_eq!(wsengine_request_protocol(h, 1, &mut out), WSENGINE_OK);
+        assert_eq!(bytes(out), b"superchat");
+        assert_eq!(
+            wsengine_request_protocol(h, 2, &mut out),
+            WSENGINE_NOT_FOUND
+        );
+        assert_eq!(wsengine_request_header_count(h, &mut count), WSENGINE_OK);
+        assert_eq!(count, 7);
+        let mut header = core::mem::MaybeUninit::<wsengine_header>::uninit();
+        assert_eq!(
+            wsengine_request_header_at(h, 0, header.as_mut_ptr()),
+            WSENGINE_OK
+        );
+        let header = header.assume_init();
+        assert_eq!(copy(header.name, header.name_len), b"Host");
+        assert_eq!(copy(header.value, header.value_len), b"server.example.com");
+        let mut header = core::mem::MaybeUninit::<wsengine_header>::uninit();
+        assert_eq!(
+            wsengine_request_header_at(h, 7, header.as_mut_ptr()),
+            WSENGINE_NOT_FOUND
+        );
+    }
+    // A subprotocol that was not offered is refused; the request stays pending.
+    assert_eq!(server.accept(Some("v2")), WSENGINE_INVALID_ARGUMENT);
+    assert!(server.error_message().contains("v2"));
+    let extra = wsengine_header {
+        name: b"X-Server".as_ptr(),
+        name_len: 8,
+        value: b"wsengine".as_ptr(),
+        value_len: 8,
+    };
+    let proto = b"chat";
+    // SAFETY: live handle, readable protocol bytes and one valid header.
+    let s = unsafe { wsengine_accept(h, proto.as_ptr(), proto.len(), &extra, 1) };
+    assert_eq!(s, WSENGINE_OK);
+    // The request is still readable until the next poll.
+    // SAFETY: live handle, writable out.
+    assert_eq!(unsafe { wsengine_request_path(h, &mut out) }, WSENGINE_OK);
+    assert_eq!(bytes(out), b"/chat");
+    let response = String::from_utf8(server.transmit()).expect("ASCII");
+    assert!(response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    // RFC 6455 section 1.3's accept value for this key.
+    assert!(response.contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    assert!(response.contains("\r\nSec-WebSocket-Protocol: chat\r\n"));
+    assert!(response.contains("\r\nX-Server: wsengine\r\n"));
+    assert!(response.ends_with("\r\n\r\n"));
+    assert_eq!(server.state(), wsengine_state::WSENGINE_STATE_OPEN as i32);
+    // The pending request is gone now.
+    assert_eq!(server.accept(None), WSENGINE_INVALID_STATE);
+    assert_eq!(server.poll(), Ok(None));
+    // SAFETY: live handle, writable out.
+    let status = unsafe { wsengine_request_path(h, &mut out) };
+    assert_eq!(status, WSENGINE_INVALID_STATE);
+}
+
+#[test]
+fn handshake_reject_with_status_header_and_body() {
+    let mut server = Conn::server(&test_config(), 0);
+    server.recv_all(RFC_REQUEST);
+    assert_eq!(server.events()[0].kind, WSENGINE_EVENT_REQUEST);
+    let header = wsengine_header {
+        name: b"X-Reason".as_ptr(),
+        name_len: 8,
+        value: b"origin".as_ptr(),
+        value_len: 6,
+    };
+    let body = b"forbidden";
+    // SAFETY: live handle, one valid header, readable body.
+    let s = unsafe { wsengine_reject(server.0, 403, &header, 1, body.as_ptr(), body.len()) };
+    assert_eq!(s, WSENGINE_OK);
+    let response = String::from_utf8(server.transmit()).expect("ASCII");
+    assert!(
+        response.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("\r\nX-Reason: origin\r\n"));
+    assert!(response.contains("\r\nContent-Length: 9\r\n"));
+    assert!(response.ends_with("\r\n\r\nforbidden"));
+    assert_eq!(server.state(), wsengine_state::WSENGINE_STATE_CLOSED as i32);
+    assert!(server.should_close());
+    assert_eq!(server.send_text(b"x"), WSENGINE_CLOSED);
+}
+
+#[test]
+fn reject_with_invalid_status_is_refused_and_request_stays_pending() {
+    let mut server = Conn::server(&test_config(), 0);
+    server.recv_all(RFC_REQUEST);
+    server.events();
+    for status in [0, 101, 600] {
+        // SAFETY: live handle, no headers, no body.
+        let s = unsafe { wsengine_reject(server.0, status, null(), 0, null(), 0) };
+        assert_eq!(s, WSENGINE_INVALID_ARGUMENT, "{status}");
+    }
+    assert_eq!(server.accept(None), WSENGINE_OK);
+}
+
+#[test]
+fn bad_request_fails_the_handshake_with_426() {
+    let mut server = Conn::server(&test_config(), 0);
+    let request = String::from_utf8(RFC_REQUEST.to_vec())
+        .expect("ASCII")
+        .replace("Version: 13", "Version: 8");
+    server.recv_all(request.as_bytes());
+    assert_eq!(server.poll(), Err(WSENGINE_HANDSHAKE_FAILED));
+    assert_eq!(server.close_code(), 0, "no close code before the handshake");
+    let response = String::from_utf8(server.transmit()).expect("ASCII");
+    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
+    assert!(response.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+    assert!(server.should_close());
+}
+
+#[test]
+fn client_reads_response_headers() {
+    let config = test_config();
+    let mut client = Conn::client(&config, "ws://example.com/chat", &["chat"], 0);
+    let mut server = Conn::server(&config, 0);
+    server.recv_all(&client.transmit());
+    server.events();
+    assert_eq!(server.accept(Some("chat")), WSENGINE_OK);
+    client.recv_all(&server.transmit());
+    assert_eq!(client.poll().expect("ok").expect("event").data, b"chat");
+    let mut out = wsengine_bytes {
+        data: null(),
+        len: 0,
+    };
+    let name = b"upgrade";
+    // SAFETY: live handle, readable name, writable out.
+    let s = unsafe { wsengine_response_header(client.0, name.as_ptr(), name.len(), &mut out) };
+    assert_eq!(s, WSENGINE_OK);
+    assert_eq!(bytes(out), b"websocket");
+}
+
+// ---- NULL and invalid arguments ----
+
+#[test]
+fn null_handle_is_refused_everywhere() {
+    let h: *mut wsengine_conn = null_mut();
+    let mut ev = core::mem::MaybeUninit::<wsengine_event>::uninit();
+    let mut b = wsengine_bytes {
+        data: null(),
+        len: 0,
+    };
+    let mut n = 0usize;
+    let mut t = 0u64;
+    let mut hd = core::mem::MaybeUninit::<wsengine_header>::uninit();
+    let inv = WSENGINE_INVALID_ARGUMENT;
+    // SAFETY: NULL handles are part of every function's contract (refused, not read);
+    // the other pointers are valid.
+    unsafe {
+        assert_eq!(wsengine_recv(h, b"x".as_ptr(), 1, &mut n), inv);
+        assert_eq!(wsengine_recv_eof(h), inv);
+        assert_eq!(wsengine_handle_timeout(h, 0), inv);
+        assert_eq!(wsengine_next_timeout(h, &mut t), inv);
+        assert_eq!(wsengine_poll_event(h, ev.as_mut_ptr()), inv);
+        assert_eq!(wsengine_request_path(h, &mut b), inv);
+        assert_eq!(wsengine_request_host(h, &mut b), inv);
+        assert_eq!(wsengine_request_origin(h, &mut b), inv);
+        assert_eq!(wsengine_request_header(h, b"a".as_ptr(), 1, &mut b), inv);
+        assert_eq!(wsengine_request_header_count(h, &mut n), inv);
+        assert_eq!(wsengine_request_header_at(h, 0, hd.as_mut_ptr()), inv);
+        assert_eq!(wsengine_request_protocol_count(h, &mut n), inv);
+        assert_eq!(wsengine_request_protocol(h, 0, &mut b), inv);
+        assert_eq!(wsengine_response_header(h, b"a".as_ptr(), 1, &mut b), inv);
+        assert_eq!(wsengine_accept(h, null(), 0, null(), 0), inv);
+        assert_eq!(wsengine_reject(h, 403, null(), 0, null(), 0), inv);
+        assert_eq!(wsengine_send_text(h, b"x".as_ptr(), 1), inv);
+        assert_eq!(wsengine_send_binary(h, b"x".as_ptr(), 1), inv);
+        assert_eq!(wsengine_send_fragment(h, 1, b"x".as_ptr(), 1, 1), inv);
+        assert_eq!(wsengine_ping(h, null(), 0), inv);
+        assert_eq!(wsengine_pong(h, null(), 0), inv);
+        assert_eq!(wsengine_close(h, 1000, null(), 0), inv);
+        assert_eq!(wsengine_poll_transmit(h, &mut b), inv);
+        assert_eq!(wsengine_poll_transmit_segments(h, &mut b, 1, &mut n), inv);
+        assert_eq!(wsengine_advance_transmit(h, 0), inv);
+        assert_eq!(wsengine_recv_capacity(h, &mut n), inv);
+        assert_eq!(wsengine_get_state(h), inv as i32);
+        assert_eq!(wsengine_wants_write(h), inv as i32);
+        assert_eq!(wsengine_should_close_transport(h), inv as i32);
+        assert_eq!(wsengine_is_send_blocked(h), inv as i32);
+        assert_eq!(wsengine_last_close_code(h), 0);
+        assert_eq!(
+            CStr::from_ptr(wsengine_last_error_message(h)).to_bytes(),
+            b"NULL handle"
+        );
+        wsengine_destroy(h);
+        assert_eq!(wsengine_config_default(null_mut()), inv);
+    }
+}
+
+#[test]
+fn null_pointers_with_lengths_and_null_outputs_are_refused() {
+    let (_client, mut server) = open_pair(&test_config(), 0);
+    let h = server.0;
+    let inv = WSENGINE_INVALID_ARGUMENT;
+    // SAFETY: a live handle; the NULL pointers are refused by contract, never read.
+    unsafe {
+        assert_eq!(wsengine_recv(h, null(), 5, null_mut()), inv);
+        assert_eq!(wsengine_recv(h, null(), 0, null_mut()), WSENGINE_OK);
+        assert_eq!(wsengine_send_text(h, null(), 3), inv);
+        assert_eq!(wsengine_send_binary(h, null(), 3), inv);
+        assert_eq!(wsengine_ping(h, null(), 1), inv);
+        assert_eq!(wsengine_close(h, 1000, null(), 2), inv);
+        assert_eq!(wsengine_poll_event(h, null_mut()), inv);
+        assert_eq!(wsengine_poll_transmit(h, null_mut()), inv);
+        assert_eq!(wsengine_next_timeout(h, null_mut()), inv);
+        assert_eq!(wsengine_recv_capacity(h, null_mut()), inv);
+        let mut n = 0;
+        assert_eq!(
+            wsengine_poll_transmit_segments(h, null_mut(), 4, &mut n),
+            inv
+        );
+        assert_eq!(
+            wsengine_poll_transmit_segments(h, null_mut(), 0, &mut n),
+            WSENGINE_OK
+        );
+        assert_eq!(n, 0);
+        // Empty messages with NULL data are fine.
+        assert_eq!(wsengine_send_binary(h, null(), 0), WSENGINE_OK);
+        assert_eq!(wsengine_send_text(h, null(), 0), WSENGINE_OK);
+    }
+    assert_eq!(server.transmit(), [0x82, 0x00, 0x81, 0x00]);
+    // A refused poll_event with a NULL out-pointer does not consume the event.
+    server.recv_all(&[0x82, 0x81, 0, 0, 0, 0, 9]);
+    // SAFETY: live handle; NULL event refused.
+    assert_eq!(unsafe { wsengine_poll_event(h, null_mut()) }, inv);
+    assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_BINARY, &[9])]);
+}
+
+#[test]
+fn invalid_values_are_refused_and_leave_the_connection_usable() {
+    let (mut client, mut server) = open_pair(&test_config(), 0);
+    let inv = WSENGINE_INVALID_ARGUMENT;
+    assert_eq!(server.send_text(b"a\xffb"), inv);
+    assert!(
+        server.error_message().to_lowercase().contains("utf-8"),
+        "{}",
+        server.error_message()
+    );
+    assert_eq!(server.send_text(b"\xe2\x82"), inv, "truncated code point");
+    assert_eq!(server.ping(&[0; 126]), inv);
+    assert_eq!(server.ping(&[0; 125]), WSENGINE_OK);
+    assert_eq!(server.close(1005, b""), inv);
+    assert_eq!(server.close(999, b""), inv);
+    assert_eq!(server.close(1000, &[b'x'; 124]), inv);
+    assert_eq!(server.close(1000, b"\xff"), inv);
+    // SAFETY: live handle; kind 9 is no message kind.
+    let status = unsafe { wsengine_send_fragment(server.0, 9, b"x".as_ptr(), 1, 1) };
+    assert_eq!(status, inv);
+    // SAFETY: live handle; more bytes than are queued.
+    let status = unsafe { wsengine_advance_transmit(server.0, 1_000_000) };
+    assert_eq!(status, inv);
+    // SAFETY: live handle, no pending request.
+    let status = unsafe { wsengine_accept(server.0, null(), 0, null(), 0) };
+    assert_eq!(status, WSENGINE_INVALID_STATE);
+    let mut out = wsengine_bytes {
+        data: null(),
+        len: 0,
+    };
+    // The request stayed current after the accept, until this poll.
+    // SAFETY: live handle, writable out.
+    let status = unsafe { wsengine_request_origin(server.0, &mut out) };
+    assert_eq!(status, WSENGINE_OK);
+    assert_eq!(server.poll(), Ok(None));
+    // SAFETY: live handle, writable out; the current event is no request.
+    let status = unsafe { wsengine_request_origin(server.0, &mut out) };
+    assert_eq!(status, WSENGINE_INVALID_STATE);
+    // Still works: the refused calls changed nothing.
+    assert_eq!(server.send_text("héllo".as_bytes()), WSENGINE_OK);
+    client.recv_all(&server.transmit());
+    let events = client.events();
+    assert_eq!(events[0].kind, WSENGINE_EVENT_PING);
+    assert_eq!(events[1], ev(WSENGINE_EVENT_TEXT, "héllo".as_bytes()));
+}
+
+#[test]
+fn text_fragments_may_split_code_points_but_must_end_valid() {
+    let (mut client, mut server) = open_pair(&test_config(), 0);
+    let text = wsengine_message_kind::WSENGINE_MESSAGE_TEXT as i32;
+    let binary = wsengine_message_kind::WSENGINE_MESSAGE_BINARY as i32;
+    // SAFETY: live handle and readable fragments.
+    unsafe {
+        assert_eq!(
+            wsengine_send_fragment(server.0, text, b"h\xc3".as_ptr(), 2, 0),
+            WSENGINE_OK
+        );
+        assert_eq!(
+            wsengine_send_fragment(server.0, binary, b"x".as_ptr(), 1, 1),
+            WSENGINE_INVALID_STATE
+        );
+        assert_eq!(server.send_text(b"x"), WSENGINE_INVALID_STATE);
+        assert_eq!(
+            wsengine_send_fragment(server.0, text, b"\xa9".as_ptr(), 1, 1),
+            WSENGINE_OK
+        );
+    }
+    client.recv_all(&server.transmit());
+    assert_eq!(
+        client.events(),
+        vec![ev(WSENGINE_EVENT_TEXT, "hé".as_bytes())]
+    );
+}
+
+#[test]
+fn create_refuses_bad_roles_configs_and_requests() {
+    let inv: Result<(), _> = Err(WSENGINE_INVALID_ARGUMENT);
+    let server = wsengine_role::WSENGINE_ROLE_SERVER;
+    let client = wsengine_role::WSENGINE_ROLE_CLIENT;
+    let config = test_config();
+    for role in [0, 3, -1] {
+        let mut out = null_mut();
+        // SAFETY: valid pointers; the role is checked.
+        let s = unsafe { wsengine_create(role, null(), null(), 0, &mut out) };
+        assert_eq!(s, WSENGINE_INVALID_ARGUMENT, "role {role}");
+        assert!(out.is_null());
+    }
+    // SAFETY: a NULL out-pointer is refused.
+    let s = unsafe { wsengine_create(server as i32, null(), null(), 0, null_mut()) };
+    assert_eq!(s, WSENGINE_INVALID_ARGUMENT);
+    // NULL config: the defaults.
+    assert!(Conn::create(server, None, None, 0).is_ok());
+
+    let mut c = config;
+    c.struct_size = 0;
+    assert_eq!(Conn::create(server, Some(&c), None, 0).err(), inv.err());
+    let mut c = config;
+    c.struct_size = size_of::<wsengine_config>() - 1;
+    assert_eq!(Conn::create(server, Some(&c), None, 0).err(), inv.err());
+    let mut c = config;
+    c.delivery = 7;
+    assert_eq!(Conn::create(server, Some(&c), None, 0).err(), inv.err());
+    let mut c = config;
+    c.keepalive_interval_ns = SEC;
+    c.keepalive_timeout_ns = 0;
+    assert_eq!(Conn::create(server, Some(&c), None, 0).err(), inv.err());
+
+    let url = "ws://example.com/";
+    let mut request = wsengine_client_request {
+        url: url.as_ptr(),
+        url_len: url.len(),
+        origin: null(),
+        origin_len: 0,
+        protocols: null(),
+        protocol_count: 0,
+        headers: null(),
+        header_count: 0,
+    };
+    assert!(Conn::create(client, Some(&config), Some(&request), 0).is_ok());
+    assert_eq!(
+        Conn::create(client, Some(&config), None, 0).err(),
+        inv.err()
+    );
+    assert_eq!(
+        Conn::create(server, Some(&config), Some(&request), 0).err(),
+        inv.err()
+    );
+    for bad in [
+        "http://example.com/",
+        "ws://",
+        "ws://a/#frag",
+        "ws://h\u{e9}/x\u{0}",
+    ] {
+        request.url = bad.as_ptr();
+        request.url_len = bad.len();
+        assert_eq!(
+            Conn::create(client, Some(&config), Some(&request), 0).err(),
+            inv.err(),
+            "{bad}"
+        );
+    }
+    request.url = null();
+    request.url_len = 5;
+    assert_eq!(
+        Conn::create(client, Some(&config), Some(&request), 0).err(),
+        inv.err()
+    );
+    request.url = url.as_ptr();
+    request.url_len = url.len();
+    let bad_protocol = wsengine_bytes {
+        data: b"a b".as_ptr(),
+        len: 3,
+    };
+    request.protocols = &bad_protocol;
+    request.protocol_count = 1;
+    assert_eq!(
+        Conn::create(client, Some(&config), Some(&request), 0).err(),
+        inv.err()
+    );
+    request.protocols = null();
+    assert_eq!(
+        Conn::create(client, Some(&config), Some(&request), 0).err(),
+        inv.err(),
+        "NULL protocols with a count"
+    );
+}
+
+#[test]
+fn library_information() {
+    assert_eq!(wsengine_abi_version(), WSENGINE_ABI_VERSION);
+    // SAFETY: static NUL-terminated strings.
+    unsafe {
+        assert_eq!(
+            CStr::from_ptr(wsengine_version()).to_str(),
+            Ok(env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(
+            CStr::from_ptr(wsengine_status_name(WSENGINE_BLOCKED as i32)).to_bytes(),
+            b"WSENGINE_BLOCKED"
+        );
+        assert_eq!(
+            CStr::from_ptr(wsengine_status_name(12345)).to_bytes(),
+            b"WSENGINE_UNKNOWN"
+        );
+    }
+    let c = default_config();
+    assert_eq!(c.struct_size, size_of::<wsengine_config>());
+    assert_eq!(c.max_message_size, 16 << 20);
+    assert_eq!(c.handshake_timeout_ns, 10 * SEC);
+    assert_eq!(c.close_timeout_ns, 5 * SEC);
+    assert_eq!(c.keepalive_interval_ns, 0);
+    assert_eq!(c.auto_pong, 1);
+    assert_eq!(
+        c.delivery,
+        wsengine_delivery::WSENGINE_DELIVERY_WHOLE as i32
+    );
+}
+
+// ---- time ----
+
+#[test]
+fn handshake_timeout_on_the_callers_clock() {
+    // An arbitrary origin: the handle only uses differences.
+    let t0 = 123_456_789_000;
+    let mut server = Conn::server(&test_config(), t0);
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, t0 + 10 * SEC));
+    server.handle_timeout(t0 + 10 * SEC - 1);
+    assert_eq!(server.poll(), Ok(None));
+    server.handle_timeout(t0 + 10 * SEC);
+    assert_eq!(server.poll(), Err(WSENGINE_TIMEOUT));
+    assert_eq!(server.close_code(), 0);
+    assert!(server.should_close());
+    assert!(server.transmit().is_empty(), "nothing is sent on a timeout");
+    assert_eq!(server.next_timeout(), (WSENGINE_AGAIN, u64::MAX));
+}
+
+#[test]
+fn no_timer_when_timeouts_are_off() {
+    let mut config = test_config();
+    config.handshake_timeout_ns = 0;
+    let mut server = Conn::server(&config, 5);
+    assert_eq!(server.next_timeout(), (WSENGINE_AGAIN, u64::MAX));
+}
+
+#[test]
+fn time_before_creation_counts_as_creation() {
+    let mut server = Conn::server(&test_config(), 50 * SEC);
+    server.handle_timeout(0);
+    assert_eq!(server.poll(), Ok(None));
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, 60 * SEC));
+}
+
+#[test]
+fn keepalive_pings_then_times_out_with_1006() {
+    let mut config = test_config();
+    config.keepalive_interval_ns = SEC;
+    config.keepalive_timeout_ns = 2 * SEC;
+    let t0 = 7;
+    let (_client, mut server) = open_pair(&config, t0);
+    // The accept started the keepalive timer without a time of its own: it is due at
+    // once, and starts from the time handed to wsengine_handle_timeout.
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, t0));
+    server.handle_timeout(t0);
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, t0 + SEC));
+    // The first check sees the handshake's bytes as activity; the second pings.
+    server.handle_timeout(t0 + SEC);
+    assert!(server.transmit().is_empty());
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, t0 + 2 * SEC));
+    server.handle_timeout(t0 + 2 * SEC);
+    assert_eq!(server.poll(), Ok(None));
+    let ping = server.transmit();
+    assert_eq!(ping[0], 0x89, "a keepalive Ping");
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, t0 + 4 * SEC));
+    server.handle_timeout(t0 + 4 * SEC - 1);
+    assert_eq!(server.poll(), Ok(None));
+    server.handle_timeout(t0 + 4 * SEC);
+    assert_eq!(server.poll(), Err(WSENGINE_TIMEOUT));
+    assert_eq!(server.close_code(), 1006);
+    assert!(server.should_close());
+}
+
+#[test]
+fn close_timeout_ends_an_unanswered_close_with_1006() {
+    let (_client, mut server) = open_pair(&test_config(), 0);
+    assert_eq!(server.close(1001, b"going away"), WSENGINE_OK);
+    assert_eq!(server.close(1000, b""), WSENGINE_CLOSING);
+    assert_eq!(server.send_text(b"x"), WSENGINE_CLOSING);
+    let frame = server.transmit();
+    assert_eq!(&frame[..4], [0x88, 12, 0x03, 0xe9]);
+    // Due "now" (the last time passed in); it starts when the host hands a time in.
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, 0));
+    server.handle_timeout(0);
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, 5 * SEC));
+    server.handle_timeout(5 * SEC);
+    assert_eq!(server.events(), vec![closed(1006, false)]);
+    assert!(server.should_close());
+}
+
+// ---- round trip ----
+
+#[test]
+fn client_server_round_trip_through_the_c_api() {
+    let (mut client, mut server) = open_pair(&test_config(), 0);
+    // Text and a large binary message, written to the "socket" in small pieces.
+    assert_eq!(client.send_text("hello wörld".as_bytes()), WSENGINE_OK);
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7).to_le_bytes()[0]).collect();
+    assert_eq!(client.send_binary(&big), WSENGINE_OK);
+    assert_eq!(client.ping(b"p"), WSENGINE_OK);
+    assert!(client.wants_write());
+    let wire = client.transmit_chunked(1000);
+    assert!(!client.wants_write());
+    let mut got = Vec::new();
+    for piece in wire.chunks(4096) {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let (_, taken) = server.recv(rest);
+            rest = &rest[taken..];
+            got.extend(server.events());
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            ev(WSENGINE_EVENT_TEXT, "hello wörld".as_bytes()),
+            ev(WSENGINE_EVENT_BINARY, &big),
+            ev(WSENGINE_EVENT_PING, b"p"),
+        ]
+    );
+
+    // The server echoes, using the event's own pointer (valid until the next poll).
+    client.recv_all(&server.transmit()); // the Pong
+    assert_eq!(client.events(), vec![ev(WSENGINE_EVENT_PONG, b"p")]);
+    assert_eq!(server.send_binary(&big), WSENGINE_OK);
+    let mut segments = [wsengine_bytes {
+        data: null(),
+        len: 0,
+    }; 4];
+    let mut n = 0;
+    // SAFETY: live handle, room for 4 segments, writable count.
+    let s = unsafe { wsengine_poll_transmit_segments(server.0, segments.as_mut_ptr(), 4, &mut n) };
+    assert_eq!(s, WSENGINE_OK);
+    assert!(n >= 1);
+    let vectored: Vec<u8> = segments[..n].iter().flat_map(|b| bytes(*b)).collect();
+    let wire = server.transmit();
+    assert_eq!(vectored, wire);
+    let mut rest = &wire[..];
+    let mut got = Vec::new();
+    while !rest.is_empty() {
+        let (_, taken) = client.recv(rest);
+        rest = &rest[taken..];
+        got.extend(client.events());
+    }
+    assert_eq!(got, vec![ev(WSENGINE_EVENT_BINARY, &big)]);
+
+    // The client closes; the server echoes and closes the transport first.
+    assert_eq!(client.close(1000, b"bye"), WSENGINE_OK);
+    server.recv_all(&client.transmit());
+    let mut close = ev(WSENGINE_EVENT_CLOSE, b"bye");
+    close.last = false;
+    close.code = 1000;
+    assert_eq!(server.events(), vec![close, closed(1000, true)]);
+    assert!(!server.should_close(), "the echo is still queued");
+    client.recv_all(&server.transmit());
+    assert!(server.should_close());
+    let mut echo = ev(WSENGINE_EVENT_CLOSE, b"");
+    echo.last = false;
+    echo.code = 1000;
+    assert_eq!(client.events(), vec![echo, closed(1000, true)]);
+    assert!(
+        !client.should_close(),
+        "a client waits for the server's EOF"
+    );
+    client.eof();
+    assert_eq!(client.poll(), Ok(None));
+    assert!(client.should_close());
+    assert_eq!(client.state(), wsengine_state::WSENGINE_STATE_CLOSED as i32);
+    // Bytes after the end are discarded and count as taken.
+    assert_eq!(client.recv(b"late"), (WSENGINE_OK, 4));
+}
+
+#[test]
+fn eof_without_close_is_1006() {
+    let (_client, mut server) = open_pair(&test_config(), 0);
+    server.eof();
+    assert_eq!(server.events(), vec![closed(1006, false)]);
+    assert!(server.should_close());
+}
+
+#[test]
+fn recv_takes_at_most_the_capacity() {
+    let mut config = test_config();
+    config.recv_buffer_size = 256;
+    let (_client, mut server) = open_pair(&config, 0);
+    let mut cap = 0;
+    // SAFETY: live handle, writable `cap`.
+    let status = unsafe { wsengine_recv_capacity(server.0, &mut cap) };
+    assert_eq!(status, WSENGINE_OK);
+    assert_eq!(cap, 256);
+    // A 1000-byte masked binary message.
+    let mut frame = vec![0x82, 0xfe, 0x03, 0xe8, 0, 0, 0, 0];
+    frame.extend_from_slice(&[5; 1000]);
+    let (s, taken) = server.recv(&frame);
+    assert_eq!((s, taken), (WSENGINE_AGAIN, 256));
+    let mut rest = &frame[taken..];
+    let mut got = server.events();
+    while !rest.is_empty() {
+        let (_, taken) = server.recv(rest);
+        assert!(taken > 0, "draining events makes room");
+        rest = &rest[taken..];
+        got.extend(server.events());
+    }
+    assert_eq!(got, vec![ev(WSENGINE_EVENT_BINARY, &[5; 1000])]);
+}
+
+#[test]
+fn backpressure_blocks_sends_until_transmitted() {
+    let mut config = test_config();
+    config.max_send_buffer = 1000;
+    let (_client, mut server) = open_pair(&config, 0);
+    assert_eq!(
+        server.send_binary(&[1; 1500]),
+        WSENGINE_OK,
+        "an empty buffer takes one"
+    );
+    // SAFETY: live handle.
+    assert_eq!(unsafe { wsengine_is_send_blocked(server.0) }, 1);
+    assert_eq!(server.send_binary(b"x"), WSENGINE_BLOCKED);
+    assert_eq!(server.close(1000, b""), WSENGINE_OK, "a Close always fits");
+    server.transmit();
+    // SAFETY: live handle.
+    assert_eq!(unsafe { wsengine_is_send_blocked(server.0) }, 0);
+}
