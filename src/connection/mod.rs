@@ -477,6 +477,22 @@ impl Connection {
         !self.tx.is_empty() || self.pending_pong.is_some()
     }
 
+    /// Server: the request reported by [`Event::Request`] while it waits for
+    /// [`accept`](Self::accept) or [`reject`](Self::reject) (hosts that hand the event
+    /// on, such as a C ABI, need not keep their own copy).
+    pub fn pending_request(&self) -> Option<&Request> {
+        match (&self.handshake, self.phase) {
+            (Handshake::Server { request }, Phase::RequestPending) => request.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The fatal error, once [`poll_event`](Self::poll_event) has reported one (it
+    /// repeats it on every later call; this reads it without polling).
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
     /// How many encoded bytes wait for the transport (what `poll_transmit` would return,
     /// not counting a coalesced Pong that is not encoded yet).
     pub fn transmit_len(&self) -> usize {

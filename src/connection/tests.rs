@@ -267,3 +267,18 @@ fn client_masks_owned_payloads_with_a_copy() {
     crate::mask::apply_mask(&mut body, h.mask.unwrap(), 0);
     assert_eq!(body, payload);
 }
+
+#[test]
+fn pending_request_and_error_getters() {
+    let mut c = Connection::server(Config::default(), test_epoch());
+    assert!(c.pending_request().is_none());
+    c.recv(REQUEST);
+    assert!(matches!(c.poll_event(), Ok(Some(Event::Request(_)))));
+    assert_eq!(c.pending_request().map(Request::path), Some("/chat"));
+    c.accept(Accept::new()).unwrap();
+    assert!(c.pending_request().is_none());
+    assert!(c.error().is_none());
+    c.recv(&[0x81, 0x00]); // unmasked: a protocol error
+    let err = c.poll_event().unwrap_err();
+    assert_eq!(c.error(), Some(&err));
+}
