@@ -286,6 +286,9 @@ pub struct Connection {
     send_utf8: Utf8Validator,
     /// The latest Ping payload still to be answered, when the send buffer is full.
     pending_pong: Option<Bytes>,
+    /// Transmit bytes up to and including the last keepalive Ping that are not written
+    /// yet (0: none waits), so at most one keepalive Ping is ever queued.
+    keepalive_unsent: usize,
     /// The peer's close code once its Close frame arrived.
     peer_close: Option<CloseCode>,
     /// The `Closed` event still to be reported.
@@ -433,6 +436,7 @@ impl Connection {
             send_message: None,
             send_utf8: Utf8Validator::new(),
             pending_pong: None,
+            keepalive_unsent: 0,
             peer_close: None,
             closed_event: None,
             error: None,
@@ -565,7 +569,7 @@ impl Connection {
         }
         if self.rx.capacity() - self.rx.len() < n {
             // Room for this read and a little more, never sized by a peer's claim.
-            let want = n.max(self.config.recv_limit().min(8 << 10));
+            let want = n.max(self.config.recv_limit().min(4 << 10));
             self.rx.reserve(want);
         }
         self.rx.extend_from_slice(&data[..n]);
@@ -657,6 +661,7 @@ impl Connection {
 
     /// Marks `n` bytes of the transmit buffer as written.
     pub fn advance_transmit(&mut self, n: usize) {
+        self.keepalive_unsent = self.keepalive_unsent.saturating_sub(n);
         self.tx.advance(n);
         // Give a large transmit buffer back once drained: idle connections hold none.
         self.tx.release_if_idle(self.config.recv_limit());

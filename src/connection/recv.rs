@@ -114,6 +114,11 @@ impl Connection {
     pub(super) fn on_open(&mut self) {
         self.timers.handshake = Timer::Off;
         self.timers.keepalive = Timer::start(self.config.keepalive.map(|k| k.interval));
+        // The head's buffer (up to max_handshake_size) is not kept for an idle open
+        // connection; frames that came with the head stay.
+        if self.rx.is_empty() {
+            self.rx = BytesMut::new();
+        }
     }
 
     fn read_frames(&mut self) -> Result<Option<Event>, Error> {

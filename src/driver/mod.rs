@@ -170,6 +170,9 @@ struct Conn {
     peer: SocketAddr,
     /// A readable edge was seen and reads have not hit `WouldBlock` since.
     readable: bool,
+    /// The peer's end of stream (or an error) was reported: read until `Ok(0)`, since
+    /// no further readiness event will come for it.
+    read_closed: bool,
     /// Not reading: the peer's send buffer is full (backpressure).
     paused: bool,
     /// Registered for write readiness.
@@ -368,6 +371,7 @@ impl Conns {
             core,
             peer,
             readable: false,
+            read_closed: false,
             paused: false,
             writable_interest: false,
             deadline: None,
@@ -547,12 +551,13 @@ impl<H: Handler> EventLoop<H> {
                     WAKER => {}
                     Token(index) => {
                         if let Some(id) = self.conns.slab.id_at(index) {
-                            if let Some(c) = self.conns.slab.get_mut(id)
-                                && (event.is_readable()
-                                    || event.is_read_closed()
-                                    || event.is_error())
-                            {
-                                c.readable = true;
+                            if let Some(c) = self.conns.slab.get_mut(id) {
+                                if event.is_read_closed() || event.is_error() {
+                                    c.read_closed = true;
+                                }
+                                if event.is_readable() || c.read_closed {
+                                    c.readable = true;
+                                }
                             }
                             touched.push(Some(id));
                         }
@@ -738,8 +743,10 @@ impl<H: Handler> EventLoop<H> {
                         // A short read drained the socket: skip the read that would only
                         // say WouldBlock (one syscall per wakeup saved). Safe with
                         // Linux's edge-triggered epoll, which reports every new arrival
-                        // after this read (tokio makes the same call).
-                        if cfg!(target_os = "linux") && n < cap {
+                        // after this read (tokio makes the same call) -- but not an end
+                        // of stream that came with this very event: then read on to
+                        // the 0.
+                        if cfg!(target_os = "linux") && n < cap && !c.read_closed {
                             c.readable = false;
                         }
                     }

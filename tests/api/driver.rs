@@ -434,3 +434,24 @@ fn graceful_shutdown_closes_every_connection_with_1001() {
         log.closed
     );
 }
+
+#[test]
+fn data_and_end_of_stream_in_one_wakeup_still_close_the_connection() {
+    let mut server = RunningServer::start(DriverConfig::default());
+    let mut s = raw_connect(server.addr);
+    // The request, a frame and the end of our stream back to back, before the server
+    // wakes: it reads them in one short read and must still go on to see the EOF.
+    let mut burst = REQUEST.to_vec();
+    burst.extend(client_frame(OpCode::Text, b"last words"));
+    s.write_all(&burst).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
+    let mut got = Vec::new();
+    let started = Instant::now();
+    let _ = s.read_to_end(&mut got);
+    assert!(started.elapsed() < Duration::from_secs(4), "the server never closed");
+    assert!(got.ends_with(b"last words"), "{got:?}");
+    server.stop();
+    let log = server.log.lock().unwrap();
+    assert_eq!(log.closed, vec!["Closed { code: CloseCode(1006), clean: false }".to_owned()]);
+}

@@ -1,0 +1,257 @@
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use wsengine::driver::{ConnId, Context, DriverConfig, EventLoop, Handle, Handler};
+
+use super::report::{bytes, count, json_str, parse_stat_cpu, parse_vmrss};
+use super::*;
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+    assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+    assert!(parse_duration("soon").is_err());
+    assert!(parse_duration("5 parsecs").is_err());
+}
+
+fn binary(tape: &Tape, conn: u32, seq: u64) -> Event {
+    Event::Binary {
+        data: bytes::Bytes::copy_from_slice(tape.payload(conn, seq)),
+        last: true,
+    }
+}
+
+#[test]
+fn tape_is_deterministic_and_windows_differ() {
+    let a = Tape::new(20, false);
+    let b = Tape::new(20, false);
+    assert_eq!(a.payload(3, 17), b.payload(3, 17));
+    assert_eq!(a.payload(3, 17).len(), 20);
+    assert_ne!(a.payload(3, 17), a.payload(3, 18));
+    assert_ne!(a.payload(3, 17), a.payload(4, 17));
+    let text = Tape::new(1000, true);
+    assert!(
+        text.payload(9, 123_456)
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    );
+    assert_eq!(Tape::new(0, false).payload(1, 1), b"");
+}
+
+#[test]
+fn verifier_accepts_the_exact_echo_only() {
+    let tape = Tape::new(20, false);
+    assert_eq!(tape.check(5, 42, &binary(&tape, 5, 42)), None);
+
+    // One flipped byte.
+    let mut corrupt = tape.payload(5, 42).to_vec();
+    corrupt[7] ^= 0x01;
+    let event = Event::Binary {
+        data: corrupt.into(),
+        last: true,
+    };
+    let why = tape
+        .check(5, 42, &event)
+        .expect("a flipped byte is a mismatch");
+    assert!(why.contains("at byte 7"), "{why}");
+
+    // Out of order, another connection's message, truncated, wrong kind, partial.
+    assert!(tape.check(5, 42, &binary(&tape, 5, 43)).is_some());
+    assert!(tape.check(5, 42, &binary(&tape, 6, 42)).is_some());
+    let short = Event::Binary {
+        data: bytes::Bytes::copy_from_slice(&tape.payload(5, 42)[..19]),
+        last: true,
+    };
+    assert!(tape.check(5, 42, &short).unwrap().contains("19"));
+    let text = Tape::new(20, true);
+    let as_text = Event::Text {
+        data: std::str::from_utf8(text.payload(5, 42)).unwrap().into(),
+        last: true,
+    };
+    assert_eq!(text.check(5, 42, &as_text), None);
+    assert!(tape.check(5, 42, &as_text).unwrap().contains("text"));
+    let partial = Event::Binary {
+        data: bytes::Bytes::copy_from_slice(tape.payload(5, 42)),
+        last: false,
+    };
+    assert!(tape.check(5, 42, &partial).is_some());
+}
+
+#[test]
+fn reorders_within_the_tape_period_are_caught() {
+    let tape = Tape::new(8, false);
+    for seq in 0..2000 {
+        assert!(
+            tape.check(1, seq, &binary(&tape, 1, seq + 1)).is_some(),
+            "{seq}"
+        );
+    }
+}
+
+#[test]
+fn proc_parsing() {
+    let stat = "1234 (a (weird) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+    assert_eq!(parse_stat_cpu(stat), Some(Duration::from_secs(3)));
+    let status = "Name:\tx\nVmPeak:\t 100 kB\nVmRSS:\t    2048 kB\nThreads: 1\n";
+    assert_eq!(parse_vmrss(status), Some(2048 * 1024));
+    assert!(ProcSample::read_self().is_ok_and(|s| s.rss > 0));
+}
+
+#[test]
+fn formatting() {
+    assert_eq!(count(1_234_567.4), "1,234,567");
+    assert_eq!(count(999.0), "999");
+    assert_eq!(bytes(20), "20 B");
+    assert_eq!(bytes(16 << 10), "16 KiB");
+    assert_eq!(bytes(1536 << 10), "1.5 MiB");
+    assert_eq!(json_str("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+}
+
+/// Echoes every message, corrupting every `corrupt_every`th one (0: never).
+struct Echo {
+    corrupt_every: u64,
+    seen: u64,
+}
+
+impl Handler for Echo {
+    fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
+        self.seen += 1;
+        let corrupt = self.corrupt_every > 0 && self.seen.is_multiple_of(self.corrupt_every);
+        match event {
+            Event::Binary { data, .. } => {
+                let mut data = data.to_vec();
+                if corrupt && let Some(b) = data.last_mut() {
+                    *b ^= 0x20;
+                }
+                let _ = ctx.send_binary(id, &data);
+            }
+            Event::Text { data, .. } => {
+                let mut text = data.as_str().to_owned();
+                if corrupt {
+                    text.push('!');
+                }
+                let _ = ctx.send_text(id, &text);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn server(corrupt_every: u64) -> (SocketAddr, Handle, JoinHandle<()>) {
+    let mut event_loop = EventLoop::new(
+        DriverConfig::default(),
+        Echo {
+            corrupt_every,
+            seen: 0,
+        },
+    )
+    .unwrap();
+    let addr = event_loop.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let handle = event_loop.handle();
+    let thread = std::thread::spawn(move || event_loop.run().unwrap());
+    (addr, handle, thread)
+}
+
+fn settings(addr: SocketAddr, mode: Mode) -> Settings {
+    Settings {
+        url: format!("ws://{addr}/load"),
+        mode,
+        connections: 8,
+        size: 100,
+        in_flight: 4,
+        text: false,
+        rate: None,
+        warmup: Duration::from_millis(50),
+        duration: Duration::from_millis(300),
+        hold: Duration::from_millis(200),
+        server_pid: None,
+    }
+}
+
+#[test]
+fn a_run_against_an_echo_server_is_clean() {
+    let (addr, handle, thread) = server(0);
+    for text in [false, true] {
+        let mut s = settings(addr, Mode::Echo);
+        s.text = text;
+        let results = execute(&s, ProgressMode::Quiet).unwrap();
+        assert_eq!(results.errors.total(), 0, "{:?}", results.errors);
+        assert!(results.messages > 100, "{}", results.messages);
+        let hist = results.latency.as_ref().unwrap();
+        assert_eq!(hist.len(), results.messages);
+        let json = results.json();
+        assert!(json.contains("\"schema\": \"wsengine-load/1\""), "{json}");
+        assert!(json.contains("\"mismatch\": 0"), "{json}");
+        assert!(results.text().contains("errors       0"));
+    }
+    handle.stop().unwrap();
+    thread.join().unwrap();
+}
+
+#[test]
+fn the_rate_cap_holds() {
+    let (addr, handle, thread) = server(0);
+    let mut s = settings(addr, Mode::Echo);
+    s.rate = Some(2000);
+    s.duration = Duration::from_millis(500);
+    let results = execute(&s, ProgressMode::Quiet).unwrap();
+    assert_eq!(results.errors.total(), 0, "{:?}", results.errors);
+    // 1000 in the window, give or take the bucket's 10 ms and timer slack.
+    assert!(
+        (800..=1100).contains(&results.messages),
+        "{}",
+        results.messages
+    );
+    handle.stop().unwrap();
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_corrupting_server_is_caught() {
+    let (addr, handle, thread) = server(50);
+    for text in [false, true] {
+        let mut s = settings(addr, Mode::Echo);
+        s.text = text;
+        let results = execute(&s, ProgressMode::Quiet).unwrap();
+        let mismatches = results.errors.get(Kind::Mismatch);
+        assert!(mismatches > 0, "{:?}", results.errors);
+        assert!(results.text().contains("mismatch"), "{}", results.text());
+    }
+    handle.stop().unwrap();
+    thread.join().unwrap();
+}
+
+#[test]
+fn idle_connections_are_held_and_measured() {
+    let (addr, handle, thread) = server(0);
+    let mut s = settings(addr, Mode::Idle);
+    s.connections = 50;
+    // The server runs in this process: its figures are ours.
+    s.server_pid = Some(std::process::id());
+    let results = execute(&s, ProgressMode::Quiet).unwrap();
+    assert_eq!(results.errors.total(), 0, "{:?}", results.errors);
+    assert_eq!(results.messages, 0);
+    let server = results.server.unwrap();
+    assert!(server.rss_before > 0 && server.rss_after > 0);
+    let json = results.json();
+    assert!(json.contains("\"mode\": \"idle\""), "{json}");
+    assert!(json.contains("\"rss_per_connection_bytes\": "), "{json}");
+    assert!(results.text().contains("per idle connection"));
+    handle.stop().unwrap();
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_refused_connection_is_an_error() {
+    // Bind and drop to find a port nobody listens on.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let error = execute(&settings(addr, Mode::Echo), ProgressMode::Quiet).unwrap_err();
+    assert!(error.to_string().contains("connection 1 of 8"), "{error}");
+}
