@@ -1,0 +1,236 @@
+//! wsengine's side of the recv and send workloads: connections past the handshake and
+//! the loops that feed them. Shared by the root benches and the comparison crate (which
+//! includes this file by path), so both measure the same code.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use bytes::Bytes;
+use wsengine::handshake::{parse_request, write_accept};
+use wsengine::{Accept, ClientRequest, Config, Connection, Event, Status, Utf8Bytes};
+
+use super::workload::{Kind, READ_CHUNK, RecvInput, SendInput, Side, Sink};
+
+/// A browser's opening request (Chrome 131 on Linux, as captured), with the RFC 6455
+/// §1.3 key.
+pub const CHROME_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
+Host: localhost:9001\r\n\
+Connection: Upgrade\r\n\
+Pragma: no-cache\r\n\
+Cache-Control: no-cache\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n\
+Upgrade: websocket\r\n\
+Origin: http://localhost:8080\r\n\
+Sec-WebSocket-Version: 13\r\n\
+Accept-Encoding: gzip, deflate, br, zstd\r\n\
+Accept-Language: en-US,en;q=0.9\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+\r\n";
+
+/// Limits large enough for every workload (1 MiB messages), a fixed RNG seed (client
+/// masking keys), whole-message delivery and the default 64 KiB receive buffer.
+pub fn bench_config() -> Config {
+    let mut config = Config::default();
+    config.max_frame_size = 16 << 20;
+    config.max_message_size = 16 << 20;
+    config.recv_buffer_size = READ_CHUNK;
+    config.max_send_buffer = 4 << 20;
+    config.rng_seed = Some([7; 32]);
+    config
+}
+
+/// Drains everything the connection has to transmit, as a transport would write it.
+/// Returns the number of bytes.
+pub fn drain_transmit(conn: &mut Connection) -> usize {
+    let mut total = 0;
+    loop {
+        let chunk = conn.poll_transmit();
+        if chunk.is_empty() {
+            return total;
+        }
+        let n = black_box(chunk).len();
+        total += n;
+        conn.advance_transmit(n);
+    }
+}
+
+/// Writes everything the connection has to transmit into `sink`, one `poll_transmit`
+/// run at a time (a plain `write` per run). Returns the number of bytes.
+pub fn write_transmit(conn: &mut Connection, sink: &mut Sink) -> usize {
+    let mut total = 0;
+    loop {
+        let n = sink.write(conn.poll_transmit());
+        if n == 0 {
+            return total;
+        }
+        total += n;
+        conn.advance_transmit(n);
+    }
+}
+
+/// Writes everything the connection has to transmit into `sink` as one vectored write
+/// (`poll_transmit_segments`). Returns the number of bytes.
+pub fn write_transmit_vectored(conn: &mut Connection, sink: &mut Sink) -> usize {
+    let n: usize = conn
+        .poll_transmit_segments()
+        .map(|seg| sink.write(seg))
+        .sum();
+    conn.advance_transmit(n);
+    n
+}
+
+/// A server connection that received `CHROME_REQUEST`, accepted it and sent its 101.
+#[allow(clippy::disallowed_methods)] // the host passes the current instant in
+pub fn open_server(config: Config) -> Connection {
+    let mut conn = Connection::server(config, Instant::now());
+    let taken = conn.recv(CHROME_REQUEST);
+    assert_eq!(taken, CHROME_REQUEST.len(), "the request fits the buffer");
+    match conn.poll_event() {
+        Ok(Some(Event::Request(_))) => {}
+        other => panic!("expected the request, got {other:?}"),
+    }
+    conn.accept(Accept::new()).expect("accept the request");
+    drain_transmit(&mut conn);
+    assert_eq!(conn.state(), wsengine::State::Open);
+    conn
+}
+
+/// A client connection whose request went out and that accepted the server's 101.
+#[allow(clippy::disallowed_methods)] // the host passes the current instant in
+pub fn open_client(config: Config) -> Connection {
+    let request = ClientRequest::new("ws://localhost:9001/chat").expect("a valid URL");
+    let mut conn = Connection::client(request, config, Instant::now()).expect("a client");
+    let mut head = Vec::new();
+    loop {
+        let chunk = conn.poll_transmit();
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len();
+        head.extend_from_slice(chunk);
+        conn.advance_transmit(n);
+    }
+    let request = match parse_request(&head, 16 << 10, 64) {
+        Ok(Status::Complete((request, _))) => request,
+        other => panic!("the client's request does not parse: {other:?}"),
+    };
+    let mut response = Vec::new();
+    write_accept(&request, &Accept::new(), &mut response).expect("write the 101");
+    let taken = conn.recv(&response);
+    assert_eq!(taken, response.len(), "the response fits the buffer");
+    match conn.poll_event() {
+        Ok(Some(Event::Accepted(_))) => {}
+        other => panic!("expected the 101 to be accepted, got {other:?}"),
+    }
+    assert_eq!(conn.state(), wsengine::State::Open);
+    conn
+}
+
+/// An open connection on `side` with [`bench_config`].
+pub fn open(side: Side) -> Connection {
+    match side {
+        Side::Client => open_client(bench_config()),
+        Side::Server => open_server(bench_config()),
+    }
+}
+
+/// Counts whole messages among the events polled so far; text is looked at as `&str`
+/// (what an application does with it).
+fn drain_events(conn: &mut Connection) -> usize {
+    let mut messages = 0;
+    loop {
+        match conn.poll_event() {
+            Ok(Some(Event::Text { data, last })) => {
+                black_box(data.as_str());
+                messages += usize::from(last);
+            }
+            Ok(Some(Event::Binary { data, last })) => {
+                black_box(&data);
+                messages += usize::from(last);
+            }
+            Ok(Some(other)) => panic!("unexpected event {other:?}"),
+            Ok(None) => return messages,
+            Err(e) => panic!("the connection failed: {e}"),
+        }
+    }
+}
+
+/// One iteration of the recv workload: feeds `input.wire` to an open server connection
+/// in `READ_CHUNK` reads, draining `poll_event` after each, until the last message.
+pub fn recv_all(conn: &mut Connection, input: &RecvInput) {
+    let mut messages = 0;
+    for chunk in input.wire.chunks(READ_CHUNK) {
+        let mut data = chunk;
+        while !data.is_empty() {
+            let taken = conn.recv(data);
+            data = &data[taken..];
+            messages += drain_events(conn);
+        }
+    }
+    assert_eq!(messages, input.messages, "every message arrived");
+}
+
+/// One iteration of the send workload: queues `input.messages` messages on an open
+/// connection with `send_text`/`send_binary` (borrowed payload: always copied into the
+/// transmit buffer), writing `poll_transmit` into `sink` after each (one transport write
+/// per message, as the peers do). Returns the bytes written.
+pub fn send_all(conn: &mut Connection, input: &SendInput, sink: &mut Sink) -> usize {
+    let mut written = 0;
+    match input.kind {
+        Kind::Text => {
+            for _ in 0..input.messages {
+                conn.send_text(black_box(&input.text)).expect("send text");
+                written += write_transmit(conn, sink);
+            }
+        }
+        Kind::Binary => {
+            for _ in 0..input.messages {
+                conn.send_binary(black_box(&input.payload))
+                    .expect("send binary");
+                written += write_transmit(conn, sink);
+            }
+        }
+    }
+    written
+}
+
+/// The owned payload of every message of the send workload, built once: cloning it is
+/// a reference count, as for the peers' `Bytes`-based messages.
+#[derive(Debug, Clone)]
+pub enum OwnedPayload {
+    /// For `send_text_bytes`.
+    Text(Utf8Bytes),
+    /// For `send_binary_bytes`.
+    Binary(Bytes),
+}
+
+impl OwnedPayload {
+    /// The payload of `input`, owned.
+    pub fn new(input: &SendInput) -> Self {
+        match input.kind {
+            Kind::Text => Self::Text(Utf8Bytes::from(input.text.clone())),
+            Kind::Binary => Self::Binary(Bytes::from(input.payload.clone())),
+        }
+    }
+}
+
+/// As [`send_all`] with the owned-payload API: `send_text_bytes`/`send_binary_bytes`
+/// (a server queues a large payload as its own segment, never copied) and one vectored
+/// write of `poll_transmit_segments` per message.
+pub fn send_all_owned(
+    conn: &mut Connection,
+    input: &SendInput,
+    payload: &OwnedPayload,
+    sink: &mut Sink,
+) -> usize {
+    let mut written = 0;
+    for _ in 0..input.messages {
+        match payload {
+            OwnedPayload::Text(t) => conn.send_text_bytes(t.clone()).expect("send text"),
+            OwnedPayload::Binary(b) => conn.send_binary_bytes(b.clone()).expect("send binary"),
+        }
+        written += write_transmit_vectored(conn, sink);
+    }
+    written
+}
