@@ -18,7 +18,7 @@
 //!   that, to keep the body of a refusal);
 //! - transmit buffer: `max_send_buffer` plus the last message accepted into it (a send is
 //!   accepted while fewer than `max_send_buffer` bytes wait), plus one Close frame and at
-//!   most one coalesced Pong of 131 bytes;
+//!   most one coalesced Pong of 131 bytes and one keepalive Ping;
 //! - fixed state: a few hundred bytes, plus a ChaCha12 RNG (~330 bytes) on client
 //!   connections only (servers never mask).
 

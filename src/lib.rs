@@ -89,6 +89,8 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod time;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod utf8;
 
 /// Read-only introspection for the fuzz targets in `fuzz/` (built only with

@@ -30,6 +30,8 @@ mod deflate;
 mod driver;
 #[path = "api/limits.rs"]
 mod limits;
+#[path = "api/regressions.rs"]
+mod regressions;
 #[path = "api/rfc_examples.rs"]
 mod rfc_examples;
 #[path = "api/roundtrip.rs"]
@@ -38,3 +40,5 @@ mod roundtrip;
 mod rules;
 #[path = "api/timers.rs"]
 mod timers;
+#[path = "api/tokio.rs"]
+mod tokio_host;

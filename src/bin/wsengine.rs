@@ -60,6 +60,11 @@ macro_rules! log {
 #[path = "wsengine/load/mod.rs"]
 mod load;
 
+// `wsengine serve --runtime tokio` (feature `tokio`), in src/bin/wsengine/serve_tokio.rs.
+#[cfg(feature = "tokio")]
+#[path = "wsengine/serve_tokio.rs"]
+mod serve_tokio;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "wsengine",
@@ -90,6 +95,10 @@ enum Command {
         /// Do not negotiate permessage-deflate (RFC 7692), which is accepted by default.
         #[arg(long)]
         no_deflate: bool,
+        /// The event loop: the mio driver, or the tokio adapter on a current-thread
+        /// runtime (echo mode only; needs a build with feature `tokio`).
+        #[arg(long, value_enum, default_value_t = Runtime::Mio)]
+        runtime: Runtime,
     },
     /// Connect, send each stdin line as a text message, print what arrives, and close
     /// cleanly on EOF.
@@ -127,6 +136,14 @@ enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Runtime {
+    /// The mio event loop (wsengine::driver).
+    Mio,
+    /// The tokio adapter (wsengine::tokio), one task per connection.
+    Tokio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// Send every text or binary message back to its sender unchanged.
     Echo,
@@ -143,7 +160,15 @@ fn main() -> ExitCode {
             max_connections,
             max_message_size,
             no_deflate,
-        } => serve(listen, mode, max_connections, max_message_size, !no_deflate),
+            runtime,
+        } => serve(
+            listen,
+            mode,
+            max_connections,
+            max_message_size,
+            !no_deflate,
+            runtime,
+        ),
         Command::Client {
             url,
             protocols,
@@ -259,15 +284,38 @@ fn serve(
     max_connections: usize,
     max_message_size: u64,
     deflate: bool,
+    runtime: Runtime,
 ) -> io::Result<()> {
     let mut config = driver_config(deflate);
     config.max_connections = max_connections;
     config.connection.max_message_size = max_message_size;
     config.connection.max_frame_size = max_message_size;
+    if runtime == Runtime::Tokio {
+        return serve_tokio(listen, mode, config);
+    }
     let mut event_loop = EventLoop::new(config, ServeHandler { mode })?;
     let local = event_loop.listen(listen)?;
     log!(Level::Info, "listening on ws://{local} ({mode:?})");
     event_loop.run()
+}
+
+/// `serve --runtime tokio`: the echo server on the tokio adapter.
+#[cfg(feature = "tokio")]
+fn serve_tokio(listen: SocketAddr, mode: Mode, config: DriverConfig) -> io::Result<()> {
+    if mode != Mode::Echo {
+        return Err(io::Error::other(
+            "--runtime tokio serves --mode echo only (broadcast runs on mio)",
+        ));
+    }
+    serve_tokio::run(listen, config.connection, config.max_connections)
+}
+
+#[cfg(not(feature = "tokio"))]
+fn serve_tokio(_: SocketAddr, _: Mode, _: DriverConfig) -> io::Result<()> {
+    Err(io::Error::other(
+        "--runtime tokio needs a wsengine built with feature `tokio` \
+         (cargo build --features tokio)",
+    ))
 }
 
 struct ClientHandler {

@@ -593,7 +593,7 @@ impl Connection {
         if self.timers.handshake.poll(now) {
             self.timers.handshake = Timer::Off;
             if self.phase.is_handshake() {
-                self.fail_quietly(Error::Timeout(crate::error::Timeout::Handshake));
+                self.fail_timeout(crate::error::Timeout::Handshake);
             }
         }
         if self.timers.close.poll(now) {
@@ -632,7 +632,7 @@ impl Connection {
             }
             (KeepaliveState::AwaitingPong, false) => {
                 self.timers.keepalive = Timer::Off;
-                self.fail_quietly(Error::Timeout(crate::error::Timeout::Keepalive));
+                self.fail_timeout(crate::error::Timeout::Keepalive);
             }
         }
     }
@@ -700,6 +700,16 @@ impl Connection {
             self.timers = Timers::default();
             self.pending_pong = None;
         }
+    }
+
+    /// A timer expired: the peer is not reading (or never finished its handshake), so
+    /// whatever still waits to be transmitted never will be; drop it, so that
+    /// `should_close_transport` turns true at once instead of waiting on a dead peer.
+    fn fail_timeout(&mut self, timeout: crate::error::Timeout) {
+        if self.phase.next(state::Input::Fail).is_ok() {
+            self.tx = Transmit::default();
+        }
+        self.fail_quietly(Error::Timeout(timeout));
     }
 
     /// Fails the connection without queuing anything (timeouts: the peer is not reading).

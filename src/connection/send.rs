@@ -400,8 +400,14 @@ impl Connection {
     }
 
     /// Keepalive Ping: tiny and exempt from the send limit, since it exists to find out
-    /// whether a peer that stopped reading is still there.
+    /// whether a peer that stopped reading is still there. A new one is queued only once
+    /// the previous one has been written: a peer that sends but never reads would
+    /// otherwise make them pile up without bound (fuzz: connection_server).
     pub(super) fn send_keepalive_ping(&mut self) {
+        if self.keepalive_unsent > 0 {
+            return;
+        }
         self.encode_frame(OpCode::Ping, true, b"wsengine-keepalive");
+        self.keepalive_unsent = self.tx.len();
     }
 }

@@ -282,3 +282,22 @@ fn pending_request_and_error_getters() {
     let err = c.poll_event().unwrap_err();
     assert_eq!(c.error(), Some(&err));
 }
+
+#[test]
+fn keepalive_timeout_drops_unsent_bytes_so_the_transport_can_close() {
+    let mut config = Config::default();
+    config.keepalive = Some(Keepalive {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+    });
+    let t0 = test_epoch();
+    let mut c = open_server(config);
+    c.send_binary(&[1u8; 1000]).unwrap(); // queued, never written: the peer is gone
+    c.handle_timeout(t0 + Duration::from_secs(1)); // arms the keepalive timer
+    c.handle_timeout(t0 + Duration::from_secs(12)); // activity from the handshake
+    c.handle_timeout(t0 + Duration::from_secs(23)); // idle: ping
+    c.handle_timeout(t0 + Duration::from_secs(29)); // no answer
+    assert!(matches!(c.poll_event(), Err(Error::Timeout(crate::Timeout::Keepalive))));
+    assert!(!c.wants_write());
+    assert!(c.should_close_transport());
+}

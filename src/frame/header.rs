@@ -70,8 +70,27 @@ impl FrameHeader {
             127 => 8,
             _ => 0,
         };
+        // §5.5: "All control frames MUST have a payload length of 125 bytes or less". The
+        // 16- and 64-bit forms declare at least 126 and 65536 bytes, so fail on this byte
+        // (reporting that least length, whatever follows) rather than wait for bytes that
+        // cannot help: `Partial` promises that more bytes could complete a valid header.
+        if opcode.is_control() && ext_len > 0 {
+            let least = if ext_len == 2 { 126 } else { 0x1_0000 };
+            return Err(ProtocolError::ControlFrameTooLong(least));
+        }
         let header_len = 2 + ext_len + if masked { 4 } else { 0 };
         let Some(ext) = buf.get(2..2 + ext_len) else {
+            // Likewise a 64-bit length fails as soon as its first bytes decide it: the top
+            // bit set, or six zero bytes (the value cannot exceed 0xFFFF: not minimal).
+            let have = buf.get(2..).unwrap_or_default();
+            if ext_len == 8 {
+                if have.first().is_some_and(|&b| b & 0x80 != 0) {
+                    return Err(ProtocolError::LengthMsbSet);
+                }
+                if have.len() >= 6 && have[..6].iter().all(|&b| b == 0) {
+                    return Err(ProtocolError::NonMinimalLength);
+                }
+            }
             return Ok(Status::Partial);
         };
         let payload_len = match *ext {

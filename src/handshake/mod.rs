@@ -24,7 +24,7 @@ pub use client::{ClientRequest, RequestError, Response, parse_response};
 pub(crate) use negotiate::has_token;
 pub use negotiate::{ExtensionOffer, ExtensionParam, parse_extensions, parse_protocols};
 pub use request::{Accept, Reject, Request, check_request, parse_request};
-pub use response::{write_accept, write_error_response, write_reject};
+pub use response::{accept_headers, write_accept, write_error_response, write_reject};
 
 /// An HTTP header as received or to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

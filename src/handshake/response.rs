@@ -37,29 +37,55 @@ const ACCEPT_OWN_HEADERS: &[&str] = &[
 ///   value holds CR, LF, NUL or another control byte, or that repeats one of the headers
 ///   above.
 pub fn write_accept(req: &Request, accept: &Accept, out: &mut Vec<u8>) -> Result<(), SendError> {
+    check_accept(req, accept)?;
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    each_accept_header(req, accept, |name, value| put_header(out, name, value));
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// The headers of the server's `101 Switching Protocols` answer to `req`, for a host
+/// that writes the response itself (an HTTP server such as hyper that parsed the request
+/// and hands over the upgraded connection): the same headers, in the same order, that
+/// [`write_accept`] writes after its status line, after the same checks (with the same
+/// errors). Pair with [`check_request`](super::check_request) and
+/// [`Connection::after_handshake`](crate::Connection::after_handshake).
+pub fn accept_headers(req: &Request, accept: &Accept) -> Result<Vec<Header>, SendError> {
+    check_accept(req, accept)?;
+    let mut headers = Vec::with_capacity(4 + accept.headers().len());
+    each_accept_header(req, accept, |name, value| {
+        headers.push(Header {
+            name: name.to_owned(),
+            value: value.to_vec(),
+        });
+    });
+    Ok(headers)
+}
+
+/// [`write_accept`]'s checks of the application's answer.
+fn check_accept(req: &Request, accept: &Accept) -> Result<(), SendError> {
     if let Some(p) = accept.chosen_protocol()
         && !req.protocols().iter().any(|offered| offered == p)
     {
         return Err(SendError::ProtocolNotOffered(p.to_owned()));
     }
-    check_headers(accept.headers(), ACCEPT_OWN_HEADERS)?;
+    check_headers(accept.headers(), ACCEPT_OWN_HEADERS)
+}
 
-    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-    put_header(out, "Upgrade", b"websocket");
-    put_header(out, "Connection", b"Upgrade");
-    put_header(
-        out,
+/// Calls `put` with each header of the 101, in order (checked by [`check_accept`]).
+fn each_accept_header(req: &Request, accept: &Accept, mut put: impl FnMut(&str, &[u8])) {
+    put("Upgrade", b"websocket");
+    put("Connection", b"Upgrade");
+    put(
         "Sec-WebSocket-Accept",
         accept_key(req.key().as_bytes()).as_bytes(),
     );
     if let Some(p) = accept.chosen_protocol() {
-        put_header(out, "Sec-WebSocket-Protocol", p.as_bytes());
+        put("Sec-WebSocket-Protocol", p.as_bytes());
     }
     for h in accept.headers() {
-        put_header(out, &h.name, &h.value);
+        put(&h.name, &h.value);
     }
-    out.extend_from_slice(b"\r\n");
-    Ok(())
 }
 
 /// Writes an application's refusal: the status line with a standard reason phrase
@@ -271,6 +297,41 @@ mod tests {
             );
         }
         assert_eq!(out, b"kept");
+    }
+
+    #[test]
+    fn accept_headers_are_what_write_accept_writes() {
+        for accept in [
+            Accept::new(),
+            Accept::new()
+                .protocol("superchat")
+                .header("Set-Cookie", "a=b"),
+        ] {
+            let headers = accept_headers(&rfc_request(), &accept).unwrap();
+            let mut expected = Vec::new();
+            write_accept(&rfc_request(), &accept, &mut expected).unwrap();
+            let mut written = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
+            for h in &headers {
+                put_header(&mut written, &h.name, &h.value);
+            }
+            written.extend_from_slice(b"\r\n");
+            assert_eq!(text(written), text(expected));
+        }
+        let headers = accept_headers(&rfc_request(), &Accept::new()).unwrap();
+        assert_eq!(headers[2].name, "Sec-WebSocket-Accept");
+        assert_eq!(headers[2].value, b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn accept_headers_refuse_what_write_accept_refuses() {
+        assert_eq!(
+            accept_headers(&rfc_request(), &Accept::new().protocol("mqtt")),
+            Err(SendError::ProtocolNotOffered("mqtt".into()))
+        );
+        assert_eq!(
+            accept_headers(&rfc_request(), &Accept::new().header("X-A", "1\r\nEvil: 2")),
+            Err(SendError::InvalidHeader)
+        );
     }
 
     #[test]

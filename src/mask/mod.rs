@@ -33,6 +33,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
 
 /// The reference implementation: one byte at a time, exactly as §5.3 states it.
 pub fn apply_mask_scalar(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+    // Reduce first: `phase + i` overflows for a phase near `usize::MAX` (fuzz: unmask).
+    let phase = phase % 4;
     for (i, b) in buf.iter_mut().enumerate() {
         *b ^= key[(phase + i) % 4];
     }

@@ -449,9 +449,15 @@ fn data_and_end_of_stream_in_one_wakeup_still_close_the_connection() {
     let mut got = Vec::new();
     let started = Instant::now();
     let _ = s.read_to_end(&mut got);
-    assert!(started.elapsed() < Duration::from_secs(4), "the server never closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the server never closed"
+    );
     assert!(got.ends_with(b"last words"), "{got:?}");
     server.stop();
     let log = server.log.lock().unwrap();
-    assert_eq!(log.closed, vec!["Closed { code: CloseCode(1006), clean: false }".to_owned()]);
+    assert_eq!(
+        log.closed,
+        vec!["Closed { code: CloseCode(1006), clean: false }".to_owned()]
+    );
 }

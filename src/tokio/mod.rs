@@ -1,0 +1,390 @@
+//! A tokio adapter (feature `tokio`): [`WebSocketStream`] drives a [`Connection`] over any
+//! `AsyncRead + AsyncWrite + Unpin` stream and is a
+//! [`Stream`](futures_core::Stream)`<Item = Result<Message, Error>>` and a
+//! [`Sink`](futures_sink::Sink)`<Message>`, the shape tokio-tungstenite users know.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), wsengine::tokio::Error> {
+//! use wsengine::tokio::{Message, accept};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! let (socket, _) = listener.accept().await?;
+//! let mut ws = accept(socket).await?;
+//! // `next` and `send` are inherent methods (no futures-util needed); with
+//! // futures-util's StreamExt/SinkExt in scope the same calls still resolve to them.
+//! while let Some(message) = ws.next().await {
+//!     match message? {
+//!         m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
+//!         _ => {} // Pong and Close replies are automatic
+//!     }
+//! }
+//! // `next` returned None: the closing handshake is over and the transport shut down.
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Opening a connection
+//!
+//! - Server: [`accept`], or [`accept_with`] to look at the [`Request`] (path, `Origin`,
+//!   subprotocols) and answer with an [`Accept`] or a [`Reject`].
+//! - Client: [`connect`] (`ws://` over a tokio `TcpStream`; `wss://` needs TLS, which this
+//!   adapter does not provide: [`Error::TlsUnsupported`]), or [`client`] over a stream
+//!   you opened yourself (a TLS stream, say).
+//! - After an HTTP server has done the upgrade itself (hyper, axum, ...): check the
+//!   request with [`check_request`](crate::handshake::check_request), answer with the
+//!   headers of [`accept_headers`](crate::handshake::accept_headers), then wrap the
+//!   upgraded connection with [`WebSocketStream::from_upgraded`], which starts the core
+//!   with [`Connection::after_handshake`] (see `examples/hyper_upgrade/`).
+//!
+//! # Cancellation safety
+//!
+//! Dropping a [`next`](WebSocketStream::next), [`send`](WebSocketStream::send),
+//! [`flush`](WebSocketStream::flush) or [`close`](WebSocketStream::close) future at any
+//! await point (in a `tokio::select!` branch that lost, say) loses no data and corrupts
+//! no state, by construction: every poll is a plain function over state kept in the
+//! [`Connection`] and in the stream struct, never in a future's locals.
+//!
+//! - Received bytes go into the core in the same poll that read them; a message is
+//!   parsed from the core's buffers only when it is returned. A `next` dropped halfway
+//!   through a message leaves the bytes in the core, and the next `next` resumes there.
+//! - [`send`](WebSocketStream::send) hands the message over when it is *called*, before
+//!   the future is first polled: into the core's transmit buffer, or, while that is full
+//!   ([`Config::max_send_buffer`]), into the stream's backlog, which any later poll
+//!   (`next`, `send`, `flush`, `close`, of either half) moves on. The future only waits
+//!   for the bytes to be written, so dropping it neither loses nor duplicates the
+//!   message. (The [`Sink`](futures_sink::Sink) impl follows the `Sink` contract
+//!   instead: futures-util's `SinkExt::send` keeps the item in its future until
+//!   `poll_ready`, so prefer the inherent `send` where futures get cancelled.)
+//! - Bytes partly written stay accounted in the core (`advance_transmit`), so a
+//!   cancelled write never repeats or skips a byte.
+//!
+//! # Split halves and how they share the core
+//!
+//! [`WebSocketStream::split`] gives a [`WebSocketWriter`] (`Sink`) and a
+//! [`WebSocketReader`] (`Stream`) that can live in different tasks. The core cannot be
+//! split (receiving a Ping or a Close queues a reply in the same transmit buffer the
+//! application sends into), so both halves share it behind a `std::sync::Mutex`, and:
+//!
+//! - the lock is held only for short non-blocking work: core calls (`recv`,
+//!   `poll_event`, `send_*`, `advance_transmit`) and the non-blocking `poll_write` of the
+//!   bytes the core has queued; never across an await (there are none: every operation
+//!   is a `poll_*` function) and never across a `Pending`. The socket *read* happens
+//!   outside the lock, into a per-thread scratch buffer, so a reader waiting for data
+//!   holds nothing;
+//! - the transport is split with `tokio::io::split`: the reader owns the read half, the
+//!   write half sits with the core, so whichever half holds the lock can write what is
+//!   queued. The automatic Pong and Close replies that the reader's `poll_event` queues
+//!   are therefore written by the reader itself at once (a task that only reads still
+//!   answers Pings and completes the closing handshake), and the writer's messages by
+//!   the writer; each flushes everything queued, in order;
+//! - the socket's write readiness and the core's timer are shared resources with one
+//!   waker slot each, so they are polled with a waker that wakes *both* halves' tasks
+//!   (only those currently waiting); a half that writes bytes the other was waiting on
+//!   wakes it. Neither half can miss a wake-up because the other consumed it.
+//!
+//! The common case, a reader task and a writer task streaming messages, takes the lock
+//! for microseconds per message on each side and never makes one half wait for the
+//! other's I/O readiness.
+//!
+//! # Timers and closing
+//!
+//! [`Connection::poll_timeout`] is honoured: every `poll_next`, `poll_ready`,
+//! `poll_flush` and `poll_close` runs the core's due timers
+//! ([`Connection::handle_timeout`], with the time of `tokio::time::Instant::now()`)
+//! and arms one `tokio::time::Sleep` on the earliest deadline, so the handshake timeout,
+//! the close timeout and keepalive work as with the mio driver. The runtime must have
+//! its time driver enabled (`enable_all()` or `enable_time()`).
+//!
+//! The stream ends (`next` returns `None`) once the core says the transport may be
+//! closed: after the closing handshake (or an error) the queued Close frame is
+//! written, the transport is shut down, and a server reads and discards until the
+//! client's EOF (at most [`LINGER`]), so that a reset does not destroy the Close frame
+//! on its way. A fatal error is returned (`Some(Err(..))`) after that teardown, and the
+//! stream ends after it. Only whole messages are delivered: [`Config::delivery`] is
+//! set to [`Delivery::Whole`].
+
+mod stream;
+
+use core::fmt;
+use std::io;
+
+use bytes::Bytes;
+
+use crate::config::Delivery;
+use crate::error::SendError;
+use crate::frame::CloseFrame;
+use crate::handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
+use crate::{Config, Connection, Utf8Bytes};
+
+pub use stream::{WebSocketReader, WebSocketStream, WebSocketWriter};
+
+/// After the transport is shut down, how long a server keeps reading (and discarding)
+/// while it waits for the client's EOF; also the bound on writing the last Close frame
+/// once the connection is over.
+pub const LINGER: core::time::Duration = core::time::Duration::from_secs(2);
+
+/// A WebSocket message, or a control frame, as received or to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message (valid UTF-8).
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// A Ping. Received ones are already answered (`Config::auto_pong`); sending one asks
+    /// the peer for a Pong with the same payload (at most 125 bytes).
+    Ping(Bytes),
+    /// A Pong: the answer to a Ping, or an unsolicited heartbeat.
+    Pong(Bytes),
+    /// A Close frame. Received: the peer's (the echo is already queued), `None` when it
+    /// carried no status code. Sent: starts the closing handshake; `None` sends 1000
+    /// (Normal Closure), since the core always sends a status code. Sending one while
+    /// the closing handshake is already under way does nothing.
+    Close(Option<CloseFrame>),
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(text: impl Into<Utf8Bytes>) -> Self {
+        Self::Text(text.into())
+    }
+
+    /// A binary message.
+    pub fn binary(data: impl Into<Bytes>) -> Self {
+        Self::Binary(data.into())
+    }
+
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Self::Text(_))
+    }
+
+    /// Whether this is a binary message.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Self::Binary(_))
+    }
+
+    /// Whether this is a Close frame.
+    pub fn is_close(&self) -> bool {
+        matches!(self, Self::Close(_))
+    }
+
+    /// The text, for a text message.
+    pub fn to_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The payload (a Close frame's is empty).
+    pub fn into_data(self) -> Bytes {
+        match self {
+            Self::Text(t) => t.into_bytes(),
+            Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b,
+            Self::Close(_) => Bytes::new(),
+        }
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Self::Text(text.into())
+    }
+}
+
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Self::Text(text.into())
+    }
+}
+
+impl From<Utf8Bytes> for Message {
+    fn from(text: Utf8Bytes) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(data: Bytes) -> Self {
+        Self::Binary(data)
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(data: Vec<u8>) -> Self {
+        Self::Binary(data.into())
+    }
+}
+
+/// What can go wrong on a [`WebSocketStream`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed (reported by both halves from then on).
+    Io(io::Error),
+    /// The connection failed: the peer broke RFC 6455, the opening handshake failed
+    /// (including a client's refused upgrade, [`HandshakeError::Rejected`](crate::HandshakeError)),
+    /// or a timer expired. The Close frame or HTTP error the core queued was written
+    /// before this is reported.
+    Connection(crate::Error),
+    /// A send was refused ([`SendError`]): after the closing handshake started, a
+    /// control payload over 125 bytes, a Close code that may not be sent, ...
+    Send(SendError),
+    /// The client request could not be built (bad URL, no entropy for the key).
+    Request(RequestError),
+    /// Server: the [`accept_with`] hook refused the upgrade; the response with this
+    /// status was sent.
+    Rejected(u16),
+    /// A `wss://` URL: TLS is not part of this adapter. Open a TLS stream yourself and
+    /// use [`client`].
+    TlsUnsupported,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "transport error: {e}"),
+            Self::Connection(e) => fmt::Display::fmt(e, f),
+            Self::Send(e) => write!(f, "send refused: {e}"),
+            Self::Request(e) => fmt::Display::fmt(e, f),
+            Self::Rejected(status) => write!(f, "upgrade refused with status {status}"),
+            Self::TlsUnsupported => f.write_str("wss:// needs TLS, which this adapter lacks"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Connection(e) => Some(e),
+            Self::Send(e) => Some(e),
+            Self::Request(e) => Some(e),
+            Self::Rejected(_) | Self::TlsUnsupported => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<crate::Error> for Error {
+    fn from(e: crate::Error) -> Self {
+        Self::Connection(e)
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        Self::Send(e)
+    }
+}
+
+impl From<RequestError> for Error {
+    fn from(e: RequestError) -> Self {
+        Self::Request(e)
+    }
+}
+
+/// The host's clock, as the core wants it (`tokio::time` so that a paused test clock
+/// is honoured).
+fn now() -> crate::Instant {
+    ::tokio::time::Instant::now().into_std()
+}
+
+/// The adapter delivers whole messages only.
+fn whole(mut config: Config) -> Config {
+    config.delivery = Delivery::Whole;
+    config
+}
+
+/// Server: answers the opening handshake on `stream`, accepting any request with no
+/// subprotocol, default [`Config`].
+pub async fn accept<S>(stream: S) -> Result<WebSocketStream<S>, Error>
+where
+    S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin,
+{
+    accept_with(stream, Config::default(), |_: &Request| Ok(Accept::new())).await
+}
+
+/// Server: reads the opening request on `stream` and lets `hook` answer it: `Ok` with an
+/// [`Accept`] (a subprotocol, extra headers) or `Err` with a [`Reject`] (the status,
+/// headers and body to send). A refusal, or an [`Accept`] that
+/// [`write_accept`](crate::handshake::write_accept) refuses (answered with 500), ends in
+/// [`Error::Rejected`] / [`Error::Send`] once the response is written. A malformed
+/// request is answered with the matching HTTP error and ends in
+/// [`Error::Connection`]. The handshake timeout of `config` applies.
+pub async fn accept_with<S, F>(
+    stream: S,
+    config: Config,
+    hook: F,
+) -> Result<WebSocketStream<S>, Error>
+where
+    S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
+    let core = Connection::server(whole(config), now());
+    let mut ws = WebSocketStream::new(stream, core);
+    let mut hook = Some(hook);
+    let mut decide = |request: &Request| match hook.take() {
+        Some(hook) => hook(request),
+        None => Err(Reject::new(500)),
+    };
+    let mut handshake = stream::Handshake::default();
+    std::future::poll_fn(|cx| ws.poll_handshake(cx, &mut decide, &mut handshake)).await?;
+    Ok(ws)
+}
+
+/// Client: connects to a `ws://` URL over TCP (`TCP_NODELAY` set) with default
+/// [`Config`], and returns the stream and the server's `101` response. `wss://` is
+/// [`Error::TlsUnsupported`].
+pub async fn connect(
+    url: &str,
+) -> Result<(WebSocketStream<::tokio::net::TcpStream>, Response), Error> {
+    connect_with(ClientRequest::new(url)?, Config::default()).await
+}
+
+/// Client: [`connect`] with a request built by hand (subprotocols, `Origin`, headers)
+/// and a [`Config`].
+pub async fn connect_with(
+    request: ClientRequest,
+    config: Config,
+) -> Result<(WebSocketStream<::tokio::net::TcpStream>, Response), Error> {
+    if request.is_secure() {
+        return Err(Error::TlsUnsupported);
+    }
+    let socket = ::tokio::net::TcpStream::connect((request.host(), request.port())).await?;
+    socket.set_nodelay(true)?;
+    client(socket, request, config).await
+}
+
+/// Client: runs the opening handshake of `request` over a stream you opened (plain TCP,
+/// TLS, a Unix socket, ...), and returns the stream and the server's `101` response.
+/// A refusal (any other status) is [`Error::Connection`] with
+/// [`HandshakeError::Rejected`](crate::HandshakeError). The handshake timeout of `config`
+/// applies.
+pub async fn client<S>(
+    stream: S,
+    request: ClientRequest,
+    config: Config,
+) -> Result<(WebSocketStream<S>, Response), Error>
+where
+    S: ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin,
+{
+    let core = Connection::client(request, whole(config), now())?;
+    let mut ws = WebSocketStream::new(stream, core);
+    let mut decide = |_: &Request| Err(Reject::new(500));
+    let mut handshake = stream::Handshake::default();
+    let response =
+        std::future::poll_fn(|cx| ws.poll_handshake(cx, &mut decide, &mut handshake)).await?;
+    match response {
+        Some(response) => Ok((ws, response)),
+        // A client's handshake completes with the server's response.
+        None => Err(Error::Connection(crate::Error::Handshake(
+            crate::HandshakeError::UnexpectedEof,
+        ))),
+    }
+}

@@ -1,0 +1,777 @@
+//! The tokio adapter (feature `tokio`): echo over a real 127.0.0.1 socket, futures
+//! cancelled at random points over a transport that trickles one byte per poll, split
+//! halves in separate tasks, the closing handshake and its timers, and the
+//! already-upgraded path (`check_request` + `accept_headers` + `from_upgraded`).
+//!
+//! Every test runs on its own current-thread runtime under a time limit.
+#![cfg(feature = "tokio")]
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use wsengine::handshake::{Header, accept_headers, check_request};
+use wsengine::tokio::{
+    Error, Message, WebSocketStream, accept, accept_with, client, connect, connect_with,
+};
+use wsengine::{
+    Accept, ClientRequest, CloseCode, CloseFrame, Config, HandshakeError, Reject, Role, State,
+};
+
+/// Runs `test` on a fresh current-thread runtime, failing it after `limit`.
+fn run<F: Future>(limit: Duration, test: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        tokio::time::timeout(limit, test)
+            .await
+            .expect("the test finished in time")
+    })
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.rng_seed = Some([9; 32]);
+    c
+}
+
+/// A listener on 127.0.0.1 with an ephemeral port, and its `ws://` URL.
+async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/echo", listener.local_addr().expect("addr"));
+    (listener, url)
+}
+
+/// Echoes text and binary messages until the stream ends; returns how many it echoed
+/// and how the connection ended.
+async fn echo<S>(mut ws: WebSocketStream<S>) -> (usize, Option<(CloseCode, bool)>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut echoed = 0;
+    while let Some(message) = ws.next().await {
+        let message = message.expect("no error");
+        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            ws.send(message).await.expect("echo");
+            echoed += 1;
+        }
+    }
+    (echoed, ws.closed())
+}
+
+/// A server task that accepts one connection and echoes on it.
+fn spawn_echo_server(
+    listener: TcpListener,
+) -> tokio::task::JoinHandle<(usize, Option<(CloseCode, bool)>)> {
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        let ws = accept(socket).await.expect("handshake");
+        echo(ws).await
+    })
+}
+
+#[test]
+fn echo_round_trip_over_tcp() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = spawn_echo_server(listener);
+        let (mut ws, response) = connect(&url).await.expect("connect");
+        assert_eq!(response.status(), 101);
+        assert_eq!(ws.state(), State::Open);
+
+        let big: Bytes = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = [
+            Message::text("hello"),
+            Message::text("caf\u{e9} \u{20ac} \u{1f600}"),
+            Message::binary(vec![0u8, 1, 2, 255]),
+            Message::binary(Bytes::new()),
+            Message::Binary(big.clone()),
+        ];
+        for m in &sent {
+            ws.send(m.clone()).await.expect("send");
+        }
+        ws.send(Message::Ping(Bytes::from_static(b"are you there")))
+            .await
+            .expect("ping");
+        for m in &sent {
+            assert_eq!(ws.next().await.expect("a message").expect("no error"), *m);
+        }
+        // The server's core answered the Ping by itself.
+        assert_eq!(
+            ws.next().await.expect("a pong").expect("no error"),
+            Message::Pong(Bytes::from_static(b"are you there"))
+        );
+
+        ws.close(None).await.expect("close");
+        assert_eq!(ws.state(), State::Closing);
+        match ws.next().await.expect("the close echo").expect("no error") {
+            Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::NORMAL),
+            other => panic!("expected the Close echo, got {other:?}"),
+        }
+        assert!(ws.next().await.is_none(), "the stream ends after the close");
+        assert_eq!(ws.closed(), Some((CloseCode::NORMAL, true)));
+        let (echoed, closed) = server.await.expect("server task");
+        assert_eq!(echoed, sent.len());
+        assert_eq!(closed, Some((CloseCode::NORMAL, true)));
+    });
+}
+
+// ---- cancellation safety ----
+
+/// A small seeded generator (xorshift64*), so that a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A transport that returns `Pending` (waking itself at once) before every byte it
+/// reads or writes, and moves one byte per call: every await point inside the adapter
+/// is hit at every byte.
+struct Trickle<S> {
+    inner: S,
+    read_ready: bool,
+    write_ready: bool,
+}
+
+impl<S> Trickle<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            read_ready: false,
+            write_ready: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Trickle<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !std::mem::replace(&mut self.read_ready, false) {
+            self.read_ready = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let mut one = [0u8; 1];
+        let mut chunk = ReadBuf::new(&mut one);
+        let result = Pin::new(&mut self.inner).poll_read(cx, &mut chunk);
+        if result.is_pending() {
+            // Not consumed: the next call may read at once.
+            self.read_ready = true;
+        }
+        ready!(result)?;
+        buf.put_slice(chunk.filled());
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Trickle<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if !std::mem::replace(&mut self.write_ready, false) {
+            self.write_ready = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let result = Pin::new(&mut self.inner).poll_write(cx, &buf[..buf.len().min(1)]);
+        if result.is_pending() {
+            self.write_ready = true;
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// `select!` between `operation` and a countdown of `polls` polls: if the countdown wins,
+/// `operation` is dropped wherever it stands (`None`). With `polls == 0` the operation
+/// gets exactly one poll.
+async fn within<F: Future>(polls: u64, operation: F) -> Option<F::Output> {
+    let mut operation = std::pin::pin!(operation);
+    let mut left = polls;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = operation.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if left == 0 {
+            return Poll::Ready(None);
+        }
+        left -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// The `i`th message of the cancellation test: text (with multi-byte characters that
+/// the one-byte reads split) or binary, mostly small, one larger than the receive buffer.
+fn nth_message(i: usize, rng: &mut Rng) -> Message {
+    let len = if i == 17 {
+        70_000
+    } else {
+        usize::try_from(rng.below(600)).expect("small")
+    };
+    if i.is_multiple_of(2) {
+        let text: String = "a\u{e9}\u{20ac}\u{1f600}"
+            .chars()
+            .cycle()
+            .skip(i % 4)
+            .take(len / 3)
+            .collect();
+        Message::text(text)
+    } else {
+        Message::binary(
+            (0..len)
+                .map(|j| (i * 31 + j).to_le_bytes()[0])
+                .collect::<Vec<u8>>(),
+        )
+    }
+}
+
+/// One seed by default; `WSENGINE_CANCEL_SEEDS=N` runs N more (the seed of each run is
+/// printed first, so a failure names the seed that replays it).
+#[test]
+fn cancelled_futures_lose_nothing() {
+    let extra: u64 = std::env::var("WSENGINE_CANCEL_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    for seed in 0..=extra {
+        let seed = 0x5eed_cafe_f00d_0001 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        eprintln!("cancellation seed {seed:#x}");
+        cancellation_run(seed);
+    }
+}
+
+fn cancellation_run(seed: u64) {
+    const MESSAGES: usize = 60;
+    run(Duration::from_secs(120), async move {
+        let (a, b) = tokio::io::duplex(4096);
+        let expected: Vec<Message> = {
+            let mut rng = Rng(seed);
+            (0..MESSAGES).map(|i| nth_message(i, &mut rng)).collect()
+        };
+
+        // The server echoes; every `next` and `send` may be cancelled.
+        let server = tokio::spawn(async move {
+            let mut rng = Rng(seed ^ 1);
+            let mut ws = accept(Trickle::new(b)).await.expect("server handshake");
+            let mut echoed = 0;
+            let mut pings = 0;
+            let mut cancelled = 0;
+            loop {
+                let next = loop {
+                    if let Some(next) = within(rng.below(12), ws.next()).await {
+                        break next;
+                    }
+                    cancelled += 1;
+                };
+                match next {
+                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                        echoed += 1;
+                        let send = ws.send(m);
+                        if rng.below(8) == 0 {
+                            drop(send); // never polled: the echo is queued all the same
+                            cancelled += 1;
+                        } else if within(rng.below(12), send).await.is_none() {
+                            cancelled += 1;
+                        }
+                    }
+                    Some(Ok(Message::Ping(_))) => pings += 1,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("server: {e}"),
+                    None => break,
+                }
+            }
+            (echoed, pings, cancelled, ws.closed())
+        });
+
+        let request = ClientRequest::new("ws://trickle.test/").expect("url");
+        let (ws, _) = client(Trickle::new(a), request, config())
+            .await
+            .expect("client handshake");
+        let (mut writer, mut reader) = ws.split();
+
+        // The client's reader, in its own task: every `next` may be cancelled.
+        let check = expected.clone();
+        let reading = tokio::spawn(async move {
+            let mut rng = Rng(seed ^ 2);
+            let mut received = 0;
+            let mut pongs = 0;
+            let mut cancelled = 0;
+            loop {
+                let next = loop {
+                    if let Some(next) = within(rng.below(12), reader.next()).await {
+                        break next;
+                    }
+                    cancelled += 1;
+                };
+                match next {
+                    Some(Ok(Message::Pong(_))) => pongs += 1,
+                    Some(Ok(Message::Close(_))) => {}
+                    Some(Ok(m)) => {
+                        assert_eq!(m, check[received], "message {received}");
+                        received += 1;
+                    }
+                    Some(Err(e)) => panic!("client: {e}"),
+                    None => break,
+                }
+            }
+            (received, pongs, cancelled, reader.closed())
+        });
+
+        // The client's writer: sends, pings, and finally closes, all cancellable.
+        let mut rng = Rng(seed ^ 3);
+        let mut pings = 0;
+        let mut cancelled = 0;
+        for (i, message) in expected.iter().enumerate() {
+            let send = writer.send(message.clone());
+            if rng.below(10) == 0 {
+                drop(send);
+                cancelled += 1;
+            } else if within(rng.below(12), send).await.is_none() {
+                cancelled += 1;
+            }
+            if i % 7 == 3 {
+                pings += 1;
+                let ping = writer.send(Message::Ping(Bytes::from(vec![i.to_le_bytes()[0]])));
+                if within(rng.below(12), ping).await.is_none() {
+                    cancelled += 1;
+                }
+            }
+        }
+        while within(rng.below(12), writer.flush()).await.is_none() {}
+        // The Close is queued when `close` is called, behind every message: even if
+        // this future is dropped, the reader's polls write it.
+        let _ = within(rng.below(12), writer.close(None)).await;
+        let (received, pongs, reads_cancelled, closed) = reading.await.expect("client reader");
+        let (echoed, server_pings, server_cancelled, server_closed) = server.await.expect("server");
+        // The seeds cancel plenty of futures on every side, mid-frame included.
+        assert!(cancelled > 20, "client sends cancelled: {cancelled}");
+        assert!(
+            reads_cancelled > 100,
+            "client reads cancelled: {reads_cancelled}"
+        );
+        assert!(
+            server_cancelled > 100,
+            "server cancellations: {server_cancelled}"
+        );
+        assert_eq!(echoed, MESSAGES, "the server echoed every message");
+        assert_eq!(server_pings, pings);
+        assert_eq!(received, MESSAGES, "every echo arrived intact and in order");
+        assert_eq!(pongs, pings, "every Ping was answered");
+        assert_eq!(closed, Some((CloseCode::NORMAL, true)));
+        assert_eq!(server_closed, Some((CloseCode::NORMAL, true)));
+    });
+}
+
+// ---- split halves ----
+
+/// The `i`th message one side of the split test sends.
+fn numbered(side: u8, i: usize) -> Message {
+    let len = 1 + (i * 37) % 1500;
+    let mut data = vec![side; len];
+    data[..8.min(len)].copy_from_slice(&(i as u64).to_be_bytes()[..8.min(len)]);
+    Message::binary(data)
+}
+
+#[test]
+fn split_halves_send_and_receive_concurrently() {
+    const EACH: usize = 500;
+    run(Duration::from_secs(60), async {
+        let (listener, url) = listen().await;
+        // Server: its reader and writer in separate tasks; the reader's automatic Pongs
+        // go out on the write side the writer task is streaming on.
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let (mut writer, mut reader) = accept(socket).await.expect("handshake").split();
+            let sending = tokio::spawn(async move {
+                for i in 0..EACH {
+                    writer.send(numbered(b's', i)).await.expect("server send");
+                }
+                writer
+            });
+            let mut received = 0;
+            let mut pings = 0;
+            while let Some(message) = reader.next().await {
+                match message.expect("no error") {
+                    Message::Ping(_) => pings += 1,
+                    Message::Close(_) => {}
+                    m => {
+                        assert_eq!(m, numbered(b'c', received));
+                        received += 1;
+                    }
+                }
+            }
+            let writer = sending.await.expect("server writer");
+            assert!(reader.reunite(writer).is_ok(), "halves of one stream");
+            (received, pings)
+        });
+
+        let (ws, _) = connect(&url).await.expect("connect");
+        let (mut writer, mut reader) = ws.split();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        let reading = tokio::spawn(async move {
+            let mut received = 0;
+            let mut pongs = 0;
+            while let Some(message) = reader.next().await {
+                match message.expect("no error") {
+                    Message::Pong(_) => pongs += 1,
+                    Message::Close(_) => {}
+                    m => {
+                        assert_eq!(m, numbered(b's', received));
+                        received += 1;
+                        counter.store(received, Ordering::Relaxed);
+                    }
+                }
+            }
+            (received, pongs)
+        });
+        let mut pings = 0;
+        for i in 0..EACH {
+            writer.send(numbered(b'c', i)).await.expect("client send");
+            if i % 25 == 0 {
+                writer
+                    .send(Message::Ping(Bytes::from(format!("ping {i}"))))
+                    .await
+                    .expect("ping");
+                pings += 1;
+            }
+        }
+        // Close once the server's messages are all in: after the close the server's
+        // writer could send no more.
+        while seen.load(Ordering::Relaxed) < EACH {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        writer.close(None).await.expect("close");
+        let (received, pongs) = reading.await.expect("client reader");
+        let (server_received, server_pings) = server.await.expect("server");
+        assert_eq!(server_received, EACH);
+        assert_eq!(server_pings, pings);
+        assert_eq!(pongs, pings);
+        assert_eq!(
+            received, EACH,
+            "messages sent before the peer's Close arrive"
+        );
+    });
+}
+
+// ---- closing ----
+
+#[test]
+fn server_initiated_close_handshake() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut ws = accept(socket).await.expect("handshake");
+            ws.send(Message::text("last words")).await.expect("send");
+            let bye = CloseFrame {
+                code: CloseCode::GOING_AWAY,
+                reason: "bye".into(),
+            };
+            ws.close(Some(bye)).await.expect("close");
+            // Sending after the close is refused; closing again is a no-op.
+            assert!(matches!(
+                ws.send(Message::text("late")).await,
+                Err(Error::Send(wsengine::SendError::Closing))
+            ));
+            ws.close(None).await.expect("a second close does nothing");
+            let mut seen = Vec::new();
+            while let Some(message) = ws.next().await {
+                seen.push(message.expect("no error"));
+            }
+            (seen, ws.closed())
+        });
+        let (mut ws, _) = connect(&url).await.expect("connect");
+        let mut seen = Vec::new();
+        while let Some(message) = ws.next().await {
+            seen.push(message.expect("no error"));
+        }
+        let bye = CloseFrame {
+            code: CloseCode::GOING_AWAY,
+            reason: "bye".into(),
+        };
+        assert_eq!(
+            seen,
+            [Message::text("last words"), Message::Close(Some(bye))]
+        );
+        assert_eq!(ws.closed(), Some((CloseCode::GOING_AWAY, true)));
+        let (server_seen, server_closed) = server.await.expect("server");
+        // The client's core echoed the code (RFC 6455 §5.5.1).
+        let echo = CloseFrame {
+            code: CloseCode::GOING_AWAY,
+            reason: String::new(),
+        };
+        assert_eq!(server_seen, [Message::Close(Some(echo))]);
+        assert_eq!(server_closed, Some((CloseCode::GOING_AWAY, true)));
+    });
+}
+
+#[test]
+fn close_timeout_ends_a_connection_whose_peer_never_answers() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut config = Config::default();
+            config.close_timeout = Some(Duration::from_millis(300));
+            let mut ws = accept_with(socket, config, |_| Ok(Accept::new()))
+                .await
+                .expect("handshake");
+            let started = tokio::time::Instant::now();
+            ws.close(None).await.expect("close");
+            // The peer never reads, so no Close comes back: the core's close timer,
+            // armed on a tokio sleep, ends the connection.
+            assert!(ws.next().await.is_none());
+            (started.elapsed(), ws.closed())
+        });
+        // A client that completes the handshake and then never polls again.
+        let (idle, _) = connect(&url).await.expect("connect");
+        let (elapsed, closed) = server.await.expect("server");
+        assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        assert_eq!(closed, Some((CloseCode::ABNORMAL, false)));
+        drop(idle);
+    });
+}
+
+#[test]
+fn keepalive_fails_a_silent_peer() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut config = Config::default();
+            config.keepalive = Some(wsengine::Keepalive {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(100),
+            });
+            let mut ws = accept_with(socket, config, |_| Ok(Accept::new()))
+                .await
+                .expect("handshake");
+            let error = ws.next().await.expect("an item").expect_err("a timeout");
+            assert!(ws.next().await.is_none(), "the stream ends after the error");
+            error
+        });
+        let (idle, _) = connect(&url).await.expect("connect");
+        let error = server.await.expect("server");
+        assert!(
+            matches!(
+                error,
+                Error::Connection(wsengine::Error::Timeout(wsengine::Timeout::Keepalive))
+            ),
+            "{error:?}"
+        );
+        drop(idle);
+    });
+}
+
+#[test]
+fn eof_without_close_ends_the_stream_abnormally() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = spawn_echo_server(listener);
+        let (mut ws, _) = connect(&url).await.expect("connect");
+        ws.send(Message::text("one")).await.expect("send");
+        assert_eq!(
+            ws.next().await.expect("echo").expect("no error"),
+            Message::text("one")
+        );
+        drop(ws);
+        let (echoed, closed) = server.await.expect("server");
+        assert_eq!(echoed, 1);
+        assert_eq!(closed, Some((CloseCode::ABNORMAL, false)));
+    });
+}
+
+// ---- handshake paths ----
+
+#[test]
+fn hook_chooses_a_subprotocol_or_rejects() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..2 {
+                let (socket, _) = listener.accept().await.expect("accept");
+                let outcome = accept_with(socket, Config::default(), |request| {
+                    if request.path() == "/private" {
+                        Err(Reject::new(403).body("go away"))
+                    } else {
+                        Ok(Accept::new().protocol("chat"))
+                    }
+                })
+                .await;
+                outcomes.push(match outcome {
+                    Ok(ws) => echo(ws).await.0.to_string(),
+                    Err(e) => e.to_string(),
+                });
+            }
+            outcomes
+        });
+
+        let request = ClientRequest::new(&url).expect("url").protocol("chat");
+        let (mut ws, response) = connect_with(request, config()).await.expect("connect");
+        assert_eq!(response.protocol(), Some("chat"));
+        ws.send(Message::text("hi")).await.expect("send");
+        assert_eq!(
+            ws.next().await.expect("echo").expect("no error"),
+            Message::text("hi")
+        );
+        ws.close(None).await.expect("close");
+        while ws.next().await.is_some() {}
+
+        let private = url.replace("/echo", "/private");
+        match connect(&private).await {
+            Err(Error::Connection(wsengine::Error::Handshake(HandshakeError::Rejected {
+                status,
+                body,
+                ..
+            }))) => {
+                assert_eq!(status, 403);
+                assert_eq!(&body[..], b"go away");
+            }
+            other => panic!("expected a 403, got {other:?}"),
+        }
+        let outcomes = server.await.expect("server");
+        assert_eq!(outcomes[0], "1");
+        assert!(
+            matches!(outcomes[1].as_str(), s if s.contains("403")),
+            "{outcomes:?}"
+        );
+    });
+}
+
+#[test]
+fn wss_is_refused_without_tls() {
+    run(Duration::from_secs(5), async {
+        assert!(matches!(
+            connect("wss://127.0.0.1:1/").await,
+            Err(Error::TlsUnsupported)
+        ));
+        assert!(matches!(
+            connect("http://127.0.0.1:1/").await,
+            Err(Error::Request(_))
+        ));
+    });
+}
+
+/// An HTTP server of its own: reads the request head, checks it with `check_request`,
+/// answers with `accept_headers`, and hands the rest of the stream to `from_upgraded`.
+async fn upgrade_by_hand(mut socket: TcpStream) -> WebSocketStream<TcpStream> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        // One byte at a time, so nothing after the head is read (the client sends no
+        // frame before the 101 anyway).
+        head.push(socket.read_u8().await.expect("request byte"));
+    }
+    let mut slots = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Request::new(&mut slots);
+    assert!(parsed.parse(&head).expect("HTTP").is_complete());
+    let headers: Vec<Header> = parsed
+        .headers
+        .iter()
+        .map(|h| Header {
+            name: h.name.to_owned(),
+            value: h.value.to_vec(),
+        })
+        .collect();
+    let request = check_request(
+        parsed.method.expect("method"),
+        parsed.path.expect("path"),
+        parsed.version.expect("version"),
+        headers,
+    )
+    .expect("a valid upgrade");
+    let mut response = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
+    for h in accept_headers(&request, &Accept::new()).expect("101 headers") {
+        response.extend_from_slice(h.name.as_bytes());
+        response.extend_from_slice(b": ");
+        response.extend_from_slice(&h.value);
+        response.extend_from_slice(b"\r\n");
+    }
+    response.extend_from_slice(b"\r\n");
+    socket.write_all(&response).await.expect("101");
+    WebSocketStream::from_upgraded(socket, Role::Server, Config::default()).expect("wrap")
+}
+
+#[test]
+fn already_parsed_upgrade_with_check_request_and_accept_headers() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            echo(upgrade_by_hand(socket).await).await
+        });
+        let (mut ws, response) = connect(&url).await.expect("connect");
+        assert_eq!(response.status(), 101);
+        for i in 0..10 {
+            let m = Message::text(format!("message {i}"));
+            ws.send(m.clone()).await.expect("send");
+            assert_eq!(ws.next().await.expect("echo").expect("no error"), m);
+        }
+        ws.close(None).await.expect("close");
+        while ws.next().await.is_some() {}
+        assert_eq!(ws.closed(), Some((CloseCode::NORMAL, true)));
+        assert_eq!(
+            server.await.expect("server"),
+            (10, Some((CloseCode::NORMAL, true)))
+        );
+    });
+}
+
+#[test]
+fn streams_and_futures_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let (a, _b) = tokio::io::duplex(64);
+    let ws = WebSocketStream::from_upgraded(a, Role::Server, Config::default());
+    // from_upgraded needs no runtime: the timer is created on the first poll.
+    let mut ws = ws.expect("a server needs no entropy");
+    send_sync(&ws);
+    send(&ws.next());
+    send(&ws.send(Message::text("x")));
+    let (writer, reader) = ws.split();
+    send_sync(&writer);
+    send_sync(&reader);
+    let (c, _d) = tokio::io::duplex(64);
+    send(&accept(c));
+    let (e, _f) = tokio::io::duplex(64);
+    send(&client(
+        e,
+        ClientRequest::new("ws://x/").expect("url"),
+        config(),
+    ));
+}
