@@ -75,7 +75,12 @@
 //! # Feature flags
 //!
 //! The core has none and needs none: `default-features = false` builds exactly the core.
-//! The mio driver and the `wsengine` command come behind `mio` and `cli`.
+//! - `mio` (default): `wsengine::driver`, the mio event loop, the only library code that touches
+//!   sockets and the clock;
+//! - `deflate` (default): `wsengine::extensions::deflate`, permessage-deflate (RFC 7692), enabled
+//!   per connection with `Config::deflate`;
+//! - `cli` (default): the `wsengine` command; `load` adds its load generator;
+//! - `tokio`: `wsengine::tokio`, `WebSocketStream` over any tokio `AsyncRead + AsyncWrite`.
 #![cfg_attr(test, deny(warnings))]
 
 pub mod config;
