@@ -297,7 +297,10 @@ fn keepalive_timeout_drops_unsent_bytes_so_the_transport_can_close() {
     c.handle_timeout(t0 + Duration::from_secs(12)); // activity from the handshake
     c.handle_timeout(t0 + Duration::from_secs(23)); // idle: ping
     c.handle_timeout(t0 + Duration::from_secs(29)); // no answer
-    assert!(matches!(c.poll_event(), Err(Error::Timeout(crate::Timeout::Keepalive))));
+    assert!(matches!(
+        c.poll_event(),
+        Err(Error::Timeout(crate::Timeout::Keepalive))
+    ));
     assert!(!c.wants_write());
     assert!(c.should_close_transport());
 }
