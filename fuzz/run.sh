@@ -16,7 +16,7 @@ set -euo pipefail
 
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ALL_TARGETS=(handshake_request handshake_response frame_header connection_server
-    connection_client roundtrip utf8_stream unmask)
+    connection_client roundtrip utf8_stream unmask inflate_stream deflate_roundtrip)
 
 usage() { echo "usage: $0 SECONDS [TARGET...]  (targets: ${ALL_TARGETS[*]})" >&2; exit 2; }
 [[ $# -ge 1 && "$1" =~ ^[0-9]+$ ]] || usage

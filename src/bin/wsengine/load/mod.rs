@@ -75,6 +75,10 @@ pub(crate) struct LoadArgs {
     /// Send text messages (ASCII) instead of binary ones.
     #[arg(long)]
     text: bool,
+    /// Offer permessage-deflate (RFC 7692, the default `DeflateConfig`: context takeover
+    /// both ways); if the server accepts, echoes are compressed both ways.
+    #[arg(long)]
+    deflate: bool,
     /// Cap on the messages sent per second, all connections together.
     #[arg(long)]
     rate: Option<u64>,
@@ -127,6 +131,7 @@ pub(crate) struct Settings {
     pub(crate) size: usize,
     pub(crate) in_flight: usize,
     pub(crate) text: bool,
+    pub(crate) deflate: bool,
     pub(crate) rate: Option<u64>,
     pub(crate) warmup: Duration,
     pub(crate) duration: Duration,
@@ -173,6 +178,7 @@ impl Settings {
             size: args.size,
             in_flight: args.in_flight,
             text: args.text,
+            deflate: args.deflate,
             rate: args.rate,
             warmup: args.warmup,
             duration: args.duration,
@@ -598,6 +604,9 @@ impl Engine {
             .max_send_buffer
             .max((settings.size + 14) * settings.in_flight + (64 << 10));
         config.handshake_timeout = None; // OPEN_TIMEOUT covers all of them
+        if settings.deflate {
+            config.deflate = Some(wsengine::extensions::deflate::DeflateConfig::default());
+        }
         let hist = Histogram::new_with_bounds(1, 60_000_000_000, 3)
             .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
         Ok(Self {

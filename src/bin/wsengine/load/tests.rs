@@ -164,6 +164,7 @@ fn settings(addr: SocketAddr, mode: Mode) -> Settings {
         size: 100,
         in_flight: 4,
         text: false,
+        deflate: false,
         rate: None,
         warmup: Duration::from_millis(50),
         duration: Duration::from_millis(300),
