@@ -513,8 +513,13 @@ impl Connection {
 
     /// Whether the host should close the transport now: the connection is over and
     /// everything queued has been transmitted. A client whose closing handshake is done
-    /// waits for the server's EOF or the close timer first (RFC 6455 §7.1.1).
+    /// waits for the server's EOF or the close timer first (RFC 6455 §7.1.1). After a
+    /// timeout ([`Error::Timeout`]) it is true at once, even with bytes still queued: the
+    /// peer is not reading them.
     pub fn should_close_transport(&self) -> bool {
+        if matches!(self.error, Some(Error::Timeout(_))) {
+            return true;
+        }
         if self.wants_write() {
             return false;
         }
@@ -702,13 +707,11 @@ impl Connection {
         }
     }
 
-    /// A timer expired: the peer is not reading (or never finished its handshake), so
-    /// whatever still waits to be transmitted never will be; drop it, so that
-    /// `should_close_transport` turns true at once instead of waiting on a dead peer.
+    /// A timer expired: the peer is not reading (or never finished its handshake).
+    /// `should_close_transport` turns true at once, whatever still waits to be
+    /// transmitted (it never will be), instead of waiting on a dead peer; the queued
+    /// bytes stay whole frames for a host that still drains them.
     fn fail_timeout(&mut self, timeout: crate::error::Timeout) {
-        if self.phase.next(state::Input::Fail).is_ok() {
-            self.tx = Transmit::default();
-        }
         self.fail_quietly(Error::Timeout(timeout));
     }
 

@@ -181,3 +181,30 @@ fn keepalive_pings_piled_up_while_the_peer_did_not_read() {
     }
     assert_eq!(pings(&take_frames(&mut server)), 1);
 }
+
+// ---- fuzz targets `connection_server` / `connection_client` (CI smoke run) ----
+
+/// A keepalive (or handshake) timeout dropped everything still queued, including the
+/// rest of a frame the host had already started writing, so the transmitted stream
+/// ended inside a frame. Now the queue stays whole (a host that drains it sends whole
+/// frames) and `should_close_transport` is true at once anyway.
+#[test]
+fn timeout_cut_a_partly_written_frame() {
+    let mut config = config();
+    config.keepalive = Some(Keepalive {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+    });
+    let mut server = open_server(config);
+    server.send_binary(&[7u8; 300]).unwrap();
+    let mut wire = server.poll_transmit()[..100].to_vec();
+    server.advance_transmit(100);
+    for s in [1, 12, 23, 29] {
+        server.handle_timeout(at(s * 1000));
+    }
+    assert!(matches!(server.poll_event(), Err(Error::Timeout(_))));
+    assert!(server.should_close_transport());
+    wire.extend(take_transmit(&mut server));
+    let frames = decode_frames(&wire);
+    assert_eq!(frames[0].payload, vec![7u8; 300]);
+}
