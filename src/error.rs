@@ -12,6 +12,8 @@
 //! fatal condition. It is sticky: every later call returns a clone of the same error, while
 //! `poll_transmit` still drains whatever Close frame or HTTP response was queued.
 
+use crate::prelude::*;
+
 use core::fmt;
 
 use bytes::Bytes;
@@ -57,7 +59,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
 impl From<ProtocolError> for Error {
     fn from(e: ProtocolError) -> Self {
@@ -184,7 +186,7 @@ impl fmt::Display for ProtocolError {
     }
 }
 
-impl std::error::Error for ProtocolError {}
+impl core::error::Error for ProtocolError {}
 
 /// The opening handshake failed (RFC 6455 §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,7 +280,7 @@ impl fmt::Display for HandshakeError {
     }
 }
 
-impl std::error::Error for HandshakeError {}
+impl core::error::Error for HandshakeError {}
 
 /// The caller misused the API. The connection is unchanged and stays usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,4 +333,4 @@ impl fmt::Display for SendError {
     }
 }
 
-impl std::error::Error for SendError {}
+impl core::error::Error for SendError {}

@@ -26,8 +26,7 @@
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
-//! use std::time::Instant;
-//! use wsengine::{Accept, Config, Connection, Event};
+//! use wsengine::{Accept, Config, Connection, Event, Instant};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
@@ -81,7 +80,22 @@
 //!   per connection with `Config::deflate`;
 //! - `cli` (default): the `wsengine` command; `load` adds its load generator;
 //! - `tokio`: `wsengine::tokio`, `WebSocketStream` over any tokio `AsyncRead + AsyncWrite`.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![cfg_attr(test, deny(warnings))]
+
+// The core needs an allocator (buffers, assembled messages, the handshake head) and
+// nothing else from std: without the `std` feature the crate is `#![no_std]`.
+extern crate alloc;
+
+/// What the core uses from `alloc`, the same with and without std.
+#[allow(unused_imports)]
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec::Vec;
+    pub(crate) use alloc::{format, vec};
+}
 
 pub mod config;
 pub mod connection;

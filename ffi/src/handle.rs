@@ -5,7 +5,8 @@
 
 use std::borrow::Cow;
 use std::ffi::{CStr, CString};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wsengine::Instant;
 
 use wsengine::{
     Accept, ClientRequest, CloseCode, Config, Connection, Delivery, Error, Event, Keepalive,

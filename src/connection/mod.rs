@@ -1,6 +1,8 @@
 //! The connection state machine: handshake, frames, message rules, closing and timers,
 //! tied together for one role.
 
+use crate::prelude::*;
+
 #[cfg(feature = "deflate")]
 mod deflate;
 mod recv;
@@ -333,13 +335,39 @@ impl Connection {
 
     /// A client-side connection whose opening request (RFC 6455 §4.1) is queued for
     /// transmission at once. The `Sec-WebSocket-Key` and every masking key come from
-    /// an RNG seeded by `Config::rng_seed` or the operating system.
+    /// an RNG (ChaCha12) seeded by `Config::rng_seed` or, with the `std` feature, the
+    /// operating system. Without `std` and without a seed this fails with
+    /// [`RequestError::Entropy`]: use [`client_with_rng`](Self::client_with_rng).
     pub fn client(
         request: ClientRequest,
         config: Config,
         now: Instant,
     ) -> Result<Self, RequestError> {
-        let mut rng = seeded_rng(&config)?;
+        let rng = seeded_rng(&config)?;
+        Self::client_seeded(request, config, now, rng)
+    }
+
+    /// [`client`](Self::client) with the connection's RNG seeded from the embedder's
+    /// cryptographically secure generator (any `rand_core` `TryCryptoRng`: a hardware
+    /// RNG on a `no_std` target, `rand::rngs::SysRng`, ...). `Config::rng_seed` is
+    /// ignored. RFC 6455 §10.3 needs masking keys an attacker cannot predict, hence the
+    /// `CryptoRng` bound.
+    pub fn client_with_rng<R: rand::TryCryptoRng + ?Sized>(
+        request: ClientRequest,
+        config: Config,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<Self, RequestError> {
+        let rng = StdRng::try_from_rng(rng).map_err(|_| RequestError::Entropy)?;
+        Self::client_seeded(request, config, now, rng)
+    }
+
+    fn client_seeded(
+        request: ClientRequest,
+        config: Config,
+        now: Instant,
+        mut rng: StdRng,
+    ) -> Result<Self, RequestError> {
         // RFC 7692 §5: offer permessage-deflate unless the application already did.
         #[cfg(feature = "deflate")]
         let request = match &config.deflate {
@@ -376,11 +404,31 @@ impl Connection {
             Role::Client => Some(seeded_rng(&config)?),
             Role::Server => None,
         };
+        Ok(Self::open_after_handshake(role, config, now, rng))
+    }
+
+    /// [`after_handshake`](Self::after_handshake) with a client's masking RNG seeded
+    /// from the embedder's generator, as in [`client_with_rng`](Self::client_with_rng)
+    /// (a server never masks and ignores `rng`).
+    pub fn after_handshake_with_rng<R: rand::TryCryptoRng + ?Sized>(
+        role: Role,
+        config: Config,
+        now: Instant,
+        rng: &mut R,
+    ) -> Result<Self, RequestError> {
+        let rng = match role {
+            Role::Client => Some(StdRng::try_from_rng(rng).map_err(|_| RequestError::Entropy)?),
+            Role::Server => None,
+        };
+        Ok(Self::open_after_handshake(role, config, now, rng))
+    }
+
+    fn open_after_handshake(role: Role, config: Config, now: Instant, rng: Option<StdRng>) -> Self {
         let handshake = Handshake::Server { request: None };
         let mut conn = Self::new(role, config, handshake, rng, now);
         conn.phase = Phase::Open;
         conn.on_open();
-        Ok(conn)
+        conn
     }
 
     /// Runs permessage-deflate with `params`, negotiated by whoever did the handshake
@@ -781,11 +829,15 @@ impl Connection {
     }
 }
 
-/// The client's RNG: from `Config::rng_seed`, or seeded from the operating system.
+/// The client's RNG: from `Config::rng_seed`, or seeded from the operating system
+/// (`std` only: a `no_std` embedder passes its generator to `client_with_rng`).
 fn seeded_rng(config: &Config) -> Result<StdRng, RequestError> {
     match config.rng_seed {
         Some(seed) => Ok(StdRng::from_seed(seed)),
+        #[cfg(feature = "std")]
         None => StdRng::try_from_rng(&mut rand::rngs::SysRng).map_err(|_| RequestError::Entropy),
+        #[cfg(not(feature = "std"))]
+        None => Err(RequestError::Entropy),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The receive pipeline: handshake parsing, then frame header -> unmask -> message rules
 //! (fragmentation, UTF-8, limits) -> events. It runs lazily inside `poll_event`.
 
+use crate::prelude::*;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::state::{Input, Phase};

@@ -1,6 +1,8 @@
 //! The send path: the server's handshake answer, frame encoding (masked for clients),
 //! the bounded transmit buffer, and the automatic Pong and Close replies.
 
+use crate::prelude::*;
+
 use bytes::Bytes;
 
 use super::state::{Input, Phase};

@@ -304,3 +304,87 @@ fn keepalive_timeout_closes_the_transport_despite_unsent_bytes() {
     // The queued frames are never going to be read: the transport may close now.
     assert!(c.should_close_transport());
 }
+
+/// A generator that always fails, as a hardware RNG might.
+struct BrokenRng;
+
+#[derive(Debug)]
+struct NoEntropy;
+
+impl fmt::Display for NoEntropy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no entropy")
+    }
+}
+
+impl core::error::Error for NoEntropy {}
+
+impl rand::TryRng for BrokenRng {
+    type Error = NoEntropy;
+    fn try_next_u32(&mut self) -> Result<u32, NoEntropy> {
+        Err(NoEntropy)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, NoEntropy> {
+        Err(NoEntropy)
+    }
+    fn try_fill_bytes(&mut self, _: &mut [u8]) -> Result<(), NoEntropy> {
+        Err(NoEntropy)
+    }
+}
+
+impl rand::TryCryptoRng for BrokenRng {}
+
+fn client_key(c: &Connection) -> String {
+    match &c.handshake {
+        Handshake::Client { key, .. } => key.clone(),
+        Handshake::Server { .. } => unreachable!(),
+    }
+}
+
+#[test]
+fn client_rng_comes_from_the_embedders_generator() {
+    let request = || crate::handshake::ClientRequest::new("ws://example.com/").unwrap();
+    let from = |seed: u64| {
+        let mut rng = <StdRng as SeedableRng>::seed_from_u64(seed);
+        Connection::client_with_rng(request(), Config::default(), test_epoch(), &mut rng).unwrap()
+    };
+    // The generator decides the key: the same generator state gives the same key,
+    // another gives another.
+    assert_eq!(client_key(&from(1)), client_key(&from(1)));
+    assert_ne!(client_key(&from(1)), client_key(&from(2)));
+    // A failing generator is an error, not a predictable key.
+    assert_eq!(
+        Connection::client_with_rng(request(), Config::default(), test_epoch(), &mut BrokenRng)
+            .unwrap_err(),
+        RequestError::Entropy
+    );
+    let mut broken = BrokenRng;
+    assert!(matches!(
+        Connection::after_handshake_with_rng(
+            Role::Client,
+            Config::default(),
+            test_epoch(),
+            &mut broken
+        ),
+        Err(RequestError::Entropy)
+    ));
+    // A server never masks: it does not ask the generator.
+    let server = Connection::after_handshake_with_rng(
+        Role::Server,
+        Config::default(),
+        test_epoch(),
+        &mut broken,
+    )
+    .unwrap();
+    assert_eq!(server.state(), State::Open);
+}
+
+#[cfg(not(feature = "std"))]
+#[test]
+fn without_std_a_client_needs_a_seed_or_a_generator() {
+    let request = crate::handshake::ClientRequest::new("ws://example.com/").unwrap();
+    assert_eq!(
+        Connection::client(request, Config::default(), test_epoch()).unwrap_err(),
+        RequestError::Entropy
+    );
+}

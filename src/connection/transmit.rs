@@ -6,7 +6,7 @@
 //! the payload becomes the next segment, and encoding continues in the tail. A host
 //! writes the segments with one vectored write ([`Transmit::segments`]).
 
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 

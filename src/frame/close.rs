@@ -1,3 +1,5 @@
+use crate::prelude::*;
+
 use core::fmt;
 
 use crate::error::ProtocolError;

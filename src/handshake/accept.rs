@@ -1,5 +1,7 @@
 //! `Sec-WebSocket-Key` and `Sec-WebSocket-Accept`, RFC 6455 §1.3, §4.1, §4.2.2.
 
+use crate::prelude::*;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};

@@ -2,6 +2,8 @@
 //! (§4.1) and the checks on the server's answer (§4.1, "The client MUST validate the
 //! server's response as follows").
 
+use crate::prelude::*;
+
 use core::fmt;
 use core::net::Ipv6Addr;
 
@@ -28,8 +30,9 @@ pub enum RequestError {
     InvalidHeader,
     /// A subprotocol that is not a token, or offered twice (§4.1 item 10).
     InvalidProtocol,
-    /// The operating system gave no entropy to seed the RNG (set `Config::rng_seed`
-    /// only if the platform has no entropy source of its own).
+    /// No entropy to seed the RNG: the operating system's source or the embedder's
+    /// generator failed, or a `no_std` build has neither a generator
+    /// (`Connection::client_with_rng`) nor `Config::rng_seed`.
     Entropy,
 }
 
@@ -44,7 +47,7 @@ impl fmt::Display for RequestError {
     }
 }
 
-impl std::error::Error for RequestError {}
+impl core::error::Error for RequestError {}
 
 /// Headers [`ClientRequest::write`] writes itself: set them with the builder methods,
 /// so that [`parse_response`] checks the answer against what was really offered.

@@ -13,6 +13,8 @@
 //! - Shared: [`accept_key`] (§4.2.2), [`parse_protocols`] (§4.1), [`parse_extensions`]
 //!   (§9.1).
 
+use crate::prelude::*;
+
 mod accept;
 mod client;
 mod negotiate;

@@ -1,6 +1,8 @@
 //! Subprotocol and extension negotiation: the list grammars of RFC 6455 §4.1, §4.3 and
 //! §9.1, with RFC 2616 `token` and `quoted-string`.
 
+use crate::prelude::*;
+
 use core::fmt;
 
 use crate::error::HandshakeError;

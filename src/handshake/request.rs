@@ -1,6 +1,8 @@
 //! The server side: reading the client's opening handshake (RFC 6455 §4.2.1) and the
 //! application's answer to it ([`Accept`], [`Reject`]).
 
+use crate::prelude::*;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;

@@ -2,6 +2,8 @@
 //! an application's refusal, and the error response to a malformed request (§4.2.1,
 //! §4.4).
 
+use crate::prelude::*;
+
 use super::request::{Accept, Reject, Request};
 use super::{Header, accept_key, find_header, header_values, is_reserved, put_header};
 use super::{trim_ows, valid_header};

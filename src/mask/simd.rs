@@ -1,5 +1,7 @@
 //! Explicit SIMD unmasking for x86_64: SSE2 (always present on x86_64) and AVX2, picked
-//! at runtime. The only module of the crate allowed `unsafe`; each block says why it is
+//! at runtime (with the `std` feature; without it, from the target features the build was
+//! compiled for). Soft-float targets without SSE2 (x86_64-unknown-none) compile none of
+//! it. The only module of the crate allowed `unsafe`; each block says why it is
 //! sound. Other targets (aarch64 included) use the word loop in `mask/mod.rs`, which LLVM
 //! vectorises (NEON there): this machine cannot compile aarch64, and SIMD code that
 //! cannot be tested here is not written. `cfg(miri)` and `cfg(wsengine_disable_simd)`
@@ -71,16 +73,28 @@ fn detected() -> Detected {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", not(miri), not(wsengine_disable_simd)))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "sse2",
+    not(miri),
+    not(wsengine_disable_simd)
+))]
 fn detect() -> Detected {
-    if std::is_x86_feature_detected!("avx2") {
-        Detected::Avx2
-    } else {
-        Detected::Sse2
-    }
+    #[cfg(feature = "std")]
+    let avx2 = std::is_x86_feature_detected!("avx2");
+    // Without std there is no runtime detection: AVX2 only when the build targets it
+    // (`-C target-feature=+avx2` or a `target-cpu` that has it).
+    #[cfg(not(feature = "std"))]
+    let avx2 = cfg!(target_feature = "avx2");
+    if avx2 { Detected::Avx2 } else { Detected::Sse2 }
 }
 
-#[cfg(not(all(target_arch = "x86_64", not(miri), not(wsengine_disable_simd))))]
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "sse2",
+    not(miri),
+    not(wsengine_disable_simd)
+)))]
 fn detect() -> Detected {
     Detected::None
 }
@@ -114,7 +128,12 @@ pub(super) fn apply_mask_best(buf: &mut [u8], key: [u8; 4], phase: usize) -> usi
     }
 }
 
-#[cfg(all(target_arch = "x86_64", not(miri), not(wsengine_disable_simd)))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "sse2",
+    not(miri),
+    not(wsengine_disable_simd)
+))]
 fn simd(path: MaskPath, buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let phase = phase % 4;
     let mut rotated = key;
@@ -132,12 +151,22 @@ fn simd(path: MaskPath, buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     (phase + buf.len()) % 4
 }
 
-#[cfg(not(all(target_arch = "x86_64", not(miri), not(wsengine_disable_simd))))]
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "sse2",
+    not(miri),
+    not(wsengine_disable_simd)
+)))]
 fn simd(_path: MaskPath, buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     super::apply_mask_word(buf, key, phase)
 }
 
-#[cfg(all(target_arch = "x86_64", not(miri), not(wsengine_disable_simd)))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "sse2",
+    not(miri),
+    not(wsengine_disable_simd)
+))]
 mod x86 {
     use core::arch::x86_64::{
         __m128i, __m256i, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,

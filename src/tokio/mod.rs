@@ -292,7 +292,7 @@ impl From<RequestError> for Error {
 /// The host's clock, as the core wants it (`tokio::time` so that a paused test clock
 /// is honoured).
 fn now() -> crate::Instant {
-    ::tokio::time::Instant::now().into_std()
+    ::tokio::time::Instant::now().into_std().into()
 }
 
 /// The adapter delivers whole messages only.

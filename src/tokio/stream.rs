@@ -172,7 +172,7 @@ impl<S: AsyncWrite> Inner<S> {
                 // The teardown deadline has passed; the reader acts on it.
                 return fired;
             }
-            let at = ::tokio::time::Instant::from_std(deadline);
+            let at = ::tokio::time::Instant::from_std(deadline.into());
             let timer = match &mut self.timer {
                 Some(timer) => {
                     if self.armed != Some(deadline) {

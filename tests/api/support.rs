@@ -2,8 +2,8 @@
 //! cases, a decoder for what a connection transmitted, and connections already past the
 //! handshake, driven from raw bytes.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wsengine::Instant;
 
 use wsengine::handshake::accept_key;
 use wsengine::mask::apply_mask;
@@ -35,8 +35,8 @@ pub(crate) const PONG: u8 = 0xA;
 
 /// The base instant of every test's fake clock: tests add durations to it and never sleep.
 pub(crate) fn t0() -> Instant {
-    static T0: OnceLock<Instant> = OnceLock::new();
-    *T0.get_or_init(Instant::now)
+    // Not zero: an instant the code under test subtracts from must not sit at the origin.
+    Instant::from_millis(1_000_000)
 }
 
 /// `t0()` plus `ms` milliseconds.

@@ -1,7 +1,8 @@
 //! Timers on a fake clock: `t0()` plus durations, never sleeping. The handshake timeout,
 //! the close timeout and keepalive.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wsengine::Instant;
 
 use wsengine::{CloseCode, Connection, Error, Event, Keepalive, OpCode, State, Timeout};
 

@@ -338,4 +338,4 @@ impl fmt::Display for DeflateError {
     }
 }
 
-impl std::error::Error for DeflateError {}
+impl core::error::Error for DeflateError {}

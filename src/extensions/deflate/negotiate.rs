@@ -50,7 +50,7 @@ impl fmt::Display for DeflateNegotiationError {
     }
 }
 
-impl std::error::Error for DeflateNegotiationError {}
+impl core::error::Error for DeflateNegotiationError {}
 
 /// The handshake error a client reports for a bad answer: the
 /// `Sec-WebSocket-Extensions` header is invalid.

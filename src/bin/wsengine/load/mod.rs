@@ -665,8 +665,9 @@ impl Engine {
                 Token(i),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
-            let core = Connection::client(request.clone(), self.config.clone(), Instant::now())
-                .map_err(|e| io::Error::other(format!("handshake request: {e}")))?;
+            let core =
+                Connection::client(request.clone(), self.config.clone(), Instant::now().into())
+                    .map_err(|e| io::Error::other(format!("handshake request: {e}")))?;
             let mut conn = Conn {
                 stream,
                 core,
