@@ -9,6 +9,95 @@
 //! `simdutf8::compat`, which keeps std's `valid_up_to`/`error_len` contract (its `basic`
 //! flavour does not say where the error is, nor whether the input was only truncated).
 
+use core::fmt;
+
+use bytes::Bytes;
+
+use crate::prelude::*;
+
+/// Bytes known to be valid UTF-8: the payload of a text message or of a piece of one.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Utf8Bytes(Bytes);
+
+impl Utf8Bytes {
+    /// Wraps `text`.
+    pub fn from_static(text: &'static str) -> Self {
+        Self(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// Only the validator's callers build these, from bytes it accepted.
+    pub(crate) fn new_validated(bytes: Bytes) -> Self {
+        debug_assert!(
+            core::str::from_utf8(&bytes).is_ok(),
+            "Utf8Bytes built from bytes the validator did not accept"
+        );
+        Self(bytes)
+    }
+
+    /// The text, without a second validation pass: the bytes were validated once, as
+    /// they arrived (fused with unmasking), and that is what makes a text message cost
+    /// one pass over its payload.
+    #[allow(unsafe_code)]
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor guarantees valid UTF-8: `from_static`, `From<String>`
+        // and `From<&str>` take `str`s; `new_validated` is crate-private and called only
+        // on bytes the streaming validator accepted (checked again there in debug builds,
+        // which the tests and fuzz targets use); the bytes are immutable (`Bytes`) and
+        // no method hands out a mutable view.
+        unsafe { core::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The underlying buffer.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Utf8Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<String> for Utf8Bytes {
+    fn from(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+}
+
+impl From<&str> for Utf8Bytes {
+    fn from(s: &str) -> Self {
+        Self(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl PartialEq<str> for Utf8Bytes {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Utf8Bytes {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
 /// The input can never become valid UTF-8, whatever follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Utf8Error;

@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::frame::{CloseCode, CloseFrame};
 use crate::handshake::{ClientRequest, Request, RequestError, Response};
 use crate::time::Instant;
+pub use crate::utf8::Utf8Bytes;
 use crate::utf8::Utf8Validator;
 
 use self::state::Phase;
@@ -64,78 +65,6 @@ pub enum MessageKind {
     Text,
     /// Binary data (opcode 0x2).
     Binary,
-}
-
-/// Bytes known to be valid UTF-8: the payload of a text message or of a piece of one.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Utf8Bytes(Bytes);
-
-impl Utf8Bytes {
-    /// Wraps `text`.
-    pub fn from_static(text: &'static str) -> Self {
-        Self(Bytes::from_static(text.as_bytes()))
-    }
-
-    /// Only the validator's callers build these.
-    pub(crate) fn new_validated(bytes: Bytes) -> Self {
-        Self(bytes)
-    }
-
-    /// The text. The bytes were validated when received; this view checks them again
-    /// with SIMD (tens of GB/s) because the core has no `unsafe` to skip it.
-    pub fn as_str(&self) -> &str {
-        simdutf8::basic::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The underlying buffer.
-    pub fn into_bytes(self) -> Bytes {
-        self.0
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the text is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Utf8Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl From<String> for Utf8Bytes {
-    fn from(s: String) -> Self {
-        Self(Bytes::from(s))
-    }
-}
-
-impl From<&str> for Utf8Bytes {
-    fn from(s: &str) -> Self {
-        Self(Bytes::copy_from_slice(s.as_bytes()))
-    }
-}
-
-impl PartialEq<str> for Utf8Bytes {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
-impl PartialEq<&str> for Utf8Bytes {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
-    }
 }
 
 /// What the connection reports to the application, from [`Connection::poll_event`].
@@ -580,12 +509,15 @@ impl Connection {
         }
     }
 
-    /// How many bytes [`recv`](Self::recv) would take now.
+    /// How many bytes [`recv`](Self::recv) would take now: room in the receive buffer,
+    /// plus, while a large message is being assembled, the rest of its current frame
+    /// (which goes straight into the message, see `recv`).
     pub fn recv_capacity(&self) -> usize {
         if self.phase.is_terminal() {
             return usize::MAX;
         }
-        self.recv_limit().saturating_sub(self.rx.len())
+        self.direct_payload_len()
+            .saturating_add(self.recv_limit().saturating_sub(self.rx.len()))
     }
 
     fn recv_limit(&self) -> usize {
@@ -612,13 +544,23 @@ impl Connection {
     /// it took: at most [`recv_capacity`](Self::recv_capacity), so memory stays bounded.
     /// Keep the rest and offer it again after `poll_event` has drained the buffer.
     /// After the connection is over, bytes are discarded (and counted as taken).
+    ///
+    /// Payload of a message being assembled (whole-message delivery, a message larger
+    /// than the receive buffer or in several frames) skips the receive buffer: it is
+    /// copied, unmasked and validated straight into the message, block by block, so
+    /// each byte is copied once (a message too large for the receive buffer used to be
+    /// copied twice). Its events still come from `poll_event`.
     pub fn recv(&mut self, data: &[u8]) -> usize {
         if self.phase.is_terminal() {
             return data.len();
         }
-        let n = data.len().min(self.recv_capacity());
+        let direct = self.recv_direct(data);
+        let data = &data[direct..];
+        let n = data
+            .len()
+            .min(self.recv_limit().saturating_sub(self.rx.len()));
         if n == 0 {
-            return 0;
+            return direct;
         }
         if self.rx.capacity() - self.rx.len() < n {
             // Room for this read and a little more, never sized by a peer's claim.
@@ -627,7 +569,7 @@ impl Connection {
         }
         self.rx.extend_from_slice(&data[..n]);
         self.activity = true;
-        n
+        direct + n
     }
 
     /// The peer ended the stream (a read returned 0 bytes). Events that follow report

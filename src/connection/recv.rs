@@ -349,9 +349,7 @@ impl Connection {
 
         match self.config.delivery {
             Delivery::Whole => {
-                let single_frame = frame.header.opcode != OpCode::Continuation && frame.header.fin;
-                let fits = frame.header.payload_len <= self.config.recv_limit() as u64;
-                if single_frame && fits && self.recv.assembly.is_empty() {
+                if self.goes_to_receive_buffer(&frame.header) {
                     // Keep the bytes in the receive buffer until the frame is complete,
                     // then split them out without copying.
                     if !message_done {
@@ -362,7 +360,7 @@ impl Connection {
                     let data = self.rx.split_to(ready).freeze();
                     return Ok(Progress::Event(data_event(message.kind, data, true)));
                 }
-                self.reserve_assembly(ready as u64 + frame.remaining);
+                self.reserve_assembly(ready as u64 + frame.remaining, ready);
                 self.recv.assembly.extend_from_slice(&self.rx[..ready]);
                 self.rx.advance(ready);
                 if !frame_done {
@@ -405,6 +403,74 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// How many bytes `recv` would copy straight into the message being assembled: the
+    /// rest of the current frame's payload when that frame goes to the assembly buffer
+    /// anyway (whole-message delivery, uncompressed, not a one-frame message that fits
+    /// the receive buffer, which is split out of it without a copy instead) and nothing
+    /// of it waits in the receive buffer.
+    pub(super) fn direct_payload_len(&self) -> usize {
+        let Some(frame) = self.recv.frame else {
+            return 0;
+        };
+        let direct = matches!(self.phase, Phase::Open | Phase::Closing)
+            && self.error.is_none()
+            && self.config.delivery == Delivery::Whole
+            && self.rx.is_empty()
+            && frame.held == 0
+            && !frame.header.opcode.is_control()
+            && self.recv.message.is_some_and(|m| !m.compressed)
+            && !self.goes_to_receive_buffer(&frame.header);
+        if direct {
+            usize::try_from(frame.remaining).unwrap_or(usize::MAX)
+        } else {
+            0
+        }
+    }
+
+    /// A one-frame message that fits the receive buffer, with no message being
+    /// assembled: it stays in the receive buffer and is split out of it.
+    fn goes_to_receive_buffer(&self, header: &FrameHeader) -> bool {
+        let single_frame = header.opcode != OpCode::Continuation && header.fin;
+        let fits = header.payload_len <= self.config.recv_limit() as u64;
+        single_frame && fits && self.recv.assembly.is_empty()
+    }
+
+    /// The direct path of `recv`: copies, unmasks and validates the payload of the
+    /// current frame from `data` into the assembly buffer, one cache-sized block at a
+    /// time. Returns the bytes taken. A frame finished here is reported by `poll_event`
+    /// (`read_data_payload` sees it complete with nothing left to read); invalid UTF-8
+    /// fails the connection here, and `poll_event` returns the error.
+    pub(super) fn recv_direct(&mut self, data: &[u8]) -> usize {
+        let take = self.direct_payload_len().min(data.len());
+        let (Some(mut frame), Some(message)) = (self.recv.frame, self.recv.message) else {
+            return 0;
+        };
+        if take == 0 {
+            return 0;
+        }
+        self.activity = true;
+        self.reserve_assembly(frame.remaining, take);
+        let text = message.kind == MessageKind::Text;
+        for block in data[..take].chunks(FUSED_BLOCK) {
+            let start = self.recv.assembly.len();
+            self.recv.assembly.extend_from_slice(block);
+            let block = &mut self.recv.assembly[start..];
+            if let Some(key) = frame.header.mask {
+                frame.mask_phase = apply_mask(block, key, frame.mask_phase);
+            }
+            if text && self.recv.utf8.feed(block).is_err() {
+                self.recv.frame = None;
+                let _ = self.fail_protocol(ProtocolError::InvalidUtf8);
+                return take;
+            }
+        }
+        frame.remaining -= take as u64;
+        self.recv.frame = Some(frame);
+        take
+    }
+}
+
 /// Text payload is unmasked and validated in blocks of this size, so each block is
 /// validated while it is still in L1 (32 KiB per core on this machine image).
 const FUSED_BLOCK: usize = 16 << 10;
@@ -416,14 +482,14 @@ const ASSEMBLY_AHEAD: u64 = 1 << 20;
 
 impl Connection {
     /// Makes room in the assembly buffer for `frame_rest` more bytes of the current frame
-    /// (those in hand and those announced), in one allocation where possible: enough for
+    /// (the `in_hand` bytes that have arrived and those announced), in one allocation where possible: enough for
     /// this frame, or for a message as large as the previous one (fragmented messages do
     /// not announce their total), but never more than [`ASSEMBLY_AHEAD`] beyond what has
     /// arrived. Growth past that doubles, as `Vec` does.
-    fn reserve_assembly(&mut self, frame_rest: u64) {
+    fn reserve_assembly(&mut self, frame_rest: u64, in_hand: usize) {
         let assembly = &mut self.recv.assembly;
         let have = assembly.len() as u64;
-        let in_hand = (self.rx.len() as u64).min(frame_rest);
+        let in_hand = (in_hand as u64).min(frame_rest);
         let wanted = (have + frame_rest).max(self.recv.last_assembled as u64);
         let target = wanted
             .min(have + in_hand + ASSEMBLY_AHEAD)

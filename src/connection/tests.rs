@@ -388,3 +388,27 @@ fn without_std_a_client_needs_a_seed_or_a_generator() {
         RequestError::Entropy
     );
 }
+
+#[test]
+fn payload_of_a_message_being_assembled_skips_the_receive_buffer() {
+    let mut config = Config::default();
+    config.recv_buffer_size = 1024;
+    let mut c = open_server(config);
+    let payload = vec![b'x'; 10_000];
+    let wire = masked(true, OpCode::Text, &payload);
+    // The header and the first bytes go through the receive buffer...
+    assert_eq!(c.recv(&wire[..500]), 500);
+    assert!(matches!(c.poll_event(), Ok(None)));
+    assert!(c.rx.is_empty());
+    assert_eq!(c.recv.assembly.len(), 500 - 4 - 4);
+    // ...the rest of the frame is taken whole, past the receive buffer's size, straight
+    // into the message, unmasked and validated.
+    assert_eq!(c.recv_capacity(), 10_000 - 492 + 1024);
+    assert_eq!(c.recv(&wire[500..]), wire.len() - 500);
+    assert!(c.rx.is_empty());
+    assert_eq!(c.recv.assembly.len(), 10_000);
+    match c.poll_event() {
+        Ok(Some(Event::Text { data, last: true })) => assert_eq!(data.as_bytes(), &payload[..]),
+        other => panic!("expected the text, got {other:?}"),
+    }
+}

@@ -9,7 +9,8 @@
 //! Two safe implementations live here: [`apply_mask_scalar`], the byte-at-a-time
 //! reference, and [`apply_mask_word`], a word-at-a-time loop that LLVM vectorises on any
 //! target (NEON on aarch64). Explicit SSE2/AVX2 paths, picked at runtime, live in
-//! `mask/simd.rs`, the only module of the crate allowed `unsafe`; [`MaskPath`] lists what
+//! `mask/simd.rs`, the only module of the crate with `unsafe` blocks besides the one-line
+//! `Utf8Bytes::as_str` (src/utf8.rs); [`MaskPath`] lists what
 //! this CPU has and [`apply_mask_with`] runs a given path (for tests, fuzzing, benches).
 
 mod simd;

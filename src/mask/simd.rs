@@ -1,7 +1,8 @@
 //! Explicit SIMD unmasking for x86_64: SSE2 (always present on x86_64) and AVX2, picked
 //! at runtime (with the `std` feature; without it, from the target features the build was
 //! compiled for). Soft-float targets without SSE2 (x86_64-unknown-none) compile none of
-//! it. The only module of the crate allowed `unsafe`; each block says why it is
+//! it. The only module of the crate allowed `unsafe` (besides `Utf8Bytes::as_str`, one
+//! call of `from_utf8_unchecked`); each block says why it is
 //! sound. Other targets (aarch64 included) use the word loop in `mask/mod.rs`, which LLVM
 //! vectorises (NEON there): this machine cannot compile aarch64, and SIMD code that
 //! cannot be tested here is not written. `cfg(miri)` and `cfg(wsengine_disable_simd)`

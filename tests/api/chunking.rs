@@ -363,3 +363,78 @@ proptest! {
         prop_assert_eq!(tx, whole.2);
     }
 }
+
+/// Messages larger than the receive buffer, whole and fragmented, text (multibyte) and
+/// binary: their payload goes straight from `recv` into the assembled message once the
+/// frame header is parsed. Every split must give the same events as one read.
+fn large_messages() -> (Vec<u8>, Vec<Event>) {
+    let words: String = "grüße, 世界 𝄞 ".repeat(300); // 6,300 bytes; fragments cut mid code point
+    let bytes = words.as_bytes();
+    let big: Vec<u8> = (0..7_000u32).map(|i| (i * 7).to_le_bytes()[0]).collect();
+    let wire = cat(&[
+        &masked(true, TEXT, bytes),
+        &masked(false, BINARY, &big[..3_001]),
+        &masked(true, PING, b"mid"),
+        &masked(true, CONT, &big[3_001..]),
+        &masked(false, TEXT, &bytes[..1_001]),
+        &masked(true, CONT, &bytes[1_001..]),
+    ]);
+    let events = vec![
+        text(&words),
+        Event::Ping(b"mid"[..].into()),
+        binary(&big),
+        text(&words),
+    ];
+    (wire, events)
+}
+
+fn run_large(bytes: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<wsengine::Error>, Vec<u8>) {
+    let mut c = config();
+    c.recv_buffer_size = 256;
+    let mut server = open_server(c);
+    let out = feed_split(&mut server, bytes, cuts);
+    (out.events, out.error, take_transmit(&mut server))
+}
+
+#[test]
+fn large_messages_fed_whole_and_bytewise() {
+    let (wire, expected) = large_messages();
+    let (events, error, _) = run_large(&wire, &[]);
+    assert_eq!(error, None);
+    assert_eq!(events, expected);
+    let bytewise: Vec<usize> = (1..wire.len()).collect();
+    assert_eq!(run_large(&wire, &bytewise), run_large(&wire, &[]));
+}
+
+#[test]
+fn invalid_utf8_deep_in_a_large_frame_fails_before_the_frame_ends() {
+    let mut payload = "a".repeat(5_000).into_bytes();
+    payload[3_000] = 0xFF;
+    let wire = masked(true, TEXT, &payload);
+    let mut c = config();
+    c.recv_buffer_size = 256;
+    let mut server = open_server(c);
+    // Up to just past the bad byte: the frame is 2,000 bytes short of complete.
+    let out = feed_split(&mut server, &wire[..8 + 3_001], &[100, 400, 1_000]);
+    assert_eq!(
+        out.error,
+        Some(wsengine::Error::Protocol(
+            wsengine::ProtocolError::InvalidUtf8
+        ))
+    );
+    let frames = take_frames(&mut server);
+    assert_eq!(frames.last().and_then(|f| f.close_code()), Some(1007));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_split_of_large_messages_gives_the_same_events(
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..16),
+    ) {
+        let (wire, _) = large_messages();
+        let cuts: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+        prop_assert_eq!(run_large(&wire, &cuts), run_large(&wire, &[]));
+    }
+}
