@@ -24,6 +24,8 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
 mod chunking;
 #[path = "api/closing.rs"]
 mod closing;
+#[path = "api/conformance.rs"]
+mod conformance;
 #[path = "api/deflate.rs"]
 mod deflate;
 #[path = "api/driver.rs"]

@@ -3,13 +3,16 @@
  * only through the wsengine C API (include/wsengine.h). It is the Autobahn|Testsuite
  * agent of the C ABI (see ffi/README.md).
  *
- *   usage: echo_server 127.0.0.1:PORT      ([::1]:PORT for IPv6)
+ *   usage: echo_server [--deflate] 127.0.0.1:PORT      ([::1]:PORT for IPv6)
  *
- * Every handshake is accepted and every text or binary message echoed. Once the library
- * says the transport should close, the server shuts down its write side and reads (and
- * discards) until the peer's EOF or LINGER_NS, so the Close frame or HTTP error response
- * is not destroyed by a reset (the server closes the TCP connection first, RFC 6455
- * section 7.1.1). SIGINT and SIGTERM free everything and exit 0.
+ * Every handshake is accepted and every text or binary message echoed. With --deflate,
+ * permessage-deflate (RFC 7692) is accepted when a client offers it, with the library's
+ * default policy (wsengine_config.deflate).
+ *
+ * Once the library says the transport should close, the server shuts down its write side
+ * and reads (and discards) until the peer's EOF or LINGER_NS, so the Close frame or HTTP
+ * error response is not destroyed by a reset (the server closes the TCP connection
+ * first, RFC 6455 section 7.1.1). SIGINT and SIGTERM free everything and exit 0.
  *
  * Set ECHO_SERVER_LOG=1 to log each connection's end on stderr.
  *
@@ -56,6 +59,7 @@ static int listen_fd = -1;
 static int signal_pipe[2] = {-1, -1};
 static unsigned char buf[READ_CHUNK];
 static int log_enabled;
+static wsengine_config config; /* every connection's, set up in main */
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -247,7 +251,7 @@ static void accept_all(void) {
         wsengine_conn *ws = NULL;
         if (set_nonblocking(fd) < 0 ||
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
-            wsengine_create(WSENGINE_ROLE_SERVER, NULL, NULL, now_ns(), &ws) != WSENGINE_OK) {
+            wsengine_create(WSENGINE_ROLE_SERVER, &config, NULL, now_ns(), &ws) != WSENGINE_OK) {
             close(fd);
             continue;
         }
@@ -384,10 +388,17 @@ int main(int argc, char **argv) {
     client **polled = NULL;
     size_t fds_cap = 0;
     const char *log_env = getenv("ECHO_SERVER_LOG");
+    const char *addr;
+    int deflate = 0;
     int exit_code = 0;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s 127.0.0.1:PORT\n", argv[0]);
+    if (argc == 3 && strcmp(argv[1], "--deflate") == 0) {
+        deflate = 1;
+        addr = argv[2];
+    } else if (argc == 2 && argv[1][0] != '-') {
+        addr = argv[1];
+    } else {
+        fprintf(stderr, "usage: %s [--deflate] 127.0.0.1:PORT\n", argv[0]);
         return 2;
     }
     log_enabled = log_env && log_env[0] && strcmp(log_env, "0") != 0;
@@ -396,6 +407,8 @@ int main(int argc, char **argv) {
                 (unsigned)wsengine_abi_version(), (unsigned)WSENGINE_ABI_VERSION);
         return 1;
     }
+    wsengine_config_default(&config);
+    config.deflate.enabled = deflate ? 1 : 0;
     if (pipe(signal_pipe) < 0 || set_nonblocking(signal_pipe[0]) < 0 ||
         set_nonblocking(signal_pipe[1]) < 0) {
         perror("echo_server: pipe");
@@ -409,13 +422,14 @@ int main(int argc, char **argv) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 
-    listen_fd = listen_on(argv[1]);
+    listen_fd = listen_on(addr);
     if (listen_fd < 0) {
-        fprintf(stderr, "echo_server: cannot listen on %s\n", argv[1]);
+        fprintf(stderr, "echo_server: cannot listen on %s\n", addr);
         free_all();
         return 1;
     }
-    fprintf(stderr, "echo_server: wsengine %s listening on %s\n", wsengine_version(), argv[1]);
+    fprintf(stderr, "echo_server: wsengine %s listening on %s%s\n", wsengine_version(), addr,
+            config.deflate.enabled ? " (permessage-deflate)" : "");
 
     for (;;) {
         uint64_t now = now_ns();

@@ -55,8 +55,11 @@
 /**
  * The version of this ABI: bumped on any incompatible change to a function signature,
  * a struct layout or a constant. Compare with wsengine_abi_version() at run time.
+ *
+ * 2: wsengine_config ends with `deflate` (permessage-deflate), so
+ * wsengine_config_default() writes a larger struct than version 1's.
  */
-#define WSENGINE_ABI_VERSION 1
+#define WSENGINE_ABI_VERSION 2
 
 /**
  * What every call returns. Zero is success, positive values are non-error outcomes,
@@ -327,6 +330,68 @@ typedef int32_t wsengine_message_kind;
 typedef struct wsengine_conn wsengine_conn;
 
 /**
+ * The permessage-deflate (RFC 7692) policy of a connection: wsengine_config.deflate.
+ * wsengine_config_default() fills it with the defaults below, turned off.
+ *
+ * With `enabled` set, a client offers the extension in its opening request and a server
+ * accepts the first acceptable offer (wsengine_accept does the negotiation); messages
+ * are then compressed and decompressed inside the library (compressed text must still
+ * inflate to valid UTF-8; max_message_size counts inflated bytes). Negotiation may
+ * still end without the extension (the peer did not offer or accept it):
+ * wsengine_get_deflate_params() says.
+ *
+ * The four negotiation fields mean the same on both sides, in the RFC's terms
+ * (section 7.1): `server_no_context_takeover`: a client asks for it, a server announces
+ * it and compresses each message on its own; `client_no_context_takeover`: a client
+ * promises it, a server requires it; `server_max_window_bits`: a client asks the server
+ * for at most this LZ77 window, a server uses at most this window;
+ * `client_max_window_bits`: a client offers it and compresses with at most this window,
+ * a server caps the client's window with it when the client offered the parameter.
+ *
+ * wsengine_create() refuses (WSENGINE_INVALID_ARGUMENT) a level above 9 or window bits
+ * other than 0 or 8 to 15, even with `enabled` 0.
+ */
+typedef struct wsengine_deflate_config {
+    /**
+     * Nonzero: negotiate permessage-deflate. Default 0.
+     */
+    uint8_t enabled;
+    /**
+     * zlib compression level, 0 (store) to 9 (smallest). Default 6.
+     */
+    uint8_t level;
+    /**
+     * Nonzero: the server_no_context_takeover parameter (see above). Default 0.
+     */
+    uint8_t server_no_context_takeover;
+    /**
+     * Nonzero: the client_no_context_takeover parameter (see above). Default 0.
+     */
+    uint8_t client_no_context_takeover;
+    /**
+     * The server_max_window_bits parameter, 8 to 15; 0 leaves it out (a 32 KiB
+     * window). Default 0.
+     */
+    uint8_t server_max_window_bits;
+    /**
+     * The client_max_window_bits parameter, 8 to 15; 0: a client offers it without a
+     * value (accepting any window the server assigns), a server answers only what the
+     * client asked. Default 0.
+     */
+    uint8_t client_max_window_bits;
+    /**
+     * Nonzero: a direction without context takeover keeps its zlib state allocated
+     * between messages and resets it; 0 (default): the state is allocated per message,
+     * so an idle connection without context takeover holds none.
+     */
+    uint8_t retain_memory;
+    /**
+     * Messages shorter than this many bytes are sent uncompressed. Default 32.
+     */
+    size_t min_compress_size;
+} wsengine_deflate_config;
+
+/**
  * Limits, timers and policy of one connection. Fill it with wsengine_config_default(),
  * then change fields: wsengine_config_default() also sets struct_size, which tells the
  * library which version of this struct the caller was compiled against.
@@ -404,6 +469,10 @@ typedef struct wsengine_config {
      * The seed used when rng_seed_set is nonzero.
      */
     uint8_t rng_seed[32];
+    /**
+     * permessage-deflate (RFC 7692): off by default (deflate.enabled = 0).
+     */
+    struct wsengine_deflate_config deflate;
 } wsengine_config;
 
 /**
@@ -481,6 +550,31 @@ typedef struct wsengine_client_request {
      */
     size_t header_count;
 } wsengine_client_request;
+
+/**
+ * The permessage-deflate parameters in force on a connection (RFC 7692 section 7.1),
+ * per direction: from wsengine_get_deflate_params() once negotiated, or given to
+ * wsengine_create_open() by a host that negotiated the extension itself.
+ */
+typedef struct wsengine_deflate_params {
+    /**
+     * Nonzero: the server starts every message with an empty window.
+     */
+    uint8_t server_no_context_takeover;
+    /**
+     * Nonzero: the client starts every message with an empty window.
+     */
+    uint8_t client_no_context_takeover;
+    /**
+     * The largest window the server compresses with, 8 to 15 (0 given to
+     * wsengine_create_open means 15, the parameter's absence).
+     */
+    uint8_t server_max_window_bits;
+    /**
+     * The largest window the client compresses with, 8 to 15 (0: 15, as above).
+     */
+    uint8_t client_max_window_bits;
+} wsengine_deflate_params;
 
 /**
  * One event from wsengine_poll_event(). Every pointer in it stays valid until the next
@@ -576,6 +670,36 @@ wsengine_status wsengine_create(int32_t role,
                                 const struct wsengine_client_request *request,
                                 uint64_t now_ns,
                                 struct wsengine_conn **out);
+
+/**
+ * Creates a connection whose opening handshake was done by the caller (an HTTP server
+ * that parsed the upgrade request and sent the 101 itself), and stores its handle in
+ * `*out` (NULL on failure). It starts in WSENGINE_STATE_OPEN: pass it the bytes that
+ * follow the handshake; it reads and writes frames only, and reports no REQUEST or
+ * ACCEPTED event.
+ *
+ * - `role`, `config`, `now_ns`: as for wsengine_create() (a client masks its frames, so
+ *   it needs the operating system's entropy or config->rng_seed).
+ * - `deflate`: NULL when the handshake did not negotiate permessage-deflate, or the
+ *   parameters it agreed (RFC 7692 section 7.1): the connection then compresses and
+ *   decompresses messages with them, compressing by config->deflate's level,
+ *   min_compress_size and retain_memory (config->deflate.enabled does not matter here).
+ *   Copied.
+ *
+ * Returns WSENGINE_INVALID_ARGUMENT for a bad role, config or deflate (window bits
+ * other than 0 or 8 to 15), WSENGINE_INTERNAL_ERROR when the operating system has no
+ * entropy for a client. Free the handle with wsengine_destroy().
+ *
+ * # Safety
+ *
+ * `out` is NULL (WSENGINE_INVALID_ARGUMENT) or writable memory for one pointer.
+ * `config` and `deflate` are NULL or point to initialised structs.
+ */
+wsengine_status wsengine_create_open(int32_t role,
+                                     const struct wsengine_config *config,
+                                     const struct wsengine_deflate_params *deflate,
+                                     uint64_t now_ns,
+                                     struct wsengine_conn **out);
 
 /**
  * Frees a handle and everything it holds; every pointer obtained from it becomes
@@ -977,6 +1101,19 @@ wsengine_status wsengine_recv_capacity(const struct wsengine_conn *conn, size_t 
  * As wsengine_get_state().
  */
 uint16_t wsengine_last_close_code(const struct wsengine_conn *conn);
+
+/**
+ * The permessage-deflate parameters in force: stores them in `*params` and returns
+ * WSENGINE_OK once the extension was negotiated (by wsengine_accept, by the server's
+ * 101 for a client, or given to wsengine_create_open); WSENGINE_NOT_FOUND (and zeroes)
+ * while it is not.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle; `params` is NULL or writable.
+ */
+wsengine_status wsengine_get_deflate_params(const struct wsengine_conn *conn,
+                                            struct wsengine_deflate_params *params);
 
 /**
  * A description of the latest error returned by a call on this handle (a fatal error

@@ -5,17 +5,21 @@
 
 use std::borrow::Cow;
 use std::ffi::{CStr, CString};
-use std::time::Duration;
-use wsengine::Instant;
 
+use wsengine::extensions::deflate::{
+    DeflateConfig, DeflateParams, DirectionParams, MAX_WINDOW_BITS, MIN_WINDOW_BITS, Memory,
+};
 use wsengine::{
-    Accept, ClientRequest, CloseCode, Config, Connection, Delivery, Error, Event, Keepalive,
-    MessageKind, Reject, RequestError, Role, SendError, State,
+    Accept, ClientRequest, CloseCode, Config, Connection, Delivery, Duration, Error, Event,
+    Instant, Keepalive, MessageKind, Reject, RequestError, Role, SendError, State,
 };
 
 use crate::types::wsengine_event_kind as K;
 use crate::types::wsengine_status as S;
-use crate::types::{wsengine_config, wsengine_delivery, wsengine_event, wsengine_message_kind};
+use crate::types::{
+    wsengine_config, wsengine_deflate_config, wsengine_deflate_params, wsengine_delivery,
+    wsengine_event, wsengine_message_kind,
+};
 
 /// Where empty byte strings point: never NULL, never read.
 pub(crate) static EMPTY: [u8; 1] = [0];
@@ -117,6 +121,95 @@ pub(crate) fn default_config() -> wsengine_config {
         auto_pong: u8::from(c.auto_pong),
         rng_seed_set: u8::from(c.rng_seed.is_some()),
         rng_seed: c.rng_seed.unwrap_or_default(),
+        deflate: default_deflate_config(),
+    }
+}
+
+/// The defaults of `DeflateConfig`, in C terms, turned off.
+fn default_deflate_config() -> wsengine_deflate_config {
+    let d = DeflateConfig::default();
+    wsengine_deflate_config {
+        enabled: 0,
+        level: d.level,
+        server_no_context_takeover: u8::from(d.server_no_context_takeover),
+        client_no_context_takeover: u8::from(d.client_no_context_takeover),
+        server_max_window_bits: d.server_max_window_bits.unwrap_or(0),
+        client_max_window_bits: d.client_max_window_bits.unwrap_or(0),
+        retain_memory: u8::from(d.memory == Memory::Retain),
+        min_compress_size: d.min_compress_size,
+    }
+}
+
+/// Window bits from C: 0 for "not set", else 8..=15.
+fn window_bits(bits: u8, what: &str) -> Result<Option<u8>, Failure> {
+    match bits {
+        0 => Ok(None),
+        b if (MIN_WINDOW_BITS..=MAX_WINDOW_BITS).contains(&b) => Ok(Some(b)),
+        b => Err(Failure::invalid(format!(
+            "{what}: {b} window bits, expected 0 (not set) or 8 to 15"
+        ))),
+    }
+}
+
+/// Checks a C permessage-deflate policy and builds the core's (whether or not it is
+/// enabled).
+pub(crate) fn build_deflate_config(c: &wsengine_deflate_config) -> Result<DeflateConfig, Failure> {
+    if c.level > 9 {
+        return Err(Failure::invalid(format!(
+            "config.deflate.level: {}, expected 0 to 9",
+            c.level
+        )));
+    }
+    let mut d = DeflateConfig::default();
+    d.level = c.level;
+    d.server_no_context_takeover = c.server_no_context_takeover != 0;
+    d.client_no_context_takeover = c.client_no_context_takeover != 0;
+    d.server_max_window_bits = window_bits(
+        c.server_max_window_bits,
+        "config.deflate.server_max_window_bits",
+    )?;
+    d.client_max_window_bits = window_bits(
+        c.client_max_window_bits,
+        "config.deflate.client_max_window_bits",
+    )?;
+    d.memory = if c.retain_memory != 0 {
+        Memory::Retain
+    } else {
+        Memory::PerMessage
+    };
+    d.min_compress_size = c.min_compress_size;
+    Ok(d)
+}
+
+/// Checks negotiated parameters from C and builds the core's.
+pub(crate) fn build_deflate_params(p: &wsengine_deflate_params) -> Result<DeflateParams, Failure> {
+    let direction = |nct: u8, bits: u8, what: &str| -> Result<DirectionParams, Failure> {
+        Ok(DirectionParams {
+            max_window_bits: window_bits(bits, what)?.unwrap_or(MAX_WINDOW_BITS),
+            no_context_takeover: nct != 0,
+        })
+    };
+    Ok(DeflateParams {
+        client: direction(
+            p.client_no_context_takeover,
+            p.client_max_window_bits,
+            "deflate.client_max_window_bits",
+        )?,
+        server: direction(
+            p.server_no_context_takeover,
+            p.server_max_window_bits,
+            "deflate.server_max_window_bits",
+        )?,
+    })
+}
+
+/// Negotiated parameters in C terms.
+pub(crate) fn deflate_params_out(p: DeflateParams) -> wsengine_deflate_params {
+    wsengine_deflate_params {
+        server_no_context_takeover: u8::from(p.server.no_context_takeover),
+        client_no_context_takeover: u8::from(p.client.no_context_takeover),
+        server_max_window_bits: p.server.max_window_bits,
+        client_max_window_bits: p.client.max_window_bits,
     }
 }
 
@@ -155,6 +248,8 @@ pub(crate) fn build_config(c: &wsengine_config) -> Result<Config, Failure> {
         }
     };
     config.rng_seed = (c.rng_seed_set != 0).then_some(c.rng_seed);
+    let deflate = build_deflate_config(&c.deflate)?;
+    config.deflate = (c.deflate.enabled != 0).then_some(deflate);
     Ok(config)
 }
 
@@ -171,9 +266,6 @@ pub(crate) fn message_kind(kind: i32) -> Result<MessageKind, Failure> {
 #[allow(non_camel_case_types)]
 pub struct wsengine_conn {
     pub(crate) conn: Connection,
-    /// The instant that stands for `base_ns` on the caller's clock.
-    base: Instant,
-    base_ns: u64,
     /// The event the caller is looking at: its payload pointers point in here.
     current: Option<Event>,
     /// The fatal error `poll_event` returned, if any.
@@ -192,10 +284,7 @@ impl wsengine_conn {
         request: Option<ClientRequest>,
         now_ns: u64,
     ) -> Result<Self, Failure> {
-        // The one clock read of the C ABI: an anchor for the caller's nanoseconds. Only
-        // differences of the caller's clock are ever used, so its origin does not matter.
-        #[allow(clippy::disallowed_methods)]
-        let base = Instant::now();
+        let base = Instant::from_nanos(now_ns);
         let conn = match (role, request) {
             (Role::Server, None) => Connection::server(config, base),
             (Role::Client, Some(request)) => Connection::client(request, config, base)?,
@@ -206,30 +295,55 @@ impl wsengine_conn {
                 return Err(Failure::invalid("request: required for a client"));
             }
         };
-        Ok(Self {
+        Ok(Self::with(conn))
+    }
+
+    /// A handle whose opening handshake was done by the caller
+    /// (`Connection::after_handshake`): open at once, running permessage-deflate with the
+    /// negotiated parameters when `deflate` is given, compressing by its policy.
+    pub(crate) fn open(
+        role: Role,
+        mut config: Config,
+        deflate: Option<(DeflateParams, DeflateConfig)>,
+        now_ns: u64,
+    ) -> Result<Self, Failure> {
+        let base = Instant::from_nanos(now_ns);
+        let params = deflate.map(|(params, policy)| {
+            config.deflate = Some(policy);
+            params
+        });
+        let mut conn = Connection::after_handshake(role, config, base)?;
+        if let Some(params) = params {
+            conn = conn.with_deflate(params);
+        }
+        Ok(Self::with(conn))
+    }
+
+    fn with(conn: Connection) -> Self {
+        Self {
             conn,
-            base,
-            base_ns: now_ns,
             current: None,
             fatal: None,
             last_error: Cow::Borrowed(c""),
             poisoned: false,
-        })
+        }
     }
 
-    /// The caller's time `ns` as an `Instant`. A time before the handle's creation
-    /// counts as the creation time (the core ignores time that goes backwards anyway).
+    /// The negotiated permessage-deflate parameters, if any.
+    pub(crate) fn deflate_params(&self) -> Option<wsengine_deflate_params> {
+        self.conn.deflate_params().map(deflate_params_out)
+    }
+
+    /// The caller's monotonic nanoseconds as an `Instant`: the core's time type is a
+    /// duration since the host's origin, so the C ABI reads no clock of its own (the
+    /// core ignores time that goes backwards).
     pub(crate) fn instant(&self, ns: u64) -> Instant {
-        let offset = Duration::from_nanos(ns.saturating_sub(self.base_ns));
-        // Unreachable on real clocks (584 years past creation); then nothing fires.
-        self.base.checked_add(offset).unwrap_or(self.base)
+        Instant::from_nanos(ns)
     }
 
-    /// An `Instant` on the caller's clock.
+    /// An `Instant` on the caller's clock, in its nanoseconds.
     pub(crate) fn nanos(&self, t: Instant) -> u64 {
-        let offset = t.saturating_duration_since(self.base).as_nanos();
-        self.base_ns
-            .saturating_add(u64::try_from(offset).unwrap_or(u64::MAX))
+        u64::try_from(t.duration_since_origin().as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn set_error(&mut self, message: &str) {

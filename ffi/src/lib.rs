@@ -289,30 +289,9 @@ pub unsafe extern "C" fn wsengine_create(
     out: *mut *mut wsengine_conn,
 ) -> wsengine_status {
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<*mut wsengine_conn> {
-        let role = match role {
-            r if r == wsengine_role::WSENGINE_ROLE_SERVER as i32 => Role::Server,
-            r if r == wsengine_role::WSENGINE_ROLE_CLIENT as i32 => Role::Client,
-            r => return Err(Failure::invalid(format!("role: unknown role {r}"))),
-        };
-        let config = if config.is_null() {
-            wsengine::Config::default()
-        } else if !config.is_aligned() {
-            return Err(Failure::invalid("config: misaligned pointer"));
-        } else {
-            // SAFETY: the caller guarantees an aligned, initialised wsengine_config; only
-            // its first field is read until that field says the whole struct is there.
-            let size = unsafe { config.cast::<usize>().read() };
-            if size < size_of::<wsengine_config>() {
-                return Err(Failure::invalid(format!(
-                    "config.struct_size is {size}, expected at least {}: \
-                     fill the struct with wsengine_config_default()",
-                    size_of::<wsengine_config>()
-                )));
-            }
-            // SAFETY: as above, and struct_size says the caller's struct is at least as
-            // large as ours.
-            handle::build_config(unsafe { struct_in(config, "config") }?)?
-        };
+        let role = role_in(role)?;
+        // SAFETY: the caller guarantees NULL or an initialised wsengine_config.
+        let config = unsafe { config_in(config) }?;
         let request = if request.is_null() {
             None
         } else {
@@ -324,13 +303,120 @@ pub unsafe extern "C" fn wsengine_create(
         let handle = wsengine_conn::new(role, config, request, now_ns)?;
         Ok(Box::into_raw(Box::new(handle)))
     }));
-    let result = result.unwrap_or_else(|_| Err(Failure::new(S::WSENGINE_PANIC, "panic")));
     // SAFETY: the caller guarantees NULL or writable memory for one pointer.
+    unsafe { hand_out(result, out) }
+}
+
+/// Creates a connection whose opening handshake was done by the caller (an HTTP server
+/// that parsed the upgrade request and sent the 101 itself), and stores its handle in
+/// `*out` (NULL on failure). It starts in WSENGINE_STATE_OPEN: pass it the bytes that
+/// follow the handshake; it reads and writes frames only, and reports no REQUEST or
+/// ACCEPTED event.
+///
+/// - `role`, `config`, `now_ns`: as for wsengine_create() (a client masks its frames, so
+///   it needs the operating system's entropy or config->rng_seed).
+/// - `deflate`: NULL when the handshake did not negotiate permessage-deflate, or the
+///   parameters it agreed (RFC 7692 section 7.1): the connection then compresses and
+///   decompresses messages with them, compressing by config->deflate's level,
+///   min_compress_size and retain_memory (config->deflate.enabled does not matter here).
+///   Copied.
+///
+/// Returns WSENGINE_INVALID_ARGUMENT for a bad role, config or deflate (window bits
+/// other than 0 or 8 to 15), WSENGINE_INTERNAL_ERROR when the operating system has no
+/// entropy for a client. Free the handle with wsengine_destroy().
+///
+/// # Safety
+///
+/// `out` is NULL (WSENGINE_INVALID_ARGUMENT) or writable memory for one pointer.
+/// `config` and `deflate` are NULL or point to initialised structs.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wsengine_create_open(
+    role: i32,
+    config: *const wsengine_config,
+    deflate: *const wsengine_deflate_params,
+    now_ns: u64,
+    out: *mut *mut wsengine_conn,
+) -> wsengine_status {
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<*mut wsengine_conn> {
+        let role = role_in(role)?;
+        // SAFETY: the caller guarantees NULL or an initialised wsengine_config.
+        let core_config = unsafe { config_in(config) }?;
+        let deflate = if deflate.is_null() {
+            None
+        } else {
+            // SAFETY: the caller guarantees NULL (handled above) or an initialised struct.
+            let params = handle::build_deflate_params(unsafe { struct_in(deflate, "deflate") }?)?;
+            // The compression policy: config->deflate's, whether or not it is enabled.
+            let policy = if config.is_null() {
+                wsengine::extensions::deflate::DeflateConfig::default()
+            } else {
+                // SAFETY: config_in above checked that `config` is aligned and holds a
+                // whole wsengine_config.
+                handle::build_deflate_config(&unsafe { struct_in(config, "config") }?.deflate)?
+            };
+            Some((params, policy))
+        };
+        let handle = wsengine_conn::open(role, core_config, deflate, now_ns)?;
+        Ok(Box::into_raw(Box::new(handle)))
+    }));
+    // SAFETY: the caller guarantees NULL or writable memory for one pointer.
+    unsafe { hand_out(result, out) }
+}
+
+/// A role argument from C.
+fn role_in(role: i32) -> Result<Role> {
+    match role {
+        r if r == wsengine_role::WSENGINE_ROLE_SERVER as i32 => Ok(Role::Server),
+        r if r == wsengine_role::WSENGINE_ROLE_CLIENT as i32 => Ok(Role::Client),
+        r => Err(Failure::invalid(format!("role: unknown role {r}"))),
+    }
+}
+
+/// The core's configuration from the caller's `config` (NULL: the defaults), checked.
+///
+/// # Safety
+///
+/// `config` is NULL or points to an initialised wsengine_config of at least
+/// `config->struct_size` bytes.
+unsafe fn config_in(config: *const wsengine_config) -> Result<wsengine::Config> {
+    if config.is_null() {
+        return Ok(wsengine::Config::default());
+    }
+    if !config.is_aligned() {
+        return Err(Failure::invalid("config: misaligned pointer"));
+    }
+    // SAFETY: the caller guarantees an aligned, initialised wsengine_config; only its
+    // first field is read until that field says the whole struct is there.
+    let size = unsafe { config.cast::<usize>().read() };
+    if size < size_of::<wsengine_config>() {
+        return Err(Failure::invalid(format!(
+            "config.struct_size is {size}, expected at least {}: \
+             fill the struct with wsengine_config_default()",
+            size_of::<wsengine_config>()
+        )));
+    }
+    // SAFETY: as above, and struct_size says the caller's struct is at least as large as
+    // ours.
+    handle::build_config(unsafe { struct_in(config, "config") }?)
+}
+
+/// Stores a new handle (or NULL after a failure) in `*out` and returns the status; a
+/// handle that cannot be stored is freed.
+///
+/// # Safety
+///
+/// `out` is NULL or writable memory for one pointer.
+unsafe fn hand_out(
+    result: std::thread::Result<Result<*mut wsengine_conn>>,
+    out: *mut *mut wsengine_conn,
+) -> wsengine_status {
+    let result = result.unwrap_or_else(|_| Err(Failure::new(S::WSENGINE_PANIC, "panic")));
+    // SAFETY: by this function's contract.
     let slot = match unsafe { self::out(out, "out") } {
         Ok(slot) => slot,
         Err(f) => {
             if let Ok(p) = result {
-                // SAFETY: `p` came from Box::into_raw just above and was never shared.
+                // SAFETY: `p` came from Box::into_raw in the caller and was never shared.
                 drop(unsafe { Box::from_raw(p) });
             }
             return f.status;
@@ -1201,6 +1287,44 @@ pub unsafe extern "C" fn wsengine_recv_capacity(
 pub unsafe extern "C" fn wsengine_last_close_code(conn: *const wsengine_conn) -> u16 {
     // SAFETY: the caller guarantees `conn` is NULL or a live handle.
     unsafe { peek(conn, |h| h.last_close_code()) }.unwrap_or(0)
+}
+
+/// The permessage-deflate parameters in force: stores them in `*params` and returns
+/// WSENGINE_OK once the extension was negotiated (by wsengine_accept, by the server's
+/// 101 for a client, or given to wsengine_create_open); WSENGINE_NOT_FOUND (and zeroes)
+/// while it is not.
+///
+/// # Safety
+///
+/// `conn` is NULL or a live handle; `params` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wsengine_get_deflate_params(
+    conn: *const wsengine_conn,
+    params: *mut wsengine_deflate_params,
+) -> wsengine_status {
+    // SAFETY: the caller guarantees `conn` is NULL or a live handle.
+    let value = match unsafe { peek(conn, wsengine_conn::deflate_params) } {
+        Ok(v) => v,
+        Err(s) => return s,
+    };
+    // SAFETY: the caller guarantees `params` is NULL or writable.
+    match unsafe { out(params, "params") } {
+        Ok(slot) => {
+            let found = value.is_some();
+            slot.write(value.unwrap_or(wsengine_deflate_params {
+                server_no_context_takeover: 0,
+                client_no_context_takeover: 0,
+                server_max_window_bits: 0,
+                client_max_window_bits: 0,
+            }));
+            if found {
+                S::WSENGINE_OK
+            } else {
+                S::WSENGINE_NOT_FOUND
+            }
+        }
+        Err(f) => f.status,
+    }
 }
 
 /// A description of the latest error returned by a call on this handle (a fatal error

@@ -10,7 +10,10 @@
 
 /// The version of this ABI: bumped on any incompatible change to a function signature,
 /// a struct layout or a constant. Compare with wsengine_abi_version() at run time.
-pub const WSENGINE_ABI_VERSION: u32 = 1;
+///
+/// 2: wsengine_config ends with `deflate` (permessage-deflate), so
+/// wsengine_config_default() writes a larger struct than version 1's.
+pub const WSENGINE_ABI_VERSION: u32 = 2;
 
 /// What every call returns. Zero is success, positive values are non-error outcomes,
 /// negative values are errors (wsengine_last_error_message() explains the latest one).
@@ -232,6 +235,71 @@ pub struct wsengine_config {
     pub rng_seed_set: u8,
     /// The seed used when rng_seed_set is nonzero.
     pub rng_seed: [u8; 32],
+    /// permessage-deflate (RFC 7692): off by default (deflate.enabled = 0).
+    pub deflate: wsengine_deflate_config,
+}
+
+/// The permessage-deflate (RFC 7692) policy of a connection: wsengine_config.deflate.
+/// wsengine_config_default() fills it with the defaults below, turned off.
+///
+/// With `enabled` set, a client offers the extension in its opening request and a server
+/// accepts the first acceptable offer (wsengine_accept does the negotiation); messages
+/// are then compressed and decompressed inside the library (compressed text must still
+/// inflate to valid UTF-8; max_message_size counts inflated bytes). Negotiation may
+/// still end without the extension (the peer did not offer or accept it):
+/// wsengine_get_deflate_params() says.
+///
+/// The four negotiation fields mean the same on both sides, in the RFC's terms
+/// (section 7.1): `server_no_context_takeover`: a client asks for it, a server announces
+/// it and compresses each message on its own; `client_no_context_takeover`: a client
+/// promises it, a server requires it; `server_max_window_bits`: a client asks the server
+/// for at most this LZ77 window, a server uses at most this window;
+/// `client_max_window_bits`: a client offers it and compresses with at most this window,
+/// a server caps the client's window with it when the client offered the parameter.
+///
+/// wsengine_create() refuses (WSENGINE_INVALID_ARGUMENT) a level above 9 or window bits
+/// other than 0 or 8 to 15, even with `enabled` 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wsengine_deflate_config {
+    /// Nonzero: negotiate permessage-deflate. Default 0.
+    pub enabled: u8,
+    /// zlib compression level, 0 (store) to 9 (smallest). Default 6.
+    pub level: u8,
+    /// Nonzero: the server_no_context_takeover parameter (see above). Default 0.
+    pub server_no_context_takeover: u8,
+    /// Nonzero: the client_no_context_takeover parameter (see above). Default 0.
+    pub client_no_context_takeover: u8,
+    /// The server_max_window_bits parameter, 8 to 15; 0 leaves it out (a 32 KiB
+    /// window). Default 0.
+    pub server_max_window_bits: u8,
+    /// The client_max_window_bits parameter, 8 to 15; 0: a client offers it without a
+    /// value (accepting any window the server assigns), a server answers only what the
+    /// client asked. Default 0.
+    pub client_max_window_bits: u8,
+    /// Nonzero: a direction without context takeover keeps its zlib state allocated
+    /// between messages and resets it; 0 (default): the state is allocated per message,
+    /// so an idle connection without context takeover holds none.
+    pub retain_memory: u8,
+    /// Messages shorter than this many bytes are sent uncompressed. Default 32.
+    pub min_compress_size: usize,
+}
+
+/// The permessage-deflate parameters in force on a connection (RFC 7692 section 7.1),
+/// per direction: from wsengine_get_deflate_params() once negotiated, or given to
+/// wsengine_create_open() by a host that negotiated the extension itself.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct wsengine_deflate_params {
+    /// Nonzero: the server starts every message with an empty window.
+    pub server_no_context_takeover: u8,
+    /// Nonzero: the client starts every message with an empty window.
+    pub client_no_context_takeover: u8,
+    /// The largest window the server compresses with, 8 to 15 (0 given to
+    /// wsengine_create_open means 15, the parameter's absence).
+    pub server_max_window_bits: u8,
+    /// The largest window the client compresses with, 8 to 15 (0: 15, as above).
+    pub client_max_window_bits: u8,
 }
 
 /// A client's opening handshake, for wsengine_create() with WSENGINE_ROLE_CLIENT. The

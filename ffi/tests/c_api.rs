@@ -130,6 +130,41 @@ impl Conn {
         }
     }
 
+    /// wsengine_create_open: a connection whose handshake was done elsewhere.
+    fn create_open(
+        role: wsengine_role,
+        config: Option<&wsengine_config>,
+        deflate: Option<&wsengine_deflate_params>,
+    ) -> Result<Self, wsengine_status> {
+        let mut out: *mut wsengine_conn = core::ptr::dangling_mut(); // must be overwritten
+        // SAFETY: valid or NULL pointers to initialised structs, and a writable `out`.
+        let status = unsafe {
+            wsengine_create_open(
+                role as i32,
+                config.map_or(null(), |c| c as *const _),
+                deflate.map_or(null(), |d| d as *const _),
+                0,
+                &mut out,
+            )
+        };
+        if status == WSENGINE_OK {
+            assert!(!out.is_null());
+            Ok(Self(out))
+        } else {
+            assert!(out.is_null(), "out is NULL after a failure");
+            Err(status)
+        }
+    }
+
+    /// wsengine_get_deflate_params.
+    fn deflate_params(&self) -> (wsengine_status, wsengine_deflate_params) {
+        let mut p = core::mem::MaybeUninit::<wsengine_deflate_params>::uninit();
+        // SAFETY: live handle, writable (uninitialised) memory for the parameters.
+        let status = unsafe { wsengine_get_deflate_params(self.0, p.as_mut_ptr()) };
+        // SAFETY: the function writes the struct whenever the handle and pointer are valid.
+        (status, unsafe { p.assume_init() })
+    }
+
     fn server(config: &wsengine_config, now: u64) -> Self {
         Self::create(wsengine_role::WSENGINE_ROLE_SERVER, Some(config), None, now).expect("server")
     }
@@ -707,6 +742,8 @@ fn null_handle_is_refused_everywhere() {
             CStr::from_ptr(wsengine_last_error_message(h)).to_bytes(),
             b"NULL handle"
         );
+        let mut p = core::mem::MaybeUninit::<wsengine_deflate_params>::uninit();
+        assert_eq!(wsengine_get_deflate_params(h, p.as_mut_ptr()), inv);
         wsengine_destroy(h);
         assert_eq!(wsengine_config_default(null_mut()), inv);
     }
@@ -1162,4 +1199,286 @@ fn backpressure_blocks_sends_until_transmitted() {
     server.transmit();
     // SAFETY: live handle.
     assert_eq!(unsafe { wsengine_is_send_blocked(server.0) }, 0);
+}
+
+// ---- a handshake done elsewhere: wsengine_create_open ----
+
+/// Moves everything `from` transmits into `to` and returns `to`'s events.
+fn deliver(from: &mut Conn, to: &mut Conn) -> Vec<Ev> {
+    let wire = from.transmit();
+    let mut rest = &wire[..];
+    let mut got = Vec::new();
+    while !rest.is_empty() {
+        let (_, taken) = to.recv(rest);
+        rest = &rest[taken..];
+        got.extend(to.events());
+    }
+    got.extend(to.events());
+    got
+}
+
+#[test]
+fn create_open_starts_open_without_a_handshake() {
+    let server_role = wsengine_role::WSENGINE_ROLE_SERVER;
+    let client_role = wsengine_role::WSENGINE_ROLE_CLIENT;
+    let mut server = Conn::create_open(server_role, None, None).expect("server");
+    let mut client = Conn::create_open(client_role, Some(&test_config()), None).expect("client");
+    for c in [&server, &client] {
+        assert_eq!(c.state(), wsengine_state::WSENGINE_STATE_OPEN as i32);
+        assert_eq!(c.deflate_params().0, WSENGINE_NOT_FOUND);
+        assert!(!c.wants_write(), "no handshake bytes");
+    }
+    // The RFC 6455 section 5.7 masked "Hello", then the server's unmasked echo.
+    server.recv_all(&[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
+    assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
+    assert_eq!(server.send_text(b"Hello"), WSENGINE_OK);
+    assert_eq!(
+        server.transmit(),
+        [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+    );
+    // The client masks.
+    assert_eq!(client.send_text(b"hi"), WSENGINE_OK);
+    let frame = client.transmit();
+    assert_eq!(unmask_small(&frame), (0x81, b"hi".to_vec()));
+    server.recv_all(&frame);
+    assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_TEXT, b"hi")]);
+    // The closing handshake works as after wsengine_create.
+    assert_eq!(client.close(1000, b""), WSENGINE_OK);
+    let mut close = ev(WSENGINE_EVENT_CLOSE, b"");
+    close.last = false;
+    close.code = 1000;
+    assert_eq!(
+        deliver(&mut client, &mut server),
+        vec![close, closed(1000, true)]
+    );
+    assert!(!server.should_close());
+    server.transmit();
+    assert!(server.should_close());
+}
+
+#[test]
+fn create_open_refuses_bad_arguments() {
+    let server = wsengine_role::WSENGINE_ROLE_SERVER;
+    let inv: Result<(), _> = Err(WSENGINE_INVALID_ARGUMENT);
+    for role in [0, 3, -1] {
+        let mut out = null_mut();
+        // SAFETY: valid pointers; the role is checked.
+        let s = unsafe { wsengine_create_open(role, null(), null(), 0, &mut out) };
+        assert_eq!(s, WSENGINE_INVALID_ARGUMENT, "role {role}");
+        assert!(out.is_null());
+    }
+    // SAFETY: a NULL out-pointer is refused.
+    let s = unsafe { wsengine_create_open(server as i32, null(), null(), 0, null_mut()) };
+    assert_eq!(s, WSENGINE_INVALID_ARGUMENT);
+    let mut c = test_config();
+    c.struct_size = 8;
+    assert_eq!(Conn::create_open(server, Some(&c), None).err(), inv.err());
+    let mut c = test_config();
+    c.deflate.level = 10;
+    let params = wsengine_deflate_params {
+        server_no_context_takeover: 0,
+        client_no_context_takeover: 0,
+        server_max_window_bits: 0,
+        client_max_window_bits: 0,
+    };
+    assert_eq!(
+        Conn::create_open(server, Some(&c), Some(&params)).err(),
+        inv.err(),
+        "the compression policy is checked"
+    );
+    for bits in [1, 7, 16, 255] {
+        let mut p = params;
+        p.server_max_window_bits = bits;
+        assert_eq!(
+            Conn::create_open(server, None, Some(&p)).err(),
+            inv.err(),
+            "server bits {bits}"
+        );
+        let mut p = params;
+        p.client_max_window_bits = bits;
+        assert_eq!(
+            Conn::create_open(server, None, Some(&p)).err(),
+            inv.err(),
+            "client bits {bits}"
+        );
+    }
+    let mut p = params;
+    p.server_max_window_bits = 8;
+    p.client_max_window_bits = 15;
+    assert!(Conn::create_open(server, None, Some(&p)).is_ok());
+    let mut p = core::mem::MaybeUninit::<wsengine_deflate_params>::uninit();
+    let conn = Conn::create_open(server, None, None).expect("server");
+    // SAFETY: live handle; the NULL out-pointer is refused.
+    let status = unsafe { wsengine_get_deflate_params(conn.0, null_mut()) };
+    assert_eq!(status, WSENGINE_INVALID_ARGUMENT);
+    // SAFETY: live handle, writable memory.
+    let status = unsafe { wsengine_get_deflate_params(conn.0, p.as_mut_ptr()) };
+    assert_eq!(status, WSENGINE_NOT_FOUND);
+}
+
+/// A compressible text of `len` bytes.
+fn compressible(len: usize) -> Vec<u8> {
+    b"the quick brown fox jumps over the lazy dog; "
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+/// Sends `message` from `from` to `to` as text; returns the first byte of the frame on
+/// the wire and its length, and checks that `to` receives the message.
+fn send_compressed(from: &mut Conn, to: &mut Conn, message: &[u8]) -> (u8, usize) {
+    assert_eq!(from.send_text(message), WSENGINE_OK);
+    let wire = from.transmit();
+    to.recv_all(&wire);
+    assert_eq!(to.events(), vec![ev(WSENGINE_EVENT_TEXT, message)]);
+    (wire[0], wire.len())
+}
+
+#[test]
+fn create_open_with_deflate_params_compresses() {
+    let params = wsengine_deflate_params {
+        server_no_context_takeover: 1,
+        client_no_context_takeover: 0,
+        server_max_window_bits: 10,
+        client_max_window_bits: 0, // absent: 15
+    };
+    let mut config = test_config();
+    config.deflate.level = 9;
+    let server_role = wsengine_role::WSENGINE_ROLE_SERVER;
+    let client_role = wsengine_role::WSENGINE_ROLE_CLIENT;
+    let mut server = Conn::create_open(server_role, Some(&config), Some(&params)).unwrap();
+    let mut client = Conn::create_open(client_role, Some(&config), Some(&params)).unwrap();
+    let expected = wsengine_deflate_params {
+        client_max_window_bits: 15,
+        ..params
+    };
+    assert_eq!(server.deflate_params(), (WSENGINE_OK, expected));
+    assert_eq!(client.deflate_params(), (WSENGINE_OK, expected));
+    let message = compressible(2000);
+    for _ in 0..2 {
+        let (first, len) = send_compressed(&mut client, &mut server, &message);
+        assert_eq!(first, 0xC1, "FIN, RSV1 (compressed), text");
+        assert!(len < 500, "{len} bytes on the wire");
+        let (first, len) = send_compressed(&mut server, &mut client, &message);
+        assert_eq!(first, 0xC1);
+        assert!(len < 500, "{len} bytes on the wire");
+    }
+    // Below min_compress_size (default 32): sent as is.
+    let (first, len) = send_compressed(&mut server, &mut client, b"short");
+    assert_eq!((first, len), (0x81, 7));
+}
+
+// ---- permessage-deflate negotiated in the handshake ----
+
+#[test]
+fn deflate_config_defaults_and_checks() {
+    let c = default_config();
+    let d = c.deflate;
+    assert_eq!(
+        (d.enabled, d.level, d.min_compress_size, d.retain_memory),
+        (0, 6, 32, 0)
+    );
+    assert_eq!(
+        (
+            d.server_no_context_takeover,
+            d.client_no_context_takeover,
+            d.server_max_window_bits,
+            d.client_max_window_bits
+        ),
+        (0, 0, 0, 0)
+    );
+    let server = wsengine_role::WSENGINE_ROLE_SERVER;
+    let inv: Result<(), _> = Err(WSENGINE_INVALID_ARGUMENT);
+    for enabled in [0, 1] {
+        let mut c = test_config();
+        c.deflate.enabled = enabled;
+        c.deflate.level = 10;
+        assert_eq!(Conn::create(server, Some(&c), None, 0).err(), inv.err());
+        for bits in [7, 16] {
+            let mut c = test_config();
+            c.deflate.enabled = enabled;
+            c.deflate.server_max_window_bits = bits;
+            assert_eq!(Conn::create(server, Some(&c), None, 0).err(), inv.err());
+            let mut c = test_config();
+            c.deflate.enabled = enabled;
+            c.deflate.client_max_window_bits = bits;
+            assert_eq!(Conn::create(server, Some(&c), None, 0).err(), inv.err());
+        }
+    }
+    let mut c = test_config();
+    c.deflate.enabled = 1;
+    c.deflate.level = 0;
+    c.deflate.server_max_window_bits = 8;
+    c.deflate.client_max_window_bits = 15;
+    c.deflate.retain_memory = 1;
+    assert!(Conn::create(server, Some(&c), None, 0).is_ok());
+}
+
+/// A client with `client_deflate` and a server with `server_deflate` through the
+/// handshake; returns them open, and the client's request.
+fn deflate_pair(
+    client_deflate: wsengine_deflate_config,
+    server_deflate: wsengine_deflate_config,
+) -> (Conn, Conn, Vec<u8>) {
+    let mut config = test_config();
+    config.deflate = client_deflate;
+    let mut client = Conn::client(&config, "ws://example.com/chat", &[], 0);
+    config.deflate = server_deflate;
+    let mut server = Conn::server(&config, 0);
+    let request = client.transmit();
+    server.recv_all(&request);
+    assert_eq!(server.events()[0].kind, WSENGINE_EVENT_REQUEST);
+    assert_eq!(server.accept(None), WSENGINE_OK);
+    client.recv_all(&server.transmit());
+    assert_eq!(client.events()[0].kind, WSENGINE_EVENT_ACCEPTED);
+    (client, server, request)
+}
+
+#[test]
+fn deflate_is_negotiated_in_the_handshake() {
+    let mut on = default_config().deflate;
+    on.enabled = 1;
+    let mut server_side = on;
+    server_side.server_no_context_takeover = 1;
+    let (mut client, mut server, request) = deflate_pair(on, server_side);
+    let request = String::from_utf8(request).unwrap();
+    assert!(
+        request.contains("Sec-WebSocket-Extensions: permessage-deflate"),
+        "{request}"
+    );
+    let (status, params) = server.deflate_params();
+    assert_eq!(status, WSENGINE_OK);
+    assert_eq!(client.deflate_params(), (WSENGINE_OK, params));
+    assert_eq!(params.server_no_context_takeover, 1, "the server's policy");
+    assert_eq!(params.client_no_context_takeover, 0);
+    let message = compressible(3000);
+    let (first, len) = send_compressed(&mut client, &mut server, &message);
+    assert_eq!(first, 0xC1);
+    assert!(len < 500, "{len}");
+    let (first, len) = send_compressed(&mut server, &mut client, &message);
+    assert_eq!(first, 0xC1);
+    assert!(len < 500, "{len}");
+}
+
+#[test]
+fn deflate_is_not_used_unless_both_sides_enable_it() {
+    let mut on = default_config().deflate;
+    on.enabled = 1;
+    let off = default_config().deflate;
+    for (client_side, server_side) in [(on, off), (off, on)] {
+        let (mut client, mut server, request) = deflate_pair(client_side, server_side);
+        let offered = String::from_utf8(request)
+            .unwrap()
+            .contains("permessage-deflate");
+        assert_eq!(offered, client_side.enabled == 1);
+        assert_eq!(client.deflate_params().0, WSENGINE_NOT_FOUND);
+        assert_eq!(server.deflate_params().0, WSENGINE_NOT_FOUND);
+        let message = compressible(1000);
+        let (first, len) = send_compressed(&mut server, &mut client, &message);
+        assert_eq!((first, len), (0x81, 1004), "uncompressed");
+    }
 }

@@ -775,3 +775,53 @@ fn streams_and_futures_can_move_between_threads() {
         config(),
     ));
 }
+
+// ---- the conformance vectors ----
+
+/// Every conformance vector (`tests/conformance/vectors.rs`) against a tokio echo server
+/// on 127.0.0.1, one TCP connection per vector, from the blocking client the mio
+/// driver's runner uses (`conformance::tcp_exchange`, on tokio's blocking pool). The
+/// server task is aborted once the client is done.
+#[test]
+fn conformance_vectors_over_tokio() {
+    use crate::conformance::vectors::{run_all, vectors};
+
+    let all = vectors();
+    let to_run = all.clone();
+    let observed = run(Duration::from_secs(120), async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let accepted =
+                        accept_with(socket, crate::conformance::config(), |_| Ok(Accept::new()))
+                            .await;
+                    let Ok(mut ws) = accepted else { return };
+                    // Echo until the stream ends; a fatal error is reported (after the
+                    // Close frame went out) and the stream ends after it.
+                    while let Some(message) = ws.next().await {
+                        if let Ok(m @ (Message::Text(_) | Message::Binary(_))) = message
+                            && ws.send(m).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let client = tokio::task::spawn_blocking(move || {
+            to_run
+                .iter()
+                .map(|v| crate::conformance::tcp_exchange(addr, v))
+                .collect::<Vec<_>>()
+        });
+        let observed = client.await.expect("the client thread");
+        server.abort();
+        observed
+    });
+    let mut observed = observed.into_iter();
+    run_all("tokio adapter", &all, |_| {
+        observed.next().expect("one per vector")
+    });
+}
