@@ -92,7 +92,10 @@ fuzz_target!(|data: &[u8]| {
 
     match expected {
         Ok(Status::Complete((request, n))) => {
-            assert_eq!(out.events.first(), Some(&Event::Request(request.clone())));
+            assert_eq!(
+                out.events.first(),
+                Some(&Event::Request(Box::new(request.clone())))
+            );
             assert!(
                 !out.events[1..]
                     .iter()

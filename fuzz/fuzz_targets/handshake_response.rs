@@ -71,7 +71,10 @@ fuzz_target!(|data: &[u8]| {
 
     match expected {
         Ok(Status::Complete((response, n))) => {
-            assert_eq!(out.events.first(), Some(&Event::Accepted(response)));
+            assert_eq!(
+                out.events.first(),
+                Some(&Event::Accepted(Box::new(response)))
+            );
             // The reference gets the head alone, then the rest in one read.
             let (mut reference, _) = new_client();
             let mut ref_out = Outcome::default();

@@ -73,9 +73,9 @@ pub enum MessageKind {
 pub enum Event {
     /// Server: a valid opening request arrived. Answer it with
     /// [`Connection::accept`] or [`Connection::reject`]; nothing else happens until then.
-    Request(Request),
+    Request(Box<Request>),
     /// Client: the server accepted the handshake (status 101, all checks passed).
-    Accepted(Response),
+    Accepted(Box<Response>),
     /// A text message, or with [`Delivery::Streaming`](crate::Delivery) a piece of one
     /// (`last` marks the final piece). Each piece is valid UTF-8 on its own.
     Text {

@@ -61,7 +61,7 @@ impl Connection {
                 if let Handshake::Server { request: slot } = &mut self.handshake {
                     *slot = Some(request.clone());
                 }
-                Ok(Some(Event::Request(request)))
+                Ok(Some(Event::Request(Box::new(request))))
             }
             Ok(Status::Partial) if self.eof => {
                 Err(self.fail_handshake(HandshakeError::UnexpectedEof))
@@ -105,7 +105,7 @@ impl Connection {
                 self.rx.advance(head_len);
                 self.move_to(Input::ResponseAccepted);
                 self.on_open();
-                Ok(Some(Event::Accepted(response)))
+                Ok(Some(Event::Accepted(Box::new(response))))
             }
             Ok(Status::Partial) => Ok(None),
             Err(e) => Err(self.fail_handshake(e)),

@@ -331,8 +331,8 @@ fn next_item(
         Event::Ping(payload) => Message::Ping(payload),
         Event::Pong(payload) => Message::Pong(payload),
         Event::Close(frame) => Message::Close(frame),
-        Event::Request(request) => return Some(Ok(Item::Request(request))),
-        Event::Accepted(response) => return Some(Ok(Item::Accepted(response))),
+        Event::Request(request) => return Some(Ok(Item::Request(*request))),
+        Event::Accepted(response) => return Some(Ok(Item::Accepted(*response))),
         Event::Closed { code, clean } => {
             *closed = Some((code, clean));
             return Some(Err(None));
