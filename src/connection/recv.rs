@@ -44,6 +44,11 @@ impl Connection {
             // Give a large receive buffer back: an idle connection holds none.
             self.rx = BytesMut::new();
         }
+        if event.is_none() && self.recv.message.is_none() && self.recv.assembly.capacity() > 0 {
+            // Input ran out between messages: the assembly allocation kept for the next
+            // message (see `read_data_payload`) is not kept for an idle connection.
+            self.recv.assembly = BytesMut::new();
+        }
         Ok(event.or_else(|| self.closed_event.take()))
     }
 
@@ -368,13 +373,21 @@ impl Connection {
                     self.recv.frame = Some(frame);
                 }
                 if message_done {
-                    let assembly = core::mem::take(&mut self.recv.assembly);
+                    let assembly = &mut self.recv.assembly;
                     let data = if assembly.capacity() > 2 * assembly.len() + 4096 {
                         // Reserved for a bigger message than this one: do not hand the
                         // application a mostly empty allocation.
-                        Bytes::copy_from_slice(&assembly)
+                        let data = Bytes::copy_from_slice(assembly);
+                        assembly.clear();
+                        data
                     } else {
-                        assembly.freeze()
+                        // Split, not take: the assembly buffer keeps a handle on the
+                        // allocation, so once the application has dropped this message
+                        // the next one reuses it (`reserve` reclaims a buffer it owns
+                        // alone) instead of allocating and page-faulting in a fresh one.
+                        // `poll_event` gives it back when input runs out between
+                        // messages, so an idle connection holds none.
+                        assembly.split().freeze()
                     };
                     self.recv.last_assembled = data.len();
                     return Ok(Progress::Event(data_event(message.kind, data, true)));
