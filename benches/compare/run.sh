@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# wsengine next to tungstenite, fastwebsockets and tokio-websockets.
+# wsengine next to tungstenite, fastwebsockets and tokio-websockets (and, for the load
+# generator, Node's ws and Python's websockets).
 #
 # 1. Builds this crate in release (the criterion bench and the echo servers).
 # 2. Runs the criterion comparison (`cargo bench` here: the recv and send workloads of
 #    the root benches, every implementation in the same run) and prints a markdown table
 #    per workload (msgs/s, MB/s, ratio wsengine / best peer) from the criterion medians.
 # 3. LOAD GENERATOR: if `wsengine load` is available, runs it against each echo server
-#    (wsengine serve and the three peers), server pinned to CPU 0, generator to CPU 1.
+#    (wsengine serve, the three Rust peers, node/echo_ws.js and
+#    python/echo_websockets.py, whose packages it installs: npm ci, and pip into
+#    target/venv), server pinned to CPU 0, generator to CPU 1; the permessage-deflate
+#    points against the servers that have it, after checking that deflate is agreed.
 #
 # Usage: benches/compare/run.sh [criterion filter, e.g. 'recv/' or 'send_client/text']
 # Environment:
@@ -14,9 +18,17 @@
 #   SKIP_LOAD=1    skip the load-generator section
 #   BENCH_NICE=N   run the criterion benches under `nice -n N` (e.g. -10 on a machine
 #                  shared with a fuzzer or builds; negative values need root)
-#   LOAD_WARMUP (default 1s), LOAD_DURATION (default 5s): per load run
+#   LOAD_NICE=N    the same for the echo servers and the load generator
+#   LOAD_WARMUP (default 1s), LOAD_DURATION (default 3s): per load run
+#   LOAD_REPS (default 3): repetitions of every point; the tables give their medians
+#   LOAD_SERVERS: a subset of "wsengine tungstenite fastwebsockets tokio-websockets
+#     node-ws python-websockets" (the default: all; the last two need node+npm and
+#     python3 with venv, and are skipped with a NOTE without them)
 #   LOAD_SCENARIOS: space-separated name=ARGS pairs with commas for spaces, e.g.
-#     "c1_16B_inflight64=--connections,1,--in-flight,64,--size,16"
+#     "c1_16B_inflight64=--connections,1,--in-flight,64,--size,16" (default: the
+#     standard points below; "" skips them)
+#   LOAD_DEFLATE_SCENARIOS: the same for the permessage-deflate points, which run only
+#     against wsengine, node-ws and python-websockets ("" skips them)
 # The numbers are wall-clock and noisy on a shared machine: compare ratios within one run.
 set -euo pipefail
 
@@ -31,7 +43,7 @@ t_start=$SECONDS
 step "machine"
 echo "$(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
     "; flags: $(grep -m1 -o -w -E 'avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%F %T UTC')"
 rustc --version
 
 step "build (release)"
@@ -49,12 +61,129 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
 fi
 
 step "tables (criterion medians)"
-python3 "$here/report.py" "$here/target/criterion"
+python3 "$here/report.py" "$here/target/criterion" || true
 
 # =====================================================================================
 # LOAD GENERATOR SECTION: `wsengine load` (root crate, feature `load`) against each echo
 # server over loopback. Runs only if `target/release/wsengine load --help` succeeds.
 # =====================================================================================
+
+# The standard points (name=ARGS, commas for spaces). uWebSockets' load_test points (one
+# message in flight per connection, binary), then the server-CPU points (8 in flight per
+# connection: there the generator's core saturates first, so compare server CPU per
+# message, not messages/s).
+default_scenarios=(
+    "c100_20B=--connections,100,--size,20"
+    "c10_1KiB=--connections,10,--size,1024"
+    "c10_16KiB=--connections,10,--size,16384"
+    "c200_16KiB=--connections,200,--size,16384"
+    "c500_16KiB=--connections,500,--size,16384"
+    "c1_1MiB=--connections,1,--size,1048576"
+    "cpu_c64_16B_if8=--connections,64,--size,16,--in-flight,8"
+    "cpu_c64_1KiB_if8=--connections,64,--size,1024,--in-flight,8"
+    "cpu_c8_64KiB_if8=--connections,8,--size,65536,--in-flight,8"
+)
+# permessage-deflate points: text, run against the servers that have deflate. `--text`
+# payloads are random letters from a 64-symbol alphabet (a quarter saved by entropy
+# coding alone), cut from one tape so that each message on a connection is the previous
+# one shifted by a byte: with context takeover and a window that reaches back one message
+# (32 KiB, not Python's 12-bit one) a compressor can send little more than a reference.
+# The deflate check table shows what each side actually sent.
+default_deflate_scenarios=(
+    "deflate_c10_16KiB_text=--connections,10,--size,16384,--text,--deflate"
+    "deflate_c10_1KiB_text=--connections,10,--size,1024,--text,--deflate"
+)
+
+# Installs the Node and Python peers' packages (npm ci, pip into a venv under target/).
+# Sets have_node / have_python; a missing runtime or a failed install is a NOTE, not an
+# error: that peer is skipped.
+setup_script_peers() {
+    have_node=0 have_python=0
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "NOTE: node or npm not found: skipping the Node ws echo server."
+    elif (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+        have_node=1
+        echo "node $(node --version), ws $(node -p "require('$here/node/node_modules/ws/package.json').version")"
+    else
+        echo "NOTE: 'npm ci' in $here/node failed: skipping the Node ws echo server."
+    fi
+    venv="$here/target/venv"
+    if ! command -v python3 >/dev/null; then
+        echo "NOTE: python3 not found: skipping the Python websockets echo server."
+    elif { [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"; } \
+        && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            -r "$here/python/requirements.txt"; then
+        have_python=1
+        echo "$("$venv/bin/python" --version), websockets $("$venv/bin/python" -c 'import websockets; print(websockets.__version__)')"
+    else
+        echo "NOTE: could not make the venv $venv with python/requirements.txt (python3 -m venv needs the" \
+            "python3-venv package on Debian): skipping the Python websockets echo server."
+    fi
+}
+
+# Starts server NAME on ADDR (pinned), sets server_pid; returns 1 if it does not listen.
+start_server() {
+    local server="$1" addr="$2" log="$3" cmd port="${2##*:}"
+    read -r -a cmd <<<"${server_cmd[$server]}"
+    "${pin_server[@]}" "${cmd[@]}" "$addr" >"$log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "NOTE: $server did not listen on $addr; see $log"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+}
+
+# Bytes received on the loopback interface so far (both directions of every loopback
+# connection on the machine, TCP/IP headers included).
+lo_bytes() {
+    cat /sys/class/net/lo/statistics/rx_bytes 2>/dev/null || echo 0
+}
+
+# Checks that `wsengine load --deflate` gets permessage-deflate from each deflate server:
+# 1 connection, 16 KiB text, 1 s, without and with --deflate, on a fresh server each;
+# loopback bytes per echo (both ways, from /sys/class/net/lo/statistics) and the server
+# socket's bytes per data segment each way (from `ss -ti`; one message per segment at 1
+# in flight) drop well below the payload only when the frames are compressed. Node's and
+# Python's servers also log what they agreed (first lines of their .server.log).
+deflate_check() {
+    local server="$1" flag addr
+    for flag in plain deflate; do
+        port=$((port + 1))
+        addr="127.0.0.1:$port"
+        local base="$out/check__${server}__${flag}"
+        start_server "$server" "$addr" "$base.server.log" || continue
+        local extra=()
+        if [[ $flag == deflate ]]; then extra=(--deflate); fi
+        local before after
+        before="$(lo_bytes)"
+        timeout 60 "${pin_client[@]}" "$wsengine" load "ws://$addr/" --connections 1 \
+            --size 16384 --text "${extra[@]}" --warmup 0s --duration 1s --json "$base.json" \
+            >"$base.log" 2>&1 &
+        local load_pid=$!
+        # The server socket's TCP counters (bytes and data segments each way), last
+        # sample before the connection closes: one message is one segment here.
+        while kill -0 "$load_pid" 2>/dev/null; do
+            ss -tinH state established "( sport = :$port )" >"$base.ss.tmp" 2>/dev/null || true
+            if grep -q bytes_received "$base.ss.tmp"; then mv "$base.ss.tmp" "$base.ss"; fi
+            sleep 0.1
+        done
+        rm -f "$base.ss.tmp"
+        wait "$load_pid" || echo "NOTE: deflate check run failed (exit $?); see $base.log"
+        after="$(lo_bytes)"
+        echo "$before $after" >"$base.io"
+        stop_server
+    done
+    sed -n 's/^\(echo_[a-z]*: connection.*\)/    \1/p' "$out/check__${server}__deflate.server.log" 2>/dev/null | head -1
+}
+
 run_load_section() {
     step "load generator"
     echo "building $root/target/release/wsengine with --features load"
@@ -64,61 +193,82 @@ run_load_section() {
     fi
     # A private copy: another build in the root crate may replace target/release/wsengine
     # (without `load`) while this section runs.
-    local wsengine="$here/target/wsengine-load"
+    wsengine="$here/target/wsengine-load"
     cp "$root/target/release/wsengine" "$wsengine"
     if ! "$wsengine" load --help >/dev/null 2>&1; then
         echo "NOTE: 'target/release/wsengine load --help' fails (no load subcommand): skipping the load section."
         return 0
     fi
-    local pin_server=() pin_client=()
+    pin_server=() pin_client=()
     if command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then
         pin_server=(taskset -c 0)
         pin_client=(taskset -c 1)
     else
         echo "NOTE: taskset or a second CPU is missing: running without CPU pinning."
     fi
+    if [[ -n "${LOAD_NICE:-}" ]]; then
+        pin_server=(nice -n "$LOAD_NICE" "${pin_server[@]}")
+        pin_client=(nice -n "$LOAD_NICE" "${pin_client[@]}")
+        echo "server and generator run under nice -n $LOAD_NICE"
+    fi
+    setup_script_peers
 
-    local servers=(
-        "wsengine=$wsengine serve --mode echo --listen"
-        "tungstenite=$here/target/release/echo_tungstenite --listen"
-        "fastwebsockets=$here/target/release/echo_fastwebsockets --listen"
-        "tokio-websockets=$here/target/release/echo_tokio_websockets --listen"
+    declare -gA server_cmd=(
+        [wsengine]="$wsengine serve --mode echo --listen"
+        [tungstenite]="$here/target/release/echo_tungstenite --listen"
+        [fastwebsockets]="$here/target/release/echo_fastwebsockets --listen"
+        [tokio-websockets]="$here/target/release/echo_tokio_websockets --listen"
+        [node-ws]="node $here/node/echo_ws.js"
+        [python-websockets]="$venv/bin/python $here/python/echo_websockets.py"
     )
-    local scenarios="${LOAD_SCENARIOS:-c1_16B_inflight64=--connections,1,--in-flight,64,--size,16 c50_1KiB_inflight1=--connections,50,--in-flight,1,--size,1024 c1_64KiB_text_inflight8=--connections,1,--in-flight,8,--size,65536,--text}"
-    local out="$here/target/load"
+    local all=(wsengine tungstenite fastwebsockets tokio-websockets node-ws python-websockets)
+    local servers=() deflate_servers=() s
+    for s in ${LOAD_SERVERS:-${all[*]}}; do
+        if [[ -z "${server_cmd[$s]:-}" ]]; then echo "NOTE: unknown server $s in LOAD_SERVERS"; continue; fi
+        [[ $s == node-ws && $have_node != 1 ]] && continue
+        [[ $s == python-websockets && $have_python != 1 ]] && continue
+        servers+=("$s")
+        case $s in wsengine | node-ws | python-websockets) deflate_servers+=("$s") ;; esac
+    done
+    local scenarios deflate_scenarios
+    read -r -a scenarios <<<"${LOAD_SCENARIOS-${default_scenarios[*]}}"
+    read -r -a deflate_scenarios <<<"${LOAD_DEFLATE_SCENARIOS-${default_deflate_scenarios[*]}}"
+    local reps="${LOAD_REPS:-3}"
+    echo "servers: ${servers[*]}; with permessage-deflate: ${deflate_servers[*]}"
+    echo "$reps repetition(s) of ${#scenarios[@]} + ${#deflate_scenarios[@]} scenario(s)," \
+        "warmup ${LOAD_WARMUP:-1s}, duration ${LOAD_DURATION:-3s} each; server on CPU 0, generator on CPU 1"
+
+    out="$here/target/load"
     rm -rf "$out" && mkdir -p "$out"
-    local port=19301
-    for scenario in $scenarios; do
-        local name="${scenario%%=*}" args
-        IFS=',' read -r -a args <<<"${scenario#*=}"
-        for entry in "${servers[@]}"; do
-            local server="${entry%%=*}" cmd
-            read -r -a cmd <<<"${entry#*=}"
-            port=$((port + 1))
-            local addr="127.0.0.1:$port"
-            "${pin_server[@]}" "${cmd[@]}" "$addr" >"$out/${name}__${server}.server.log" 2>&1 &
-            local pid=$!
-            local ready=0
-            for _ in $(seq 50); do
-                if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ready=1; break; fi
-                sleep 0.1
+    for scenario in "${scenarios[@]}" "${deflate_scenarios[@]}"; do echo "${scenario%%=*}"; done >"$out/order"
+    port=19300
+    if [[ ${#deflate_scenarios[@]} -gt 0 ]]; then
+        echo "checking that --deflate negotiates permessage-deflate with: ${deflate_servers[*]}"
+        for s in "${deflate_servers[@]}"; do deflate_check "$s"; done
+    fi
+    # Repetitions outermost, so a slow minute on the shared machine hits every server.
+    local rep scenario name args server
+    for rep in $(seq "$reps"); do
+        for scenario in "${scenarios[@]}" "${deflate_scenarios[@]}"; do
+            name="${scenario%%=*}"
+            IFS=',' read -r -a args <<<"${scenario#*=}"
+            local targets=("${servers[@]}")
+            [[ " ${args[*]} " == *" --deflate "* ]] && targets=("${deflate_servers[@]}")
+            for server in "${targets[@]}"; do
+                port=$((port + 1))
+                local addr="127.0.0.1:$port" base="$out/${name}__${server}__r${rep}"
+                start_server "$server" "$addr" "$base.server.log" || continue
+                echo "--- rep $rep/$reps $name: $server (pid $server_pid) on $addr"
+                timeout 120 "${pin_client[@]}" "$wsengine" load "ws://$addr/" "${args[@]}" \
+                    --warmup "${LOAD_WARMUP:-1s}" --duration "${LOAD_DURATION:-3s}" \
+                    --server-pid "$server_pid" --json "$base.json" \
+                    >"$base.log" 2>&1 \
+                    || echo "NOTE: load run failed (exit $?); see $base.log"
+                stop_server
             done
-            if [[ $ready != 1 ]]; then
-                echo "NOTE: $server did not listen on $addr; see $out/${name}__${server}.server.log"
-                kill "$pid" 2>/dev/null || true
-                wait "$pid" 2>/dev/null || true
-                continue
-            fi
-            echo "--- $name: $server (pid $pid) on $addr"
-            timeout 120 "${pin_client[@]}" "$wsengine" load "ws://$addr/" "${args[@]}" \
-                --warmup "${LOAD_WARMUP:-1s}" --duration "${LOAD_DURATION:-5s}" \
-                --server-pid "$pid" --json "$out/${name}__${server}.json" \
-                >"$out/${name}__${server}.log" 2>&1 \
-                || echo "NOTE: load run failed (exit $?); see $out/${name}__${server}.log"
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
         done
     done
+    echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$here/report.py" --load "$out"
 }
 
