@@ -565,7 +565,17 @@ impl Connection {
         if self.rx.capacity() - self.rx.len() < n {
             // Room for this read and a little more, never sized by a peer's claim.
             let want = n.max(self.config.recv_limit().min(4 << 10));
-            self.rx.reserve(want);
+            // Events split out of the buffer share its allocation. Once the application
+            // has dropped them, the bytes still waiting (the start of a frame) move to
+            // the front of the same allocation. Otherwise they go to a new buffer of
+            // the size needed, copying only them: `reserve` would grow by doubling and
+            // copy the dead space in front of them too, and the doubled buffer is
+            // over the limit, so it would be given back and allocated again.
+            if !self.rx.try_reclaim(want) {
+                let mut fresh = BytesMut::with_capacity(self.rx.len() + want);
+                fresh.extend_from_slice(&self.rx);
+                self.rx = fresh;
+            }
         }
         self.rx.extend_from_slice(&data[..n]);
         self.activity = true;
