@@ -516,8 +516,18 @@ impl Connection {
         if self.phase.is_terminal() {
             return usize::MAX;
         }
-        self.direct_payload_len()
-            .saturating_add(self.recv_limit().saturating_sub(self.rx.len()))
+        self.direct_payload_len().saturating_add(self.buffer_room())
+    }
+
+    /// What the receive buffer takes now: room up to the limit, but while a one-frame
+    /// message that fits is partly buffered, only up to that frame's end (see
+    /// `held_frame_rest`).
+    fn buffer_room(&self) -> usize {
+        let room = self.recv_limit().saturating_sub(self.rx.len());
+        match self.held_frame_rest() {
+            Some(rest) => room.min(rest),
+            None => room,
+        }
     }
 
     fn recv_limit(&self) -> usize {
@@ -556,9 +566,7 @@ impl Connection {
         }
         let direct = self.recv_direct(data);
         let data = &data[direct..];
-        let n = data
-            .len()
-            .min(self.recv_limit().saturating_sub(self.rx.len()));
+        let n = data.len().min(self.buffer_room());
         if n == 0 {
             return direct;
         }

@@ -441,6 +441,25 @@ impl Connection {
         }
     }
 
+    /// While a one-frame message that fits is partly in the receive buffer (and nothing
+    /// after it), the bytes still missing from it. `recv` takes no more than that: the
+    /// frame completes and is split out, the buffer empties, and the next read starts
+    /// at its front. Taking a whole read instead would leave the start of the next
+    /// frame in the buffer to be moved to the front on every read (what reads sized
+    /// to the frame, as pull-based peers do, avoid).
+    pub(super) fn held_frame_rest(&self) -> Option<usize> {
+        let frame = self.recv.frame?;
+        if frame.header.opcode.is_control()
+            || self.config.delivery != Delivery::Whole
+            || !self.goes_to_receive_buffer(&frame.header)
+        {
+            return None;
+        }
+        let unread = self.rx.len().checked_sub(frame.held)?;
+        let rest = usize::try_from(frame.remaining).ok()?.checked_sub(unread)?;
+        (rest > 0).then_some(rest)
+    }
+
     /// A one-frame message that fits the receive buffer, with no message being
     /// assembled: it stays in the receive buffer and is split out of it.
     fn goes_to_receive_buffer(&self, header: &FrameHeader) -> bool {
