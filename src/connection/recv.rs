@@ -7,7 +7,9 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::state::{Input, Phase};
 use super::timers::Timer;
-use super::{Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes};
+use super::{
+    Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes, append,
+};
 use crate::Status;
 use crate::config::Delivery;
 use crate::error::{Error, HandshakeError, ProtocolError};
@@ -366,7 +368,7 @@ impl Connection {
                     return Ok(Progress::Event(data_event(message.kind, data, true)));
                 }
                 self.reserve_assembly(ready as u64 + frame.remaining, ready);
-                self.recv.assembly.extend_from_slice(&self.rx[..ready]);
+                append(&mut self.recv.assembly, &self.rx[..ready]);
                 self.rx.advance(ready);
                 if !frame_done {
                     frame.held = 0;
@@ -486,7 +488,7 @@ impl Connection {
         let text = message.kind == MessageKind::Text;
         for block in data[..take].chunks(FUSED_BLOCK) {
             let start = self.recv.assembly.len();
-            self.recv.assembly.extend_from_slice(block);
+            append(&mut self.recv.assembly, block);
             let block = &mut self.recv.assembly[start..];
             if let Some(key) = frame.header.mask {
                 frame.mask_phase = apply_mask(block, key, frame.mask_phase);

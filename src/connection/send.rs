@@ -326,12 +326,12 @@ impl Connection {
         tail.reserve(n + payload.len());
         tail.extend_from_slice(&head[..n]);
         match mask {
-            None => tail.extend_from_slice(payload),
+            None => super::append(tail, payload),
             Some(key) => {
                 let mut phase = 0;
                 for block in payload.chunks(MASK_BLOCK) {
                     let start = tail.len();
-                    tail.extend_from_slice(block);
+                    super::append(tail, block);
                     phase = apply_mask(&mut tail[start..], key, phase);
                 }
             }
