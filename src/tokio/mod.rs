@@ -99,7 +99,10 @@
 //! closed: after the closing handshake (or an error) the queued Close frame is
 //! written, the transport is shut down, and a server reads and discards until the
 //! client's EOF (at most [`LINGER`]), so that a reset does not destroy the Close frame
-//! on its way. A fatal error is returned (`Some(Err(..))`) after that teardown, and the
+//! on its way. Messages sent before the peer's Close arrived are written first, however
+//! long a peer that keeps reading takes; only a peer that stops reading for [`LINGER`]
+//! loses them (and [`closed`](WebSocketStream::closed) then says the handshake did not
+//! complete). A fatal error is returned (`Some(Err(..))`) after that teardown, and the
 //! stream ends after it. Only whole messages are delivered: [`Config::delivery`] is
 //! set to [`Delivery::Whole`].
 
@@ -119,8 +122,10 @@ use crate::{Config, Connection, Utf8Bytes};
 pub use stream::{WebSocketReader, WebSocketStream, WebSocketWriter};
 
 /// After the transport is shut down, how long a server keeps reading (and discarding)
-/// while it waits for the client's EOF; also the bound on writing the last Close frame
-/// once the connection is over.
+/// while it waits for the client's EOF; also, once the connection is over, how long the
+/// last writes may stall: what was queued before the end (messages sent before the
+/// peer's Close arrived, then the Close frame) goes out for as long as the peer keeps
+/// reading, and is dropped once this long passes without a byte written.
 pub const LINGER: core::time::Duration = core::time::Duration::from_secs(2);
 
 /// A WebSocket message, or a control frame, as received or to be sent.

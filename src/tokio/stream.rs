@@ -129,8 +129,10 @@ struct Inner<S> {
     /// The reader has ended the stream: nothing more is written (what is still queued
     /// when the teardown deadline cut it short is dropped with the stream).
     finished: bool,
-    /// The connection is over: the last write, the shutdown and a server's linger end
-    /// by this instant at the latest.
+    /// The connection is over: the last writes, the shutdown and a server's linger end
+    /// by this instant at the latest. Every write that makes progress moves it to
+    /// [`LINGER`] from then: it bounds a stall, not the time a peer that keeps reading
+    /// needs to take what was queued before the end.
     teardown_until: Option<Instant>,
 }
 
@@ -264,6 +266,11 @@ impl<S: AsyncWrite> Inner<S> {
             self.fail_io(e);
         }
         if progress {
+            if let Some(until) = &mut self.teardown_until {
+                // Messages queued before the peer's Close (and the Close echo behind
+                // them) keep going out while the peer reads them.
+                *until = now() + LINGER;
+            }
             fan.wake_half(1 - who);
         }
         result
@@ -595,7 +602,9 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
     /// [`Event::Closed`](crate::Event::Closed)): the close code and whether the closing
     /// handshake completed. A clean close gives the peer's code (1005 if it sent none);
     /// a transport that ended without a Close frame, or a close timeout, gives 1006 and
-    /// `false`. `None` while open and after a failure (which `next` reported).
+    /// `false`; a peer that sent its Close but stopped reading before ours (and what was
+    /// queued before it) was written gives its code and `false` (see [`LINGER`]).
+    /// `None` while open and after a failure (which `next` reported).
     pub fn closed(&self) -> Option<(CloseCode, bool)> {
         self.closed
     }
@@ -706,6 +715,13 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
                     inner.service_timers(&shared.fan_waker);
                 }
                 if inner.teardown_until.is_some_and(|t| now >= t) {
+                    if inner.core.wants_write()
+                        && let Some((_, clean)) = closed
+                    {
+                        // The peer stopped reading: what was still queued, our Close
+                        // frame included, never left; the handshake did not complete.
+                        *clean = false;
+                    }
                     drop(inner);
                     return finish(phase);
                 }

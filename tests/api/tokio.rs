@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use wsengine::handshake::{Header, accept_headers, check_request};
 use wsengine::tokio::{
-    Error, Message, WebSocketStream, accept, accept_with, client, connect, connect_with,
+    Error, LINGER, Message, WebSocketStream, accept, accept_with, client, connect, connect_with,
 };
 use wsengine::{
     Accept, ClientRequest, CloseCode, CloseFrame, Config, HandshakeError, Reject, Role, State,
@@ -275,7 +275,8 @@ fn cancelled_futures_lose_nothing() {
 
 fn cancellation_run(seed: u64) {
     const MESSAGES: usize = 60;
-    run(Duration::from_secs(120), async move {
+    const LIMIT: Duration = Duration::from_secs(120);
+    run(LIMIT, async move {
         let (a, b) = tokio::io::duplex(4096);
         let expected: Vec<Message> = {
             let mut rng = Rng(seed);
@@ -317,7 +318,14 @@ fn cancellation_run(seed: u64) {
         });
 
         let request = ClientRequest::new("ws://trickle.test/").expect("url");
-        let (ws, _) = client(Trickle::new(a), request, config())
+        // When the client's Close goes out, the server still holds tens of KB of echoes
+        // (it echoes the 70 000-byte message one byte per poll while it reads); at one
+        // byte per poll they can take longer than the default 5 s close timeout on a
+        // loaded machine, which would end the connection with 1006. The run's time limit
+        // bounds this test, not the client's close timer.
+        let mut config = config();
+        config.close_timeout = Some(LIMIT);
+        let (ws, _) = client(Trickle::new(a), request, config)
             .await
             .expect("client handshake");
         let (mut writer, mut reader) = ws.split();
@@ -564,6 +572,159 @@ fn close_timeout_ends_a_connection_whose_peer_never_answers() {
         assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
         assert_eq!(closed, Some((CloseCode::ABNORMAL, false)));
         drop(idle);
+    });
+}
+
+/// A transport that reads at most `chunk` bytes and then pauses for `pause`: a peer
+/// that keeps reading, slowly.
+struct Slow<S> {
+    inner: S,
+    chunk: usize,
+    pause: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Slow<S> {
+    fn new(inner: S, chunk: usize, pause: Duration) -> Self {
+        Self {
+            inner,
+            chunk,
+            pause,
+            sleep: None,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Slow<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(sleep) = &mut self.sleep {
+            ready!(sleep.as_mut().poll(cx));
+            self.sleep = None;
+        }
+        let mut bytes = vec![0u8; self.chunk.min(buf.remaining())];
+        let mut chunk = ReadBuf::new(&mut bytes);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut chunk))?;
+        buf.put_slice(chunk.filled());
+        if !chunk.filled().is_empty() {
+            self.sleep = Some(Box::pin(tokio::time::sleep(self.pause)));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Slow<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The Close frame `close(None)` sends, as the peer sees it.
+fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::NORMAL,
+        reason: String::new(),
+    }))
+}
+
+/// Regression: when the peer's Close arrived, the teardown deadline ([`LINGER`]) used
+/// to bound the whole write of what was still queued, so the messages sent before the
+/// Close were cut off after 2 s although the peer kept reading them, and the server
+/// still reported a clean close (the flaky `cancelled_futures_lose_nothing`: the
+/// client got 17 or 46 of its 60 echoes, then EOF). The deadline now only bounds a
+/// stall: a peer that keeps reading gets everything.
+#[test]
+fn messages_queued_before_the_peers_close_reach_a_slow_reader() {
+    run(Duration::from_secs(60), async {
+        let (a, b) = tokio::io::duplex(1024);
+        let big = |i: u8| Message::binary(vec![i; 100_000]);
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b).await.expect("handshake");
+            for i in 0..3 {
+                drop(ws.send(big(i))); // queued when called
+            }
+            let mut seen = Vec::new();
+            while let Some(message) = ws.next().await {
+                seen.push(message.expect("no error"));
+            }
+            (seen, ws.closed())
+        });
+        // 300 KB at most 1 KiB per 10 ms: well over LINGER. The client's own close
+        // timer is not what this test is about.
+        let mut config = config();
+        config.close_timeout = Some(Duration::from_secs(60));
+        let slow = Slow::new(a, 1024, Duration::from_millis(10));
+        let request = ClientRequest::new("ws://slow.test/").expect("url");
+        let (mut ws, _) = client(slow, request, config)
+            .await
+            .expect("client handshake");
+        let started = tokio::time::Instant::now();
+        ws.close(None).await.expect("close");
+        let mut seen = Vec::new();
+        while let Some(message) = ws.next().await {
+            seen.push(message.expect("no error"));
+        }
+        let elapsed = started.elapsed();
+        let sizes: Vec<usize> = seen.iter().map(|m| m.clone().into_data().len()).collect();
+        assert!(
+            seen == [big(0), big(1), big(2), normal_close()],
+            "three messages intact, then the Close echo; got payloads of {sizes:?} bytes, \
+             ending with {:?}, after {elapsed:?}",
+            seen.last().filter(|m| m.is_close()),
+        );
+        assert!(elapsed > LINGER, "the writes outlast LINGER: {elapsed:?}");
+        assert_eq!(ws.closed(), Some((CloseCode::NORMAL, true)));
+        let (server_seen, server_closed) = server.await.expect("server");
+        assert_eq!(server_seen, [normal_close()]);
+        assert_eq!(server_closed, Some((CloseCode::NORMAL, true)));
+    });
+}
+
+/// A peer that sends its Close and then stops reading does not keep the server's
+/// stream open: it ends [`LINGER`] after the last byte written, and `closed` says the
+/// closing handshake did not complete (the server's Close never left).
+#[test]
+fn a_peer_that_stops_reading_after_its_close_is_let_go_after_linger() {
+    run(Duration::from_secs(30), async {
+        let (a, b) = tokio::io::duplex(1024);
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b).await.expect("handshake");
+            drop(ws.send(Message::binary(vec![7u8; 100_000])));
+            let mut seen = Vec::new();
+            while let Some(message) = ws.next().await {
+                seen.push(message.expect("no error"));
+            }
+            (seen, ws.closed())
+        });
+        let request = ClientRequest::new("ws://stalled.test/").expect("url");
+        let (mut ws, _) = client(a, request, config())
+            .await
+            .expect("client handshake");
+        let started = tokio::time::Instant::now();
+        ws.close(None).await.expect("close");
+        // The client never reads again.
+        let (seen, closed) = server.await.expect("server");
+        let elapsed = started.elapsed();
+        assert!(elapsed >= LINGER, "{elapsed:?}");
+        assert!(elapsed < LINGER + Duration::from_secs(5), "{elapsed:?}");
+        assert_eq!(seen, [normal_close()]);
+        assert_eq!(closed, Some((CloseCode::NORMAL, false)));
+        drop(ws);
     });
 }
 
