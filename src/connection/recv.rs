@@ -316,11 +316,12 @@ impl Connection {
                 // it, go on (§8.1: fail as soon as an invalid byte is seen, even
                 // mid-frame).
                 for block in self.rx[range].chunks_mut(FUSED_BLOCK) {
-                    frame.mask_phase = apply_mask(block, key, frame.mask_phase);
-                    self.recv
-                        .utf8
-                        .feed(block)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    unmask_and_validate(
+                        block,
+                        Some(key),
+                        &mut frame.mask_phase,
+                        Some(&mut self.recv.utf8),
+                    )?;
                 }
             }
             (Some(key), false) => {
@@ -490,18 +491,37 @@ impl Connection {
             let start = self.recv.assembly.len();
             append(&mut self.recv.assembly, block);
             let block = &mut self.recv.assembly[start..];
-            if let Some(key) = frame.header.mask {
-                frame.mask_phase = apply_mask(block, key, frame.mask_phase);
-            }
-            if text && self.recv.utf8.feed(block).is_err() {
+            let utf8 = text.then_some(&mut self.recv.utf8);
+            if let Err(e) =
+                unmask_and_validate(block, frame.header.mask, &mut frame.mask_phase, utf8)
+            {
                 self.recv.frame = None;
-                let _ = self.fail_protocol(ProtocolError::InvalidUtf8);
+                let _ = self.fail_protocol(e);
                 return take;
             }
         }
         frame.remaining -= take as u64;
         self.recv.frame = Some(frame);
         take
+    }
+}
+
+/// One block of payload: unmasked in place (RFC 6455 §5.3) and, for text, fed to the
+/// streaming validator while it is still in cache (§8.1: fail at the first invalid byte).
+fn unmask_and_validate(
+    block: &mut [u8],
+    mask: Option<[u8; 4]>,
+    phase: &mut usize,
+    utf8: Option<&mut crate::utf8::Utf8Validator>,
+) -> Result<(), ProtocolError> {
+    if let Some(key) = mask {
+        *phase = apply_mask(block, key, *phase);
+    }
+    match utf8 {
+        Some(validator) => validator
+            .feed(block)
+            .map_err(|_| ProtocolError::InvalidUtf8),
+        None => Ok(()),
     }
 }
 
@@ -516,8 +536,9 @@ const ASSEMBLY_AHEAD: u64 = 1 << 20;
 
 impl Connection {
     /// Makes room in the assembly buffer for `frame_rest` more bytes of the current frame
-    /// (the `in_hand` bytes that have arrived and those announced), in one allocation where possible: enough for
-    /// this frame, or for a message as large as the previous one (fragmented messages do
+    /// (the `in_hand` bytes that have arrived and those announced), in one allocation
+    /// where possible: enough for this frame, or for a message as large as the previous
+    /// one (fragmented messages do
     /// not announce their total), but never more than [`ASSEMBLY_AHEAD`] beyond what has
     /// arrived. Growth past that doubles, as `Vec` does.
     fn reserve_assembly(&mut self, frame_rest: u64, in_hand: usize) {
