@@ -675,9 +675,10 @@ impl Connection {
     /// Marks `n` bytes of the transmit buffer as written.
     pub fn advance_transmit(&mut self, n: usize) {
         self.keepalive_unsent = self.keepalive_unsent.saturating_sub(n);
-        self.tx.advance(n);
+        let keep = self.config.recv_limit();
+        self.tx.advance(n, keep);
         // Give a large transmit buffer back once drained: idle connections hold none.
-        self.tx.release_if_idle(self.config.recv_limit());
+        self.tx.release_if_idle(keep);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
@@ -810,6 +811,10 @@ fn seeded_rng(config: &Config) -> Result<StdRng, RequestError> {
 /// benches/compare, same run). Pieces under glibc's `rep movsb` threshold keep the copy
 /// in the vector loop on any x86_64; elsewhere the split costs one call per KiB.
 pub(crate) fn append(dst: &mut BytesMut, src: &[u8]) {
+    if src.len() <= COPY_PIECE {
+        dst.extend_from_slice(src);
+        return;
+    }
     dst.reserve(src.len());
     for piece in src.chunks(COPY_PIECE) {
         dst.extend_from_slice(piece);

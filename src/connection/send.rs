@@ -319,12 +319,10 @@ impl Connection {
             mask,
             payload_len: payload.len() as u64,
         };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut head);
         let tail = self.tx.tail();
         let before = tail.len();
-        tail.reserve(n + payload.len());
-        tail.extend_from_slice(&head[..n]);
+        tail.reserve(MAX_HEADER_LEN + payload.len());
+        header.put(tail);
         match mask {
             None => super::append(tail, payload),
             Some(key) => {
@@ -357,9 +355,10 @@ impl Connection {
             mask: None,
             payload_len: payload.len() as u64,
         };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut head);
-        self.tx.extend_from_slice(&head[..n]);
+        let tail = self.tx.tail();
+        let before = tail.len();
+        header.put(tail);
+        self.tx.appended(before);
         self.tx.push_bytes(payload);
     }
 
@@ -394,7 +393,9 @@ impl Connection {
     }
 
     pub(super) fn flush_pending_pong(&mut self) {
-        if !self.is_send_blocked()
+        // Checked before `take` (which rewrites the slot): every poll_transmit calls this.
+        if self.pending_pong.is_some()
+            && !self.is_send_blocked()
             && let Some(payload) = self.pending_pong.take()
         {
             self.encode_frame(OpCode::Pong, true, &payload);

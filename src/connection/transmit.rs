@@ -77,8 +77,9 @@ impl Transmit {
             .filter(|s| !s.is_empty())
     }
 
-    /// Drops the first `n` pending bytes (what the transport took).
-    pub(crate) fn advance(&mut self, mut n: usize) {
+    /// Drops the first `n` pending bytes (what the transport took). A tail buffer of at
+    /// most `reuse_max` bytes that empties is reused from its front.
+    pub(crate) fn advance(&mut self, mut n: usize, reuse_max: usize) {
         n = n.min(self.len);
         self.len -= n;
         while n > 0 {
@@ -92,7 +93,17 @@ impl Transmit {
                     n = 0;
                 }
                 None => {
-                    self.tail.advance(n);
+                    if n == self.tail.len() && self.tail.capacity() <= reuse_max {
+                        // All written: start again at the front of the allocation, with
+                        // no offset for `BytesMut` to track (the common case, cheaper
+                        // than `advance`). A larger buffer is advanced instead, so
+                        // `release_if_idle` sees only its unused rest, as before: a
+                        // host that lets a burst pile up keeps one buffer for it rather
+                        // than allocating it again on every burst.
+                        self.tail.clear();
+                    } else {
+                        self.tail.advance(n);
+                    }
                     n = 0;
                 }
             }
@@ -125,11 +136,11 @@ mod tests {
         let joined: Vec<u8> = t.segments().flatten().copied().collect();
         assert_eq!(joined, b"abCDEFgh");
         assert_eq!(t.first(), b"ab");
-        t.advance(3);
+        t.advance(3, usize::MAX);
         assert_eq!(t.first(), b"DEF");
-        t.advance(4);
+        t.advance(4, usize::MAX);
         assert_eq!(t.first(), b"h");
-        t.advance(10);
+        t.advance(10, usize::MAX);
         assert!(t.is_empty());
         assert_eq!(t.first(), b"");
         assert_eq!(t.segments().count(), 0);

@@ -1,3 +1,5 @@
+use bytes::BufMut;
+
 use crate::Status;
 use crate::error::ProtocolError;
 use crate::frame::{MAX_CONTROL_PAYLOAD, OpCode};
@@ -152,28 +154,34 @@ impl FrameHeader {
 
     /// Writes the header in its minimal encoding into `out`, returning the length used.
     pub fn encode(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
+        let mut rest = &mut out[..];
+        self.put(&mut rest);
+        MAX_HEADER_LEN - rest.len()
+    }
+
+    /// Appends the header in its minimal encoding to `out` ([`encoded_len`] bytes): the
+    /// send path writes it straight into the transmit buffer, a few stores instead of a
+    /// copy from a scratch array.
+    ///
+    /// [`encoded_len`]: Self::encoded_len
+    pub fn put<B: BufMut>(&self, out: &mut B) {
         debug_assert!(self.payload_len >> 63 == 0, "payload length over i64::MAX");
-        out[0] = u8::from(self.fin) << 7 | (self.rsv & 0x70) | self.opcode.bits();
+        out.put_u8(u8::from(self.fin) << 7 | (self.rsv & 0x70) | self.opcode.bits());
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        let mut n = 2;
         match u16::try_from(self.payload_len) {
-            Ok(len) if len <= 125 => out[1] = mask_bit | len.to_be_bytes()[1],
+            Ok(len) if len <= 125 => out.put_u8(mask_bit | len.to_be_bytes()[1]),
             Ok(len) => {
-                out[1] = mask_bit | 126;
-                out[2..4].copy_from_slice(&len.to_be_bytes());
-                n = 4;
+                out.put_u8(mask_bit | 126);
+                out.put_u16(len);
             }
             Err(_) => {
-                out[1] = mask_bit | 127;
-                out[2..10].copy_from_slice(&self.payload_len.to_be_bytes());
-                n = 10;
+                out.put_u8(mask_bit | 127);
+                out.put_u64(self.payload_len);
             }
         }
         if let Some(key) = self.mask {
-            out[n..n + 4].copy_from_slice(&key);
-            n += 4;
+            out.put_slice(&key);
         }
-        n
     }
 }
 
