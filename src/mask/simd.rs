@@ -137,8 +137,7 @@ pub(super) fn apply_mask_best(buf: &mut [u8], key: [u8; 4], phase: usize) -> usi
 ))]
 fn simd(path: MaskPath, buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let phase = phase % 4;
-    let mut rotated = key;
-    rotated.rotate_left(phase);
+    let rotated = super::rotate_key(key, phase);
     let word = i32::from_ne_bytes(rotated);
     let done = match path {
         // SAFETY: callers reach this arm only after `detected()` saw AVX2 on this CPU
