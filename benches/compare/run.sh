@@ -6,6 +6,9 @@
 # 2. Runs the criterion comparison (`cargo bench` here: the recv and send workloads of
 #    the root benches, every implementation in the same run) and prints a markdown table
 #    per workload (msgs/s, MB/s, ratio wsengine / best peer) from the criterion medians.
+# 2b. Times the same workloads interleaved (`interleave`: one iteration of each
+#    implementation in turn, many rounds; medians and ratios from the same seconds),
+#    the steadier ratio on a shared machine.
 # 3. LOAD GENERATOR: if `wsengine load` is available, runs it against each echo server
 #    (wsengine serve, the three Rust peers, node/echo_ws.js and
 #    python/echo_websockets.py, whose packages it installs: npm ci, and pip into
@@ -15,6 +18,8 @@
 # Usage: benches/compare/run.sh [criterion filter, e.g. 'recv/' or 'send_client/text']
 # Environment:
 #   SKIP_BENCH=1   reuse the last criterion results (tables only)
+#   SKIP_INTERLEAVE=1  skip the interleaved timing of the same workloads (step 2b)
+#   INTERLEAVE_ROUNDS (default 200): its rounds per point
 #   SKIP_LOAD=1    skip the load-generator section
 #   BENCH_NICE=N   run the criterion benches under `nice -n N` (e.g. -10 on a machine
 #                  shared with a fuzzer or builds; negative values need root)
@@ -51,17 +56,27 @@ t0=$SECONDS
 cargo build --release --bins --benches
 echo "build: $((SECONDS - t0)) s"
 
+nice_cmd=()
+if [[ -n "${BENCH_NICE:-}" ]]; then nice_cmd=(nice -n "$BENCH_NICE"); fi
+
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     step "criterion: cargo bench ${1:-}"
     t0=$SECONDS
-    nice_cmd=()
-    if [[ -n "${BENCH_NICE:-}" ]]; then nice_cmd=(nice -n "$BENCH_NICE"); fi
     "${nice_cmd[@]}" cargo bench --bench compare -- ${1:+"$1"}
     echo "criterion run: $((SECONDS - t0)) s"
 fi
 
 step "tables (criterion medians)"
 python3 "$here/report.py" "$here/target/criterion" || true
+
+if [[ "${SKIP_INTERLEAVE:-0}" != 1 ]]; then
+    # The same workloads timed one iteration per implementation in turn: load from
+    # other processes hits every implementation alike (see src/bin/interleave.rs).
+    step "interleaved: target/release/interleave ${INTERLEAVE_ROUNDS:-200} ${1:-}"
+    t0=$SECONDS
+    "${nice_cmd[@]}" "$here/target/release/interleave" "${INTERLEAVE_ROUNDS:-200}" ${1:+"$1"}
+    echo "interleaved run: $((SECONDS - t0)) s"
+fi
 
 # =====================================================================================
 # LOAD GENERATOR SECTION: `wsengine load` (root crate, feature `load`) against each echo
