@@ -67,6 +67,26 @@ impl FrameHeader {
         };
         let masked = b1 & 0x80 != 0;
         let len7 = b1 & 0x7F;
+        if usize::from(len7) <= MAX_CONTROL_PAYLOAD {
+            // The 7-bit length (every message up to 125 bytes, every control frame): no
+            // extended length to read or check, and within the control frame limit.
+            let mask = if masked {
+                match buf.get(2..6) {
+                    Some(&[a, b, c, d]) => Some([a, b, c, d]),
+                    _ => return Ok(Status::Partial),
+                }
+            } else {
+                None
+            };
+            let header = Self {
+                fin,
+                rsv,
+                opcode,
+                mask,
+                payload_len: u64::from(len7),
+            };
+            return Ok(Status::Complete((header, if masked { 6 } else { 2 })));
+        }
         let ext_len = match len7 {
             126 => 2,
             127 => 8,
