@@ -79,7 +79,19 @@ impl Transmit {
 
     /// Drops the first `n` pending bytes (what the transport took). A tail buffer of at
     /// most `reuse_max` bytes that empties is reused from its front.
-    pub(crate) fn advance(&mut self, mut n: usize, reuse_max: usize) {
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize, reuse_max: usize) {
+        // The common case, kept small enough to inline: everything written, and all of
+        // it was in the tail.
+        if n >= self.len && self.queue.is_empty() && self.tail.capacity() <= reuse_max {
+            self.len = 0;
+            self.tail.clear();
+            return;
+        }
+        self.advance_slow(n, reuse_max);
+    }
+
+    fn advance_slow(&mut self, mut n: usize, reuse_max: usize) {
         n = n.min(self.len);
         self.len -= n;
         while n > 0 {
