@@ -10,7 +10,8 @@
 //! the transmit buffer is released the same way once drained. Worst case, in terms of the
 //! fields below:
 //!
-//! - receive buffer: `recv_buffer_size` (what `recv` accepts before `poll_event` drains it);
+//! - receive buffer: `recv_buffer_size` plus one frame header (what `recv` accepts before
+//!   `poll_event` drains it);
 //! - message assembly (whole-message delivery only, for a message that spans reads or
 //!   fragments): up to `max_message_size`, and up to twice that in capacity while the
 //!   buffer grows by doubling; streaming delivery needs none;
@@ -69,7 +70,8 @@ pub struct Config {
     /// Most header lines in the handshake head (default 64).
     pub max_headers: usize,
     /// How many received bytes `recv` buffers before `poll_event` must drain them
-    /// (default 64 KiB, at least 256). This bounds the receive buffer.
+    /// (default 64 KiB, at least 256), plus one frame header (14 bytes, so a message of
+    /// exactly this size arrives whole in one read). This bounds the receive buffer.
     pub recv_buffer_size: usize,
     /// Sends are refused with `SendError::Blocked` while this many bytes or more wait to
     /// be transmitted (default 4 MiB).

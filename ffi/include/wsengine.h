@@ -430,7 +430,8 @@ typedef struct wsengine_config {
     size_t max_headers;
     /**
      * How many received bytes wsengine_recv() buffers before wsengine_poll_event() must
-     * drain them (default 64 KiB; at least 256 is used).
+     * drain them (default 64 KiB; at least 256 is used), plus one frame header (14
+     * bytes: a message of exactly this size arrives whole in one read).
      */
     size_t recv_buffer_size;
     /**

@@ -213,7 +213,8 @@ pub struct wsengine_config {
     /// Most header lines in the handshake head (default 64).
     pub max_headers: usize,
     /// How many received bytes wsengine_recv() buffers before wsengine_poll_event() must
-    /// drain them (default 64 KiB; at least 256 is used).
+    /// drain them (default 64 KiB; at least 256 is used), plus one frame header (14
+    /// bytes: a message of exactly this size arrives whole in one read).
     pub recv_buffer_size: usize,
     /// Sends fail with WSENGINE_BLOCKED while this many bytes or more wait to be
     /// transmitted (default 4 MiB).

@@ -1165,12 +1165,13 @@ fn recv_takes_at_most_the_capacity() {
     // SAFETY: live handle, writable `cap`.
     let status = unsafe { wsengine_recv_capacity(server.0, &mut cap) };
     assert_eq!(status, WSENGINE_OK);
-    assert_eq!(cap, 256);
+    // The configured size plus one frame header (14 bytes).
+    assert_eq!(cap, 256 + 14);
     // A 1000-byte masked binary message.
     let mut frame = vec![0x82, 0xfe, 0x03, 0xe8, 0, 0, 0, 0];
     frame.extend_from_slice(&[5; 1000]);
     let (s, taken) = server.recv(&frame);
-    assert_eq!((s, taken), (WSENGINE_AGAIN, 256));
+    assert_eq!((s, taken), (WSENGINE_AGAIN, 256 + 14));
     let mut rest = &frame[taken..];
     let mut got = server.events();
     while !rest.is_empty() {

@@ -705,7 +705,10 @@ impl Harness {
             assert!(matches!(state, State::Failed | State::Closed));
         }
         let sizes = wsengine::fuzzing::buffer_sizes(&self.conn);
-        let limit = self.config.recv_buffer_size.max(Config::MIN_RECV_BUFFER);
+        // The configured size plus one frame header (a message of exactly the
+        // configured size arrives whole in one read).
+        let limit = self.config.recv_buffer_size.max(Config::MIN_RECV_BUFFER)
+            + wsengine::frame::MAX_HEADER_LEN;
         assert_eq!(sizes.recv_limit, limit);
         let terminal = matches!(state, State::Failed | State::Closed);
         if terminal {

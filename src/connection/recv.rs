@@ -42,7 +42,7 @@ impl Connection {
             Phase::Open | Phase::Closing => self.read_frames(),
             Phase::Closed | Phase::Rejected | Phase::Failed => Ok(None),
         }?;
-        if self.rx.is_empty() && self.rx.capacity() > self.config.recv_limit() {
+        if self.rx.is_empty() && self.rx.capacity() > self.recv_limit() {
             // Give a large receive buffer back: an idle connection holds none.
             self.rx = BytesMut::new();
         }

@@ -76,7 +76,8 @@ pub struct DriverConfig {
     pub connection: Config,
     /// Most connections at once (default 10 000); more are answered 503 and closed.
     pub max_connections: usize,
-    /// Size of the one read buffer shared by all connections (default 64 KiB).
+    /// Size of the one read buffer shared by all connections (default 64 KiB; at least
+    /// the connections' `recv_buffer_size` plus a frame header is used).
     pub read_chunk: usize,
     /// Longest wait for Close replies during graceful shutdown (default 5 s).
     pub shutdown_timeout: Duration,
@@ -449,7 +450,17 @@ impl<H: Handler> EventLoop<H> {
             events: Events::with_capacity(1024),
             listener: None,
             handler,
-            scratch: vec![0; config.read_chunk.max(Config::MIN_RECV_BUFFER)],
+            // At least what one connection's receive buffer takes (its limit plus a
+            // frame header), so a message of exactly that size arrives in one read.
+            scratch: vec![
+                0;
+                config.read_chunk.max(
+                    config
+                        .connection
+                        .recv_limit()
+                        .saturating_add(crate::frame::MAX_HEADER_LEN)
+                )
+            ],
             conns: Conns {
                 slab: Slab::new(),
                 dirty: Vec::new(),

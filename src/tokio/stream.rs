@@ -31,8 +31,10 @@ const WRITER: usize = 1;
 /// Most segments handed to one `poll_write_vectored` (well under any `IOV_MAX`).
 const MAX_IOVECS: usize = 64;
 
-/// Size of the per-thread buffer that socket reads land in before the core takes them.
-const SCRATCH_LEN: usize = 64 << 10;
+/// Size of the per-thread buffer that socket reads land in before the core takes them:
+/// the default receive buffer plus a frame header, so a message of exactly
+/// `recv_buffer_size` arrives in one read.
+const SCRATCH_LEN: usize = (64 << 10) + crate::frame::MAX_HEADER_LEN;
 
 thread_local! {
     /// One read buffer per thread, not per connection: an idle connection holds none.

@@ -1,6 +1,7 @@
 //! Bounded memory seen from outside: the send buffer under a ping flood, `recv` never
 //! taking more than `recv_capacity`, and `SendError::Blocked` back-pressure.
 
+use wsengine::frame::MAX_HEADER_LEN;
 use wsengine::{CloseCode, Config, Connection, Delivery, Event, OpCode, SendError};
 
 use crate::support::*;
@@ -52,7 +53,9 @@ fn recv_never_takes_more_than_recv_capacity() {
     let mut c = config();
     c.recv_buffer_size = 256;
     let mut server = open_server(c);
-    assert_eq!(server.recv_capacity(), 256);
+    // The configured size plus one frame header.
+    let limit = 256 + MAX_HEADER_LEN;
+    assert_eq!(server.recv_capacity(), limit);
     let payload: Vec<u8> = (0..10_000u32).map(|i| i.to_le_bytes()[0]).collect();
     let input = cat(&[
         &masked(true, BINARY, &payload),
@@ -62,10 +65,11 @@ fn recv_never_takes_more_than_recv_capacity() {
     let mut events = Vec::new();
     while !rest.is_empty() {
         let cap = server.recv_capacity();
-        // The receive buffer holds at most 256 bytes; beyond that `recv` only takes the
-        // rest of a frame being assembled, which goes straight into the message (bounded
-        // by the frame's announced length, itself bounded by `max_message_size`).
-        assert!(cap <= 256 + payload.len(), "capacity {cap}");
+        // The receive buffer holds at most 256 bytes plus a header; beyond that `recv`
+        // only takes the rest of a frame being assembled, which goes straight into the
+        // message (bounded by the frame's announced length, itself bounded by
+        // `max_message_size`).
+        assert!(cap <= limit + payload.len(), "capacity {cap}");
         let taken = server.recv(rest);
         assert!(taken <= cap, "took {taken} with capacity {cap}");
         rest = &rest[taken..];
@@ -82,10 +86,11 @@ fn recv_takes_nothing_while_the_buffer_is_full() {
     c.recv_buffer_size = 256;
     let mut server = open_server(c);
     let input = masked(true, BINARY, &[7; 5_000]);
-    assert_eq!(server.recv(&input), 256);
+    let limit = 256 + MAX_HEADER_LEN;
+    assert_eq!(server.recv(&input), limit);
     assert_eq!(server.recv_capacity(), 0);
     assert_eq!(
-        server.recv(&input[256..]),
+        server.recv(&input[limit..]),
         0,
         "no room until poll_event drains"
     );
@@ -98,14 +103,17 @@ fn receive_buffer_below_the_minimum_is_raised() {
     let mut c = config();
     c.recv_buffer_size = 10;
     let mut server = open_server(c);
-    assert_eq!(server.recv_capacity(), Config::MIN_RECV_BUFFER);
+    assert_eq!(
+        server.recv_capacity(),
+        Config::MIN_RECV_BUFFER + MAX_HEADER_LEN
+    );
     // A control frame always fits whole.
     let out = feed(&mut server, &masked(true, PING, &[1; 125]));
     assert_eq!(out.events, [Event::Ping(vec![1; 125].into())]);
 }
 
 /// Streaming delivery hands a large message on in pieces no larger than the receive
-/// buffer, so it passes in bounded memory.
+/// buffer (its configured size plus a frame header), so it passes in bounded memory.
 #[test]
 fn streaming_pieces_are_bounded_by_the_receive_buffer() {
     let mut c = config();
@@ -121,7 +129,11 @@ fn streaming_pieces_are_bounded_by_the_receive_buffer() {
         let Event::Text { data, last } = e else {
             panic!("unexpected {e:?}");
         };
-        assert!(data.len() <= 1024, "piece {i} holds {} bytes", data.len());
+        assert!(
+            data.len() <= 1024 + MAX_HEADER_LEN,
+            "piece {i} holds {} bytes",
+            data.len()
+        );
         assert_eq!(*last, i + 1 == out.events.len());
         total += data.len();
     }

@@ -615,7 +615,9 @@ impl Engine {
             conns: Vec::with_capacity(settings.connections),
             live: 0,
             opened: 0,
-            scratch: vec![0; 64 << 10],
+            // A whole receive buffer's worth (the default 64 KiB plus a frame header):
+            // a 64 KiB echo then arrives in one read.
+            scratch: vec![0; (64 << 10) + wsengine::frame::MAX_HEADER_LEN],
             again: Vec::new(),
             batch: Vec::with_capacity(1024),
             tape: Tape::new(settings.size, settings.text),
