@@ -4,7 +4,7 @@
 #   bash autobahn/run.sh server   wstest (fuzzingclient) tests `wsengine serve`
 #   bash autobahn/run.sh client   `wsengine autobahn-client` is tested by wstest (fuzzingserver)
 #   bash autobahn/run.sh server-tokio   as `server`, against `wsengine serve --runtime tokio`
-#                                 (the tokio adapter; built with `--features tokio`)
+#                                 (the tokio adapter, wsengine-tokio)
 #
 # Builds the release binary, installs wstest (autobahn/install.sh), runs the direction on
 # 127.0.0.1 with a port picked at run time, stops every process it started (process groups,
@@ -38,14 +38,12 @@ usage() {
 }
 [[ $# -eq 1 && ($1 == server || $1 == client || $1 == server-tokio) ]] || usage
 MODE=$1
-# `server-tokio` is the server direction against the tokio host: one more cargo feature
-# for the build, more arguments for `wsengine serve`, its own report directory.
+# `server-tokio` is the server direction against the tokio host: more arguments for
+# `wsengine serve`, its own report directory.
 DEFAULT_REPORT=${MODE}
-EXTRA_FEATURES=""
 SERVE_ARGS=()
 if [[ ${MODE} == server-tokio ]]; then
     MODE=server
-    EXTRA_FEATURES=tokio
     SERVE_ARGS=(--runtime tokio)
 fi
 
@@ -160,18 +158,10 @@ elif [[ -n ${WSENGINE_BIN:-} ]]; then
     [[ -x ${BIN} ]] || die "WSENGINE_BIN=${BIN} is not executable"
     log "testing ${BIN} (WSENGINE_BIN; nothing built)"
 else
-    # The bin's required features (`cli`) and the target dir, as cargo itself reports them.
-    meta="$(cargo metadata --no-deps --format-version 1 | python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-feats = [f for p in m["packages"] for t in p["targets"]
-         if t["name"] == "wsengine" and "bin" in t["kind"] for f in t.get("required-features") or []]
-print(m["target_directory"]); print(",".join(feats))')"
-    target_dir="$(sed -n 1p <<<"${meta}")"
-    features="$(sed -n 2p <<<"${meta}")"
-    [[ -z ${EXTRA_FEATURES} ]] || features="${features:+${features},}${EXTRA_FEATURES}"
-    build=(cargo build --release --bin wsengine)
-    [[ -z ${features} ]] || build+=(--features "${features}")
+    # The target dir, as cargo itself reports it.
+    target_dir="$(cargo metadata --no-deps --format-version 1 |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+    build=(cargo build --release -p wsengine-cli --bin wsengine)
     log "building: ${build[*]}"
     timeout -k 10 "${BUILD_TIMEOUT}" "${build[@]}" || die "build failed or timed out"
     BIN="${target_dir}/release/wsengine"

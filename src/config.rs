@@ -130,7 +130,11 @@ impl Config {
     /// control frame can always be parsed whole.
     pub const MIN_RECV_BUFFER: usize = 256;
 
-    pub(crate) fn recv_limit(&self) -> usize {
+    /// The receive buffer's size in bytes: [`recv_buffer_size`](Self::recv_buffer_size),
+    /// at least [`MIN_RECV_BUFFER`](Self::MIN_RECV_BUFFER). A host whose read buffer holds
+    /// this plus [`MAX_HEADER_LEN`](crate::frame::MAX_HEADER_LEN) takes a frame that
+    /// fills the receive buffer in one read.
+    pub fn recv_limit(&self) -> usize {
         self.recv_buffer_size.max(Self::MIN_RECV_BUFFER)
     }
 }

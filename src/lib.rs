@@ -73,13 +73,19 @@
 //!
 //! # Feature flags
 //!
-//! The core has none and needs none: `default-features = false` builds exactly the core.
-//! - `mio` (default): `wsengine::driver`, the mio event loop, the only library code that touches
-//!   sockets and the clock;
-//! - `deflate` (default): `wsengine::extensions::deflate`, permessage-deflate (RFC 7692), enabled
-//!   per connection with `Config::deflate`;
-//! - `cli` (default): the `wsengine` command; `load` adds its load generator;
-//! - `tokio`: `wsengine::tokio`, `WebSocketStream` over any tokio `AsyncRead + AsyncWrite`.
+//! The core has none and needs none: `default-features = false` builds exactly the core,
+//! `#![no_std]` with `alloc`.
+//! - `std` (default): `Instant::now()`, OS-seeded keys when [`Config::rng_seed`] is unset,
+//!   runtime CPU detection for SIMD unmasking and UTF-8 validation;
+//! - `deflate` (default): `wsengine::extensions::deflate`, permessage-deflate (RFC 7692),
+//!   enabled per connection with `Config::deflate`.
+//!
+//! # Hosts
+//!
+//! This crate owns no socket. The hosts are crates of their own, in the same workspace:
+//! `wsengine-mio` (a mio event loop for servers and clients), `wsengine-tokio`
+//! (`WebSocketStream` over any tokio `AsyncRead + AsyncWrite`), `wsengine-ffi` (a C ABI),
+//! and the `wsengine` command in `wsengine-cli`.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![cfg_attr(test, deny(warnings))]
 
@@ -99,8 +105,6 @@ mod prelude {
 
 pub mod config;
 pub mod connection;
-#[cfg(feature = "mio")]
-pub mod driver;
 pub mod error;
 #[cfg(feature = "deflate")]
 pub mod extensions;
@@ -108,8 +112,6 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod time;
-#[cfg(feature = "tokio")]
-pub mod tokio;
 pub mod utf8;
 
 /// Read-only introspection for the fuzz targets in `fuzz/` (built only with
@@ -160,8 +162,3 @@ pub enum Status<T> {
     /// More input is needed.
     Partial,
 }
-
-/// Compiles and runs the README's examples as doc-tests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

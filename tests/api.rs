@@ -1,9 +1,9 @@
 //! Integration tests of the public API: one test binary (`tests/api.rs` plus the modules
 //! in `tests/api/`), which builds faster than one binary per file.
 //!
-//! Every test but those in `driver` drives `Connection`s from bytes in memory with a
-//! fake clock: no sockets, no sleeping. `driver` runs the mio event loop end to end on
-//! 127.0.0.1 with ephemeral ports, bounded in time.
+//! Every test drives `Connection`s from bytes in memory with a fake clock: no sockets,
+//! no sleeping. The hosts (mio/, tokio/, ffi/) test themselves over 127.0.0.1 in their
+//! own crates.
 
 // The tests take a base instant from the real clock once (`support::t0`) and add
 // durations to it; the core itself never reads a clock.
@@ -12,8 +12,7 @@
 // (clippy's allow-unwrap-in-tests covers only the test functions themselves).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "api/support.rs"]
-mod support;
+use wsengine_test_support as support;
 
 #[path = "api/alloc.rs"]
 mod alloc;
@@ -28,8 +27,6 @@ mod closing;
 mod conformance;
 #[path = "api/deflate.rs"]
 mod deflate;
-#[path = "api/driver.rs"]
-mod driver;
 #[path = "api/limits.rs"]
 mod limits;
 #[path = "api/regressions.rs"]
@@ -42,5 +39,3 @@ mod roundtrip;
 mod rules;
 #[path = "api/timers.rs"]
 mod timers;
-#[path = "api/tokio.rs"]
-mod tokio_host;

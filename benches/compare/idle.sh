@@ -28,7 +28,7 @@ if [[ $hard == unlimited || $hard -ge 30000 ]]; then ulimit -n 30000; else ulimi
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); ulimit -n $(ulimit -n); $(date -u +%F)"
 
-(cd "$root" && cargo build --quiet --release --features load --bin wsengine)
+(cd "$root" && cargo build --quiet --release -p wsengine-cli --bin wsengine)
 cargo build --quiet --release --bins
 wsengine="$here/target/wsengine-idle"
 cp "$root/target/release/wsengine" "$wsengine"

@@ -201,9 +201,9 @@ deflate_check() {
 
 run_load_section() {
     step "load generator"
-    echo "building $root/target/release/wsengine with --features load"
-    if ! (cd "$root" && cargo build --release --features load --bin wsengine); then
-        echo "NOTE: the root crate does not build with --features load: skipping the load section."
+    echo "building $root/target/release/wsengine (wsengine-cli)"
+    if ! (cd "$root" && cargo build --release -p wsengine-cli --bin wsengine); then
+        echo "NOTE: the wsengine command (cli/) does not build: skipping the load section."
         return 0
     fi
     # A private copy: another build in the root crate may replace target/release/wsengine

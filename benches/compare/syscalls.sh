@@ -34,7 +34,7 @@ fi
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(strace -V | head -1); $(date -u +%F)"
 
-(cd "$root" && cargo build --quiet --release --features load --bin wsengine)
+(cd "$root" && cargo build --quiet --release -p wsengine-cli --bin wsengine)
 cargo build --quiet --release --bins
 wsengine="$here/target/wsengine-syscalls"
 cp "$root/target/release/wsengine" "$wsengine"

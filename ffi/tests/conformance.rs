@@ -1,5 +1,5 @@
-//! The conformance vectors of `tests/conformance/vectors.rs` (shared with the Rust hosts'
-//! runners in `tests/api/`) against the C ABI: an echo server driven only through the
+//! The conformance vectors of `wsengine_test_support::vectors` (shared with the Rust hosts'
+//! runners in `tests/api/`, `mio/tests/` and `tokio/tests/`) against the C ABI: an echo server driven only through the
 //! `extern "C"` functions, as a C host would drive it (raw pointers, lengths, status
 //! codes), after a handshake through `wsengine_create` and after one done elsewhere
 //! (`wsengine_create_open`), with whole reads and reads of one byte.
@@ -10,17 +10,15 @@
     reason = "tests: a failed expectation is a failed test"
 )]
 
-#[path = "../../tests/conformance/vectors.rs"]
-mod vectors;
-
 use core::ptr::{null, null_mut};
+use wsengine_test_support::vectors;
 
 use wsengine_ffi::*;
 
 use wsengine_event_kind::*;
 use wsengine_status::*;
 
-use self::vectors::{ACCEPT, Observed, REQUEST, Vector, run_all, vectors};
+use wsengine_test_support::vectors::{ACCEPT, Observed, REQUEST, Vector, run_all, vectors};
 
 /// The echo server's configuration: the vectors' limits, the rest default.
 fn config() -> wsengine_config {

@@ -30,8 +30,8 @@ use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use wsengine::handshake::{Header, accept_headers, check_request};
-use wsengine::tokio::{Message, WebSocketStream};
 use wsengine::{Accept, Config, Role};
+use wsengine_tokio::{Message, WebSocketStream};
 
 fn main() -> ExitCode {
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 9002));

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wsengine::tokio::{Message, connect_with};
 use wsengine::{ClientRequest, CloseCode, Config};
+use wsengine_tokio::{Message, connect_with};
 
 /// The example server, killed if the test fails before stopping it.
 struct Server(Child);

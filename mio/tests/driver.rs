@@ -1,8 +1,17 @@
 //! End-to-end tests of the mio driver on 127.0.0.1 with ephemeral ports. Every server
 //! runs in its own thread and is stopped (and joined) by the test that started it;
 //! every blocking socket call has a timeout.
-#![cfg(feature = "mio")]
-#![allow(clippy::disallowed_types, clippy::field_reassign_with_default)]
+//!
+//! One test binary for the crate: the event loop's own tests below, and the conformance
+//! vectors every host runs (`conformance`).
+// Test code: real sockets and clocks; a failed unwrap is a failed test.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    clippy::field_reassign_with_default,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wsengine::driver::{ConnId, Context, Disconnect, DriverConfig, EventLoop, Handle, Handler};
 use wsengine::{ClientRequest, CloseCode, Event, FrameHeader, OpCode, Response, Status};
+use wsengine_mio::{ConnId, Context, Disconnect, DriverConfig, EventLoop, Handle, Handler};
 
 /// What the test server saw, shared with the test thread.
 #[derive(Default)]
@@ -460,4 +469,60 @@ fn data_and_end_of_stream_in_one_wakeup_still_close_the_connection() {
         log.closed,
         vec!["Closed { code: CloseCode(1006), clean: false }".to_owned()]
     );
+}
+
+// ---- the conformance vectors ----
+
+/// The conformance vectors of `wsengine_test_support::vectors` against an echo server
+/// on this event loop, one TCP connection per vector.
+mod conformance {
+    use std::thread::JoinHandle;
+
+    use wsengine::Event;
+    use wsengine_mio::{ConnId, Context, DriverConfig, EventLoop, Handle, Handler};
+
+    use wsengine_test_support::conformance::tcp_exchange;
+    use wsengine_test_support::vectors::{run_all, vectors};
+
+    /// Echoes every text and binary message; Pongs and Close replies are the core's.
+    struct Echo;
+
+    impl Handler for Echo {
+        fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
+            let _ = match event {
+                Event::Text { data, .. } => ctx.send_text(id, data.as_str()),
+                Event::Binary { data, .. } => ctx.send_binary(id, &data),
+                _ => Ok(()),
+            };
+        }
+    }
+
+    /// The running server, stopped and joined on drop (also when a check panics).
+    struct Server {
+        handle: Handle,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.handle.stop();
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    #[test]
+    fn conformance_mio_driver() {
+        let mut config = DriverConfig::default();
+        config.connection = wsengine_test_support::conformance::config();
+        let mut event_loop = EventLoop::new(config, Echo).unwrap();
+        let addr = event_loop.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let server = Server {
+            handle: event_loop.handle(),
+            thread: Some(std::thread::spawn(move || event_loop.run().unwrap())),
+        };
+        run_all("mio driver", &vectors(), |v| tcp_exchange(addr, v));
+        drop(server);
+    }
 }

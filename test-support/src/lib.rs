@@ -1,6 +1,16 @@
-//! Shared helpers: an in-memory client/server `Pair`, a raw frame writer for the error
-//! cases, a decoder for what a connection transmitted, and connections already past the
-//! handshake, driven from raw bytes.
+//! The helpers every test crate of the workspace shares (the core's `tests/`, the hosts'
+//! tests, the C ABI's): an in-memory client/server `Pair`, a raw frame writer for the
+//! error cases, a decoder for what a connection transmitted, connections already past
+//! the handshake, driven from raw bytes, and the conformance vectors every host runs
+//! ([`vectors`], with the TCP client of the network hosts in [`conformance`]).
+// A test reports failure by panicking: these helpers unwrap too. The fake clock starts
+// from a fixed instant; the TCP client reads the real clock for its deadlines.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::disallowed_types
+)]
 
 use std::time::Duration;
 use wsengine::Instant;
@@ -12,47 +22,32 @@ use wsengine::{
 };
 
 /// The client handshake of RFC 6455 §1.2 (the key/accept pair of §1.3).
-pub(crate) const RFC_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
-Host: server.example.com\r\n\
-Upgrade: websocket\r\n\
-Connection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-Origin: http://example.com\r\n\
-Sec-WebSocket-Protocol: chat, superchat\r\n\
-Sec-WebSocket-Version: 13\r\n\
-\r\n";
+pub use vectors::REQUEST as RFC_REQUEST;
+pub use vectors::{BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT};
 
-/// The masking key of the RFC 6455 §5.7 examples.
-pub(crate) const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// Opcodes as the wire writes them.
-pub(crate) const CONT: u8 = 0x0;
-pub(crate) const TEXT: u8 = 0x1;
-pub(crate) const BINARY: u8 = 0x2;
-pub(crate) const CLOSE: u8 = 0x8;
-pub(crate) const PING: u8 = 0x9;
-pub(crate) const PONG: u8 = 0xA;
+pub mod conformance;
+pub mod vectors;
 
 /// The base instant of every test's fake clock: tests add durations to it and never sleep.
-pub(crate) fn t0() -> Instant {
+pub fn t0() -> Instant {
     // Not zero: an instant the code under test subtracts from must not sit at the origin.
     Instant::from_millis(1_000_000)
 }
 
 /// `t0()` plus `ms` milliseconds.
-pub(crate) fn at(ms: u64) -> Instant {
+pub fn at(ms: u64) -> Instant {
     t0() + Duration::from_millis(ms)
 }
 
 /// The default configuration with a fixed RNG seed, so every run masks the same way.
-pub(crate) fn config() -> Config {
+pub fn config() -> Config {
     let mut c = Config::default();
     c.rng_seed = Some([7; 32]);
     c
 }
 
 /// The client request every test uses.
-pub(crate) fn client_request() -> ClientRequest {
+pub fn client_request() -> ClientRequest {
     ClientRequest::new("ws://server.example.com/chat").expect("a valid ws:// URL")
 }
 
@@ -60,13 +55,13 @@ pub(crate) fn client_request() -> ClientRequest {
 
 /// A frame as the wire carries it, with no RSV bit set. `opcode` is the 4-bit value, so
 /// reserved opcodes can be written; a `mask` masks the payload (client to server).
-pub(crate) fn frame(fin: bool, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+pub fn frame(fin: bool, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
     frame_with_rsv(fin, 0, opcode, mask, payload)
 }
 
 /// A frame with the RSV bits `rsv` (as they sit in the first byte: 0x40, 0x20, 0x10).
 /// The length takes the minimal encoding (RFC 6455 §5.2).
-pub(crate) fn frame_with_rsv(
+pub fn frame_with_rsv(
     fin: bool,
     rsv: u8,
     opcode: u8,
@@ -100,31 +95,31 @@ pub(crate) fn frame_with_rsv(
 }
 
 /// A masked frame, as a client sends it.
-pub(crate) fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame(fin, opcode, Some(MASK), payload)
 }
 
 /// An unmasked frame, as a server sends it.
-pub(crate) fn unmasked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub fn unmasked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame(fin, opcode, None, payload)
 }
 
 /// A Close frame body: the code, big-endian, then the reason.
-pub(crate) fn close_body(code: u16, reason: &[u8]) -> Vec<u8> {
+pub fn close_body(code: u16, reason: &[u8]) -> Vec<u8> {
     let mut body = code.to_be_bytes().to_vec();
     body.extend_from_slice(reason);
     body
 }
 
 /// Concatenates byte strings.
-pub(crate) fn cat(parts: &[&[u8]]) -> Vec<u8> {
+pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
 // ---- events ----
 
 /// A whole text message event.
-pub(crate) fn text(s: &str) -> Event {
+pub fn text(s: &str) -> Event {
     Event::Text {
         data: s.into(),
         last: true,
@@ -132,7 +127,7 @@ pub(crate) fn text(s: &str) -> Event {
 }
 
 /// A whole binary message event.
-pub(crate) fn binary(data: &[u8]) -> Event {
+pub fn binary(data: &[u8]) -> Event {
     Event::Binary {
         data: bytes::Bytes::copy_from_slice(data),
         last: true,
@@ -142,15 +137,17 @@ pub(crate) fn binary(data: &[u8]) -> Event {
 /// What feeding bytes to a connection produced: its events, in order, and the error
 /// that ended them, if any.
 #[derive(Debug, Default)]
-pub(crate) struct Outcome {
-    pub(crate) events: Vec<Event>,
-    pub(crate) error: Option<Error>,
+pub struct Outcome {
+    /// Every event polled, in order.
+    pub events: Vec<Event>,
+    /// The error that ended the connection, if any.
+    pub error: Option<Error>,
 }
 
 /// Polls events until `Ok(None)` or an error, into `out`. A server's `Event::Request`
 /// is accepted at once (with no subprotocol) when `auto_accept` is set. Returns whether
 /// anything was polled.
-pub(crate) fn drain_events(conn: &mut Connection, out: &mut Outcome, auto_accept: bool) -> bool {
+pub fn drain_events(conn: &mut Connection, out: &mut Outcome, auto_accept: bool) -> bool {
     if out.error.is_some() {
         return false;
     }
@@ -177,7 +174,7 @@ pub(crate) fn drain_events(conn: &mut Connection, out: &mut Outcome, auto_accept
 /// Feeds `pieces` one after the other, as separate reads, draining events after every
 /// `recv` (and when `recv` takes nothing), until all bytes are in or an error
 /// occurs. Requests are accepted at once.
-pub(crate) fn feed_pieces<'a>(
+pub fn feed_pieces<'a>(
     conn: &mut Connection,
     pieces: impl IntoIterator<Item = &'a [u8]>,
 ) -> Outcome {
@@ -185,7 +182,7 @@ pub(crate) fn feed_pieces<'a>(
 }
 
 /// Like [`feed_pieces`]; a request is accepted only when `auto_accept` is set.
-pub(crate) fn feed_pieces_with<'a>(
+pub fn feed_pieces_with<'a>(
     conn: &mut Connection,
     pieces: impl IntoIterator<Item = &'a [u8]>,
     auto_accept: bool,
@@ -219,22 +216,22 @@ pub(crate) fn feed_pieces_with<'a>(
 }
 
 /// Feeds `bytes` in one read.
-pub(crate) fn feed(conn: &mut Connection, bytes: &[u8]) -> Outcome {
+pub fn feed(conn: &mut Connection, bytes: &[u8]) -> Outcome {
     feed_pieces(conn, [bytes])
 }
 
 /// Feeds `bytes` one byte per read.
-pub(crate) fn feed_bytewise(conn: &mut Connection, bytes: &[u8]) -> Outcome {
+pub fn feed_bytewise(conn: &mut Connection, bytes: &[u8]) -> Outcome {
     feed_pieces(conn, bytes.chunks(1))
 }
 
 /// Feeds `bytes` in reads of `size` bytes (the last may be shorter).
-pub(crate) fn feed_chunked(conn: &mut Connection, bytes: &[u8], size: usize) -> Outcome {
+pub fn feed_chunked(conn: &mut Connection, bytes: &[u8], size: usize) -> Outcome {
     feed_pieces(conn, bytes.chunks(size.max(1)))
 }
 
 /// Feeds `bytes` cut at the positions `cuts` (any order, clamped to the length).
-pub(crate) fn feed_split(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Outcome {
+pub fn feed_split(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Outcome {
     let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(bytes.len())).collect();
     cuts.sort_unstable();
     let mut pieces = Vec::new();
@@ -249,7 +246,7 @@ pub(crate) fn feed_split(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) ->
 // ---- transmitted bytes ----
 
 /// Everything `conn` has to transmit, drained.
-pub(crate) fn take_transmit(conn: &mut Connection) -> Vec<u8> {
+pub fn take_transmit(conn: &mut Connection) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let chunk = conn.poll_transmit();
@@ -264,17 +261,22 @@ pub(crate) fn take_transmit(conn: &mut Connection) -> Vec<u8> {
 
 /// A frame a connection transmitted, unmasked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SentFrame {
-    pub(crate) fin: bool,
-    pub(crate) rsv: u8,
-    pub(crate) opcode: OpCode,
-    pub(crate) mask: Option<[u8; 4]>,
-    pub(crate) payload: Vec<u8>,
+pub struct SentFrame {
+    /// FIN bit.
+    pub fin: bool,
+    /// RSV1-3 as they sit in byte 0 (`0x70`).
+    pub rsv: u8,
+    /// The opcode.
+    pub opcode: OpCode,
+    /// The masking key, if the frame was masked.
+    pub mask: Option<[u8; 4]>,
+    /// The payload, unmasked.
+    pub payload: Vec<u8>,
 }
 
 impl SentFrame {
     /// The status code of a Close frame (`None` for an empty body or another opcode).
-    pub(crate) fn close_code(&self) -> Option<u16> {
+    pub fn close_code(&self) -> Option<u16> {
         match (self.opcode, self.payload.as_slice()) {
             (OpCode::Close, [hi, lo, ..]) => Some(u16::from_be_bytes([*hi, *lo])),
             _ => None,
@@ -283,7 +285,7 @@ impl SentFrame {
 }
 
 /// Decodes a stream of frames; panics on anything that is not exactly whole frames.
-pub(crate) fn decode_frames(mut bytes: &[u8]) -> Vec<SentFrame> {
+pub fn decode_frames(mut bytes: &[u8]) -> Vec<SentFrame> {
     let mut frames = Vec::new();
     while !bytes.is_empty() {
         let (header, len) = match FrameHeader::decode(bytes, 0x70) {
@@ -310,12 +312,12 @@ pub(crate) fn decode_frames(mut bytes: &[u8]) -> Vec<SentFrame> {
 }
 
 /// Drains and decodes the frames `conn` transmitted (it must be past the handshake).
-pub(crate) fn take_frames(conn: &mut Connection) -> Vec<SentFrame> {
+pub fn take_frames(conn: &mut Connection) -> Vec<SentFrame> {
     decode_frames(&take_transmit(conn))
 }
 
 /// Splits an HTTP head (through the blank line) from the bytes after it.
-pub(crate) fn split_head(bytes: &[u8]) -> (String, &[u8]) {
+pub fn split_head(bytes: &[u8]) -> (String, &[u8]) {
     let end = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -333,7 +335,7 @@ pub(crate) fn split_head(bytes: &[u8]) -> (String, &[u8]) {
 }
 
 /// The value of header `name` in an HTTP head (case-insensitive name).
-pub(crate) fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.split("\r\n").skip(1).find_map(|line| {
         let (n, v) = line.split_once(':')?;
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
@@ -344,7 +346,7 @@ pub(crate) fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 /// A server connection that has received the RFC request and accepted it; the 101 has
 /// been drained.
-pub(crate) fn open_server(config: Config) -> Connection {
+pub fn open_server(config: Config) -> Connection {
     let mut server = Connection::server(config, t0());
     let out = feed(&mut server, RFC_REQUEST);
     assert!(out.error.is_none(), "handshake failed: {:?}", out.error);
@@ -365,7 +367,7 @@ pub(crate) fn open_server(config: Config) -> Connection {
 }
 
 /// A valid 101 response to a request head that a client transmitted.
-pub(crate) fn response_to(request_head: &str) -> Vec<u8> {
+pub fn response_to(request_head: &str) -> Vec<u8> {
     let key = head_header(request_head, "Sec-WebSocket-Key").expect("the request has a key");
     format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
@@ -379,7 +381,7 @@ pub(crate) fn response_to(request_head: &str) -> Vec<u8> {
 }
 
 /// A client connection whose request went out and that has accepted a valid 101.
-pub(crate) fn open_client(config: Config) -> Connection {
+pub fn open_client(config: Config) -> Connection {
     let mut client = Connection::client(client_request(), config, t0()).expect("a client");
     let tx = take_transmit(&mut client);
     let (head, rest) = split_head(&tx);
@@ -400,23 +402,27 @@ pub(crate) fn open_client(config: Config) -> Connection {
 
 /// A client and a server `Connection` joined in memory. `drive` moves bytes both ways
 /// until neither has anything to say, collecting each side's events.
-pub(crate) struct Pair {
-    pub(crate) client: Connection,
-    pub(crate) server: Connection,
-    pub(crate) client_out: Outcome,
-    pub(crate) server_out: Outcome,
+pub struct Pair {
+    /// The client side.
+    pub client: Connection,
+    /// The server side.
+    pub server: Connection,
+    /// What the client saw so far.
+    pub client_out: Outcome,
+    /// What the server saw so far.
+    pub server_out: Outcome,
     /// The fake clock: `drive` passes it to `handle_timeout` so that timers started
     /// lazily are armed.
-    pub(crate) now: Instant,
+    pub now: Instant,
     /// Accept the client's request as soon as it is reported.
-    pub(crate) auto_accept: bool,
+    pub auto_accept: bool,
     /// Deliver each side's bytes to the other in reads of at most this many bytes.
-    pub(crate) read_size: usize,
+    pub read_size: usize,
 }
 
 impl Pair {
     /// A fresh pair (nothing exchanged yet).
-    pub(crate) fn new(client_config: Config, server_config: Config) -> Self {
+    pub fn new(client_config: Config, server_config: Config) -> Self {
         let now = t0();
         Self {
             client: Connection::client(client_request(), client_config, now).expect("a client"),
@@ -430,7 +436,7 @@ impl Pair {
     }
 
     /// Moves bytes both ways until quiet; returns whether any byte moved.
-    pub(crate) fn drive(&mut self) -> bool {
+    pub fn drive(&mut self) -> bool {
         let mut moved_any = false;
         for _ in 0..10_000 {
             self.client.handle_timeout(self.now);
@@ -460,7 +466,7 @@ impl Pair {
     }
 
     /// Takes the events collected so far: (client's, server's).
-    pub(crate) fn take_events(&mut self) -> (Vec<Event>, Vec<Event>) {
+    pub fn take_events(&mut self) -> (Vec<Event>, Vec<Event>) {
         (
             std::mem::take(&mut self.client_out.events),
             std::mem::take(&mut self.server_out.events),
@@ -495,12 +501,12 @@ fn transfer(
 }
 
 /// A client and a server past the handshake (events cleared).
-pub(crate) fn open_pair(config: Config) -> Pair {
+pub fn open_pair(config: Config) -> Pair {
     open_pair_with(config.clone(), config)
 }
 
 /// Like [`open_pair`] with a configuration per side.
-pub(crate) fn open_pair_with(client_config: Config, server_config: Config) -> Pair {
+pub fn open_pair_with(client_config: Config, server_config: Config) -> Pair {
     let mut pair = Pair::new(client_config, server_config);
     pair.drive();
     let (client, server) = pair.take_events();

@@ -1,6 +1,6 @@
-//! The `wsengine` command: an echo/broadcast server, a line-based client and the
-//! Autobahn fuzzingserver client, all on the mio driver; with feature `load`, also the
-//! load generator `wsengine load` (src/bin/wsengine/load/).
+//! The `wsengine` command: an echo/broadcast server (on the mio event loop of
+//! `wsengine-mio`, or with `--runtime tokio` on `wsengine-tokio`), a line-based client and
+//! the Autobahn fuzzingserver client, and the load generator `wsengine load` (src/load/).
 
 // The command reads the clock and owns sockets, like the driver.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
-use wsengine::driver::{ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler};
 use wsengine::extensions::deflate::DeflateConfig;
 use wsengine::{Accept, ClientRequest, CloseCode, Event, Request, Response, SendError, Utf8Bytes};
+use wsengine_mio::{ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler};
 
 /// Log levels, filtered by `RUST_LOG` (error, warn, info, debug, trace; default info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,15 +54,10 @@ macro_rules! log {
     };
 }
 
-// `wsengine load` (feature `load`), in src/bin/wsengine/load/: a directory without a
-// main.rs is no bin target of its own.
-#[cfg(feature = "load")]
-#[path = "wsengine/load/mod.rs"]
+// `wsengine load`, the load generator (src/load/).
 mod load;
 
-// `wsengine serve --runtime tokio` (feature `tokio`), in src/bin/wsengine/serve_tokio.rs.
-#[cfg(feature = "tokio")]
-#[path = "wsengine/serve_tokio.rs"]
+// `wsengine serve --runtime tokio` (src/serve_tokio.rs).
 mod serve_tokio;
 
 #[derive(Parser, Debug)]
@@ -96,7 +91,7 @@ enum Command {
         #[arg(long)]
         no_deflate: bool,
         /// The event loop: the mio driver, or the tokio adapter on a current-thread
-        /// runtime (echo mode only; needs a build with feature `tokio`).
+        /// runtime (echo mode only).
         #[arg(long, value_enum, default_value_t = Runtime::Mio)]
         runtime: Runtime,
     },
@@ -131,15 +126,14 @@ enum Command {
     /// Load-test an echo server: keep messages in flight on many connections, check
     /// every echoed byte, report messages/s, MB/s and latency percentiles (or, with
     /// --idle, hold idle connections to measure the server's memory per connection).
-    #[cfg(feature = "load")]
     Load(load::LoadArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Runtime {
-    /// The mio event loop (wsengine::driver).
+    /// The mio event loop (wsengine_mio).
     Mio,
-    /// The tokio adapter (wsengine::tokio), one task per connection.
+    /// The tokio adapter (wsengine_tokio), one task per connection.
     Tokio,
 }
 
@@ -180,7 +174,6 @@ fn main() -> ExitCode {
             agent,
             no_deflate,
         } => autobahn_client(&server, &agent, !no_deflate),
-        #[cfg(feature = "load")]
         Command::Load(args) => load::run(args),
     };
     match result {
@@ -300,7 +293,6 @@ fn serve(
 }
 
 /// `serve --runtime tokio`: the echo server on the tokio adapter.
-#[cfg(feature = "tokio")]
 fn serve_tokio(listen: SocketAddr, mode: Mode, config: DriverConfig) -> io::Result<()> {
     if mode != Mode::Echo {
         return Err(io::Error::other(
@@ -308,14 +300,6 @@ fn serve_tokio(listen: SocketAddr, mode: Mode, config: DriverConfig) -> io::Resu
         ));
     }
     serve_tokio::run(listen, config.connection, config.max_connections)
-}
-
-#[cfg(not(feature = "tokio"))]
-fn serve_tokio(_: SocketAddr, _: Mode, _: DriverConfig) -> io::Result<()> {
-    Err(io::Error::other(
-        "--runtime tokio needs a wsengine built with feature `tokio` \
-         (cargo build --features tokio)",
-    ))
 }
 
 struct ClientHandler {

@@ -1,10 +1,16 @@
-//! The tokio adapter (feature `tokio`): echo over a real 127.0.0.1 socket, futures
+//! The tokio adapter: echo over a real 127.0.0.1 socket, futures
 //! cancelled at random points over a transport that trickles one byte per poll, split
 //! halves in separate tasks, the closing handshake and its timers, and the
 //! already-upgraded path (`check_request` + `accept_headers` + `from_upgraded`).
 //!
 //! Every test runs on its own current-thread runtime under a time limit.
-#![cfg(feature = "tokio")]
+// Test code: a failed unwrap is a failed test; the tests read the real clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::disallowed_types
+)]
 
 use std::future::Future;
 use std::io;
@@ -18,11 +24,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use wsengine::handshake::{Header, accept_headers, check_request};
-use wsengine::tokio::{
-    Error, LINGER, Message, WebSocketStream, accept, accept_with, client, connect, connect_with,
-};
 use wsengine::{
     Accept, ClientRequest, CloseCode, CloseFrame, Config, HandshakeError, Reject, Role, State,
+};
+use wsengine_tokio::{
+    Error, LINGER, Message, WebSocketStream, accept, accept_with, client, connect, connect_with,
 };
 
 /// Runs `test` on a fresh current-thread runtime, failing it after `limit`.
@@ -939,13 +945,13 @@ fn streams_and_futures_can_move_between_threads() {
 
 // ---- the conformance vectors ----
 
-/// Every conformance vector (`tests/conformance/vectors.rs`) against a tokio echo server
+/// Every conformance vector (`wsengine_test_support::vectors`) against a tokio echo server
 /// on 127.0.0.1, one TCP connection per vector, from the blocking client the mio
 /// driver's runner uses (`conformance::tcp_exchange`, on tokio's blocking pool). The
 /// server task is aborted once the client is done.
 #[test]
 fn conformance_vectors_over_tokio() {
-    use crate::conformance::vectors::{run_all, vectors};
+    use wsengine_test_support::vectors::{run_all, vectors};
 
     let all = vectors();
     let to_run = all.clone();
@@ -956,8 +962,10 @@ fn conformance_vectors_over_tokio() {
             while let Ok((socket, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let accepted =
-                        accept_with(socket, crate::conformance::config(), |_| Ok(Accept::new()))
-                            .await;
+                        accept_with(socket, wsengine_test_support::conformance::config(), |_| {
+                            Ok(Accept::new())
+                        })
+                        .await;
                     let Ok(mut ws) = accepted else { return };
                     // Echo until the stream ends; a fatal error is reported (after the
                     // Close frame went out) and the stream ends after it.
@@ -974,7 +982,7 @@ fn conformance_vectors_over_tokio() {
         let client = tokio::task::spawn_blocking(move || {
             to_run
                 .iter()
-                .map(|v| crate::conformance::tcp_exchange(addr, v))
+                .map(|v| wsengine_test_support::conformance::tcp_exchange(addr, v))
                 .collect::<Vec<_>>()
         });
         let observed = client.await.expect("the client thread");

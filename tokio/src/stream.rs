@@ -18,9 +18,9 @@ use futures_core::stream::FusedStream;
 use futures_sink::Sink;
 
 use super::{Error, LINGER, Message, now};
-use crate::frame::CloseFrame;
-use crate::handshake::{Accept, Reject, Request, Response};
-use crate::{
+use wsengine::frame::CloseFrame;
+use wsengine::handshake::{Accept, Reject, Request, Response};
+use wsengine::{
     CloseCode, Config, Connection, Event, HandshakeError, Instant, Role, SendError, State,
 };
 
@@ -34,7 +34,7 @@ const MAX_IOVECS: usize = 64;
 /// Size of the per-thread buffer that socket reads land in before the core takes them:
 /// the default receive buffer plus a frame header, so a message of exactly
 /// `recv_buffer_size` arrives in one read.
-const SCRATCH_LEN: usize = (64 << 10) + crate::frame::MAX_HEADER_LEN;
+const SCRATCH_LEN: usize = (64 << 10) + wsengine::frame::MAX_HEADER_LEN;
 
 thread_local! {
     /// One read buffer per thread, not per connection: an idle connection holds none.
@@ -328,26 +328,30 @@ fn next_item(
     core: &mut Connection,
     closed: &mut Option<(CloseCode, bool)>,
 ) -> Option<Result<Item, Option<Error>>> {
-    let event = match core.poll_event() {
-        Ok(Some(event)) => event,
-        Ok(None) => return None,
-        Err(e) => return Some(Err(Some(Error::Connection(e)))),
-    };
-    let message = match event {
-        // Whole-message delivery (the adapter sets it): `last` is always true.
-        Event::Text { data, .. } => Message::Text(data),
-        Event::Binary { data, .. } => Message::Binary(data),
-        Event::Ping(payload) => Message::Ping(payload),
-        Event::Pong(payload) => Message::Pong(payload),
-        Event::Close(frame) => Message::Close(frame),
-        Event::Request(request) => return Some(Ok(Item::Request(*request))),
-        Event::Accepted(response) => return Some(Ok(Item::Accepted(*response))),
-        Event::Closed { code, clean } => {
-            *closed = Some((code, clean));
-            return Some(Err(None));
-        }
-    };
-    Some(Ok(Item::Message(message)))
+    loop {
+        let event = match core.poll_event() {
+            Ok(Some(event)) => event,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(Some(Error::Connection(e)))),
+        };
+        let message = match event {
+            // Whole-message delivery (the adapter sets it): `last` is always true.
+            Event::Text { data, .. } => Message::Text(data),
+            Event::Binary { data, .. } => Message::Binary(data),
+            Event::Ping(payload) => Message::Ping(payload),
+            Event::Pong(payload) => Message::Pong(payload),
+            Event::Close(frame) => Message::Close(frame),
+            Event::Request(request) => return Some(Ok(Item::Request(*request))),
+            Event::Accepted(response) => return Some(Ok(Item::Accepted(*response))),
+            Event::Closed { code, clean } => {
+                *closed = Some((code, clean));
+                return Some(Err(None));
+            }
+            // An event a later core adds: nothing this adapter delivers.
+            _ => continue,
+        };
+        return Some(Ok(Item::Message(message)));
+    }
 }
 
 /// The reader's lifecycle.
@@ -457,8 +461,8 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     }
 
     /// Wraps a connection whose opening handshake an HTTP server has already done (it
-    /// checked the request with [`check_request`](crate::handshake::check_request) and
-    /// answered with [`accept_headers`](crate::handshake::accept_headers), say): the
+    /// checked the request with [`check_request`](wsengine::handshake::check_request) and
+    /// answered with [`accept_headers`](wsengine::handshake::accept_headers), say): the
     /// core starts open ([`Connection::after_handshake`]). `role` is
     /// [`Role::Server`] for an upgraded server connection. Errors only for a client
     /// without entropy for its masking keys.
@@ -524,7 +528,7 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
                     let error =
                         error
                             .or_else(|| handshake.error.take())
-                            .unwrap_or(Error::Connection(crate::Error::Handshake(
+                            .unwrap_or(Error::Connection(wsengine::Error::Handshake(
                                 HandshakeError::UnexpectedEof,
                             )));
                     return Poll::Ready(Err(error));
@@ -601,7 +605,7 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
     }
 
     /// How the connection ended, once it has (the core's
-    /// [`Event::Closed`](crate::Event::Closed)): the close code and whether the closing
+    /// [`Event::Closed`](wsengine::Event::Closed)): the close code and whether the closing
     /// handshake completed. A clean close gives the peer's code (1005 if it sent none);
     /// a transport that ended without a Close frame, or a close timeout, gives 1006 and
     /// `false`; a peer that sent its Close but stopped reading before ours (and what was

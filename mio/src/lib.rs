@@ -41,19 +41,19 @@
 
 mod slab;
 
-use crate::time::{Duration, Instant};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
+use wsengine::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use bytes::Bytes;
 
-use crate::{
+use wsengine::{
     Accept, ClientRequest, CloseCode, Config, Connection, Error, Event, Reject, Request, Response,
     SendError, State, Utf8Bytes,
 };
@@ -458,7 +458,7 @@ impl<H: Handler> EventLoop<H> {
                     config
                         .connection
                         .recv_limit()
-                        .saturating_add(crate::frame::MAX_HEADER_LEN)
+                        .saturating_add(wsengine::frame::MAX_HEADER_LEN)
                 )
             ],
             conns: Conns {
@@ -1004,7 +1004,7 @@ impl<H: Handler> EventLoop<H> {
             return;
         }
         let lingers =
-            c.core.role() == crate::Role::Server && c.stream.shutdown(Shutdown::Write).is_ok();
+            c.core.role() == wsengine::Role::Server && c.stream.shutdown(Shutdown::Write).is_ok();
         c.linger_until = Some(Instant::now() + self.conns.config.linger);
         c.readable = true;
         let (handler, mut ctx) = self.parts();
@@ -1048,3 +1048,9 @@ impl<H> std::fmt::Debug for EventLoop<H> {
             .finish_non_exhaustive()
     }
 }
+
+/// Compiles and runs the README's Rust examples as doc-tests (here, where both the core
+/// and this event loop are in scope).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -4,8 +4,8 @@
 //! [`Sink`](futures_sink::Sink)`<Message>`, the shape tokio-tungstenite users know.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), wsengine::tokio::Error> {
-//! use wsengine::tokio::{Message, accept};
+//! # async fn run() -> Result<(), wsengine_tokio::Error> {
+//! use wsengine_tokio::{Message, accept};
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
 //! let (socket, _) = listener.accept().await?;
@@ -31,8 +31,8 @@
 //!   adapter does not provide: [`Error::TlsUnsupported`]), or [`client`] over a stream
 //!   you opened yourself (a TLS stream, say).
 //! - After an HTTP server has done the upgrade itself (hyper, axum, ...): check the
-//!   request with [`check_request`](crate::handshake::check_request), answer with the
-//!   headers of [`accept_headers`](crate::handshake::accept_headers), then wrap the
+//!   request with [`check_request`](wsengine::handshake::check_request), answer with the
+//!   headers of [`accept_headers`](wsengine::handshake::accept_headers), then wrap the
 //!   upgraded connection with [`WebSocketStream::from_upgraded`], which starts the core
 //!   with [`Connection::after_handshake`] (see `examples/hyper_upgrade/`).
 //!
@@ -113,11 +113,11 @@ use std::io;
 
 use bytes::Bytes;
 
-use crate::config::Delivery;
-use crate::error::SendError;
-use crate::frame::CloseFrame;
-use crate::handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
-use crate::{Config, Connection, Utf8Bytes};
+use wsengine::config::Delivery;
+use wsengine::error::SendError;
+use wsengine::frame::CloseFrame;
+use wsengine::handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
+use wsengine::{Config, Connection, Utf8Bytes};
 
 pub use stream::{WebSocketReader, WebSocketStream, WebSocketWriter};
 
@@ -228,10 +228,10 @@ pub enum Error {
     /// The transport failed (reported by both halves from then on).
     Io(io::Error),
     /// The connection failed: the peer broke RFC 6455, the opening handshake failed
-    /// (including a client's refused upgrade, [`HandshakeError::Rejected`](crate::HandshakeError)),
+    /// (including a client's refused upgrade, [`HandshakeError::Rejected`](wsengine::HandshakeError)),
     /// or a timer expired. The Close frame or HTTP error the core queued was written
     /// before this is reported.
-    Connection(crate::Error),
+    Connection(wsengine::Error),
     /// A send was refused ([`SendError`]): after the closing handshake started, a
     /// control payload over 125 bytes, a Close code that may not be sent, ...
     Send(SendError),
@@ -276,8 +276,8 @@ impl From<io::Error> for Error {
     }
 }
 
-impl From<crate::Error> for Error {
-    fn from(e: crate::Error) -> Self {
+impl From<wsengine::Error> for Error {
+    fn from(e: wsengine::Error) -> Self {
         Self::Connection(e)
     }
 }
@@ -296,7 +296,7 @@ impl From<RequestError> for Error {
 
 /// The host's clock, as the core wants it (`tokio::time` so that a paused test clock
 /// is honoured).
-fn now() -> crate::Instant {
+fn now() -> wsengine::Instant {
     ::tokio::time::Instant::now().into_std().into()
 }
 
@@ -318,7 +318,7 @@ where
 /// Server: reads the opening request on `stream` and lets `hook` answer it: `Ok` with an
 /// [`Accept`] (a subprotocol, extra headers) or `Err` with a [`Reject`] (the status,
 /// headers and body to send). A refusal, or an [`Accept`] that
-/// [`write_accept`](crate::handshake::write_accept) refuses (answered with 500), ends in
+/// [`write_accept`](wsengine::handshake::write_accept) refuses (answered with 500), ends in
 /// [`Error::Rejected`] / [`Error::Send`] once the response is written. A malformed
 /// request is answered with the matching HTTP error and ends in
 /// [`Error::Connection`]. The handshake timeout of `config` applies.
@@ -369,7 +369,7 @@ pub async fn connect_with(
 /// Client: runs the opening handshake of `request` over a stream you opened (plain TCP,
 /// TLS, a Unix socket, ...), and returns the stream and the server's `101` response.
 /// A refusal (any other status) is [`Error::Connection`] with
-/// [`HandshakeError::Rejected`](crate::HandshakeError). The handshake timeout of `config`
+/// [`HandshakeError::Rejected`](wsengine::HandshakeError). The handshake timeout of `config`
 /// applies.
 pub async fn client<S>(
     stream: S,
@@ -388,8 +388,8 @@ where
     match response {
         Some(response) => Ok((ws, response)),
         // A client's handshake completes with the server's response.
-        None => Err(Error::Connection(crate::Error::Handshake(
-            crate::HandshakeError::UnexpectedEof,
+        None => Err(Error::Connection(wsengine::Error::Handshake(
+            wsengine::HandshakeError::UnexpectedEof,
         ))),
     }
 }

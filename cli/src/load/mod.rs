@@ -1,7 +1,7 @@
-//! `wsengine load` (feature `load`): a load generator for WebSocket echo servers.
+//! `wsengine load`: a load generator for WebSocket echo servers.
 //!
 //! One thread and one mio poll drive the core [`Connection`]s directly rather than
-//! through `wsengine::driver`, so the generator does less work per message than the
+//! through `wsengine_mio`, so the generator does less work per message than the
 //! server it measures:
 //!
 //! - one pass per readiness event: read, verify every echo, queue the next message and

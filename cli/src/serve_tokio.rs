@@ -1,5 +1,5 @@
-//! `wsengine serve --runtime tokio` (feature `tokio`): the echo server on the tokio
-//! adapter (`wsengine::tokio`), one task per connection on a current-thread runtime.
+//! `wsengine serve --runtime tokio`: the echo server on the tokio
+//! adapter (`wsengine_tokio`), one task per connection on a current-thread runtime.
 //! It behaves as the mio server's echo mode: every text and binary message goes back
 //! unchanged, Pong and Close replies come from the core, connections past
 //! `--max-connections` are answered 503 (after their request is read).
@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use wsengine::tokio::{Message, accept_with};
 use wsengine::{Accept, Config, Reject};
+use wsengine_tokio::{Message, accept_with};
 
 use super::{Level, max_level};
 

@@ -2,8 +2,9 @@
 //! echo server must send back, run against every host of the core (the core itself,
 //! the mio driver, the tokio adapter and the C ABI).
 //!
-//! Plain Rust with no dependency at all (not even on wsengine), so that both test crates
-//! include it by path: `tests/api/conformance.rs` (`#[path]` module of `tests/api.rs`) and
+//! Plain Rust with no dependency at all (not even on wsengine): what the vectors expect is
+//! written down independently of the code under test. Run by `tests/api/conformance.rs`
+//! (the core), `mio/tests/driver.rs`, `tokio/tests/tokio.rs` and
 //! `ffi/tests/conformance.rs`. It holds:
 //!
 //! - [`vectors`]: the vectors, built with a small frame builder ([`Frames`]) so that each
@@ -17,20 +18,19 @@
 //! message delivery, automatic Pongs), answers the opening handshake [`REQUEST`] with a
 //! 101, writes the vector's input, and records what the server sends after the 101 and
 //! whether it then closes the transport.
-#![allow(dead_code, reason = "each test crate uses a part")]
 
 use std::fmt::Write as _;
 
 /// Largest frame payload the echo servers accept (a larger one fails with 1009).
-pub(crate) const MAX_FRAME_SIZE: u64 = 128 << 10;
+pub const MAX_FRAME_SIZE: u64 = 128 << 10;
 /// Largest message the echo servers accept, summed over its fragments (1009 beyond).
-pub(crate) const MAX_MESSAGE_SIZE: u64 = 128 << 10;
+pub const MAX_MESSAGE_SIZE: u64 = 128 << 10;
 /// Most frames in one message the echo servers accept (1008 beyond).
-pub(crate) const MAX_FRAGMENTS: u32 = 64;
+pub const MAX_FRAGMENTS: u32 = 64;
 
 /// The client's opening handshake: RFC 6455 §1.2's, whose key §1.3 answers with
 /// [`ACCEPT`]. The servers accept it without a subprotocol.
-pub(crate) const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
+pub const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
 Host: server.example.com\r\n\
 Upgrade: websocket\r\n\
 Connection: Upgrade\r\n\
@@ -41,100 +41,100 @@ Sec-WebSocket-Version: 13\r\n\
 \r\n";
 
 /// The `Sec-WebSocket-Accept` of [`REQUEST`] (RFC 6455 §1.3).
-pub(crate) const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 /// The masking key of the RFC 6455 §5.7 examples; every vector masks with it.
-pub(crate) const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// Opcodes as the wire writes them (RFC 6455 §5.2).
-pub(crate) const CONT: u8 = 0x0;
+pub const CONT: u8 = 0x0;
 /// Text frame.
-pub(crate) const TEXT: u8 = 0x1;
+pub const TEXT: u8 = 0x1;
 /// Binary frame.
-pub(crate) const BINARY: u8 = 0x2;
+pub const BINARY: u8 = 0x2;
 /// Close frame.
-pub(crate) const CLOSE: u8 = 0x8;
+pub const CLOSE: u8 = 0x8;
 /// Ping frame.
-pub(crate) const PING: u8 = 0x9;
+pub const PING: u8 = 0x9;
 /// Pong frame.
-pub(crate) const PONG: u8 = 0xA;
+pub const PONG: u8 = 0xA;
 
 // ---- the frame builder ----
 
 /// Bytes a client sends, built frame by frame. Frames are masked with [`MASK`] unless
 /// built with [`unmasked`](Self::unmasked); lengths take the minimal encoding.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Frames(Vec<u8>);
+pub struct Frames(Vec<u8>);
 
 impl Frames {
     /// Nothing yet.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::default()
     }
 
     /// A masked frame with the RSV bits `rsv` (as they sit in the first byte: 0x40,
     /// 0x20, 0x10) and any 4-bit `opcode`, reserved ones included.
-    pub(crate) fn frame_rsv(mut self, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Self {
+    pub fn frame_rsv(mut self, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Self {
         encode(&mut self.0, fin, rsv, opcode, Some(MASK), payload);
         self
     }
 
     /// A masked frame.
-    pub(crate) fn frame(self, fin: bool, opcode: u8, payload: &[u8]) -> Self {
+    pub fn frame(self, fin: bool, opcode: u8, payload: &[u8]) -> Self {
         self.frame_rsv(fin, 0, opcode, payload)
     }
 
     /// An unmasked frame (which a server must refuse).
-    pub(crate) fn unmasked(mut self, fin: bool, opcode: u8, payload: &[u8]) -> Self {
+    pub fn unmasked(mut self, fin: bool, opcode: u8, payload: &[u8]) -> Self {
         encode(&mut self.0, fin, 0, opcode, None, payload);
         self
     }
 
     /// A whole text message in one frame.
-    pub(crate) fn text(self, text: &str) -> Self {
+    pub fn text(self, text: &str) -> Self {
         self.frame(true, TEXT, text.as_bytes())
     }
 
     /// A text frame of raw bytes (for invalid UTF-8).
-    pub(crate) fn text_bytes(self, fin: bool, bytes: &[u8]) -> Self {
+    pub fn text_bytes(self, fin: bool, bytes: &[u8]) -> Self {
         self.frame(fin, TEXT, bytes)
     }
 
     /// A whole binary message in one frame.
-    pub(crate) fn binary(self, data: &[u8]) -> Self {
+    pub fn binary(self, data: &[u8]) -> Self {
         self.frame(true, BINARY, data)
     }
 
     /// A continuation frame.
-    pub(crate) fn cont(self, fin: bool, payload: &[u8]) -> Self {
+    pub fn cont(self, fin: bool, payload: &[u8]) -> Self {
         self.frame(fin, CONT, payload)
     }
 
     /// A Ping.
-    pub(crate) fn ping(self, payload: &[u8]) -> Self {
+    pub fn ping(self, payload: &[u8]) -> Self {
         self.frame(true, PING, payload)
     }
 
     /// A Pong.
-    pub(crate) fn pong(self, payload: &[u8]) -> Self {
+    pub fn pong(self, payload: &[u8]) -> Self {
         self.frame(true, PONG, payload)
     }
 
     /// A Close frame with a status code and a reason.
-    pub(crate) fn close(self, code: u16, reason: &[u8]) -> Self {
+    pub fn close(self, code: u16, reason: &[u8]) -> Self {
         let mut body = code.to_be_bytes().to_vec();
         body.extend_from_slice(reason);
         self.frame(true, CLOSE, &body)
     }
 
     /// Bytes as they are (headers written by hand).
-    pub(crate) fn raw(mut self, bytes: &[u8]) -> Self {
+    pub fn raw(mut self, bytes: &[u8]) -> Self {
         self.0.extend_from_slice(bytes);
         self
     }
 
     /// The bytes.
-    pub(crate) fn into_bytes(self) -> Vec<u8> {
+    pub fn into_bytes(self) -> Vec<u8> {
         self.0
     }
 }
@@ -176,7 +176,7 @@ fn encode(
 /// One thing the server sends, as the checker sees it: data messages reassembled from
 /// their frames, control frames one by one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// A text message (its bytes, as they came).
     Text(Vec<u8>),
     /// A binary message.
@@ -194,19 +194,19 @@ pub(crate) enum Reply {
 
 /// One conformance vector.
 #[derive(Debug, Clone)]
-pub(crate) struct Vector {
+pub struct Vector {
     /// A unique name: `section/what`.
-    pub(crate) name: String,
+    pub name: String,
     /// What the client sends after the opening handshake (masked frames).
-    pub(crate) input: Vec<u8>,
+    pub input: Vec<u8>,
     /// What the server sends back, in order.
-    pub(crate) replies: Vec<Reply>,
+    pub replies: Vec<Reply>,
     /// Whether the server then closes the transport (for `false`: it keeps it open
     /// with nothing more to send).
-    pub(crate) closes: bool,
+    pub closes: bool,
     /// When set, the server's bytes must start with exactly these (the RFC 6455 §5.7
     /// example frames, which the server's echo must reproduce byte for byte).
-    pub(crate) wire_prefix: Option<Vec<u8>>,
+    pub wire_prefix: Option<Vec<u8>>,
 }
 
 impl Vector {
@@ -227,22 +227,22 @@ impl Vector {
 }
 
 /// A text message reply.
-pub(crate) fn text(s: &str) -> Reply {
+pub fn text(s: &str) -> Reply {
     Reply::Text(s.as_bytes().to_vec())
 }
 
 /// A binary message reply.
-pub(crate) fn binary(data: &[u8]) -> Reply {
+pub fn binary(data: &[u8]) -> Reply {
     Reply::Binary(data.to_vec())
 }
 
 /// A Pong reply.
-pub(crate) fn pong(payload: &[u8]) -> Reply {
+pub fn pong(payload: &[u8]) -> Reply {
     Reply::Pong(payload.to_vec())
 }
 
 /// A Close reply with a status code.
-pub(crate) fn close(code: u16) -> Reply {
+pub fn close(code: u16) -> Reply {
     Reply::Close(Some(code))
 }
 
@@ -259,27 +259,27 @@ fn rejected(name: &str, input: Frames, code: u16) -> Vector {
 }
 
 /// A payload of `len` bytes that differs from its neighbours of other lengths.
-pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i % 251).to_le_bytes()[0].wrapping_mul(7) ^ seed)
         .collect()
 }
 
 /// RFC 6455 §5.7, "A single-frame masked text message" (client to server).
-pub(crate) const RFC_MASKED_HELLO: &[u8] = &[
+pub const RFC_MASKED_HELLO: &[u8] = &[
     0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
 ];
 /// "A single-frame unmasked text message": the server's echo of it.
-pub(crate) const RFC_UNMASKED_HELLO: &[u8] = &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+pub const RFC_UNMASKED_HELLO: &[u8] = &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
 /// "Masked Ping response" (a Pong from a client).
-pub(crate) const RFC_MASKED_PONG: &[u8] = &[
+pub const RFC_MASKED_PONG: &[u8] = &[
     0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
 ];
 /// The unmasked Pong a server answers a "Hello" Ping with.
-pub(crate) const RFC_UNMASKED_PONG: &[u8] = &[0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+pub const RFC_UNMASKED_PONG: &[u8] = &[0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
 
 /// Every vector.
-pub(crate) fn vectors() -> Vec<Vector> {
+pub fn vectors() -> Vec<Vector> {
     let mut v = Vec::new();
     rfc_examples(&mut v);
     fragmentation(&mut v);
@@ -717,18 +717,18 @@ fn round_trips(v: &mut Vec<Vector>) {
 
 /// What a server sent, decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Decoded {
+pub struct Decoded {
     /// The replies, in order; a [`Reply::Malformed`] ends them.
-    pub(crate) replies: Vec<Reply>,
+    pub replies: Vec<Reply>,
     /// Bytes at the end that do not make a whole frame (or message) yet.
-    pub(crate) partial: usize,
+    pub partial: usize,
 }
 
 /// Decodes a server's frames: they must be unmasked, with no RSV bit, a known opcode,
 /// the minimal length encoding, and whole control frames of at most 125 bytes. Data
 /// frames are joined into messages. A frame that breaks a rule becomes a
 /// [`Reply::Malformed`] and decoding stops there.
-pub(crate) fn decode(bytes: &[u8]) -> Decoded {
+pub fn decode(bytes: &[u8]) -> Decoded {
     let mut out = Decoded::default();
     let mut at = 0;
     // The data message being assembled: (opcode, payload, where its first frame began).
@@ -864,20 +864,20 @@ fn decode_frame(bytes: &[u8]) -> Result<Option<RawFrame<'_>>, String> {
 
 /// What a host's server did with one vector.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Observed {
+pub struct Observed {
     /// Everything it sent after the 101 response.
-    pub(crate) bytes: Vec<u8>,
+    pub bytes: Vec<u8>,
     /// Whether it closed the transport.
-    pub(crate) closed: bool,
+    pub closed: bool,
     /// Anything the runner noticed on the way (a write error, a timeout), shown with a
     /// failure.
-    pub(crate) note: String,
+    pub note: String,
     /// The runner could not run the vector (the handshake failed, say): a failure.
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// Compares what a server did with what the vector expects; `Err` holds a readable diff.
-pub(crate) fn check(vector: &Vector, observed: &Observed) -> Result<(), String> {
+pub fn check(vector: &Vector, observed: &Observed) -> Result<(), String> {
     let decoded = decode(&observed.bytes);
     let mut problems = Vec::new();
     if let Some(error) = &observed.error {
@@ -941,7 +941,7 @@ pub(crate) fn check(vector: &Vector, observed: &Observed) -> Result<(), String> 
 
 /// Runs every vector through `run` (one host), checks each, prints a summary line, and
 /// panics with the diff of every failing vector.
-pub(crate) fn run_all(host: &str, vectors: &[Vector], mut run: impl FnMut(&Vector) -> Observed) {
+pub fn run_all(host: &str, vectors: &[Vector], mut run: impl FnMut(&Vector) -> Observed) {
     let failures: Vec<String> = vectors
         .iter()
         .filter_map(|vector| check(vector, &run(vector)).err())
@@ -962,7 +962,7 @@ pub(crate) fn run_all(host: &str, vectors: &[Vector], mut run: impl FnMut(&Vecto
 
 /// How many replies [`decode`] finds in `bytes` (for runners that read until the
 /// expected replies are in).
-pub(crate) fn reply_count(bytes: &[u8]) -> usize {
+pub fn reply_count(bytes: &[u8]) -> usize {
     decode(bytes).replies.len()
 }
 

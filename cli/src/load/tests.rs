@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use wsengine::driver::{ConnId, Context, DriverConfig, EventLoop, Handle, Handler};
+use wsengine_mio::{ConnId, Context, DriverConfig, EventLoop, Handle, Handler};
 
 use super::report::{bytes, count, json_str, parse_stat_cpu, parse_vmrss};
 use super::*;

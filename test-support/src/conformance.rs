@@ -1,0 +1,104 @@
+//! What every host's conformance runner shares: the echo server's configuration and,
+//! for the network hosts (the mio event loop, the tokio adapter), the client that runs
+//! one vector over a fresh TCP connection on 127.0.0.1.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use wsengine::Config;
+
+use crate::vectors::{self, ACCEPT, Observed, REQUEST, Vector, reply_count};
+
+/// The configuration of every host's echo server: the vectors' limits, the rest default.
+#[allow(
+    clippy::field_reassign_with_default,
+    reason = "Config is non-exhaustive"
+)]
+pub fn config() -> Config {
+    let mut c = Config::default();
+    c.max_frame_size = vectors::MAX_FRAME_SIZE;
+    c.max_message_size = vectors::MAX_MESSAGE_SIZE;
+    c.max_fragments = vectors::MAX_FRAGMENTS;
+    c
+}
+
+/// Longest a vector may take on a network host.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+/// For a vector whose server keeps the connection open: how long to wait, once the
+/// expected replies are in, for anything more (there must be nothing).
+pub const QUIET: Duration = Duration::from_millis(200);
+
+/// Runs one vector against the echo server at `addr` over a fresh TCP connection:
+/// the opening handshake, the input, then reads until the server closes (EOF), the
+/// expected replies of a connection that stays open are in and [`QUIET`] passed, or
+/// [`DEADLINE`]. The socket is closed on return.
+pub fn tcp_exchange(addr: SocketAddr, vector: &Vector) -> Observed {
+    let mut observed = Observed::default();
+    if let Err(e) = exchange(addr, vector, &mut observed) {
+        observed.error = Some(e);
+    }
+    observed
+}
+
+fn exchange(addr: SocketAddr, vector: &Vector, observed: &mut Observed) -> Result<(), String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut s = TcpStream::connect_timeout(&addr, DEADLINE).map_err(|e| format!("connect: {e}"))?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
+    s.write_all(REQUEST)
+        .map_err(|e| format!("writing the request: {e}"))?;
+    // The head, one byte at a time so that no frame byte is taken with it.
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => return Err(format!("reading the 101: {other:?} after {head:?}")),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    if !head.starts_with("HTTP/1.1 101 ") || !head.contains(ACCEPT) {
+        return Err(format!("unexpected response {head:?}"));
+    }
+    // A server that fails early still reads (and discards) until our EOF, so the whole
+    // input goes through; a write error is only noted.
+    if let Err(e) = s.write_all(&vector.input) {
+        observed.note.push_str(&format!("writing the input: {e}; "));
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let waiting_for_quiet =
+            !vector.closes && reply_count(&observed.bytes) >= vector.replies.len();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if waiting_for_quiet { QUIET } else { left };
+        if wait.is_zero() {
+            observed.note.push_str("deadline passed; ");
+            return Ok(());
+        }
+        s.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
+        match s.read(&mut buf) {
+            Ok(0) => {
+                observed.closed = true;
+                return Ok(());
+            }
+            Ok(n) => observed.bytes.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if !waiting_for_quiet {
+                    observed.note.push_str("deadline passed; ");
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                // A reset ends the connection too, but may have destroyed what was sent.
+                observed.note.push_str(&format!("read: {e}; "));
+                observed.closed = true;
+                return Ok(());
+            }
+        }
+    }
+}
