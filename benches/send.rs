@@ -4,9 +4,9 @@
 //! runs against the peers in `benches/compare/`.
 //!
 //! Ids: `<kind>/<size>` use `send_text`/`send_binary` (borrowed payload) and
-//! `poll_transmit`; `<kind>_owned/<size>` use `send_text_bytes`/`send_binary_bytes`
+//! `poll_transmit`; `<kind>_owned/<size>` use `send(Message::Text | Message::Binary)`
 //! (owned payload: a server sends large ones without copying) and one vectored write of
-//! `poll_transmit_segments`.
+//! `poll_transmit_vectored`.
 
 // A bench reports a broken setup by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

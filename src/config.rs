@@ -91,9 +91,12 @@ pub struct Config {
     pub close_timeout: Option<Duration>,
     /// Ping an idle peer (default off).
     pub keepalive: Option<Keepalive>,
-    /// Seed for the RNG behind client masking keys and `Sec-WebSocket-Key`. `None`
-    /// (the default) seeds from the operating system. Fix it only in tests: RFC 6455
-    /// §10.3 requires keys an attacker cannot predict.
+    /// Seed for the RNG (ChaCha12) behind a client's masking keys and
+    /// `Sec-WebSocket-Key`. `None` (the default) seeds from the operating system (feature
+    /// `std`; without it a client connection needs a seed). RFC 6455 §10.3 requires keys
+    /// an attacker cannot predict: fill it with [`seed_from`](Self::seed_from) for each
+    /// client connection (two connections with one seed mask alike), or fix it in tests.
+    /// Servers never mask and ignore it.
     pub rng_seed: Option<[u8; 32]>,
     /// permessage-deflate (RFC 7692): `Some` offers it (client) or accepts an offer
     /// (server) with this policy. Default `None`: compression costs CPU and, with context
@@ -129,6 +132,22 @@ impl Config {
     /// The smallest receive buffer: room for a full control frame (14 + 125 bytes) so a
     /// control frame can always be parsed whole.
     pub const MIN_RECV_BUFFER: usize = 256;
+
+    /// Fills [`rng_seed`](Self::rng_seed) from the embedder's cryptographically secure
+    /// generator (any `rand_core` `TryCryptoRng`: a hardware RNG on a `no_std` target,
+    /// `rand::rngs::SysRng`, ...), for the next client connection made with this
+    /// configuration. A generator that fails is [`RequestError::Entropy`](crate::RequestError),
+    /// and the seed is left as it was.
+    pub fn seed_from<R: rand::TryCryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+    ) -> Result<(), crate::RequestError> {
+        let mut seed = [0u8; 32];
+        rng.try_fill_bytes(&mut seed)
+            .map_err(|_| crate::RequestError::Entropy)?;
+        self.rng_seed = Some(seed);
+        Ok(())
+    }
 
     /// The receive buffer's size in bytes: [`recv_buffer_size`](Self::recv_buffer_size),
     /// at least [`MIN_RECV_BUFFER`](Self::MIN_RECV_BUFFER). A host whose read buffer holds

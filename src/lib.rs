@@ -111,6 +111,7 @@ pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod message;
 pub mod time;
 pub mod utf8;
 
@@ -147,10 +148,13 @@ pub mod fuzzing {
 }
 
 pub use config::{Config, Delivery, Keepalive};
-pub use connection::{Connection, Event, MessageKind, Role, State, Utf8Bytes};
+pub use connection::{
+    Connection, Event, MAX_TRANSMIT_SEGMENTS, MessageKind, Negotiated, Role, State, Utf8Bytes,
+};
 pub use error::{Error, HandshakeError, ProtocolError, SendError, Timeout};
 pub use frame::{CloseCode, CloseFrame, FrameHeader, OpCode};
 pub use handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
+pub use message::Message;
 pub use time::{Duration, Instant};
 
 /// The result of parsing from a buffer that may hold only part of the input: `Partial`

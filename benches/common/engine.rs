@@ -7,7 +7,7 @@ use wsengine::Instant;
 
 use bytes::Bytes;
 use wsengine::handshake::{parse_request, write_accept};
-use wsengine::{Accept, ClientRequest, Config, Connection, Event, Status, Utf8Bytes};
+use wsengine::{Accept, ClientRequest, Config, Connection, Event, Message, Status, Utf8Bytes};
 
 use super::workload::{Kind, READ_CHUNK, RecvInput, SendInput, Side, Sink};
 
@@ -69,15 +69,22 @@ pub fn write_transmit(conn: &mut Connection, sink: &mut Sink) -> usize {
     }
 }
 
-/// Writes everything the connection has to transmit into `sink` as one vectored write
-/// (`poll_transmit_segments`). Returns the number of bytes.
+/// Writes everything the connection has to transmit into `sink` with vectored writes
+/// (`poll_transmit_vectored`), as a host's `write_vectored` would. Returns the number of
+/// bytes. A few slices per write are enough for one message (header, owned payload,
+/// what follows) and keep the per-write setup small.
 pub fn write_transmit_vectored(conn: &mut Connection, sink: &mut Sink) -> usize {
-    let n: usize = conn
-        .poll_transmit_segments()
-        .map(|seg| sink.write(seg))
-        .sum();
-    conn.advance_transmit(n);
-    n
+    let mut total = 0;
+    loop {
+        let mut iovecs = [std::io::IoSlice::new(&[]); 4];
+        let filled = conn.poll_transmit_vectored(&mut iovecs);
+        let n: usize = iovecs[..filled].iter().map(|seg| sink.write(seg)).sum();
+        if n == 0 {
+            return total;
+        }
+        total += n;
+        conn.advance_transmit(n);
+    }
 }
 
 /// A server connection that received `CHROME_REQUEST`, accepted it and sent its 101.
@@ -199,9 +206,9 @@ pub fn send_all(conn: &mut Connection, input: &SendInput, sink: &mut Sink) -> us
 /// a reference count, as for the peers' `Bytes`-based messages.
 #[derive(Debug, Clone)]
 pub enum OwnedPayload {
-    /// For `send_text_bytes`.
+    /// For `send(Message::Text)`.
     Text(Utf8Bytes),
-    /// For `send_binary_bytes`.
+    /// For `send(Message::Binary)`.
     Binary(Bytes),
 }
 
@@ -215,9 +222,9 @@ impl OwnedPayload {
     }
 }
 
-/// As [`send_all`] with the owned-payload API: `send_text_bytes`/`send_binary_bytes`
-/// (a server queues a large payload as its own segment, never copied) and one vectored
-/// write of `poll_transmit_segments` per message.
+/// As [`send_all`] with the owned-payload API: `send(Message::Text | Message::Binary)`
+/// (a server queues a large payload as its own segment, never copied) and the vectored
+/// writes of `poll_transmit_vectored` per message.
 pub fn send_all_owned(
     conn: &mut Connection,
     input: &SendInput,
@@ -227,8 +234,8 @@ pub fn send_all_owned(
     let mut written = 0;
     for _ in 0..input.messages {
         match payload {
-            OwnedPayload::Text(t) => conn.send_text_bytes(t.clone()).expect("send text"),
-            OwnedPayload::Binary(b) => conn.send_binary_bytes(b.clone()).expect("send binary"),
+            OwnedPayload::Text(t) => conn.send(Message::Text(t.clone())).expect("send text"),
+            OwnedPayload::Binary(b) => conn.send(Message::Binary(b.clone())).expect("send binary"),
         }
         written += write_transmit_vectored(conn, sink);
     }

@@ -10,10 +10,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use wsengine::extensions::deflate::DeflateConfig;
-use wsengine::{Accept, ClientRequest, CloseCode, Event, Request, Response, SendError, Utf8Bytes};
+use wsengine::{Accept, ClientRequest, CloseCode, Event, Message, Request, Response, SendError};
 use wsengine_mio::{ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler};
 
 /// Log levels, filtered by `RUST_LOG` (error, warn, info, debug, trace; default info).
@@ -206,10 +205,7 @@ impl ServeHandler {
         match self.mode {
             Mode::Echo => {
                 // Owned payloads go back without a copy.
-                let sent = match message {
-                    Message::Text(t) => ctx.send_text_bytes(id, t),
-                    Message::Binary(b) => ctx.send_binary_bytes(id, b),
-                };
+                let sent = ctx.send(id, message);
                 if let Err(SendError::Blocked) = sent {
                     // The loop stops reading from a blocked peer, so this only happens
                     // when one read carried more echoes than the send buffer holds.
@@ -218,20 +214,11 @@ impl ServeHandler {
                 }
             }
             Mode::Broadcast => {
-                let n = match message {
-                    Message::Text(t) => ctx.broadcast_text(t.as_str(), None),
-                    Message::Binary(b) => ctx.broadcast_binary(&b, None),
-                };
+                let n = ctx.broadcast(&message, None);
                 log!(Level::Debug, "{id}: relayed to {n} clients");
             }
         }
     }
-}
-
-/// A received message, handed on without a copy.
-enum Message {
-    Text(Utf8Bytes),
-    Binary(Bytes),
 }
 
 impl Handler for ServeHandler {
@@ -350,7 +337,7 @@ fn client(
     std::thread::spawn(move || {
         for line in io::stdin().lock().lines() {
             let Ok(line) = line else { break };
-            if handle.send_text(id, line).is_err() {
+            if handle.send(id, Message::text(line)).is_err() {
                 return;
             }
         }

@@ -11,7 +11,7 @@ use wsengine::extensions::deflate::{
 };
 use wsengine::{
     Accept, ClientRequest, CloseCode, Config, Connection, Delivery, Duration, Error, Event,
-    Instant, Keepalive, MessageKind, Reject, RequestError, Role, SendError, State,
+    Instant, Keepalive, MessageKind, Negotiated, Reject, RequestError, Role, SendError, State,
 };
 
 use crate::types::wsengine_event_kind as K;
@@ -299,7 +299,7 @@ impl wsengine_conn {
     }
 
     /// A handle whose opening handshake was done by the caller
-    /// (`Connection::after_handshake`): open at once, running permessage-deflate with the
+    /// (`Connection::upgraded`): open at once, running permessage-deflate with the
     /// negotiated parameters when `deflate` is given, compressing by its policy.
     pub(crate) fn open(
         role: Role,
@@ -312,11 +312,13 @@ impl wsengine_conn {
             config.deflate = Some(policy);
             params
         });
-        let mut conn = Connection::after_handshake(role, config, base)?;
-        if let Some(params) = params {
-            conn = conn.with_deflate(params);
-        }
-        Ok(Self::with(conn))
+        let negotiated = match params {
+            Some(params) => Negotiated::default().deflate(params),
+            None => Negotiated::default(),
+        };
+        Ok(Self::with(Connection::upgraded(
+            role, config, base, negotiated,
+        )?))
     }
 
     fn with(conn: Connection) -> Self {

@@ -23,9 +23,10 @@ mod types;
 
 use core::ffi::c_char;
 use core::mem::MaybeUninit;
+use std::io::IoSlice;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use wsengine::{Accept, ClientRequest, Reject, Role};
+use wsengine::{Accept, ClientRequest, MAX_TRANSMIT_SEGMENTS, Message, Reject, Role};
 
 pub use crate::handle::wsengine_conn;
 use crate::handle::{Failure, c_bytes, utf8};
@@ -1046,7 +1047,7 @@ pub unsafe extern "C" fn wsengine_ping(
     let body = |h: &mut wsengine_conn| -> Result<S> {
         // SAFETY: the caller guarantees `len` readable bytes at `data`.
         let data = unsafe { bytes_in(data, len, "data") }?;
-        h.conn.ping(data)?;
+        h.conn.send(Message::Ping(data.to_vec().into()))?;
         Ok(S::WSENGINE_OK)
     };
     // SAFETY: the caller guarantees `conn` is NULL or a live, unshared handle.
@@ -1068,7 +1069,7 @@ pub unsafe extern "C" fn wsengine_pong(
     let body = |h: &mut wsengine_conn| -> Result<S> {
         // SAFETY: the caller guarantees `len` readable bytes at `data`.
         let data = unsafe { bytes_in(data, len, "data") }?;
-        h.conn.pong(data)?;
+        h.conn.send(Message::Pong(data.to_vec().into()))?;
         Ok(S::WSENGINE_OK)
     };
     // SAFETY: the caller guarantees `conn` is NULL or a live, unshared handle.
@@ -1158,8 +1159,10 @@ pub unsafe extern "C" fn wsengine_poll_transmit_segments(
             // treat as uninitialised.
             unsafe { core::slice::from_raw_parts_mut(segments.cast::<MaybeUninit<_>>(), capacity) }
         };
+        let mut iovecs = [IoSlice::new(&[]); MAX_TRANSMIT_SEGMENTS];
+        let filled = h.conn.poll_transmit_vectored(&mut iovecs);
         let mut n = 0;
-        for (slot, segment) in slots.iter_mut().zip(h.conn.poll_transmit_segments()) {
+        for (slot, segment) in slots.iter_mut().zip(&iovecs[..filled]) {
             slot.write(bytes_out(segment));
             n += 1;
         }

@@ -26,7 +26,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use wsengine::extensions::deflate::{DeflateConfig, DeflateParams, DirectionParams, Memory};
-use wsengine::{Config, Connection, Delivery, Event, MessageKind, Role};
+use wsengine::{Config, Connection, Delivery, Event, MessageKind, Negotiated, Role};
 use wsengine_fuzz::{Chunker, Outcome, Reader, base_config, feed, t0, take_transmit};
 
 struct Message {
@@ -162,9 +162,8 @@ fn endpoint(
     let mut config: Config = base_config();
     config.deflate = Some(policy.clone());
     config.delivery = *delivery;
-    Connection::after_handshake(role, config, t0())
+    Connection::upgraded(role, config, t0(), Negotiated::default().deflate(params))
         .expect("a connection")
-        .with_deflate(params)
 }
 
 /// Receives whatever `sender` has queued into `receiver`, returning the data messages
@@ -220,9 +219,11 @@ fuzz_target!(|input: Input| {
             let text = || String::from_utf8(m.data.clone()).expect("valid UTF-8");
             match (m.kind, m.owned) {
                 (MessageKind::Text, false) => sender.send_text(&text()),
-                (MessageKind::Text, true) => sender.send_text_bytes(text().into()),
+                (MessageKind::Text, true) => sender.send(wsengine::Message::Text(text().into())),
                 (MessageKind::Binary, false) => sender.send_binary(&m.data),
-                (MessageKind::Binary, true) => sender.send_binary_bytes(m.data.clone().into()),
+                (MessageKind::Binary, true) => {
+                    sender.send(wsengine::Message::Binary(m.data.clone().into()))
+                }
             }
             .expect("send");
             transfer(sender, receiver, m.chunk, &mut got.0, &mut got.1);
@@ -235,7 +236,9 @@ fuzz_target!(|input: Input| {
                     .expect("send_fragment");
                 rest = &rest[n..];
                 if m.pings {
-                    sender.ping(b"p").expect("ping");
+                    sender
+                        .send(wsengine::Message::Ping(bytes::Bytes::from_static(b"p")))
+                        .expect("ping");
                 }
                 // Deliver every fragment as it is sent: the receiver decodes it on arrival.
                 transfer(sender, receiver, m.chunk, &mut got.0, &mut got.1);

@@ -1,5 +1,5 @@
 //! Compressed input into a server connection with permessage-deflate negotiated
-//! (`after_handshake` + `with_deflate`, arbitrary parameters and delivery mode, a small
+//! (`Connection::upgraded` with negotiated parameters, arbitrary parameters and delivery mode, a small
 //! `max_message_size`): frames with RSV1 set or not carrying arbitrary bytes, real
 //! DEFLATE output of arbitrary data (from a peer-side `Compressor` that keeps its
 //! context, sometimes truncated or bit-flipped, sometimes fragmented), highly
@@ -302,9 +302,9 @@ fuzz_target!(|input: Input| {
     if input.recv_buf != 0 {
         config.recv_buffer_size = input.recv_buf;
     }
-    let conn = Connection::after_handshake(wsengine::Role::Server, config.clone(), t0())
-        .expect("a server")
-        .with_deflate(params);
+    let negotiated = wsengine::Negotiated::default().deflate(params);
+    let conn = Connection::upgraded(wsengine::Role::Server, config.clone(), t0(), negotiated)
+        .expect("a server");
     let mut h = Harness {
         conn,
         config,

@@ -32,17 +32,17 @@
 //!   9 transmit   n u16 (0: everything)
 //!  10 advance    ms u16
 //!  11 eof
-//!  12 send_binary_bytes  len u16, bytes (an owned `Bytes`: large ones become their own
+//!  12 send(Binary)       len u16, bytes (an owned `Bytes`: large ones become their own
 //!                       transmit segment)
-//!  13 send_text_bytes    len u16, bytes (lossy UTF-8, as `Utf8Bytes`)
-//!  14 transmit_vectored  n u16 (0: everything), through `poll_transmit_segments`
+//!  13 send(Text)         len u16, bytes (lossy UTF-8, as `Utf8Bytes`)
+//!  14 transmit_vectored  n u16 (0: everything), through `poll_transmit_vectored`
 //! ```
 
 use arbitrary::{Arbitrary, Unstructured};
 use wsengine::time::Duration;
 use wsengine::{
-    CloseCode, Config, Connection, Delivery, Error, Event, Keepalive, MessageKind, OpCode, Role,
-    SendError, State,
+    CloseCode, Config, Connection, Delivery, Error, Event, Keepalive, Message, MessageKind, OpCode,
+    Role, SendError, State,
 };
 
 use crate::{Chunker, Outcome, PeerCheck, Reader, at, base_config, close_code_sendable};
@@ -357,7 +357,7 @@ impl Harness {
             Op::SendBinaryBytes(d) => {
                 let expect = self.expect_data_send(false, None);
                 let owned = bytes::Bytes::from(d.clone());
-                let r = self.sending_call(|c| c.send_binary_bytes(owned));
+                let r = self.sending_call(|c| c.send(Message::Binary(owned)));
                 self.after_send(r, expect, d.len(), || {
                     Some((MessageKind::Binary, d.clone()))
                 });
@@ -365,7 +365,7 @@ impl Harness {
             Op::SendTextBytes(s) => {
                 let expect = self.expect_data_send(false, None);
                 let owned = wsengine::Utf8Bytes::from(s.clone());
-                let r = self.sending_call(|c| c.send_text_bytes(owned));
+                let r = self.sending_call(|c| c.send(Message::Text(owned)));
                 self.after_send(r, expect, s.len(), || {
                     Some((MessageKind::Text, s.as_bytes().to_vec()))
                 });
@@ -373,7 +373,9 @@ impl Harness {
             Op::TransmitVectored(n) => {
                 let mut want = if *n == 0 { usize::MAX } else { usize::from(*n) };
                 let mut bytes = Vec::new();
-                for seg in self.conn.poll_transmit_segments() {
+                let mut iovecs = [std::io::IoSlice::new(&[]); wsengine::MAX_TRANSMIT_SEGMENTS];
+                let filled = self.conn.poll_transmit_vectored(&mut iovecs);
+                for seg in &iovecs[..filled] {
                     let k = want.min(seg.len());
                     bytes.extend_from_slice(&seg[..k]);
                     want -= k;
@@ -412,9 +414,9 @@ impl Harness {
                     s => Err(state_error(s)),
                 };
                 let r = if matches!(op, Op::Ping(_)) {
-                    self.sending_call(|c| c.ping(p))
+                    self.sending_call(|c| c.send(Message::Ping(bytes::Bytes::copy_from_slice(p))))
                 } else {
-                    self.sending_call(|c| c.pong(p))
+                    self.sending_call(|c| c.send(Message::Pong(bytes::Bytes::copy_from_slice(p))))
                 };
                 self.after_send(r, expect, p.len(), || None);
             }
@@ -805,7 +807,10 @@ impl Harness {
         // The connection stays failed / closed: sends keep failing.
         if self.out.error.is_some() || self.closed {
             assert_eq!(self.conn.send_binary(b"x"), Err(SendError::Closed));
-            assert_eq!(self.conn.ping(b""), Err(SendError::Closed));
+            assert_eq!(
+                self.conn.send(Message::Ping(bytes::Bytes::new())),
+                Err(SendError::Closed)
+            );
             assert!(!self.conn.wants_write());
         }
         if let Some(e) = &self.out.error {

@@ -21,7 +21,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use wsengine::{
-    Accept, CloseCode, Config, Connection, Delivery, Event, MessageKind, SendError, State,
+    Accept, CloseCode, Config, Connection, Delivery, Event, Message, MessageKind, SendError, State,
 };
 
 use crate::{Reader, base_config, t0, take_transmit};
@@ -329,7 +329,9 @@ pub fn run(input: &RoundtripInput) {
         let expected = if s { &mut to_client } else { &mut to_server };
         match &step.kind {
             StepKind::Ping(p) => {
-                w.send(s, &|c| c.ping(p));
+                w.send(s, &|c| {
+                    c.send(Message::Ping(bytes::Bytes::copy_from_slice(p)))
+                });
                 w.side(s).pings_sent.push(p.clone());
                 expected.push(Msg::Ping(p.clone()));
             }
@@ -353,7 +355,9 @@ pub fn run(input: &RoundtripInput) {
                         w.send(s, &|c| c.send_fragment(kind, piece, false));
                         start = *at;
                         if let Some(p) = ping {
-                            w.send(s, &|c| c.ping(p));
+                            w.send(s, &|c| {
+                                c.send(Message::Ping(bytes::Bytes::copy_from_slice(p)))
+                            });
                             w.side(s).pings_sent.push(p.clone());
                             expected.push(Msg::Ping(p.clone()));
                         }

@@ -3,10 +3,12 @@
 //! `deflate` feature; the receive and send paths call in here for messages with RSV1.
 
 use crate::Role;
+use crate::config::Config;
 use crate::error::ProtocolError;
 use crate::extensions::deflate::{
     Compressor, Decompressor, DeflateConfig, DeflateError, DeflateParams,
 };
+use crate::handshake::ClientRequest;
 
 /// RSV1: "Per-Message Compressed" (RFC 7692 §6).
 pub(crate) const RSV1: u8 = 0x40;
@@ -34,6 +36,22 @@ impl DeflateState {
             scratch: Vec::new(),
             sending_compressed: false,
         }
+    }
+}
+
+/// RFC 7692 §5: a client offers permessage-deflate when `Config::deflate` is set, unless
+/// the application put an offer of its own in the request.
+pub(crate) fn with_offer(request: ClientRequest, config: &Config) -> ClientRequest {
+    match &config.deflate {
+        Some(policy)
+            if !request.extensions().iter().any(|e| {
+                e.name
+                    .eq_ignore_ascii_case(crate::extensions::deflate::EXTENSION_NAME)
+            }) =>
+        {
+            request.extension(crate::extensions::deflate::client_offer(policy))
+        }
+        _ => request,
     }
 }
 

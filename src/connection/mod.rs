@@ -25,7 +25,7 @@ use crate::time::Instant;
 pub use crate::utf8::Utf8Bytes;
 use crate::utf8::Utf8Validator;
 
-use self::state::Phase;
+use self::state::{Input, Phase, Violation};
 use self::timers::{Timer, Timers};
 use self::transmit::Transmit;
 
@@ -147,6 +147,34 @@ struct RecvMessage {
     compressed: bool,
 }
 
+/// How many [`IoSlice`](std::io::IoSlice)s a host gives
+/// [`Connection::poll_transmit_vectored`] for one write: well under any system's
+/// `IOV_MAX`, and more runs than a connection holds in practice (each large owned
+/// payload is one, the frames around them one each).
+pub const MAX_TRANSMIT_SEGMENTS: usize = 64;
+
+/// What an opening handshake done elsewhere negotiated, for [`Connection::upgraded`]:
+/// the extensions in use (RFC 6455 §9). `Negotiated::default()` is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Negotiated {
+    /// permessage-deflate (RFC 7692) with these parameters, as the server's
+    /// `Sec-WebSocket-Extensions` answered (see
+    /// [`negotiate_server`](crate::extensions::deflate::negotiate_server)).
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::extensions::deflate::DeflateParams>,
+}
+
+impl Negotiated {
+    /// permessage-deflate with `params`.
+    #[cfg(feature = "deflate")]
+    #[must_use]
+    pub fn deflate(mut self, params: crate::extensions::deflate::DeflateParams) -> Self {
+        self.deflate = Some(params);
+        self
+    }
+}
+
 /// The handshake data each role keeps.
 #[derive(Debug)]
 enum Handshake {
@@ -159,20 +187,31 @@ enum Handshake {
 ///
 /// # Calling protocol
 ///
-/// The methods come in four families:
+/// Every public method belongs to one of five groups:
 ///
-/// - **(A) getters** on `&self`: [`role`](Self::role), [`state`](Self::state),
-///   [`wants_write`](Self::wants_write), [`recv_capacity`](Self::recv_capacity),
-///   [`should_close_transport`](Self::should_close_transport).
+/// - **constructors**: [`server`](Self::server), [`client`](Self::client), and
+///   [`upgraded`](Self::upgraded) for a handshake done elsewhere.
+/// - **(A) getters** on `&self`, which change nothing: [`role`](Self::role),
+///   [`state`](Self::state), [`config`](Self::config), [`wants_write`](Self::wants_write),
+///   [`transmit_len`](Self::transmit_len), [`is_send_blocked`](Self::is_send_blocked),
+///   [`recv_capacity`](Self::recv_capacity),
+///   [`should_close_transport`](Self::should_close_transport), `deflate_params`
+///   (feature `deflate`).
 /// - **(B) transport and timer input**: [`recv`](Self::recv) (bytes from the peer),
 ///   [`recv_eof`](Self::recv_eof) (the peer ended the stream),
 ///   [`handle_timeout`](Self::handle_timeout).
 /// - **(C) application commands**: [`accept`](Self::accept)/[`reject`](Self::reject)
-///   (server, after [`Event::Request`]), [`send_text`](Self::send_text),
-///   [`send_binary`](Self::send_binary), [`send_fragment`](Self::send_fragment),
-///   [`ping`](Self::ping), [`pong`](Self::pong), [`close`](Self::close).
+///   (server, after [`Event::Request`]), [`send`](Self::send) (an owned
+///   [`Message`](crate::Message): text, binary, ping, pong or close), the borrowed
+///   shortcuts [`send_text`](Self::send_text) and [`send_binary`](Self::send_binary),
+///   [`send_uncompressed`](Self::send_uncompressed),
+///   [`send_fragment`](Self::send_fragment), [`close`](Self::close). Which command is
+///   legal in which [`State`] is one table (`connection/state.rs`); a command it refuses
+///   is a [`SendError`](crate::SendError) and changes nothing.
 /// - **(D) polls** for output: [`poll_event`](Self::poll_event),
-///   [`poll_transmit`](Self::poll_transmit) with [`advance_transmit`](Self::advance_transmit),
+///   [`poll_transmit`](Self::poll_transmit) or
+///   [`poll_transmit_vectored`](Self::poll_transmit_vectored) (feature `std`), each
+///   followed by [`advance_transmit`](Self::advance_transmit),
 ///   [`poll_timeout`](Self::poll_timeout).
 ///
 /// The simplest correct use: after every (B) or (C) call, run the polls in this order
@@ -220,11 +259,11 @@ pub struct Connection {
     /// Transmit bytes up to and including the last keepalive Ping that are not written
     /// yet (0: none waits), so at most one keepalive Ping is ever queued.
     keepalive_unsent: usize,
-    /// The peer's close code once its Close frame arrived.
-    peer_close: Option<CloseCode>,
-    /// The `Closed` event still to be reported.
+    /// The `Closed` event still to be reported (queued on entering `Phase::Closed`; see
+    /// `state`'s docs for the state kept outside the table).
     closed_event: Option<Event>,
-    /// Set once `Event::Closed` or the fatal error has been reported.
+    /// Why the connection failed: `Some` exactly while the phase is `Phase::Failed`,
+    /// and what `poll_event` returns from then on.
     error: Option<Error>,
     /// Client role only: mask keys (RFC 6455 §5.3) and nothing else.
     rng: Option<StdRng>,
@@ -264,52 +303,18 @@ impl Connection {
 
     /// A client-side connection whose opening request (RFC 6455 §4.1) is queued for
     /// transmission at once. The `Sec-WebSocket-Key` and every masking key come from
-    /// an RNG (ChaCha12) seeded by `Config::rng_seed` or, with the `std` feature, the
-    /// operating system. Without `std` and without a seed this fails with
-    /// [`RequestError::Entropy`]: use [`client_with_rng`](Self::client_with_rng).
+    /// an RNG (ChaCha12) seeded by [`Config::rng_seed`] (see [`Config::seed_from`]) or,
+    /// with the `std` feature, the operating system. Without `std` and without a seed
+    /// this fails with [`RequestError::Entropy`].
     pub fn client(
         request: ClientRequest,
         config: Config,
         now: Instant,
     ) -> Result<Self, RequestError> {
-        let rng = seeded_rng(&config)?;
-        Self::client_seeded(request, config, now, rng)
-    }
-
-    /// [`client`](Self::client) with the connection's RNG seeded from the embedder's
-    /// cryptographically secure generator (any `rand_core` `TryCryptoRng`: a hardware
-    /// RNG on a `no_std` target, `rand::rngs::SysRng`, ...). `Config::rng_seed` is
-    /// ignored. RFC 6455 §10.3 needs masking keys an attacker cannot predict, hence the
-    /// `CryptoRng` bound.
-    pub fn client_with_rng<R: rand::TryCryptoRng + ?Sized>(
-        request: ClientRequest,
-        config: Config,
-        now: Instant,
-        rng: &mut R,
-    ) -> Result<Self, RequestError> {
-        let rng = StdRng::try_from_rng(rng).map_err(|_| RequestError::Entropy)?;
-        Self::client_seeded(request, config, now, rng)
-    }
-
-    fn client_seeded(
-        request: ClientRequest,
-        config: Config,
-        now: Instant,
-        mut rng: StdRng,
-    ) -> Result<Self, RequestError> {
+        let mut rng = seeded_rng(&config)?;
         // RFC 7692 §5: offer permessage-deflate unless the application already did.
         #[cfg(feature = "deflate")]
-        let request = match &config.deflate {
-            Some(cfg)
-                if !request.extensions().iter().any(|e| {
-                    e.name
-                        .eq_ignore_ascii_case(crate::extensions::deflate::EXTENSION_NAME)
-                }) =>
-            {
-                request.extension(crate::extensions::deflate::client_offer(cfg))
-            }
-            _ => request,
-        };
+        let request = deflate::with_offer(request, &config);
         let key = crate::handshake::generate_key(&mut rng);
         let mut head = Vec::new();
         request.write(&key, &mut head)?;
@@ -325,50 +330,33 @@ impl Connection {
     }
 
     /// A connection whose opening handshake was done by someone else (an HTTP server
-    /// that parsed the upgrade itself, see [`handshake::check_request`](crate::handshake::check_request)):
-    /// it starts in [`State::Open`] and reads and writes frames only. A client-role
-    /// connection still needs its RNG for masking keys.
-    pub fn after_handshake(role: Role, config: Config, now: Instant) -> Result<Self, RequestError> {
+    /// that parsed the upgrade itself, see [`handshake::check_request`](crate::handshake::check_request)
+    /// and [`handshake::accept_headers`](crate::handshake::accept_headers)): it starts in
+    /// [`State::Open`] and reads and writes frames only, with the extensions that
+    /// handshake `negotiated` (permessage-deflate runs with `Config::deflate`'s policy,
+    /// or the defaults when that is `None`). A client-role connection needs its RNG for
+    /// masking keys, as in [`client`](Self::client).
+    pub fn upgraded(
+        role: Role,
+        config: Config,
+        now: Instant,
+        negotiated: Negotiated,
+    ) -> Result<Self, RequestError> {
         let rng = match role {
             Role::Client => Some(seeded_rng(&config)?),
             Role::Server => None,
         };
-        Ok(Self::open_after_handshake(role, config, now, rng))
-    }
-
-    /// [`after_handshake`](Self::after_handshake) with a client's masking RNG seeded
-    /// from the embedder's generator, as in [`client_with_rng`](Self::client_with_rng)
-    /// (a server never masks and ignores `rng`).
-    pub fn after_handshake_with_rng<R: rand::TryCryptoRng + ?Sized>(
-        role: Role,
-        config: Config,
-        now: Instant,
-        rng: &mut R,
-    ) -> Result<Self, RequestError> {
-        let rng = match role {
-            Role::Client => Some(StdRng::try_from_rng(rng).map_err(|_| RequestError::Entropy)?),
-            Role::Server => None,
-        };
-        Ok(Self::open_after_handshake(role, config, now, rng))
-    }
-
-    fn open_after_handshake(role: Role, config: Config, now: Instant, rng: Option<StdRng>) -> Self {
         let handshake = Handshake::Server { request: None };
         let mut conn = Self::new(role, config, handshake, rng, now);
-        conn.phase = Phase::Open;
-        conn.on_open();
-        conn
-    }
-
-    /// Runs permessage-deflate with `params`, negotiated by whoever did the handshake
-    /// (with [`after_handshake`](Self::after_handshake)), using `Config::deflate`'s policy
-    /// (or the defaults when it is `None`).
-    #[cfg(feature = "deflate")]
-    #[must_use]
-    pub fn with_deflate(mut self, params: crate::extensions::deflate::DeflateParams) -> Self {
-        let policy = self.config.deflate.clone().unwrap_or_default();
-        self.deflate = Some(deflate::DeflateState::new(params, self.role, &policy));
-        self
+        conn.advance(Input::UpgradedElsewhere);
+        #[cfg(feature = "deflate")]
+        if let Some(params) = negotiated.deflate {
+            let policy = conn.config.deflate.clone().unwrap_or_default();
+            conn.deflate = Some(deflate::DeflateState::new(params, role, &policy));
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = negotiated;
+        Ok(conn)
     }
 
     /// The negotiated permessage-deflate parameters, if any.
@@ -414,7 +402,6 @@ impl Connection {
             send_utf8: Utf8Validator::new(),
             pending_pong: None,
             keepalive_unsent: 0,
-            peer_close: None,
             closed_event: None,
             error: None,
             rng,
@@ -456,22 +443,6 @@ impl Connection {
     /// Whether `poll_transmit` has bytes to write.
     pub fn wants_write(&self) -> bool {
         !self.tx.is_empty() || self.pending_pong.is_some()
-    }
-
-    /// Server: the request reported by [`Event::Request`] while it waits for
-    /// [`accept`](Self::accept) or [`reject`](Self::reject) (hosts that hand the event
-    /// on, such as a C ABI, need not keep their own copy).
-    pub fn pending_request(&self) -> Option<&Request> {
-        match (&self.handshake, self.phase) {
-            (Handshake::Server { request }, Phase::RequestPending) => request.as_ref(),
-            _ => None,
-        }
-    }
-
-    /// The fatal error, once [`poll_event`](Self::poll_event) has reported one (it
-    /// repeats it on every later call; this reads it without polling).
-    pub fn error(&self) -> Option<&Error> {
-        self.error.as_ref()
     }
 
     /// How many encoded bytes wait for the transport (what `poll_transmit` would return,
@@ -660,21 +631,29 @@ impl Connection {
     /// The bytes to write to the transport next (empty when there are none): the first
     /// contiguous run of them. Call [`advance_transmit`](Self::advance_transmit) with how
     /// many were written; a host that can write vectored uses
-    /// [`poll_transmit_segments`](Self::poll_transmit_segments) instead.
+    /// [`poll_transmit_vectored`](Self::poll_transmit_vectored) instead.
     #[must_use]
     pub fn poll_transmit(&mut self) -> &[u8] {
         self.flush_pending_pong();
         self.tx.first()
     }
 
-    /// Every run of bytes waiting for the transport, in order, for one vectored write
-    /// (`write_vectored`): large payloads sent with
-    /// [`send_binary_bytes`](Self::send_binary_bytes) or
-    /// [`send_text_bytes`](Self::send_text_bytes) by a server are handed out as their
-    /// own segment, never copied. Advance with [`advance_transmit`](Self::advance_transmit).
-    pub fn poll_transmit_segments(&mut self) -> impl Iterator<Item = &[u8]> {
+    /// The bytes waiting for the transport, for one vectored write (`write_vectored`):
+    /// fills `iovecs` with the runs of them, in order, and returns how many it filled
+    /// (0: nothing to write). Large payloads a server sent with [`send`](Self::send) are
+    /// their own run, never copied. Write `&iovecs[..n]`, then
+    /// [`advance_transmit`](Self::advance_transmit) by the bytes written. An array of
+    /// [`MAX_TRANSMIT_SEGMENTS`] is enough for one write; more runs than fit wait for
+    /// the next call.
+    #[cfg(feature = "std")]
+    pub fn poll_transmit_vectored<'a>(&'a mut self, iovecs: &mut [std::io::IoSlice<'a>]) -> usize {
         self.flush_pending_pong();
-        self.tx.segments()
+        let mut filled = 0;
+        for (slot, run) in iovecs.iter_mut().zip(self.tx.segments()) {
+            *slot = std::io::IoSlice::new(run);
+            filled += 1;
+        }
+        filled
     }
 
     /// Marks `n` bytes of the transmit buffer as written.
@@ -698,27 +677,79 @@ impl Connection {
 
     // ---- shared internals ----
 
-    fn move_to(&mut self, input: state::Input) -> bool {
-        match self.phase.next(input) {
-            Ok(next) => {
-                self.phase = next;
-                true
+    /// The one way the phase changes: looks `input` up in the transition table
+    /// ([`Phase::next`]), moves, and applies the new phase's entry effects. A move the
+    /// table does not list changes nothing and is returned as a [`Violation`]: commands
+    /// turn it into their [`SendError`](crate::SendError); the receive path and the
+    /// timers only feed inputs their phase allows, so for them it is a bug
+    /// ([`Self::advance`]).
+    fn transition(&mut self, input: Input) -> Result<(), Violation> {
+        let next = self.phase.next(input)?;
+        self.phase = next;
+        match (next, input) {
+            (Phase::Open, _) => {
+                // The handshake is done: stop its timer, start keepalive. The head's
+                // buffer (up to max_handshake_size) is not kept for an idle open
+                // connection; frames that came with the head stay.
+                self.timers.handshake = Timer::Off;
+                self.timers.keepalive = Timer::start(self.config.keepalive.map(|k| k.interval));
+                if self.rx.is_empty() {
+                    self.rx = BytesMut::new();
+                }
             }
-            Err(_) => false,
+            (Phase::Closing, _) => {
+                // §7.1.2: wait for the peer's Close, for at most the close timeout.
+                self.timers.keepalive = Timer::Off;
+                self.timers.close = Timer::start(self.config.close_timeout);
+            }
+            (Phase::Closed, Input::PeerClose) => {
+                // §5.5.1: nothing may follow the Close frame; whatever did is ignored.
+                self.rx = BytesMut::new();
+                self.recv = RecvState::default();
+                self.pending_pong = None;
+                self.timers.keepalive = Timer::Off;
+                // A server closes the transport now; a client waits for the server to
+                // do so, for at most the close timeout (§7.1.1).
+                self.timers.close = match self.role {
+                    Role::Client => Timer::start(self.config.close_timeout),
+                    Role::Server => Timer::Off,
+                };
+            }
+            (Phase::Closed, _) => {
+                // EOF or the close timer, without a Close exchange: RFC 6455 §7.1.5,
+                // "_The WebSocket Connection Close Code_ is considered to be 1006".
+                self.closed_event = Some(Event::Closed {
+                    code: CloseCode::ABNORMAL,
+                    clean: false,
+                });
+                self.timers = Timers::default();
+                self.pending_pong = None;
+            }
+            (Phase::Rejected, _) => {
+                self.timers = Timers::default();
+                self.rx = BytesMut::new();
+            }
+            (Phase::Failed, _) => {
+                self.timers = Timers::default();
+                self.pending_pong = None;
+                self.rx = BytesMut::new();
+            }
+            (Phase::RequestPending | Phase::AwaitingRequest | Phase::AwaitingResponse, _) => {}
         }
+        Ok(())
     }
 
-    /// Ends an open or closing connection without a Close exchange (EOF, close timer):
-    /// RFC 6455 §7.1.5, "_The WebSocket Connection Close Code_ is considered to be 1006".
+    /// A move the caller's own phase check makes legal (the receive path, the timers):
+    /// a violation here is a bug in this crate, caught by debug builds and the fuzz
+    /// targets (built with debug assertions); a release build leaves the phase as it was.
+    fn advance(&mut self, input: Input) {
+        let moved = self.transition(input);
+        debug_assert!(moved.is_ok(), "illegal transition: {moved:?}");
+    }
+
+    /// Ends an open or closing connection without a Close exchange (EOF, close timer).
     fn abort(&mut self) {
-        if self.move_to(state::Input::Abort) {
-            self.closed_event = Some(Event::Closed {
-                code: CloseCode::ABNORMAL,
-                clean: false,
-            });
-            self.timers = Timers::default();
-            self.pending_pong = None;
-        }
+        self.advance(Input::Abort);
     }
 
     /// A timer expired: the peer is not reading (or never finished its handshake).
@@ -731,12 +762,12 @@ impl Connection {
 
     /// Fails the connection without queuing anything (timeouts: the peer is not reading).
     fn fail_quietly(&mut self, error: Error) {
-        if self.move_to(state::Input::Fail) {
-            self.error = Some(error);
-            self.timers = Timers::default();
-            self.pending_pong = None;
-            self.rx = BytesMut::new();
+        // A connection that is over already keeps how it ended.
+        if self.phase.is_terminal() {
+            return;
         }
+        self.advance(Input::Fail);
+        self.error = Some(error);
     }
 
     /// Fails the connection after a protocol error: queue the Close frame (§7.1.7: "the
@@ -796,7 +827,7 @@ impl Connection {
 }
 
 /// The client's RNG: from `Config::rng_seed`, or seeded from the operating system
-/// (`std` only: a `no_std` embedder passes its generator to `client_with_rng`).
+/// (`std` only: a `no_std` embedder fills the seed with `Config::seed_from`).
 fn seeded_rng(config: &Config) -> Result<StdRng, RequestError> {
     match config.rng_seed {
         Some(seed) => Ok(StdRng::from_seed(seed)),

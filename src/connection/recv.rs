@@ -6,7 +6,6 @@ use crate::prelude::*;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::state::{Input, Phase};
-use super::timers::Timer;
 use super::{
     Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes, append,
 };
@@ -64,7 +63,7 @@ impl Connection {
             Ok(Status::Complete((request, head_len))) => {
                 // Bytes after the head are the client's first frames: keep them.
                 self.rx.advance(head_len);
-                self.move_to(Input::RequestReceived);
+                self.advance(Input::RequestReceived);
                 if let Handshake::Server { request: slot } = &mut self.handshake {
                     *slot = Some(request.clone());
                 }
@@ -110,23 +109,11 @@ impl Connection {
                     }
                 }
                 self.rx.advance(head_len);
-                self.move_to(Input::ResponseAccepted);
-                self.on_open();
+                self.advance(Input::ResponseAccepted);
                 Ok(Some(Event::Accepted(Box::new(response))))
             }
             Ok(Status::Partial) => Ok(None),
             Err(e) => Err(self.fail_handshake(e)),
-        }
-    }
-
-    /// The handshake is done: stop its timer, start keepalive.
-    pub(super) fn on_open(&mut self) {
-        self.timers.handshake = Timer::Off;
-        self.timers.keepalive = Timer::start(self.config.keepalive.map(|k| k.interval));
-        // The head's buffer (up to max_handshake_size) is not kept for an idle open
-        // connection; frames that came with the head stay.
-        if self.rx.is_empty() {
-            self.rx = BytesMut::new();
         }
     }
 
@@ -274,21 +261,9 @@ impl Connection {
             });
             self.queue_close(echo.as_ref());
         }
-        self.move_to(Input::PeerClose);
+        self.advance(Input::PeerClose);
         let code = frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code);
-        self.peer_close = Some(code);
         self.closed_event = Some(Event::Closed { code, clean: true });
-        // §5.5.1: nothing may follow the Close frame; whatever did is ignored.
-        self.rx = BytesMut::new();
-        self.recv = super::RecvState::default();
-        self.pending_pong = None;
-        self.timers.keepalive = Timer::Off;
-        // A server closes the transport now; a client waits for the server to do so,
-        // for at most the close timeout (§7.1.1).
-        self.timers.close = match self.role {
-            Role::Client => Timer::start(self.config.close_timeout),
-            Role::Server => Timer::Off,
-        };
         Ok(Event::Close(frame))
     }
 

@@ -5,15 +5,15 @@ use crate::prelude::*;
 
 use bytes::Bytes;
 
-use super::state::{Input, Phase};
-use super::timers::Timer;
-use super::{Connection, Handshake, MessageKind, Role, Utf8Bytes};
+use super::state::{Command, Input};
+use super::{Connection, Handshake, MessageKind, Role};
 use crate::error::SendError;
 use crate::frame::{
     CloseCode, CloseFrame, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode,
 };
 use crate::handshake::{Accept, Reject};
 use crate::mask::apply_mask;
+use crate::message::Message;
 
 /// A client copies and masks its payload in blocks of this size (each block is masked
 /// while still in L1).
@@ -31,15 +31,13 @@ impl Connection {
     /// queuing the `101 Switching Protocols` response (RFC 6455 §4.2.2). Frames that
     /// arrived after the request are processed from the next `poll_event` on.
     pub fn accept(&mut self, accept: Accept) -> Result<(), SendError> {
+        self.phase.permits(Command::Accept)?;
         let Handshake::Server {
             request: Some(request),
         } = &self.handshake
         else {
             return Err(SendError::NoPendingRequest);
         };
-        if self.phase != Phase::RequestPending {
-            return Err(SendError::NoPendingRequest);
-        }
         // RFC 7692 §5: accept the first permessage-deflate offer the policy can honour,
         // and answer with the parameters in use; no acceptable offer: no compression.
         #[cfg(feature = "deflate")]
@@ -59,8 +57,7 @@ impl Connection {
         crate::handshake::write_accept(request, &accept, &mut head)?;
         self.tx.extend_from_slice(&head);
         self.handshake = Handshake::Server { request: None };
-        self.move_to(Input::Accept);
-        self.on_open();
+        self.transition(Input::Accept).map_err(|v| v.send_error())?;
         #[cfg(feature = "deflate")]
         if let Some((params, policy)) = negotiated {
             self.deflate = Some(super::deflate::DeflateState::new(
@@ -73,17 +70,12 @@ impl Connection {
     /// Server: rejects the request with an HTTP response (status, headers, body). The
     /// connection is over once the response is transmitted.
     pub fn reject(&mut self, reject: Reject) -> Result<(), SendError> {
-        if self.phase != Phase::RequestPending {
-            return Err(SendError::NoPendingRequest);
-        }
+        self.phase.permits(Command::Reject)?;
         let mut head = Vec::new();
         crate::handshake::write_reject(&reject, &mut head)?;
         self.tx.extend_from_slice(&head);
         self.handshake = Handshake::Server { request: None };
-        self.move_to(Input::Reject);
-        self.timers = Default::default();
-        self.rx = Default::default();
-        Ok(())
+        self.transition(Input::Reject).map_err(|v| v.send_error())
     }
 
     /// Queues a text message in one frame (compressed when permessage-deflate is
@@ -119,23 +111,33 @@ impl Connection {
         Ok(())
     }
 
-    /// Queues a binary message in one frame, taking ownership of the payload: a server
-    /// sends a large payload without copying it (see
-    /// [`poll_transmit_segments`](Self::poll_transmit_segments)); a client must mask, so
-    /// it copies as [`send_binary`](Self::send_binary) does. An echo server can pass a
-    /// received payload straight back.
-    pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
-        self.check_data_send(true)?;
-        self.encode_owned(OpCode::Binary, data);
-        Ok(())
-    }
-
-    /// Queues a text message in one frame, taking ownership of the payload (as
-    /// [`send_binary_bytes`](Self::send_binary_bytes)).
-    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), SendError> {
-        self.check_data_send(true)?;
-        self.encode_owned(OpCode::Text, text.into_bytes());
-        Ok(())
+    /// Queues `message`, taking ownership of its payload (RFC 6455 §5.6, §5.5):
+    ///
+    /// - `Text` and `Binary`: one frame each (compressed as [`send_text`](Self::send_text)
+    ///   says). A server sends a large payload without copying it, as its own segment of
+    ///   [`poll_transmit_vectored`](Self::poll_transmit_vectored); a client must mask, so
+    ///   it copies. An echo server passes a received payload straight back.
+    /// - `Ping` and `Pong` (unsolicited, §5.5.3: "This serves as a unidirectional
+    ///   heartbeat."): payload at most 125 bytes.
+    /// - `Close`: starts the closing handshake as [`close`](Self::close) does; `None`
+    ///   sends 1000 (Normal Closure).
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        match message {
+            Message::Text(text) => {
+                self.check_data_send(true)?;
+                self.encode_owned(OpCode::Text, text.into_bytes());
+                Ok(())
+            }
+            Message::Binary(data) => {
+                self.check_data_send(true)?;
+                self.encode_owned(OpCode::Binary, data);
+                Ok(())
+            }
+            Message::Ping(payload) => self.send_control(OpCode::Ping, &payload),
+            Message::Pong(payload) => self.send_control(OpCode::Pong, &payload),
+            Message::Close(None) => self.close(CloseCode::NORMAL, ""),
+            Message::Close(Some(frame)) => self.close(frame.code, &frame.reason),
+        }
     }
 
     /// Queues one fragment of a message (RFC 6455 §5.4). The first call starts a message
@@ -202,18 +204,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Queues a Ping (RFC 6455 §5.5.2), payload at most 125 bytes.
-    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+    /// A Ping or an unsolicited Pong.
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         self.check_control_send(payload)?;
-        self.encode_frame(OpCode::Ping, true, payload);
-        Ok(())
-    }
-
-    /// Queues an unsolicited Pong (RFC 6455 §5.5.3: "A Pong frame MAY be sent
-    /// unsolicited. This serves as a unidirectional heartbeat."), payload at most 125 bytes.
-    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        self.check_control_send(payload)?;
-        self.encode_frame(OpCode::Pong, true, payload);
+        self.encode_frame(opcode, true, payload);
         Ok(())
     }
 
@@ -230,33 +224,17 @@ impl Connection {
         if reason.len() > MAX_CLOSE_REASON {
             return Err(SendError::CloseReasonTooLong);
         }
-        match self.phase {
-            Phase::Open => {}
-            p if p.is_handshake() => return Err(SendError::NotOpen),
-            Phase::Closing => return Err(SendError::Closing),
-            _ => return Err(SendError::Closed),
-        }
+        self.phase.permits(Command::Close)?;
         self.queue_close(Some(&CloseFrame {
             code,
             reason: reason.to_owned(),
         }));
-        self.move_to(Input::LocalClose);
-        self.timers.keepalive = Timer::Off;
-        self.timers.close = Timer::start(self.config.close_timeout);
-        Ok(())
-    }
-
-    fn check_state(&self) -> Result<(), SendError> {
-        match self.phase {
-            Phase::Open => Ok(()),
-            p if p.is_handshake() => Err(SendError::NotOpen),
-            Phase::Closing => Err(SendError::Closing),
-            _ => Err(SendError::Closed),
-        }
+        self.transition(Input::LocalClose)
+            .map_err(|v| v.send_error())
     }
 
     fn check_data_send(&self, first: bool) -> Result<(), SendError> {
-        self.check_state()?;
+        self.phase.permits(Command::SendData)?;
         if first && self.send_message.is_some() {
             return Err(SendError::MessageInProgress);
         }
@@ -264,7 +242,7 @@ impl Connection {
     }
 
     fn check_control_send(&self, payload: &[u8]) -> Result<(), SendError> {
-        self.check_state()?;
+        self.phase.permits(Command::SendControl)?;
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlTooLong);
         }

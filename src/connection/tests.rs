@@ -223,9 +223,9 @@ fn server_sends_large_owned_payloads_without_copying() {
     let mut c = open_server(Config::default());
     let payload = Bytes::from(vec![5u8; 64 << 10]);
     let ptr = payload.as_ptr();
-    c.send_binary_bytes(payload.clone()).unwrap();
-    c.send_text_bytes(Utf8Bytes::from("small")).unwrap();
-    let segments: Vec<&[u8]> = c.poll_transmit_segments().collect();
+    c.send(crate::Message::Binary(payload.clone())).unwrap();
+    c.send(crate::Message::text("small")).unwrap();
+    let segments: Vec<&[u8]> = c.tx.segments().collect();
     assert_eq!(segments.len(), 3, "header, payload, next frame");
     assert_eq!(segments[0], &[0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]);
     assert_eq!(
@@ -258,8 +258,8 @@ fn client_masks_owned_payloads_with_a_copy() {
     c.recv(response.as_bytes());
     assert!(matches!(c.poll_event(), Ok(Some(Event::Accepted(_)))));
     let payload = Bytes::from(vec![5u8; 64 << 10]);
-    c.send_binary_bytes(payload.clone()).unwrap();
-    let segments: Vec<Vec<u8>> = c.poll_transmit_segments().map(<[u8]>::to_vec).collect();
+    c.send(crate::Message::Binary(payload.clone())).unwrap();
+    let segments: Vec<Vec<u8>> = c.tx.segments().map(<[u8]>::to_vec).collect();
     assert_eq!(segments.len(), 1);
     let wire = &segments[0];
     let Ok(crate::Status::Complete((h, hn))) = FrameHeader::decode(wire, 0) else {
@@ -271,18 +271,21 @@ fn client_masks_owned_payloads_with_a_copy() {
 }
 
 #[test]
-fn pending_request_and_error_getters() {
+fn the_error_is_kept_exactly_while_the_connection_has_failed() {
     let mut c = Connection::server(Config::default(), test_epoch());
-    assert!(c.pending_request().is_none());
     c.recv(REQUEST);
     assert!(matches!(c.poll_event(), Ok(Some(Event::Request(_)))));
-    assert_eq!(c.pending_request().map(Request::path), Some("/chat"));
     c.accept(Accept::new()).unwrap();
-    assert!(c.pending_request().is_none());
-    assert!(c.error().is_none());
+    assert!(c.error.is_none());
+    assert_eq!(c.phase, Phase::Open);
     c.recv(&[0x81, 0x00]); // unmasked: a protocol error
     let err = c.poll_event().unwrap_err();
-    assert_eq!(c.error(), Some(&err));
+    assert_eq!(c.phase, Phase::Failed);
+    assert_eq!(c.error.as_ref(), Some(&err));
+    // Later failures (a timer, EOF) do not replace how it ended.
+    c.recv_eof();
+    c.handle_timeout(test_epoch() + Duration::from_secs(3600));
+    assert_eq!(c.poll_event(), Err(err));
 }
 
 #[test]
@@ -348,36 +351,26 @@ fn client_rng_comes_from_the_embedders_generator() {
     let request = || crate::handshake::ClientRequest::new("ws://example.com/").unwrap();
     let from = |seed: u64| {
         let mut rng = <StdRng as SeedableRng>::seed_from_u64(seed);
-        Connection::client_with_rng(request(), Config::default(), test_epoch(), &mut rng).unwrap()
+        let mut config = Config::default();
+        config.seed_from(&mut rng).unwrap();
+        Connection::client(request(), config, test_epoch()).unwrap()
     };
     // The generator decides the key: the same generator state gives the same key,
     // another gives another.
     assert_eq!(client_key(&from(1)), client_key(&from(1)));
     assert_ne!(client_key(&from(1)), client_key(&from(2)));
-    // A failing generator is an error, not a predictable key.
+    // A failing generator is an error, not a predictable key, and leaves the seed alone.
+    let mut config = Config::default();
     assert_eq!(
-        Connection::client_with_rng(request(), Config::default(), test_epoch(), &mut BrokenRng)
-            .unwrap_err(),
+        config.seed_from(&mut BrokenRng).unwrap_err(),
         RequestError::Entropy
     );
-    let mut broken = BrokenRng;
-    assert!(matches!(
-        Connection::after_handshake_with_rng(
-            Role::Client,
-            Config::default(),
-            test_epoch(),
-            &mut broken
-        ),
-        Err(RequestError::Entropy)
-    ));
-    // A server never masks: it does not ask the generator.
-    let server = Connection::after_handshake_with_rng(
-        Role::Server,
-        Config::default(),
-        test_epoch(),
-        &mut broken,
-    )
-    .unwrap();
+    assert_eq!(config.rng_seed, None);
+    // A server never masks: it needs no seed, even without std.
+    let mut no_seed = Config::default();
+    no_seed.rng_seed = None;
+    let server =
+        Connection::upgraded(Role::Server, no_seed, test_epoch(), Negotiated::default()).unwrap();
     assert_eq!(server.state(), State::Open);
 }
 

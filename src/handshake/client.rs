@@ -31,8 +31,8 @@ pub enum RequestError {
     /// A subprotocol that is not a token, or offered twice (§4.1 item 10).
     InvalidProtocol,
     /// No entropy to seed the RNG: the operating system's source or the embedder's
-    /// generator failed, or a `no_std` build has neither a generator
-    /// (`Connection::client_with_rng`) nor `Config::rng_seed`.
+    /// generator failed (`Config::seed_from`), or a `no_std` build has no
+    /// `Config::rng_seed`.
     Entropy,
 }
 

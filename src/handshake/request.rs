@@ -148,7 +148,7 @@ pub fn parse_request(
 /// HTTP server such as hyper, which then hands over the upgraded connection), in the
 /// order documented on [`parse_request`]. `version` is the HTTP/1 minor version (1 for
 /// HTTP/1.1). Answer with [`write_accept`](super::write_accept) (or its headers), then
-/// drive frames with [`Connection::after_handshake`](crate::Connection::after_handshake).
+/// drive frames with [`Connection::upgraded`](crate::Connection::upgraded).
 pub fn check_request(
     method: &str,
     path: &str,

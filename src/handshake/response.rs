@@ -51,7 +51,7 @@ pub fn write_accept(req: &Request, accept: &Accept, out: &mut Vec<u8>) -> Result
 /// and hands over the upgraded connection): the same headers, in the same order, that
 /// [`write_accept`] writes after its status line, after the same checks (with the same
 /// errors). Pair with [`check_request`](super::check_request) and
-/// [`Connection::after_handshake`](crate::Connection::after_handshake).
+/// [`Connection::upgraded`](crate::Connection::upgraded).
 pub fn accept_headers(req: &Request, accept: &Accept) -> Result<Vec<Header>, SendError> {
     check_accept(req, accept)?;
     let mut headers = Vec::with_capacity(4 + accept.headers().len());

@@ -1,7 +1,9 @@
 //! The closing handshake (RFC 6455 §5.5.1, §7): from each side, the echo of the peer's
 //! code, `Closed` events, who closes the transport, and ends without a Close frame.
 
+use bytes::Bytes;
 use std::time::Duration;
+use wsengine::Message;
 
 use wsengine::{CloseCode, CloseFrame, Event, MessageKind, OpCode, SendError, State};
 
@@ -116,7 +118,9 @@ fn data_still_arrives_while_closing() {
     pair.server.close(CloseCode::NORMAL, "").unwrap();
     // The client sends before it sees the server's Close.
     pair.client.send_text("late").unwrap();
-    pair.client.ping(b"p").unwrap();
+    pair.client
+        .send(Message::Ping(Bytes::copy_from_slice(b"p")))
+        .unwrap();
     pair.drive();
     let (_, server) = pair.take_events();
     assert_eq!(
@@ -219,8 +223,14 @@ fn no_data_frames_after_close() {
         pair.client.send_fragment(MessageKind::Text, b"x", false),
         Err(SendError::Closing)
     );
-    assert_eq!(pair.client.ping(b""), Err(SendError::Closing));
-    assert_eq!(pair.client.pong(b""), Err(SendError::Closing));
+    assert_eq!(
+        pair.client.send(Message::Ping(Bytes::copy_from_slice(b""))),
+        Err(SendError::Closing)
+    );
+    assert_eq!(
+        pair.client.send(Message::Pong(Bytes::copy_from_slice(b""))),
+        Err(SendError::Closing)
+    );
     assert_eq!(
         pair.client.close(CloseCode::NORMAL, ""),
         Err(SendError::Closing)
@@ -238,7 +248,10 @@ fn no_sends_after_the_closing_handshake() {
     pair.drive();
     for conn in [&mut pair.client, &mut pair.server] {
         assert_eq!(conn.send_text("x"), Err(SendError::Closed));
-        assert_eq!(conn.ping(b""), Err(SendError::Closed));
+        assert_eq!(
+            conn.send(Message::Ping(Bytes::copy_from_slice(b""))),
+            Err(SendError::Closed)
+        );
         assert_eq!(conn.close(CloseCode::NORMAL, ""), Err(SendError::Closed));
     }
 }

@@ -7,7 +7,7 @@
 //! Every runner runs every vector; `vectors::run_all` prints one line per host and, on
 //! failure, a diff of the expected and observed replies of each failing vector.
 
-use wsengine::{Accept, Connection, Event, Role};
+use wsengine::{Accept, Connection, Event, Message, Negotiated, Role};
 use wsengine_test_support::conformance::config;
 use wsengine_test_support::vectors::{ACCEPT, Observed, REQUEST, Vector, run_all, vectors};
 
@@ -24,16 +24,18 @@ fn now() -> wsengine::Instant {
 enum Start {
     /// `Connection::server`, the RFC request, `accept`; echoes with `send_text`/`send_binary`.
     Handshake,
-    /// `Connection::after_handshake` (a handshake done elsewhere); echoes with the owned
-    /// `send_text_bytes`/`send_binary_bytes`.
+    /// `Connection::upgraded` (a handshake done elsewhere); echoes with the owned
+    /// `send(Message::Text | Message::Binary)`.
     AfterHandshake,
 }
 
 /// An open server connection.
 fn core_server(start: Start) -> Result<Connection, String> {
     match start {
-        Start::AfterHandshake => Connection::after_handshake(Role::Server, config(), now())
-            .map_err(|e| format!("after_handshake: {e}")),
+        Start::AfterHandshake => {
+            Connection::upgraded(Role::Server, config(), now(), Negotiated::default())
+                .map_err(|e| format!("upgraded: {e}"))
+        }
         Start::Handshake => {
             let mut conn = Connection::server(config(), now());
             if conn.recv(REQUEST) != REQUEST.len() {
@@ -75,11 +77,11 @@ fn echo_events(conn: &mut Connection, start: Start, note: &mut String) -> bool {
         let sent = match conn.poll_event() {
             Ok(Some(Event::Text { data, .. })) => match start {
                 Start::Handshake => conn.send_text(data.as_str()),
-                Start::AfterHandshake => conn.send_text_bytes(data),
+                Start::AfterHandshake => conn.send(Message::Text(data)),
             },
             Ok(Some(Event::Binary { data, .. })) => match start {
                 Start::Handshake => conn.send_binary(&data),
-                Start::AfterHandshake => conn.send_binary_bytes(data),
+                Start::AfterHandshake => conn.send(Message::Binary(data)),
             },
             Ok(Some(_)) => Ok(()),
             Ok(None) => return any,
@@ -129,7 +131,7 @@ fn conformance_core_whole_reads() {
     run_all("core, handshake, whole reads", &vectors(), |v| {
         run_core(v, Start::Handshake, usize::MAX)
     });
-    run_all("core, after_handshake, whole reads", &vectors(), |v| {
+    run_all("core, upgraded, whole reads", &vectors(), |v| {
         run_core(v, Start::AfterHandshake, usize::MAX)
     });
 }
@@ -139,7 +141,7 @@ fn conformance_core_one_byte_reads() {
     run_all("core, handshake, 1-byte reads", &vectors(), |v| {
         run_core(v, Start::Handshake, 1)
     });
-    run_all("core, after_handshake, 7-byte reads", &vectors(), |v| {
+    run_all("core, upgraded, 7-byte reads", &vectors(), |v| {
         run_core(v, Start::AfterHandshake, 7)
     });
 }

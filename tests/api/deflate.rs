@@ -296,7 +296,7 @@ fn client_fails_the_handshake_on_an_answer_it_did_not_offer() {
 }
 
 #[test]
-fn after_handshake_with_deflate_params() {
+fn upgraded_with_negotiated_deflate_params() {
     let params = DeflateParams {
         client: DirectionParams {
             max_window_bits: 10,
@@ -308,12 +308,11 @@ fn after_handshake_with_deflate_params() {
         },
     };
     let now = crate::support::t0();
-    let mut client = Connection::after_handshake(wsengine::Role::Client, config(), now)
-        .unwrap()
-        .with_deflate(params);
-    let mut server = Connection::after_handshake(wsengine::Role::Server, config(), now)
-        .unwrap()
-        .with_deflate(params);
+    let negotiated = wsengine::Negotiated::default().deflate(params);
+    let mut client =
+        Connection::upgraded(wsengine::Role::Client, config(), now, negotiated.clone()).unwrap();
+    let mut server =
+        Connection::upgraded(wsengine::Role::Server, config(), now, negotiated).unwrap();
     let message = "after the handshake, compressed ".repeat(40);
     client.send_text(&message).unwrap();
     let wire = take_transmit(&mut client);

@@ -1,6 +1,8 @@
 //! Bounded memory seen from outside: the send buffer under a ping flood, `recv` never
 //! taking more than `recv_capacity`, and `SendError::Blocked` back-pressure.
 
+use bytes::Bytes;
+use wsengine::Message;
 use wsengine::frame::MAX_HEADER_LEN;
 use wsengine::{CloseCode, Config, Connection, Delivery, Event, OpCode, SendError};
 
@@ -151,7 +153,10 @@ fn send_is_blocked_over_max_send_buffer_and_resumes_after_draining() {
     assert!(server.poll_transmit().len() >= 1000);
     assert_eq!(server.send_text("x"), Err(SendError::Blocked));
     assert_eq!(server.send_binary(b"x"), Err(SendError::Blocked));
-    assert_eq!(server.ping(b"x"), Err(SendError::Blocked));
+    assert_eq!(
+        server.send(Message::Ping(Bytes::copy_from_slice(b"x"))),
+        Err(SendError::Blocked)
+    );
     assert_eq!(
         server.send_fragment(wsengine::MessageKind::Text, b"x", false),
         Err(SendError::Blocked)
@@ -212,8 +217,14 @@ fn protocol_error_close_goes_out_when_the_send_buffer_is_full() {
 #[test]
 fn control_payload_over_125_bytes_is_refused() {
     let mut server = open_server(config());
-    assert_eq!(server.ping(&[0; 126]), Err(SendError::ControlTooLong));
-    assert_eq!(server.pong(&[0; 126]), Err(SendError::ControlTooLong));
+    assert_eq!(
+        server.send(Message::Ping(Bytes::copy_from_slice(&[0; 126]))),
+        Err(SendError::ControlTooLong)
+    );
+    assert_eq!(
+        server.send(Message::Pong(Bytes::copy_from_slice(&[0; 126]))),
+        Err(SendError::ControlTooLong)
+    );
     assert!(take_transmit(&mut server).is_empty());
 }
 

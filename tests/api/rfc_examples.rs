@@ -3,6 +3,7 @@
 //! frame that yields its own event, and the start of one that must wait).
 
 use bytes::Bytes;
+use wsengine::Message;
 use wsengine::handshake::accept_key;
 use wsengine::{Accept, Config, Connection, Delivery, Event, OpCode, State};
 
@@ -296,7 +297,9 @@ fn rfc_5_7_ping_without_auto_pong_is_only_reported() {
     let out = feed(&mut client, UNMASKED_PING);
     assert_eq!(out.events, [Event::Ping(Bytes::from_static(b"Hello"))]);
     assert!(!client.wants_write());
-    client.pong(b"Hello").unwrap();
+    client
+        .send(Message::Pong(Bytes::copy_from_slice(b"Hello")))
+        .unwrap();
     let frames = take_frames(&mut client);
     assert_eq!(frames.len(), 1);
     assert_eq!(
@@ -354,7 +357,9 @@ fn rfc_5_7_server_encodes_the_example_frames() {
         .send_fragment(wsengine::MessageKind::Text, b"lo", true)
         .unwrap();
     assert_eq!(take_transmit(&mut server), FRAGMENTED_HELLO);
-    server.ping(b"Hello").unwrap();
+    server
+        .send(Message::Ping(Bytes::copy_from_slice(b"Hello")))
+        .unwrap();
     assert_eq!(take_transmit(&mut server), UNMASKED_PING);
     let (fixture, payload) = binary_256();
     server.send_binary(&payload).unwrap();

@@ -2,6 +2,8 @@
 //! the status code of the Close frame (or the HTTP status of the response) that goes
 //! out. Frame errors are fed whole and one byte at a time.
 
+use bytes::Bytes;
+use wsengine::Message;
 use wsengine::{
     CloseCode, CloseFrame, Config, Connection, Delivery, Error, Event, HandshakeError, OpCode,
     ProtocolError, SendError, State,
@@ -531,8 +533,14 @@ fn errors_are_sticky_and_only_the_close_goes_out() {
     // Sends are refused.
     assert_eq!(server.send_text("x"), Err(SendError::Closed));
     assert_eq!(server.send_binary(b"x"), Err(SendError::Closed));
-    assert_eq!(server.ping(b""), Err(SendError::Closed));
-    assert_eq!(server.pong(b""), Err(SendError::Closed));
+    assert_eq!(
+        server.send(Message::Ping(Bytes::copy_from_slice(b""))),
+        Err(SendError::Closed)
+    );
+    assert_eq!(
+        server.send(Message::Pong(Bytes::copy_from_slice(b""))),
+        Err(SendError::Closed)
+    );
     assert_eq!(server.close(CloseCode::NORMAL, ""), Err(SendError::Closed));
     assert_eq!(server.state(), State::Failed);
     assert_eq!(server.poll_timeout(), None);

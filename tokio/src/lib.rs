@@ -34,7 +34,7 @@
 //!   request with [`check_request`](wsengine::handshake::check_request), answer with the
 //!   headers of [`accept_headers`](wsengine::handshake::accept_headers), then wrap the
 //!   upgraded connection with [`WebSocketStream::from_upgraded`], which starts the core
-//!   with [`Connection::after_handshake`] (see `examples/hyper_upgrade/`).
+//!   with [`Connection::upgraded`] (see `examples/hyper_upgrade/`).
 //!
 //! # Cancellation safety
 //!
@@ -111,15 +111,14 @@ mod stream;
 use core::fmt;
 use std::io;
 
-use bytes::Bytes;
-
 use wsengine::config::Delivery;
 use wsengine::error::SendError;
-use wsengine::frame::CloseFrame;
 use wsengine::handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
-use wsengine::{Config, Connection, Utf8Bytes};
+use wsengine::{Config, Connection};
 
 pub use stream::{WebSocketReader, WebSocketStream, WebSocketWriter};
+/// The core's owned message type: what the stream yields and the sink takes.
+pub use wsengine::Message;
 
 /// After the transport is shut down, how long a server keeps reading (and discarding)
 /// while it waits for the client's EOF; also, once the connection is over, how long the
@@ -127,99 +126,6 @@ pub use stream::{WebSocketReader, WebSocketStream, WebSocketWriter};
 /// peer's Close arrived, then the Close frame) goes out for as long as the peer keeps
 /// reading, and is dropped once this long passes without a byte written.
 pub const LINGER: core::time::Duration = core::time::Duration::from_secs(2);
-
-/// A WebSocket message, or a control frame, as received or to be sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// A text message (valid UTF-8).
-    Text(Utf8Bytes),
-    /// A binary message.
-    Binary(Bytes),
-    /// A Ping. Received ones are already answered (`Config::auto_pong`); sending one asks
-    /// the peer for a Pong with the same payload (at most 125 bytes).
-    Ping(Bytes),
-    /// A Pong: the answer to a Ping, or an unsolicited heartbeat.
-    Pong(Bytes),
-    /// A Close frame. Received: the peer's (the echo is already queued), `None` when it
-    /// carried no status code. Sent: starts the closing handshake; `None` sends 1000
-    /// (Normal Closure), since the core always sends a status code. Sending one while
-    /// the closing handshake is already under way does nothing.
-    Close(Option<CloseFrame>),
-}
-
-impl Message {
-    /// A text message.
-    pub fn text(text: impl Into<Utf8Bytes>) -> Self {
-        Self::Text(text.into())
-    }
-
-    /// A binary message.
-    pub fn binary(data: impl Into<Bytes>) -> Self {
-        Self::Binary(data.into())
-    }
-
-    /// Whether this is a text message.
-    pub fn is_text(&self) -> bool {
-        matches!(self, Self::Text(_))
-    }
-
-    /// Whether this is a binary message.
-    pub fn is_binary(&self) -> bool {
-        matches!(self, Self::Binary(_))
-    }
-
-    /// Whether this is a Close frame.
-    pub fn is_close(&self) -> bool {
-        matches!(self, Self::Close(_))
-    }
-
-    /// The text, for a text message.
-    pub fn to_text(&self) -> Option<&str> {
-        match self {
-            Self::Text(t) => Some(t.as_str()),
-            _ => None,
-        }
-    }
-
-    /// The payload (a Close frame's is empty).
-    pub fn into_data(self) -> Bytes {
-        match self {
-            Self::Text(t) => t.into_bytes(),
-            Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b,
-            Self::Close(_) => Bytes::new(),
-        }
-    }
-}
-
-impl From<String> for Message {
-    fn from(text: String) -> Self {
-        Self::Text(text.into())
-    }
-}
-
-impl From<&str> for Message {
-    fn from(text: &str) -> Self {
-        Self::Text(text.into())
-    }
-}
-
-impl From<Utf8Bytes> for Message {
-    fn from(text: Utf8Bytes) -> Self {
-        Self::Text(text)
-    }
-}
-
-impl From<Bytes> for Message {
-    fn from(data: Bytes) -> Self {
-        Self::Binary(data)
-    }
-}
-
-impl From<Vec<u8>> for Message {
-    fn from(data: Vec<u8>) -> Self {
-        Self::Binary(data.into())
-    }
-}
 
 /// What can go wrong on a [`WebSocketStream`].
 #[derive(Debug)]

@@ -21,15 +21,13 @@ use super::{Error, LINGER, Message, now};
 use wsengine::frame::CloseFrame;
 use wsengine::handshake::{Accept, Reject, Request, Response};
 use wsengine::{
-    CloseCode, Config, Connection, Event, HandshakeError, Instant, Role, SendError, State,
+    CloseCode, Config, Connection, Event, HandshakeError, Instant, MAX_TRANSMIT_SEGMENTS,
+    Negotiated, Role, SendError, State,
 };
 
 /// The waker slot of each half (see [`Fan`]).
 const READER: usize = 0;
 const WRITER: usize = 1;
-
-/// Most segments handed to one `poll_write_vectored` (well under any `IOV_MAX`).
-const MAX_IOVECS: usize = 64;
 
 /// Size of the per-thread buffer that socket reads land in before the core takes them:
 /// the default receive buffer plus a frame header, so a message of exactly
@@ -240,12 +238,8 @@ impl<S: AsyncWrite> Inner<S> {
             let mut write = Pin::new(write);
             // One (vectored) write for everything queued: large payloads the core
             // holds as their own segments go out without a copy.
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (slot, segment) in slices.iter_mut().zip(core.poll_transmit_segments()) {
-                *slot = IoSlice::new(segment);
-                count += 1;
-            }
+            let mut slices = [IoSlice::new(&[]); MAX_TRANSMIT_SEGMENTS];
+            let count = core.poll_transmit_vectored(&mut slices);
             let written = match count {
                 0 => break write.poll_flush(&mut cx),
                 1 => write.as_mut().poll_write(&mut cx, &slices[0]),
@@ -291,23 +285,12 @@ impl<S: AsyncWrite> Inner<S> {
     }
 }
 
-/// Queues `message` in the core.
+/// Queues `message` in the core. A Close while the closing handshake is under way
+/// (ours, or the echo of the peer's is queued) or over adds nothing.
 fn send_now(core: &mut Connection, message: Message) -> Result<(), SendError> {
     match message {
-        Message::Text(text) => core.send_text_bytes(text),
-        Message::Binary(data) => core.send_binary_bytes(data),
-        Message::Ping(payload) => core.ping(&payload),
-        Message::Pong(payload) => core.pong(&payload),
-        Message::Close(frame) => match core.state() {
-            // The closing handshake is under way (ours, or the echo of the peer's is
-            // queued) or over: nothing to add.
-            State::Closing | State::Closed => Ok(()),
-            _ => {
-                let (code, reason) =
-                    frame.map_or((CloseCode::NORMAL, String::new()), |f| (f.code, f.reason));
-                core.close(code, &reason)
-            }
-        },
+        Message::Close(_) if matches!(core.state(), State::Closing | State::Closed) => Ok(()),
+        message => core.send(message),
     }
 }
 
@@ -463,11 +446,17 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     /// Wraps a connection whose opening handshake an HTTP server has already done (it
     /// checked the request with [`check_request`](wsengine::handshake::check_request) and
     /// answered with [`accept_headers`](wsengine::handshake::accept_headers), say): the
-    /// core starts open ([`Connection::after_handshake`]). `role` is
-    /// [`Role::Server`] for an upgraded server connection. Errors only for a client
-    /// without entropy for its masking keys.
-    pub fn from_upgraded(stream: S, role: Role, config: Config) -> Result<Self, Error> {
-        let core = Connection::after_handshake(role, super::whole(config), now())?;
+    /// core starts open ([`Connection::upgraded`]) with the extensions that handshake
+    /// `negotiated` (`Negotiated::default()`: none). `role` is [`Role::Server`] for an
+    /// upgraded server connection. Errors only for a client without entropy for its
+    /// masking keys.
+    pub fn from_upgraded(
+        stream: S,
+        role: Role,
+        config: Config,
+        negotiated: Negotiated,
+    ) -> Result<Self, Error> {
+        let core = Connection::upgraded(role, super::whole(config), now(), negotiated)?;
         Ok(Self::new(stream, core))
     }
 

@@ -25,7 +25,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use wsengine::handshake::{Header, accept_headers, check_request};
 use wsengine::{
-    Accept, ClientRequest, CloseCode, CloseFrame, Config, HandshakeError, Reject, Role, State,
+    Accept, ClientRequest, CloseCode, CloseFrame, Config, HandshakeError, Negotiated, Reject, Role,
+    State,
 };
 use wsengine_tokio::{
     Error, LINGER, Message, WebSocketStream, accept, accept_with, client, connect, connect_with,
@@ -891,7 +892,13 @@ async fn upgrade_by_hand(mut socket: TcpStream) -> WebSocketStream<TcpStream> {
     }
     response.extend_from_slice(b"\r\n");
     socket.write_all(&response).await.expect("101");
-    WebSocketStream::from_upgraded(socket, Role::Server, Config::default()).expect("wrap")
+    WebSocketStream::from_upgraded(
+        socket,
+        Role::Server,
+        Config::default(),
+        Negotiated::default(),
+    )
+    .expect("wrap")
 }
 
 #[test]
@@ -924,7 +931,8 @@ fn streams_and_futures_can_move_between_threads() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     fn send<T: Send>(_: &T) {}
     let (a, _b) = tokio::io::duplex(64);
-    let ws = WebSocketStream::from_upgraded(a, Role::Server, Config::default());
+    let ws =
+        WebSocketStream::from_upgraded(a, Role::Server, Config::default(), Negotiated::default());
     // from_upgraded needs no runtime: the timer is created on the first poll.
     let mut ws = ws.expect("a server needs no entropy");
     send_sync(&ws);

@@ -12,7 +12,7 @@
 //!
 //! Send: one message per call, each written out at once into a [`Sink`] that copies
 //! every byte, as a socket write does (wsengine: `send_text`/`send_binary` then
-//! `poll_transmit`, or `send_*_bytes` then a vectored `poll_transmit_segments` as
+//! `poll_transmit`, or `send(Message)` then a vectored `poll_transmit_vectored` as
 //! `wsengine-owned`; tungstenite `send`, which is write + flush; fastwebsockets
 //! `write_frame` with a borrowed payload; tokio-websockets `SinkExt::send`, which is
 //! feed + flush, with a `Bytes` payload).
@@ -33,8 +33,8 @@ pub enum Impl {
     /// This crate's subject, with the borrowed-payload API (`send_text`/`send_binary`,
     /// `poll_transmit`).
     Wsengine,
-    /// wsengine with the owned-payload API (`send_text_bytes`/`send_binary_bytes`,
-    /// vectored `poll_transmit_segments`). Send only: receiving has one API.
+    /// wsengine with the owned-payload API (`send(Message::Text | Message::Binary)`,
+    /// vectored `poll_transmit_vectored`). Send only: receiving has one API.
     WsengineOwned,
     /// tungstenite (sync API).
     Tungstenite,

@@ -4,7 +4,7 @@
 //! (`handshake::accept_headers`); hyper sends the 101 and hands over the upgraded
 //! connection; wsengine's tokio adapter runs the WebSocket on it
 //! (`tokio::WebSocketStream::from_upgraded`, which starts the core open with
-//! `Connection::after_handshake`). Here the WebSocket echoes every message.
+//! `Connection::upgraded`). Here the WebSocket echoes every message.
 //!
 //! ```text
 //! cargo run --manifest-path examples/hyper_upgrade/Cargo.toml -- --listen 127.0.0.1:9002
@@ -30,7 +30,7 @@ use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use wsengine::handshake::{Header, accept_headers, check_request};
-use wsengine::{Accept, Config, Role};
+use wsengine::{Accept, Config, Negotiated, Role};
 use wsengine_tokio::{Message, WebSocketStream};
 
 fn main() -> ExitCode {
@@ -173,6 +173,7 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             TokioIo::new(upgraded),
             Role::Server,
             Config::default(),
+            Negotiated::default(),
         ) {
             Ok(ws) => echo(ws).await,
             Err(e) => eprintln!("websocket: {e}"),

@@ -1,0 +1,736 @@
+//! The loop itself: readiness events, reads into the core, one vectored write per
+//! wakeup, the timer heap, the connection cap, lingering closes and graceful shutdown
+//! (see the crate docs for what it does for each connection).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use wsengine::time::{Duration, Instant};
+use wsengine::{
+    ClientRequest, CloseCode, Connection, Event, MAX_TRANSMIT_SEGMENTS, Reject, SendError, State,
+};
+
+use crate::handle::{Command, Handle, Shared};
+use crate::handler::{Context, Decision, Disconnect, Handler};
+use crate::slab::Slab;
+use crate::{ConnId, DriverConfig};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Reads per connection per wakeup before the others get a turn.
+const READ_BUDGET: usize = 16;
+
+/// One connection: its socket, its core, and the loop's bookkeeping.
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) core: Connection,
+    pub(crate) peer: SocketAddr,
+    /// A readable edge was seen and reads have not hit `WouldBlock` since.
+    readable: bool,
+    /// The peer's end of stream (or an error) was reported: read until `Ok(0)`, since
+    /// no further readiness event will come for it.
+    read_closed: bool,
+    /// Not reading: the peer's send buffer is full (backpressure).
+    paused: bool,
+    /// Registered for write readiness.
+    writable_interest: bool,
+    /// The deadline this connection has in the timer heap.
+    deadline: Option<Instant>,
+    /// How the connection ended, once the core said so.
+    outcome: Option<Disconnect>,
+    /// The connection is over: write side shut, discarding input until EOF or then.
+    pub(crate) linger_until: Option<Instant>,
+}
+
+/// Connection bookkeeping shared by the loop and the handler's [`Context`].
+pub(crate) struct Conns {
+    pub(crate) slab: Slab<Conn>,
+    /// Connections whose transmit buffer, timers or state changed outside their own
+    /// servicing (sends from the handler for another connection, commands).
+    pub(crate) dirty: Vec<ConnId>,
+    pub(crate) config: DriverConfig,
+    pub(crate) stop_requested: bool,
+}
+
+impl Conns {
+    fn add(
+        &mut self,
+        registry: &Registry,
+        stream: TcpStream,
+        peer: SocketAddr,
+        core: Connection,
+    ) -> io::Result<ConnId> {
+        let conn = Conn {
+            stream,
+            core,
+            peer,
+            readable: false,
+            read_closed: false,
+            paused: false,
+            writable_interest: false,
+            deadline: None,
+            outcome: None,
+            linger_until: None,
+        };
+        let id = self
+            .slab
+            .insert(conn)
+            .ok_or_else(|| io::Error::other("too many connections"))?;
+        let registered = match self.slab.get_mut(id) {
+            Some(c) => {
+                registry.register(&mut c.stream, Token(id.index as usize), Interest::READABLE)
+            }
+            None => Err(io::Error::other("connection vanished")),
+        };
+        if let Err(e) = registered {
+            self.slab.remove(id);
+            return Err(e);
+        }
+        self.dirty.push(id);
+        Ok(id)
+    }
+
+    pub(crate) fn connect(
+        &mut self,
+        registry: &Registry,
+        request: ClientRequest,
+    ) -> io::Result<ConnId> {
+        if request.is_secure() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "wss:// needs TLS, which the mio driver does not provide yet",
+            ));
+        }
+        let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+        let mut connected = None;
+        for addr in (request.host(), request.port()).to_socket_addrs()? {
+            match std::net::TcpStream::connect_timeout(&addr, self.config.connect_timeout) {
+                Ok(s) => {
+                    connected = Some((s, addr));
+                    break;
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        let (std_stream, peer) = connected.ok_or(last_error)?;
+        std_stream.set_nonblocking(true)?;
+        std_stream.set_nodelay(self.config.nodelay)?;
+        let core = Connection::client(request, self.config.connection.clone(), Instant::now())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.add(registry, TcpStream::from_std(std_stream), peer, core)
+    }
+}
+
+/// The mio event loop. Build it, [`listen`](Self::listen) and/or
+/// [`connect`](Self::connect), then [`run`](Self::run).
+pub struct EventLoop<H> {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    handler: H,
+    conns: Conns,
+    shared: Arc<Shared>,
+    timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    /// Connections that still had readable data when their read budget ran out.
+    ready: Vec<ConnId>,
+    scratch: Vec<u8>,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl<H: Handler> EventLoop<H> {
+    /// A loop with no listener and no connection yet.
+    pub fn new(config: DriverConfig, handler: H) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(1024),
+            listener: None,
+            handler,
+            // At least what one connection's receive buffer takes (its limit plus a
+            // frame header), so a message of exactly that size arrives in one read.
+            scratch: vec![
+                0;
+                config.read_chunk.max(
+                    config
+                        .connection
+                        .recv_limit()
+                        .saturating_add(wsengine::frame::MAX_HEADER_LEN)
+                )
+            ],
+            conns: Conns {
+                slab: Slab::new(),
+                dirty: Vec::new(),
+                config,
+                stop_requested: false,
+            },
+            shared: Arc::new(Shared {
+                commands: Mutex::new(Vec::new()),
+                waker,
+            }),
+            timers: BinaryHeap::new(),
+            ready: Vec::new(),
+            shutdown_deadline: None,
+        })
+    }
+
+    /// Listens on `addr` and returns the bound address (port 0 picks a free port).
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let mut listener = TcpListener::bind(addr)?;
+        self.poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let local = listener.local_addr()?;
+        self.listener = Some(listener);
+        Ok(local)
+    }
+
+    /// Opens a client connection to `request`'s URL: resolves the host (IPv4 and IPv6,
+    /// trying each address in turn), connects with [`DriverConfig::connect_timeout`]
+    /// (blocking), and queues the opening handshake.
+    pub fn connect(&mut self, request: ClientRequest) -> io::Result<ConnId> {
+        self.conns.connect(self.poll.registry(), request)
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// Consumes the loop, returning the handler.
+    pub fn into_handler(self) -> H {
+        self.handler
+    }
+
+    /// How many connections the loop holds (including ones lingering after close).
+    pub fn connection_count(&self) -> usize {
+        self.conns.slab.len()
+    }
+
+    /// Runs until stopped (graceful shutdown done), or, with no listener, until no
+    /// connection is left.
+    pub fn run(&mut self) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            self.run_commands();
+            self.flush_dirty();
+            if self.conns.stop_requested && self.shutdown_deadline.is_none() {
+                self.begin_shutdown(now);
+            }
+            self.fire_timers(now);
+            self.flush_dirty();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.slab.is_empty() {
+                    return Ok(());
+                }
+                if now >= deadline {
+                    self.drop_all();
+                    return Ok(());
+                }
+            } else if self.listener.is_none() && self.conns.slab.is_empty() {
+                return Ok(());
+            }
+            let timeout = if self.ready.is_empty() {
+                self.next_timeout(now)
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let mut touched = Vec::new();
+            for event in self.events.iter() {
+                match event.token() {
+                    LISTENER => touched.push(None),
+                    WAKER => {}
+                    Token(index) => {
+                        if let Some(id) = self.conns.slab.id_at(index) {
+                            if let Some(c) = self.conns.slab.get_mut(id) {
+                                if event.is_read_closed() || event.is_error() {
+                                    c.read_closed = true;
+                                }
+                                if event.is_readable() || c.read_closed {
+                                    c.readable = true;
+                                }
+                            }
+                            touched.push(Some(id));
+                        }
+                    }
+                }
+            }
+            touched.append(&mut self.ready.drain(..).map(Some).collect());
+            for t in touched {
+                match t {
+                    None => self.accept_all(),
+                    Some(id) => self.service(id),
+                }
+                self.flush_dirty();
+            }
+        }
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let earliest = match (timer, self.shutdown_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        earliest.map(|t| t.saturating_duration_since(now))
+    }
+
+    fn parts(&mut self) -> (&mut H, Context<'_>) {
+        let Self {
+            handler,
+            conns,
+            poll,
+            ..
+        } = self;
+        (
+            handler,
+            Context {
+                conns,
+                registry: poll.registry(),
+            },
+        )
+    }
+
+    fn run_commands(&mut self) {
+        let commands = core::mem::take(
+            &mut *self
+                .shared
+                .commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        // Commands for a connection still in its handshake wait for it to open, in order.
+        let mut waiting: Vec<Command> = Vec::new();
+        for command in commands {
+            let target = command.target();
+            if target.is_some() && waiting.iter().any(|w| w.target() == target) {
+                waiting.push(command);
+                continue;
+            }
+            let (_, mut ctx) = self.parts();
+            // A command for a connection that is gone or cannot send is dropped: the
+            // sender raced with the connection's end, which it learns through on_close.
+            let result = match &command {
+                Command::Stop => {
+                    ctx.stop();
+                    Ok(())
+                }
+                Command::Send(id, message) => ctx.send(*id, message.clone()),
+                Command::Close(id, code, reason) => ctx.close(*id, *code, reason),
+            };
+            if result == Err(SendError::NotOpen) {
+                waiting.push(command);
+            }
+        }
+        if !waiting.is_empty() {
+            let mut shared = self
+                .shared
+                .commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            waiting.append(&mut shared);
+            *shared = waiting;
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        self.shutdown_deadline = Some(now + self.conns.config.shutdown_timeout);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let ids: Vec<ConnId> = self.conns.slab.ids().collect();
+        for id in ids {
+            let Some(c) = self.conns.slab.get_mut(id) else {
+                continue;
+            };
+            if c.linger_until.is_some() {
+                continue;
+            }
+            match c.core.state() {
+                // RFC 6455 §7.4.1: 1001 "indicates that an endpoint is 'going away', such
+                // as a server going down".
+                State::Open => {
+                    let _ = c.core.close(CloseCode::GOING_AWAY, "server shutting down");
+                    self.conns.dirty.push(id);
+                }
+                State::Handshake => self.finish(id, Disconnect::ShutdownTimeout),
+                _ => self.conns.dirty.push(id),
+            }
+        }
+    }
+
+    fn drop_all(&mut self) {
+        let ids: Vec<ConnId> = self.conns.slab.ids().collect();
+        for id in ids {
+            self.finish(id, Disconnect::ShutdownTimeout);
+            self.remove(id);
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.conns.slab.len() >= self.conns.config.max_connections {
+                        // Refused cleanly: an HTTP answer, then close.
+                        let _ = stream.write(
+                            b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                        );
+                        let _ = stream.shutdown(Shutdown::Write);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(self.conns.config.nodelay);
+                    let core =
+                        Connection::server(self.conns.config.connection.clone(), Instant::now());
+                    let _ = self.conns.add(self.poll.registry(), stream, peer, core);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Out of file descriptors and the like: try again on the next event.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads, dispatches events, writes and closes for one connection.
+    fn service(&mut self, id: ConnId) {
+        let mut budget = READ_BUDGET;
+        loop {
+            let Some(c) = self.conns.slab.get_mut(id) else {
+                return;
+            };
+            if c.linger_until.is_some() {
+                self.linger_read(id);
+                return;
+            }
+            let mut read_something = false;
+            if c.readable && !c.paused && budget > 0 {
+                budget -= 1;
+                let cap = c.core.recv_capacity().min(self.scratch.len());
+                match c.stream.read(&mut self.scratch[..cap]) {
+                    Ok(0) => {
+                        c.readable = false;
+                        c.core.recv_eof();
+                    }
+                    Ok(n) => {
+                        // n <= recv_capacity, so the core takes it all.
+                        let _ = c.core.recv(&self.scratch[..n]);
+                        read_something = true;
+                        // A short read drained the socket: skip the read that would only
+                        // say WouldBlock (one syscall per wakeup saved). Safe with
+                        // Linux's edge-triggered epoll, which reports every new arrival
+                        // after this read (tokio makes the same call) -- but not an end
+                        // of stream that came with this very event: then read on to
+                        // the 0.
+                        if cfg!(target_os = "linux") && n < cap && !c.read_closed {
+                            c.readable = false;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => read_something = true,
+                    Err(e) => {
+                        self.finish(id, Disconnect::Io(e));
+                        self.remove(id);
+                        return;
+                    }
+                }
+            }
+            self.dispatch(id);
+            if !self.settle(id) {
+                return;
+            }
+            let Some(c) = self.conns.slab.get(id) else {
+                return;
+            };
+            let more = c.readable && !c.paused;
+            if !more || !read_something {
+                break;
+            }
+            if budget == 0 {
+                self.ready.push(id);
+                break;
+            }
+        }
+    }
+
+    /// Hands the core's events to the handler.
+    fn dispatch(&mut self, id: ConnId) {
+        loop {
+            let Some(c) = self.conns.slab.get_mut(id) else {
+                return;
+            };
+            let event = match c.core.poll_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(e) => {
+                    c.outcome = Some(Disconnect::Failed(e));
+                    return;
+                }
+            };
+            match event {
+                Event::Request(request) => {
+                    let (handler, mut ctx) = self.parts();
+                    let decision = handler.on_request(&mut ctx, id, &request);
+                    let Some(c) = self.conns.slab.get_mut(id) else {
+                        return;
+                    };
+                    let opened = match decision {
+                        Decision::Accept(accept) => match c.core.accept(accept) {
+                            Ok(()) => true,
+                            Err(_) => {
+                                // The handler chose an invalid answer (a subprotocol that
+                                // was not offered, a bad header): a server error, not a
+                                // silent upgrade.
+                                let _ = c.core.reject(Reject::new(500));
+                                c.outcome = Some(Disconnect::Rejected);
+                                false
+                            }
+                        },
+                        Decision::Reject(reject) => {
+                            if c.core.reject(reject).is_err() {
+                                let _ = c.core.reject(Reject::new(500));
+                            }
+                            c.outcome = Some(Disconnect::Rejected);
+                            false
+                        }
+                    };
+                    self.conns.dirty.push(id);
+                    if opened {
+                        let (handler, mut ctx) = self.parts();
+                        handler.on_open(&mut ctx, id, None);
+                    }
+                }
+                Event::Accepted(response) => {
+                    let (handler, mut ctx) = self.parts();
+                    handler.on_open(&mut ctx, id, Some(&response));
+                }
+                Event::Closed { code, clean } => {
+                    c.outcome = Some(Disconnect::Closed { code, clean });
+                }
+                event => {
+                    let (handler, mut ctx) = self.parts();
+                    handler.on_event(&mut ctx, id, event);
+                }
+            }
+        }
+    }
+
+    /// After anything touched a connection: write, update backpressure, interest and
+    /// timers, and close the transport when the core says so. Returns false if the
+    /// connection is gone or lingering.
+    fn settle(&mut self, id: ConnId) -> bool {
+        if !self.flush(id) {
+            return false;
+        }
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return false;
+        };
+        if c.linger_until.is_some() {
+            self.update_timer(id);
+            return false;
+        }
+        if c.core.should_close_transport() {
+            let why = c
+                .outcome
+                .take()
+                .unwrap_or_else(|| match c.core.poll_event() {
+                    Err(e) => Disconnect::Failed(e),
+                    _ => Disconnect::Closed {
+                        code: CloseCode::ABNORMAL,
+                        clean: false,
+                    },
+                });
+            self.finish(id, why);
+            return false;
+        }
+        let blocked = c.core.is_send_blocked();
+        let was_paused = c.paused;
+        c.paused = blocked;
+        let resume = was_paused && !blocked && c.readable;
+        let wants_write = c.core.wants_write();
+        if wants_write != c.writable_interest {
+            let interest = if wants_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, Token(id.index as usize), interest)
+                .is_ok()
+            {
+                c.writable_interest = wants_write;
+            }
+        }
+        self.update_timer(id);
+        if blocked != was_paused {
+            let (handler, mut ctx) = self.parts();
+            if blocked {
+                handler.on_blocked(&mut ctx, id);
+            } else {
+                handler.on_writable(&mut ctx, id);
+            }
+        }
+        if resume {
+            self.ready.push(id);
+        }
+        true
+    }
+
+    /// Writes the transmit buffer until it is empty or the socket would block. Returns
+    /// false if the connection was dropped on a write error.
+    fn flush(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return false;
+        };
+        loop {
+            // One (vectored) write for everything queued: the replies to a whole read
+            // leave in as few syscalls as possible, large payloads without a copy.
+            let mut slices = [IoSlice::new(&[]); MAX_TRANSMIT_SEGMENTS];
+            let count = c.core.poll_transmit_vectored(&mut slices);
+            let written = match count {
+                0 => return true,
+                1 => c.stream.write(&slices[0]),
+                _ => c.stream.write_vectored(&slices[..count]),
+            };
+            match written {
+                Ok(0) => {
+                    self.finish(id, Disconnect::Io(io::ErrorKind::WriteZero.into()));
+                    self.remove(id);
+                    return false;
+                }
+                Ok(n) => c.core.advance_transmit(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.finish(id, Disconnect::Io(e));
+                    self.remove(id);
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        while let Some(id) = self.conns.dirty.pop() {
+            self.dispatch(id);
+            self.settle(id);
+        }
+    }
+
+    fn update_timer(&mut self, id: ConnId) {
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return;
+        };
+        let want = c.linger_until.or_else(|| c.core.poll_timeout());
+        if want != c.deadline {
+            c.deadline = want;
+            if let Some(t) = want {
+                self.timers.push(Reverse((t, id)));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                return;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.slab.get_mut(id) else {
+                continue;
+            };
+            if c.deadline != Some(t) {
+                continue; // stale entry
+            }
+            c.deadline = None;
+            if c.linger_until.is_some() {
+                self.remove(id);
+                continue;
+            }
+            c.core.handle_timeout(now);
+            self.dispatch(id);
+            self.settle(id);
+        }
+    }
+
+    /// The connection is over for the handler: report it, then shut the socket down. A
+    /// server lingers to let its last bytes reach the peer (see the module docs).
+    fn finish(&mut self, id: ConnId, why: Disconnect) {
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return;
+        };
+        if c.linger_until.is_some() {
+            return;
+        }
+        let lingers =
+            c.core.role() == wsengine::Role::Server && c.stream.shutdown(Shutdown::Write).is_ok();
+        c.linger_until = Some(Instant::now() + self.conns.config.linger);
+        c.readable = true;
+        let (handler, mut ctx) = self.parts();
+        handler.on_close(&mut ctx, id, why);
+        if lingers && self.conns.slab.get(id).is_some() {
+            self.update_timer(id);
+            self.linger_read(id);
+        } else {
+            self.remove(id);
+        }
+    }
+
+    /// Reads and discards until EOF, then drops the connection.
+    fn linger_read(&mut self, id: ConnId) {
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return;
+        };
+        loop {
+            match c.stream.read(&mut self.scratch) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => break,
+            }
+        }
+        self.remove(id);
+    }
+
+    fn remove(&mut self, id: ConnId) {
+        if let Some(mut c) = self.conns.slab.remove(id) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+}
+
+impl<H> std::fmt::Debug for EventLoop<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("connections", &self.conns.slab.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,165 @@
+//! The embedder's side of the loop: the [`Handler`] it implements, the [`Context`]
+//! through which a handler acts on any connection, and what the loop reports
+//! ([`Decision`], [`Disconnect`]).
+
+use std::io;
+use std::net::SocketAddr;
+
+use mio::Registry;
+use wsengine::{
+    Accept, ClientRequest, CloseCode, Connection, Error, Event, Message, Reject, Request, Response,
+    SendError, State,
+};
+
+use crate::ConnId;
+use crate::event_loop::Conns;
+
+/// A server's answer to an opening request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Upgrade the connection.
+    Accept(Accept),
+    /// Answer with an HTTP error and close.
+    Reject(Reject),
+}
+
+/// Why a connection ended, as reported to [`Handler::on_close`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Disconnect {
+    /// The connection ended: `clean` when both Close frames were exchanged (`code` is
+    /// then the peer's, 1005 if it gave none), otherwise `code` is 1006.
+    Closed {
+        /// The close code.
+        code: CloseCode,
+        /// Whether the closing handshake completed.
+        clean: bool,
+    },
+    /// The core failed the connection (protocol error, bad handshake, timeout); a Close
+    /// frame or HTTP error response was sent where the error allows one.
+    Failed(Error),
+    /// The handler rejected the handshake.
+    Rejected,
+    /// The socket failed.
+    Io(io::Error),
+    /// Graceful shutdown gave up waiting for this connection's Close reply.
+    ShutdownTimeout,
+}
+
+/// The embedder's side of the loop. Every method has a default that does nothing
+/// (and [`on_request`](Self::on_request) accepts).
+#[allow(unused_variables)]
+pub trait Handler {
+    /// Server: a client asks to upgrade. Look at the path, headers, `Origin`, offered
+    /// subprotocols; accept (choosing at most one subprotocol) or reject.
+    fn on_request(&mut self, ctx: &mut Context<'_>, id: ConnId, request: &Request) -> Decision {
+        Decision::Accept(Accept::new())
+    }
+
+    /// The handshake completed: `None` on a server, the server's response on a client.
+    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, response: Option<&Response>) {}
+
+    /// A message (or piece of one), Ping, Pong or the peer's Close. Pong and Close
+    /// replies are already queued by the core.
+    fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {}
+
+    /// `id`'s send buffer is full: sends to it return `SendError::Blocked` and the loop
+    /// stops reading from it until [`on_writable`](Self::on_writable).
+    fn on_blocked(&mut self, ctx: &mut Context<'_>, id: ConnId) {}
+
+    /// `id`'s send buffer has drained below its limit again.
+    fn on_writable(&mut self, ctx: &mut Context<'_>, id: ConnId) {}
+
+    /// The connection is over (called once per connection the loop took on). `id` is
+    /// invalid afterwards.
+    fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, why: Disconnect) {}
+}
+
+/// What a [`Handler`] can do while the loop calls it.
+pub struct Context<'a> {
+    pub(crate) conns: &'a mut Conns,
+    pub(crate) registry: &'a Registry,
+}
+
+impl Context<'_> {
+    fn with_open(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        let conn = self.conns.slab.get_mut(id).ok_or(SendError::Closed)?;
+        if conn.linger_until.is_some() {
+            return Err(SendError::Closed);
+        }
+        f(&mut conn.core)?;
+        self.conns.dirty.push(id);
+        Ok(())
+    }
+
+    /// Queues `message` to `id` (see [`Connection::send`]): an owned payload, so a
+    /// received message goes back or on to other connections without a copy.
+    pub fn send(&mut self, id: ConnId, message: Message) -> Result<(), SendError> {
+        self.with_open(id, |c| c.send(message))
+    }
+
+    /// Queues a text message to `id`, copied from `text`.
+    pub fn send_text(&mut self, id: ConnId, text: &str) -> Result<(), SendError> {
+        self.with_open(id, |c| c.send_text(text))
+    }
+
+    /// Queues a binary message to `id`, copied from `data`.
+    pub fn send_binary(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
+        self.with_open(id, |c| c.send_binary(data))
+    }
+
+    /// Starts the closing handshake on `id`.
+    pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.with_open(id, |c| c.close(code, reason))
+    }
+
+    /// Sends `message` to every open connection except `except`; returns how many took
+    /// it (blocked peers are skipped: a slow reader must not hold back the room). The
+    /// payload is shared, not copied, between the connections (a server does not mask).
+    pub fn broadcast(&mut self, message: &Message, except: Option<ConnId>) -> usize {
+        let ids: Vec<ConnId> = self.open_connections();
+        ids.into_iter()
+            .filter(|&id| Some(id) != except)
+            .filter(|&id| self.send(id, message.clone()).is_ok())
+            .count()
+    }
+
+    /// The ids of all connections whose handshake completed and that are not closing.
+    pub fn open_connections(&self) -> Vec<ConnId> {
+        self.conns
+            .slab
+            .ids()
+            .filter(|&id| {
+                self.conns
+                    .slab
+                    .get(id)
+                    .is_some_and(|c| c.linger_until.is_none() && c.core.state() == State::Open)
+            })
+            .collect()
+    }
+
+    /// The core connection behind `id`, to inspect its state.
+    pub fn connection(&self, id: ConnId) -> Option<&Connection> {
+        self.conns.slab.get(id).map(|c| &c.core)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.conns.slab.get(id).map(|c| c.peer)
+    }
+
+    /// Opens a client connection (see [`EventLoop::connect`](crate::EventLoop::connect); this blocks the loop while
+    /// resolving the host and connecting).
+    pub fn connect(&mut self, request: ClientRequest) -> io::Result<ConnId> {
+        self.conns.connect(self.registry, request)
+    }
+
+    /// Stops the loop gracefully (see [`Handle::stop`](crate::Handle::stop)).
+    pub fn stop(&mut self) {
+        self.conns.stop_requested = true;
+    }
+}
