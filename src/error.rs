@@ -19,7 +19,7 @@ use core::fmt;
 use bytes::Bytes;
 
 use crate::frame::CloseCode;
-use crate::handshake::Header;
+use crate::header::Header;
 
 /// A fatal error of a [`Connection`](crate::Connection). Sticky: it repeats on every
 /// later `poll_event`.

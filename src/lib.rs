@@ -110,8 +110,10 @@ pub mod error;
 pub mod extensions;
 pub mod frame;
 pub mod handshake;
+mod header;
 pub mod mask;
 pub mod message;
+mod role;
 pub mod time;
 pub mod utf8;
 

@@ -2,13 +2,13 @@
 //! compressor and one decompressor, and the buffers they work in. Only compiled with the
 //! `deflate` feature; the receive and send paths call in here for messages with RSV1.
 
-use crate::Role;
 use crate::config::Config;
 use crate::error::ProtocolError;
 use crate::extensions::deflate::{
     Compressor, Decompressor, DeflateConfig, DeflateError, DeflateParams,
 };
 use crate::handshake::ClientRequest;
+use crate::role::Role;
 
 /// RSV1: "Per-Message Compressed" (RFC 7692 §6).
 pub(crate) const RSV1: u8 = 0x40;

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::frame::{CloseCode, CloseFrame, MAX_HEADER_LEN};
 use crate::handshake::{ClientRequest, Request, RequestError, Response};
+pub use crate::role::Role;
 use crate::time::Instant;
 pub use crate::utf8::Utf8Bytes;
 use crate::utf8::Utf8Validator;
@@ -28,16 +29,6 @@ use crate::utf8::Utf8Validator;
 use self::state::{Input, Phase, Violation};
 use self::timers::{Timer, Timers};
 use self::transmit::Transmit;
-
-/// Which end of the connection this is. Clients mask what they send; servers require
-/// masked frames (RFC 6455 §5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Opened the connection and sent the handshake request.
-    Client,
-    /// Accepted the connection and answers the handshake.
-    Server,
-}
 
 /// Where the connection is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -28,24 +28,7 @@ pub use negotiate::{ExtensionOffer, ExtensionParam, parse_extensions, parse_prot
 pub use request::{Accept, Reject, Request, check_request, parse_request};
 pub use response::{accept_headers, write_accept, write_error_response, write_reject};
 
-/// An HTTP header as received or to be sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The header name, as sent.
-    pub name: String,
-    /// The raw value.
-    pub value: Vec<u8>,
-}
-
-impl Header {
-    /// Copies a header out of the parser's borrowed view.
-    fn from_httparse(h: &httparse::Header<'_>) -> Self {
-        Self {
-            name: h.name.to_owned(),
-            value: h.value.to_vec(),
-        }
-    }
-}
+pub use crate::header::Header;
 
 /// The value of the first header called `name` (ASCII case-insensitive, RFC 7230 §3.2).
 fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {

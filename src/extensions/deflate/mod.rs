@@ -135,8 +135,8 @@ use core::fmt;
 pub use codec::{Compressor, Decompressor};
 pub use negotiate::{DeflateNegotiationError, client_offer, negotiate_client, negotiate_server};
 
-use crate::connection::Role;
 use crate::frame::CloseCode;
+use crate::role::Role;
 
 /// The extension token (RFC 7692 §7).
 pub const EXTENSION_NAME: &str = "permessage-deflate";

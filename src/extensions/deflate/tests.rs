@@ -387,7 +387,7 @@ fn state_is_held_only_as_the_mode_says() {
 
 #[test]
 fn params_pick_the_direction_by_role() {
-    use crate::connection::Role;
+    use crate::role::Role;
     let params = DeflateParams {
         client: dir(10, true),
         server: dir(12, false),
