@@ -1,13 +1,22 @@
-//! permessage-deflate (RFC 7692) inside the connection: the negotiated parameters, one
-//! compressor and one decompressor, and the buffers they work in. Only compiled with the
-//! `deflate` feature; the receive and send paths call in here for messages with RSV1.
+//! permessage-deflate (RFC 7692) inside the connection, all of it in this file: the
+//! offer (client) and its answer (server), checking the answer (client), the negotiated
+//! state (one compressor, one decompressor, their buffers), compressing what is sent and
+//! inflating what arrives with RSV1. Compiled with the `deflate` feature; without it,
+//! `no_deflate.rs` has the same functions, doing nothing.
 
-use crate::config::Config;
-use crate::error::ProtocolError;
+use crate::prelude::*;
+
+use bytes::{Bytes, BytesMut};
+
+use super::recv::{Progress, cut_text_piece, data_event};
+use super::{Connection, MessageKind, Negotiated, RecvFrame, RecvMessage};
+use crate::config::{Config, Delivery};
+use crate::error::{HandshakeError, ProtocolError, SendError};
 use crate::extensions::deflate::{
     Compressor, Decompressor, DeflateConfig, DeflateError, DeflateParams,
 };
-use crate::handshake::ClientRequest;
+use crate::frame::OpCode;
+use crate::handshake::{Accept, ClientRequest, Request, Response};
 use crate::role::Role;
 
 /// RSV1: "Per-Message Compressed" (RFC 7692 §6).
@@ -52,6 +61,185 @@ pub(crate) fn with_offer(request: ClientRequest, config: &Config) -> ClientReque
             request.extension(crate::extensions::deflate::client_offer(policy))
         }
         _ => request,
+    }
+}
+
+/// A connection whose handshake was done elsewhere: the state for the parameters it
+/// `negotiated`, with `Config::deflate`'s policy (the defaults when that is `None`).
+pub(super) fn from_negotiated(
+    negotiated: &Negotiated,
+    role: Role,
+    config: &Config,
+) -> Option<DeflateState> {
+    let params = negotiated.deflate?;
+    let policy = config.deflate.clone().unwrap_or_default();
+    Some(DeflateState::new(params, role, &policy))
+}
+
+impl Connection {
+    /// Server, RFC 7692 §5: accepts the first permessage-deflate offer the policy can
+    /// honour and answers with the parameters in use; no acceptable offer (or no policy):
+    /// no compression.
+    pub(super) fn answer_deflate_offer(
+        &self,
+        request: &Request,
+        accept: Accept,
+    ) -> (Accept, Option<DeflateState>) {
+        let Some(policy) = &self.config.deflate else {
+            return (accept, None);
+        };
+        match crate::extensions::deflate::negotiate_server(request.extensions(), policy) {
+            Some((params, answer)) => (
+                accept.header("Sec-WebSocket-Extensions", answer.to_string()),
+                Some(DeflateState::new(params, self.role, policy)),
+            ),
+            None => (accept, None),
+        }
+    }
+
+    /// Client, RFC 7692 §5: checks the server's answer against our offer; a bad answer
+    /// fails the handshake ("the client MUST _Fail the WebSocket Connection_").
+    pub(super) fn take_deflate_answer(
+        &mut self,
+        response: &Response,
+    ) -> Result<(), HandshakeError> {
+        let Some(policy) = self.config.deflate.clone() else {
+            return Ok(());
+        };
+        if let Some(params) =
+            crate::extensions::deflate::negotiate_client(response.extensions(), &policy)?
+        {
+            self.deflate = Some(DeflateState::new(params, self.role, &policy));
+        }
+        Ok(())
+    }
+
+    /// Encodes a whole message compressed, when permessage-deflate is negotiated and
+    /// compressing pays (`Compressor::compress_message`); false: nothing was encoded.
+    pub(super) fn encode_compressed_message(&mut self, opcode: OpCode, payload: &[u8]) -> bool {
+        let Some(state) = self.deflate.as_mut() else {
+            return false;
+        };
+        let mut out = core::mem::take(&mut state.scratch);
+        out.clear();
+        let compressed = state.compressor.compress_message(payload, &mut out);
+        if compressed {
+            self.encode_frame_rsv(opcode, true, RSV1, &out);
+        }
+        if let Some(state) = self.deflate.as_mut() {
+            state.scratch = out;
+        }
+        compressed
+    }
+
+    /// Encodes one fragment of a compressed message: with permessage-deflate negotiated
+    /// every fragmented message is compressed, each fragment sync-flushed so the peer
+    /// can inflate it on arrival, RSV1 on the first frame only (RFC 7692 §6). `Ok(false)`:
+    /// not compressing, nothing was encoded.
+    pub(super) fn encode_compressed_fragment(
+        &mut self,
+        opcode: OpCode,
+        first: bool,
+        last: bool,
+        data: &[u8],
+    ) -> Result<bool, SendError> {
+        let Some(state) = self.deflate.as_mut() else {
+            return Ok(false);
+        };
+        if first {
+            state.sending_compressed = true;
+        }
+        if !state.sending_compressed {
+            return Ok(false);
+        }
+        let mut out = core::mem::take(&mut state.scratch);
+        out.clear();
+        let compressed = state.compressor.compress_fragment(data, last, &mut out);
+        if compressed.is_ok() {
+            let rsv = if first { RSV1 } else { 0 };
+            self.encode_frame_rsv(opcode, last, rsv, &out);
+        }
+        if let Some(state) = self.deflate.as_mut() {
+            state.scratch = out;
+        }
+        // A compressor failure cannot be answered with an uncompressed fragment in the
+        // middle of a compressed message: the send fails.
+        compressed.map_err(|_| SendError::Closed)?;
+        Ok(true)
+    }
+
+    /// A compressed message's payload (RFC 7692 §7.2.2): the unmasked bytes that arrived
+    /// are inflated as they come (bounded by `max_message_size` in *decompressed* bytes,
+    /// so a small frame that inflates to gigabytes fails with 1009 early), and text is
+    /// validated on the inflated bytes, fail-fast as for uncompressed messages.
+    pub(super) fn read_compressed(
+        &mut self,
+        frame: RecvFrame,
+        message: RecvMessage,
+        fresh: usize,
+        frame_done: bool,
+        message_done: bool,
+    ) -> Result<Progress, ProtocolError> {
+        self.recv.frame = if frame_done {
+            None
+        } else {
+            Some(RecvFrame { held: 0, ..frame })
+        };
+        if message_done {
+            self.recv.message = None;
+        }
+        let input = self.rx.split_to(frame.held + fresh);
+        let limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
+        let text = message.kind == MessageKind::Text;
+        let Some(state) = self.deflate.as_mut() else {
+            return Err(ProtocolError::MisplacedCompressionBit);
+        };
+        let carried_before = self.recv.utf8.carried().len();
+        let mut carried = [0u8; 4];
+        carried[..carried_before].copy_from_slice(self.recv.utf8.carried());
+        let mut piece = Vec::new();
+        let out = match self.config.delivery {
+            Delivery::Whole => &mut state.inflated,
+            Delivery::Streaming => &mut piece,
+        };
+        let before = out.len();
+        state
+            .decompressor
+            .decompress(&input, message_done, out, limit)?;
+        if text {
+            self.recv
+                .utf8
+                .feed(&out[before..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+            if message_done {
+                self.recv
+                    .utf8
+                    .finish()
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        match self.config.delivery {
+            Delivery::Whole if message_done => {
+                let data = Bytes::from(core::mem::take(&mut state.inflated));
+                Ok(Progress::Event(data_event(message.kind, data, true)))
+            }
+            Delivery::Whole => Ok(Progress::Continue),
+            Delivery::Streaming => {
+                let mut data = BytesMut::from(Bytes::from(piece));
+                if text {
+                    let tail = self.recv.utf8.carried().len();
+                    data = cut_text_piece(data, &carried[..carried_before], tail);
+                }
+                if data.is_empty() && !message_done {
+                    return Ok(Progress::Continue);
+                }
+                Ok(Progress::Event(data_event(
+                    message.kind,
+                    data.freeze(),
+                    message_done,
+                )))
+            }
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 
 use crate::prelude::*;
 
-#[cfg(feature = "deflate")]
+// permessage-deflate (RFC 7692): every piece of it the connection uses, in one file;
+// without the feature, the same functions as no-ops and a state that cannot exist.
+#[cfg_attr(feature = "deflate", path = "deflate.rs")]
+#[cfg_attr(not(feature = "deflate"), path = "no_deflate.rs")]
 mod deflate;
 mod recv;
 mod send;
@@ -261,8 +264,7 @@ pub struct Connection {
     timers: Timers,
     /// The latest instant the host passed in.
     now: Instant,
-    /// permessage-deflate, once negotiated.
-    #[cfg(feature = "deflate")]
+    /// permessage-deflate, once negotiated (always `None` without the feature).
     deflate: Option<deflate::DeflateState>,
 }
 
@@ -304,7 +306,6 @@ impl Connection {
     ) -> Result<Self, RequestError> {
         let mut rng = seeded_rng(&config)?;
         // RFC 7692 §5: offer permessage-deflate unless the application already did.
-        #[cfg(feature = "deflate")]
         let request = deflate::with_offer(request, &config);
         let key = crate::handshake::generate_key(&mut rng);
         let mut head = Vec::new();
@@ -340,13 +341,7 @@ impl Connection {
         let handshake = Handshake::Server { request: None };
         let mut conn = Self::new(role, config, handshake, rng, now);
         conn.advance(Input::UpgradedElsewhere);
-        #[cfg(feature = "deflate")]
-        if let Some(params) = negotiated.deflate {
-            let policy = conn.config.deflate.clone().unwrap_or_default();
-            conn.deflate = Some(deflate::DeflateState::new(params, role, &policy));
-        }
-        #[cfg(not(feature = "deflate"))]
-        let _ = negotiated;
+        conn.deflate = deflate::from_negotiated(&negotiated, role, &conn.config);
         Ok(conn)
     }
 
@@ -358,11 +353,11 @@ impl Connection {
 
     /// RSV bits a negotiated extension gives a meaning to (RFC 6455 §5.2).
     fn allowed_rsv(&self) -> u8 {
-        #[cfg(feature = "deflate")]
         if self.deflate.is_some() {
-            return deflate::RSV1;
+            deflate::RSV1
+        } else {
+            0
         }
-        0
     }
 
     fn new(
@@ -401,7 +396,6 @@ impl Connection {
                 ..Timers::default()
             },
             now,
-            #[cfg(feature = "deflate")]
             deflate: None,
         }
     }

@@ -91,22 +91,8 @@ impl Connection {
         );
         match parsed {
             Ok(Status::Complete((response, head_len))) => {
-                // RFC 7692 §5: check the server's answer against our offer; a bad answer
-                // fails the handshake ("the client MUST _Fail the WebSocket Connection_").
-                #[cfg(feature = "deflate")]
-                if let Some(policy) = self.config.deflate.clone() {
-                    match crate::extensions::deflate::negotiate_client(
-                        response.extensions(),
-                        &policy,
-                    ) {
-                        Ok(Some(params)) => {
-                            self.deflate = Some(super::deflate::DeflateState::new(
-                                params, self.role, &policy,
-                            ));
-                        }
-                        Ok(None) => {}
-                        Err(e) => return Err(self.fail_handshake(e.into())),
-                    }
+                if let Err(e) = self.take_deflate_answer(&response) {
+                    return Err(self.fail_handshake(e));
                 }
                 self.rx.advance(head_len);
                 self.advance(Input::ResponseAccepted);
@@ -312,7 +298,6 @@ impl Connection {
         }
         frame.remaining -= fresh as u64;
         let message_done = frame_done && frame.header.fin;
-        #[cfg(feature = "deflate")]
         if message.compressed {
             return self.read_compressed(frame, message, fresh, frame_done, message_done);
         }
@@ -540,7 +525,7 @@ impl Connection {
 /// point the previous piece ended in the middle of (held back then), `tail` how many
 /// bytes at the end of `data` start a code point the next piece must finish (held back
 /// now, in the validator).
-fn cut_text_piece(mut data: BytesMut, carried: &[u8], tail: usize) -> BytesMut {
+pub(super) fn cut_text_piece(mut data: BytesMut, carried: &[u8], tail: usize) -> BytesMut {
     let keep = (carried.len() + data.len()).saturating_sub(tail);
     if !carried.is_empty() && keep > 0 {
         let mut joined = BytesMut::with_capacity(keep);
@@ -553,85 +538,8 @@ fn cut_text_piece(mut data: BytesMut, carried: &[u8], tail: usize) -> BytesMut {
     }
 }
 
-#[cfg(feature = "deflate")]
-impl Connection {
-    /// A compressed message's payload (RFC 7692 §7.2.2): the unmasked bytes that arrived
-    /// are inflated as they come (bounded by `max_message_size` in *decompressed* bytes,
-    /// so a small frame that inflates to gigabytes fails with 1009 early), and text is
-    /// validated on the inflated bytes, fail-fast as for uncompressed messages.
-    fn read_compressed(
-        &mut self,
-        frame: RecvFrame,
-        message: RecvMessage,
-        fresh: usize,
-        frame_done: bool,
-        message_done: bool,
-    ) -> Result<Progress, ProtocolError> {
-        self.recv.frame = if frame_done {
-            None
-        } else {
-            Some(RecvFrame { held: 0, ..frame })
-        };
-        if message_done {
-            self.recv.message = None;
-        }
-        let input = self.rx.split_to(frame.held + fresh);
-        let limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
-        let text = message.kind == MessageKind::Text;
-        let Some(state) = self.deflate.as_mut() else {
-            return Err(ProtocolError::MisplacedCompressionBit);
-        };
-        let carried_before = self.recv.utf8.carried().len();
-        let mut carried = [0u8; 4];
-        carried[..carried_before].copy_from_slice(self.recv.utf8.carried());
-        let mut piece = Vec::new();
-        let out = match self.config.delivery {
-            Delivery::Whole => &mut state.inflated,
-            Delivery::Streaming => &mut piece,
-        };
-        let before = out.len();
-        state
-            .decompressor
-            .decompress(&input, message_done, out, limit)?;
-        if text {
-            self.recv
-                .utf8
-                .feed(&out[before..])
-                .map_err(|_| ProtocolError::InvalidUtf8)?;
-            if message_done {
-                self.recv
-                    .utf8
-                    .finish()
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
-        }
-        match self.config.delivery {
-            Delivery::Whole if message_done => {
-                let data = Bytes::from(core::mem::take(&mut state.inflated));
-                Ok(Progress::Event(data_event(message.kind, data, true)))
-            }
-            Delivery::Whole => Ok(Progress::Continue),
-            Delivery::Streaming => {
-                let mut data = BytesMut::from(Bytes::from(piece));
-                if text {
-                    let tail = self.recv.utf8.carried().len();
-                    data = cut_text_piece(data, &carried[..carried_before], tail);
-                }
-                if data.is_empty() && !message_done {
-                    return Ok(Progress::Continue);
-                }
-                Ok(Progress::Event(data_event(
-                    message.kind,
-                    data.freeze(),
-                    message_done,
-                )))
-            }
-        }
-    }
-}
-
 /// What handling the current frame produced.
-enum Progress {
+pub(super) enum Progress {
     Event(Event),
     /// Made progress; look at the buffer again.
     Continue,
@@ -639,7 +547,7 @@ enum Progress {
     NeedInput,
 }
 
-fn data_event(kind: MessageKind, data: Bytes, last: bool) -> Event {
+pub(super) fn data_event(kind: MessageKind, data: Bytes, last: bool) -> Event {
     match kind {
         MessageKind::Text => Event::Text {
             data: Utf8Bytes::new_validated(data),

@@ -38,32 +38,13 @@ impl Connection {
         else {
             return Err(SendError::NoPendingRequest);
         };
-        // RFC 7692 §5: accept the first permessage-deflate offer the policy can honour,
-        // and answer with the parameters in use; no acceptable offer: no compression.
-        #[cfg(feature = "deflate")]
-        let (accept, negotiated) = match &self.config.deflate {
-            Some(policy) => {
-                match crate::extensions::deflate::negotiate_server(request.extensions(), policy) {
-                    Some((params, answer)) => (
-                        accept.header("Sec-WebSocket-Extensions", answer.to_string()),
-                        Some((params, policy.clone())),
-                    ),
-                    None => (accept, None),
-                }
-            }
-            None => (accept, None),
-        };
+        let (accept, deflate) = self.answer_deflate_offer(request, accept);
         let mut head = Vec::new();
         crate::handshake::write_accept(request, &accept, &mut head)?;
         self.tx.extend_from_slice(&head);
         self.handshake = Handshake::Server { request: None };
         self.transition(Input::Accept).map_err(|v| v.send_error())?;
-        #[cfg(feature = "deflate")]
-        if let Some((params, policy)) = negotiated {
-            self.deflate = Some(super::deflate::DeflateState::new(
-                params, self.role, &policy,
-            ));
-        }
+        self.deflate = deflate;
         Ok(())
     }
 
@@ -174,32 +155,9 @@ impl Connection {
             (true, MessageKind::Text) => OpCode::Text,
             (true, MessageKind::Binary) => OpCode::Binary,
         };
-        #[cfg(feature = "deflate")]
-        if let Some(state) = self.deflate.as_mut() {
-            if first {
-                state.sending_compressed = true;
-            }
-            if state.sending_compressed {
-                // Every fragment is sync-flushed so the peer can inflate it on arrival;
-                // RSV1 goes on the first frame only (RFC 7692 §6).
-                let mut out = core::mem::take(&mut state.scratch);
-                out.clear();
-                let compressed = state.compressor.compress_fragment(data, last, &mut out);
-                if compressed.is_ok() {
-                    let rsv = if first { super::deflate::RSV1 } else { 0 };
-                    self.encode_frame_rsv(opcode, last, rsv, &out);
-                }
-                if let Some(state) = self.deflate.as_mut() {
-                    state.scratch = out;
-                }
-                // A compressor failure cannot be answered with an uncompressed fragment
-                // in the middle of a compressed message: the send fails.
-                compressed.map_err(|_| SendError::Closed)?;
-                self.send_message = if last { None } else { Some(kind) };
-                return Ok(());
-            }
+        if !self.encode_compressed_fragment(opcode, first, last, data)? {
+            self.encode_frame(opcode, last, data);
         }
-        self.encode_frame(opcode, last, data);
         self.send_message = if last { None } else { Some(kind) };
         Ok(())
     }
@@ -269,26 +227,13 @@ impl Connection {
     /// Encodes a whole message, compressed when permessage-deflate is negotiated,
     /// `compress` allows it, and compressing pays (`Compressor::compress_message`).
     fn encode_message(&mut self, opcode: OpCode, payload: &[u8], compress: bool) {
-        #[cfg(feature = "deflate")]
-        if compress && let Some(state) = self.deflate.as_mut() {
-            let mut out = core::mem::take(&mut state.scratch);
-            out.clear();
-            let compressed = state.compressor.compress_message(payload, &mut out);
-            if compressed {
-                self.encode_frame_rsv(opcode, true, super::deflate::RSV1, &out);
-            }
-            if let Some(state) = self.deflate.as_mut() {
-                state.scratch = out;
-            }
-            if compressed {
-                return;
-            }
+        if compress && self.encode_compressed_message(opcode, payload) {
+            return;
         }
-        let _ = compress;
         self.encode_frame(opcode, true, payload);
     }
 
-    fn encode_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
+    pub(super) fn encode_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
         let mask = self.mask_key();
         let header = FrameHeader {
             fin,
@@ -318,11 +263,7 @@ impl Connection {
     /// Encodes a frame whose payload the caller owns: a server (no masking) queues a
     /// large payload as its own transmit segment instead of copying it.
     fn encode_owned(&mut self, opcode: OpCode, payload: Bytes) {
-        #[cfg(feature = "deflate")]
-        let compressing = self.deflate.is_some();
-        #[cfg(not(feature = "deflate"))]
-        let compressing = false;
-        if self.role == Role::Client || payload.len() < ZERO_COPY_MIN || compressing {
+        if self.role == Role::Client || payload.len() < ZERO_COPY_MIN || self.deflate.is_some() {
             self.encode_message(opcode, &payload, true);
             return;
         }

@@ -68,7 +68,9 @@ impl Transmit {
         self.queue.front().map_or(&self.tail[..], |b| &b[..])
     }
 
-    /// Every pending run, in order (for a vectored write).
+    /// Every pending run, in order (for a vectored write: `poll_transmit_vectored`, which
+    /// needs std's `IoSlice`).
+    #[cfg_attr(not(any(feature = "std", test)), allow(dead_code))]
     pub(crate) fn segments(&self) -> impl Iterator<Item = &[u8]> {
         self.queue
             .iter()
