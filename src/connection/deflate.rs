@@ -8,7 +8,7 @@ use crate::prelude::*;
 
 use bytes::{Bytes, BytesMut};
 
-use super::recv::{Progress, cut_text_piece, data_event};
+use super::recv::{Carried, Progress, data_event};
 use super::{Connection, MessageKind, Negotiated, RecvFrame, RecvMessage};
 use crate::config::{Config, Delivery};
 use crate::error::{HandshakeError, ProtocolError, SendError};
@@ -194,9 +194,7 @@ impl Connection {
         let Some(state) = self.deflate.as_mut() else {
             return Err(ProtocolError::MisplacedCompressionBit);
         };
-        let carried_before = self.recv.utf8.carried().len();
-        let mut carried = [0u8; 4];
-        carried[..carried_before].copy_from_slice(self.recv.utf8.carried());
+        let carried = Carried::of(&self.recv.utf8);
         let mut piece = Vec::new();
         let out = match self.config.delivery {
             Delivery::Whole => &mut state.inflated,
@@ -225,19 +223,8 @@ impl Connection {
             }
             Delivery::Whole => Ok(Progress::Continue),
             Delivery::Streaming => {
-                let mut data = BytesMut::from(Bytes::from(piece));
-                if text {
-                    let tail = self.recv.utf8.carried().len();
-                    data = cut_text_piece(data, &carried[..carried_before], tail);
-                }
-                if data.is_empty() && !message_done {
-                    return Ok(Progress::Continue);
-                }
-                Ok(Progress::Event(data_event(
-                    message.kind,
-                    data.freeze(),
-                    message_done,
-                )))
+                let data = BytesMut::from(Bytes::from(piece));
+                Ok(self.streamed_piece(message.kind, data, &carried, message_done))
             }
         }
     }
@@ -247,8 +234,8 @@ impl From<DeflateError> for ProtocolError {
     fn from(e: DeflateError) -> Self {
         match e {
             DeflateError::TooBig { limit } => ProtocolError::MessageTooBig {
-                len: (limit as u64).saturating_add(1),
-                max: limit as u64,
+                len: super::wire_len(limit).saturating_add(1),
+                max: super::wire_len(limit),
             },
             // Corrupt input, and zlib failures valid input cannot cause: the peer sent
             // something that does not decode (RFC 6455 §7.4.1, 1007).

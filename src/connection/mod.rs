@@ -502,9 +502,8 @@ impl Connection {
         } else {
             // Room for one frame header besides: a message of exactly the configured
             // size then arrives in one read. Without it a 64 KiB message took a read of
-            // 65,536 bytes, another of its last 14 and a third that found nothing (2.9
-            // reads per echo at 8 x 64 KiB against 2.0 for tokio-websockets,
-            // benches/compare/syscalls.sh).
+            // 65,536 bytes, another of its last 14 and a third that found nothing
+            // (benches/compare/RESULTS.md, "Measurements behind constants").
             limit.saturating_add(MAX_HEADER_LEN)
         }
     }
@@ -824,13 +823,11 @@ fn seeded_rng(config: &Config) -> Result<StdRng, RequestError> {
 }
 
 /// Appends `src` to `dst` in 1 KiB pieces. glibc copies large blocks with `rep movsb`,
-/// which on this project's machine image (AMD EPYC, glibc 2.36) ran several times slower
-/// than its vector loop for the unaligned destinations a byte stream produces: receiving
-/// 1 MiB binary messages in 64 KiB reads took 1.1 ms per 4 MiB with one
-/// `extend_from_slice` per 16 KiB block, and 0.28 ms (tokio-websockets: 0.27-0.29 ms)
-/// with 1 KiB pieces (`cargo bench --bench compare -- 'recv/binary_1MiB'` in
-/// benches/compare, same run). Pieces under glibc's `rep movsb` threshold keep the copy
-/// in the vector loop on any x86_64; elsewhere the split costs one call per KiB.
+/// which on some x86_64 CPUs (this project's AMD EPYC image among them) runs several
+/// times slower than its vector loop for the unaligned destinations a byte stream
+/// produces (the figures: benches/compare/RESULTS.md, "Measurements behind constants").
+/// Pieces under glibc's `rep movsb` threshold keep the copy in the vector loop on any
+/// x86_64; elsewhere the split costs one call per KiB.
 pub(crate) fn append(dst: &mut BytesMut, src: &[u8]) {
     if src.len() <= COPY_PIECE {
         dst.extend_from_slice(src);
@@ -843,6 +840,15 @@ pub(crate) fn append(dst: &mut BytesMut, src: &[u8]) {
 }
 
 const COPY_PIECE: usize = 1 << 10;
+
+/// A length in memory as a length on the wire (RFC 6455 §5.2 lengths are 64-bit). Lossless:
+/// `usize` is at most 64 bits on every target (checked at compile time below), so this is
+/// the one place the receive and send paths widen, instead of an `as u64` at each use.
+#[inline]
+pub(crate) const fn wire_len(n: usize) -> u64 {
+    const _: () = assert!(usize::BITS <= u64::BITS);
+    n as u64
+}
 
 #[cfg(test)]
 mod tests;

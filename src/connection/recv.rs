@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::state::{Input, Phase};
 use super::{
     Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes, append,
+    wire_len,
 };
 use crate::Status;
 use crate::config::Delivery;
@@ -267,9 +268,7 @@ impl Connection {
         };
         let text = message.kind == MessageKind::Text;
         let range = frame.held..frame.held + fresh;
-        let carried_before = self.recv.utf8.carried().len();
-        let mut carried = [0u8; 4];
-        carried[..carried_before].copy_from_slice(self.recv.utf8.carried());
+        let carried = Carried::of(&self.recv.utf8);
         // Compressed text is validated after inflating, not on the wire bytes.
         match (frame.header.mask, text && !message.compressed) {
             (Some(key), true) => {
@@ -296,7 +295,7 @@ impl Connection {
             }
             (None, false) => {}
         }
-        frame.remaining -= fresh as u64;
+        frame.remaining -= wire_len(fresh);
         let message_done = frame_done && frame.header.fin;
         if message.compressed {
             return self.read_compressed(frame, message, fresh, frame_done, message_done);
@@ -328,7 +327,7 @@ impl Connection {
                     let data = self.rx.split_to(ready).freeze();
                     return Ok(Progress::Event(data_event(message.kind, data, true)));
                 }
-                self.reserve_assembly(ready as u64 + frame.remaining, ready);
+                self.reserve_assembly(wire_len(ready) + frame.remaining, ready);
                 append(&mut self.recv.assembly, &self.rx[..ready]);
                 self.rx.advance(ready);
                 if !frame_done {
@@ -361,19 +360,8 @@ impl Connection {
                 if !frame_done {
                     self.recv.frame = Some(RecvFrame { held: 0, ..frame });
                 }
-                let mut data = self.rx.split_to(ready);
-                if text {
-                    let tail = self.recv.utf8.carried().len();
-                    data = cut_text_piece(data, &carried[..carried_before], tail);
-                }
-                if data.is_empty() && !message_done {
-                    return Ok(Progress::Continue);
-                }
-                Ok(Progress::Event(data_event(
-                    message.kind,
-                    data.freeze(),
-                    message_done,
-                )))
+                let data = self.rx.split_to(ready);
+                Ok(self.streamed_piece(message.kind, data, &carried, message_done))
             }
         }
     }
@@ -427,7 +415,7 @@ impl Connection {
     /// assembled: it stays in the receive buffer and is split out of it.
     fn goes_to_receive_buffer(&self, header: &FrameHeader) -> bool {
         let single_frame = header.opcode != OpCode::Continuation && header.fin;
-        let fits = header.payload_len <= self.config.recv_limit() as u64;
+        let fits = header.payload_len <= wire_len(self.config.recv_limit());
         single_frame && fits && self.recv.assembly.is_empty()
     }
 
@@ -460,7 +448,7 @@ impl Connection {
                 return take;
             }
         }
-        frame.remaining -= take as u64;
+        frame.remaining -= wire_len(take);
         self.recv.frame = Some(frame);
         take
     }
@@ -486,12 +474,9 @@ fn unmask_and_validate(
 }
 
 /// Text payload is unmasked and validated in blocks of this size, so each block is
-/// validated while it is still in L1 (32 KiB per core on this machine image). Measured
-/// against two passes (the block made larger than any read, so each 64 KiB read is
-/// unmasked whole and then validated whole): `target/release/profile recv text 1048576
-/// 100` in benches/compare, best of 100, twice each, on 6a1a587 with CI running beside
-/// it: 4 KiB blocks 526-531 µs, 16 KiB 531-538 µs, two passes 683-916 µs per 4 MiB.
-/// Messages of up to 16 KiB are one block either way (125-165 µs for 64 x 16 KiB).
+/// validated while it is still in L1 (32 KiB per core on this project's machine image):
+/// one pass over the data instead of two, which measured faster for large text and the
+/// same up to 16 KiB (benches/compare/RESULTS.md, "Measurements behind constants").
 const FUSED_BLOCK: usize = 16 << 10;
 
 /// The assembly buffer is never reserved more than this far beyond the bytes that have
@@ -508,16 +493,62 @@ impl Connection {
     /// arrived. Growth past that doubles, as `Vec` does.
     fn reserve_assembly(&mut self, frame_rest: u64, in_hand: usize) {
         let assembly = &mut self.recv.assembly;
-        let have = assembly.len() as u64;
-        let in_hand = (in_hand as u64).min(frame_rest);
-        let wanted = (have + frame_rest).max(self.recv.last_assembled as u64);
+        let have = wire_len(assembly.len());
+        let in_hand = wire_len(in_hand).min(frame_rest);
+        let wanted = (have + frame_rest).max(wire_len(self.recv.last_assembled));
         let target = wanted
             .min(have + in_hand + ASSEMBLY_AHEAD)
             .min(self.config.max_message_size);
-        let spare = (assembly.capacity() - assembly.len()) as u64;
+        let spare = wire_len(assembly.capacity() - assembly.len());
         if have + spare < target {
             assembly.reserve(usize::try_from(target - have).unwrap_or(usize::MAX));
         }
+    }
+}
+
+impl Connection {
+    /// Streaming delivery: the event for one piece of a message (compressed or not), text
+    /// cut at code point boundaries so each piece is valid UTF-8 on its own. `carried`
+    /// is what the validator held back before this piece was fed to it. An empty piece
+    /// that does not end the message is no event.
+    pub(super) fn streamed_piece(
+        &self,
+        kind: MessageKind,
+        mut data: BytesMut,
+        carried: &Carried,
+        last: bool,
+    ) -> Progress {
+        if kind == MessageKind::Text {
+            let tail = self.recv.utf8.carried().len();
+            data = cut_text_piece(data, carried.as_slice(), tail);
+        }
+        if data.is_empty() && !last {
+            return Progress::Continue;
+        }
+        Progress::Event(data_event(kind, data.freeze(), last))
+    }
+}
+
+/// The bytes of an unfinished code point the UTF-8 validator held back at the end of the
+/// previous piece (at most 3), copied before the next piece is fed to it.
+pub(super) struct Carried {
+    bytes: [u8; 4],
+    len: usize,
+}
+
+impl Carried {
+    pub(super) fn of(validator: &crate::utf8::Utf8Validator) -> Self {
+        let held = validator.carried();
+        let mut bytes = [0u8; 4];
+        bytes[..held.len()].copy_from_slice(held);
+        Self {
+            bytes,
+            len: held.len(),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -525,7 +556,7 @@ impl Connection {
 /// point the previous piece ended in the middle of (held back then), `tail` how many
 /// bytes at the end of `data` start a code point the next piece must finish (held back
 /// now, in the validator).
-pub(super) fn cut_text_piece(mut data: BytesMut, carried: &[u8], tail: usize) -> BytesMut {
+fn cut_text_piece(mut data: BytesMut, carried: &[u8], tail: usize) -> BytesMut {
     let keep = (carried.len() + data.len()).saturating_sub(tail);
     if !carried.is_empty() && keep > 0 {
         let mut joined = BytesMut::with_capacity(keep);

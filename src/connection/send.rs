@@ -6,7 +6,7 @@ use crate::prelude::*;
 use bytes::Bytes;
 
 use super::state::{Command, Input};
-use super::{Connection, Handshake, MessageKind, Role};
+use super::{Connection, Handshake, MessageKind, Role, wire_len};
 use crate::error::SendError;
 use crate::frame::{
     CloseCode, CloseFrame, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode,
@@ -240,7 +240,7 @@ impl Connection {
             rsv,
             opcode,
             mask,
-            payload_len: payload.len() as u64,
+            payload_len: wire_len(payload.len()),
         };
         let tail = self.tx.tail();
         let before = tail.len();
@@ -272,7 +272,7 @@ impl Connection {
             rsv: 0,
             opcode,
             mask: None,
-            payload_len: payload.len() as u64,
+            payload_len: wire_len(payload.len()),
         };
         let tail = self.tx.tail();
         let before = tail.len();

@@ -17,9 +17,9 @@ mod simd;
 
 pub use simd::{MaskPath, apply_mask_with};
 
-/// Below this length the SIMD setup costs more than it saves: at 125 bytes the word path
-/// took 8-9 ns and AVX2 12-23 ns (`cargo bench --bench mask -- /125`, two runs on this
-/// project's machine image); they meet around 128-200 bytes.
+/// Below this length the SIMD setup costs more than it saves: the word path and AVX2
+/// meet around 128-200 bytes (benches/compare/RESULTS.md, "Measurements behind
+/// constants").
 const SIMD_MIN_LEN: usize = 128;
 
 /// XORs `buf` with `key`, starting at key index `phase % 4`. Returns the phase for the

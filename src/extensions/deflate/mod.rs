@@ -70,9 +70,9 @@
 //! - with context takeover both ways (the default): about 428 KB (380 + 48);
 //! - without context takeover both ways and [`Memory::PerMessage`]: nothing; the state
 //!   exists only while a message is being compressed or decompressed. Allocating it
-//!   costs about 2-3 µs per message for the compressor (new and drop: 12-15 µs against
-//!   10-11 µs for a reset, which a message without context takeover needs anyway, on a
-//!   222-byte message in a release build) and about 1 µs for the decompressor;
+//!   costs a few microseconds per message more than resetting a kept state (which a
+//!   message without context takeover needs anyway; the figures:
+//!   benches/compare/RESULTS.md, "Measurements behind constants");
 //! - without context takeover and [`Memory::Retain`]: the same 428 KB, reset per message.
 //!
 //! Only `no_context_takeover` lets the state go: with context takeover the LZ77 window *is*
