@@ -15,14 +15,14 @@
 
 use crate::prelude::*;
 
-mod accept;
 mod client;
+mod key;
 mod negotiate;
 mod request;
 mod response;
 
-pub use accept::{accept_key, generate_key};
 pub use client::{ClientRequest, RequestError, Response, parse_response};
+pub use key::{accept_key, generate_key};
 pub(crate) use negotiate::has_token;
 pub use negotiate::{ExtensionOffer, ExtensionParam, parse_extensions, parse_protocols};
 pub use request::{Accept, Reject, Request, check_request, parse_request};
