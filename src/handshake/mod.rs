@@ -20,6 +20,7 @@ mod key;
 mod negotiate;
 mod request;
 mod response;
+mod url;
 
 pub use client::{ClientRequest, RequestError, Response, parse_response};
 pub use key::{accept_key, generate_key};
