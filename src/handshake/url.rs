@@ -6,7 +6,7 @@ use crate::prelude::*;
 
 use core::net::Ipv6Addr;
 
-use super::client::RequestError;
+use super::request::RequestError;
 
 /// A `ws://` or `wss://` URI taken apart (RFC 6455 §3).
 pub(super) struct WsUrl {
