@@ -12,20 +12,34 @@
 //!   [`ClientRequest::write`], then [`parse_response`] -> [`Response`].
 //! - Shared: [`accept_key`] (§4.2.2), [`parse_protocols`] (§4.1), [`parse_extensions`]
 //!   (§9.1).
+//!
+//! The source is cut by message, each file parsing and writing its own:
+//!
+//! - `request.rs`: the opening request (§4.1, §4.2.1): [`ClientRequest`] and its `write`,
+//!   [`parse_request`] and [`check_request`] into a [`Request`], [`RequestError`].
+//! - `response.rs`: the server's answer (§4.1, §4.2.2, §4.4): [`Accept`], [`Reject`],
+//!   [`write_accept`], [`accept_headers`], [`write_reject`], [`write_error_response`], and
+//!   [`parse_response`] into a [`Response`].
+//! - `url.rs`: the `ws://`/`wss://` URLs (§3) that [`ClientRequest::new`] takes.
+//! - `key.rs`: `Sec-WebSocket-Key` and `Sec-WebSocket-Accept` (§1.3, §4.1, §4.2.2):
+//!   [`generate_key`], [`accept_key`].
+//! - `negotiate.rs`: tokens, lists, subprotocols and extension offers (§4.1, §4.3, §9.1).
+//! - `mod.rs` (this module): the header helpers the files share (lookup, trimming, the
+//!   checks before writing a header, the parse window).
 
 use crate::prelude::*;
 
-mod accept;
-mod client;
+mod key;
 mod negotiate;
 mod request;
 mod response;
+mod url;
 
-pub use accept::{accept_key, generate_key};
-pub use client::{ClientRequest, RequestError, Response, parse_response};
+pub use key::{accept_key, generate_key};
 pub(crate) use negotiate::has_token;
 pub use negotiate::{ExtensionOffer, ExtensionParam, parse_extensions, parse_protocols};
-pub use request::{Accept, Reject, Request, check_request, parse_request};
+pub use request::{ClientRequest, Request, RequestError, check_request, parse_request};
+pub use response::{Accept, Reject, Response, parse_response};
 pub use response::{accept_headers, write_accept, write_error_response, write_reject};
 
 pub use crate::header::Header;
@@ -143,6 +157,53 @@ fn head_window(buf: &[u8], max_head: usize) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Status;
+    use crate::error::HandshakeError;
+    use core::fmt;
+    use proptest::prelude::*;
+
+    /// Inputs near the fixtures (mutated) as well as arbitrary bytes.
+    pub(super) fn near(fixture: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            (
+                proptest::collection::vec((0..fixture.len(), any::<u8>()), 0..4),
+                proptest::collection::vec(any::<u8>(), 0..40)
+            )
+                .prop_map(move |(edits, tail)| {
+                    let mut v = fixture.to_vec();
+                    for (i, b) in edits {
+                        v[i] = b;
+                    }
+                    v.extend(tail);
+                    v
+                }),
+        ]
+    }
+
+    /// `prefix` is what parsing an early part of the input gave, `whole` the whole: once
+    /// it is not Partial it must be identical.
+    pub(super) fn consistent<T: PartialEq + fmt::Debug>(
+        prefix: &Result<Status<T>, HandshakeError>,
+        whole: &Result<Status<T>, HandshakeError>,
+    ) -> bool {
+        match (prefix, whole) {
+            (Ok(Status::Partial), _) => true,
+            (
+                Err(HandshakeError::Rejected {
+                    status: s1,
+                    headers: h1,
+                    body: b1,
+                }),
+                Err(HandshakeError::Rejected {
+                    status: s2,
+                    headers: h2,
+                    body: b2,
+                }),
+            ) => s1 == s2 && h1 == h2 && b1 == b2,
+            _ => prefix == whole,
+        }
+    }
 
     #[test]
     fn trim_ows_strips_spaces_and_tabs_only() {

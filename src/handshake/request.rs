@@ -1,18 +1,291 @@
-//! The server side: reading the client's opening handshake (RFC 6455 §4.2.1) and the
-//! application's answer to it ([`Accept`], [`Reject`]).
+//! The opening request, RFC 6455 §4.1 and §4.2.1, both ways: the client builds it from a
+//! `ws://`/`wss://` URL and writes it ([`ClientRequest`], [`ClientRequest::write`]); the
+//! server parses and checks it ([`parse_request`], or [`check_request`] for a head that an
+//! HTTP server already parsed) into a [`Request`].
 
 use crate::prelude::*;
 
+use core::fmt;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 
-use super::header_values;
-use super::negotiate::{ExtensionOffer, parse_extensions, parse_protocols};
-use super::{Header, ascii_text, find_header, has_token, head_window, header_slots};
-use super::{first_two, httparse_reason, single_header, trim_ows};
+use super::negotiate::{ExtensionOffer, is_token, parse_extensions, parse_protocols};
+use super::url::{WsUrl, parse_ws_url};
+use super::{Header, ascii_text, find_header, first_two, has_token, head_window};
+use super::{header_slots, header_values, httparse_reason, is_reserved, put_header};
+use super::{single_header, trim_ows, valid_header};
 use crate::Status;
 use crate::error::HandshakeError;
+
+/// Why a [`ClientRequest`] could not be built or written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The URL is not a valid `ws://` or `wss://` URI (RFC 6455 §3); says what is wrong.
+    InvalidUrl(&'static str),
+    /// A header name or value that would corrupt the HTTP head, a header the handshake
+    /// writes itself, an extension that breaks the §9.1 grammar, or a key that is not
+    /// base64 of 16 bytes.
+    InvalidHeader,
+    /// A subprotocol that is not a token, or offered twice (§4.1 item 10).
+    InvalidProtocol,
+    /// No entropy to seed the RNG: the operating system's source or the embedder's
+    /// generator failed (`Config::seed_from`), or a `no_std` build has no
+    /// `Config::rng_seed`.
+    Entropy,
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUrl(why) => write!(f, "invalid WebSocket URL: {why}"),
+            Self::InvalidHeader => f.write_str("invalid header, extension or key"),
+            Self::InvalidProtocol => f.write_str("subprotocol is not a token or is repeated"),
+            Self::Entropy => f.write_str("no entropy to seed the RNG"),
+        }
+    }
+}
+
+impl core::error::Error for RequestError {}
+
+/// Headers [`ClientRequest::write`] writes itself: set them with the builder methods,
+/// so that [`parse_response`] checks the answer against what was really offered.
+const CLIENT_OWN_HEADERS: &[&str] = &[
+    "Host",
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Origin",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Extensions",
+];
+
+/// A client's opening handshake (RFC 6455 §4.1), built from a `ws://` or `wss://` URL.
+///
+/// ```
+/// # use wsengine::handshake::ClientRequest;
+/// let req = ClientRequest::new("ws://[::1]:9001/chat?x=1")?
+///     .origin("http://example.com")
+///     .protocol("chat");
+/// assert_eq!(req.host_header(), "[::1]:9001");
+/// assert_eq!(req.resource(), "/chat?x=1");
+/// # Ok::<(), wsengine::handshake::RequestError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequest {
+    host: String,
+    port: u16,
+    secure: bool,
+    resource: String,
+    host_header: String,
+    origin: Option<String>,
+    protocols: Vec<String>,
+    extensions: Vec<ExtensionOffer>,
+    headers: Vec<Header>,
+}
+
+impl ClientRequest {
+    /// Parses a WebSocket URI (RFC 6455 §3):
+    ///
+    /// ```text
+    /// ws-URI = "ws:" "//" host [ ":" port ] path [ "?" query ]
+    /// wss-URI = "wss:" "//" host [ ":" port ] path [ "?" query ]
+    /// ```
+    ///
+    /// The scheme is matched case-insensitively; the host is a reg-name or IPv4 address
+    /// (lowercased) or an IPv6 literal in brackets; the port defaults to 80 (`ws`) or
+    /// 443 (`wss`), and an empty port (`ws://h:/`) means the default (RFC 3986 §3.2.3).
+    /// Rejected: other schemes, userinfo (`user@host`: credentials do not belong in a
+    /// URL that ends up in logs; send an `Authorization` header), an empty host, port 0
+    /// or above 65535, characters outside RFC 3986 in the path or query, and any `#`:
+    /// "Fragment identifiers are meaningless in the context of WebSocket URIs and MUST
+    /// NOT be used on these URIs. As with any URI scheme, the character "#", when not
+    /// indicating the start of a fragment, MUST be escaped as %23."
+    pub fn new(url: &str) -> Result<Self, RequestError> {
+        let WsUrl {
+            host,
+            port,
+            secure,
+            resource,
+            host_header,
+        } = parse_ws_url(url)?;
+        Ok(Self {
+            host,
+            port,
+            secure,
+            resource,
+            host_header,
+            origin: None,
+            protocols: Vec::new(),
+            extensions: Vec::new(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// Sets `Origin` (§4.1 item 8: required from browsers, optional otherwise).
+    #[must_use]
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Offers a subprotocol; call again for more, in order of preference (§4.1 item 10).
+    #[must_use]
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Offers an extension; call again for more, in order of preference (§9.1).
+    #[must_use]
+    pub fn extension(mut self, offer: ExtensionOffer) -> Self {
+        self.extensions.push(offer);
+        self
+    }
+
+    /// Adds a header (e.g. `Authorization`, `Cookie`; §4.1 item 12).
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// The host to connect to: a lowercased name or IPv4 address, or an IPv6 address
+    /// without brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port to connect to (80 or 443 unless the URL gave one).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the URL was `wss://`: the connection MUST run over TLS (§4.1 step 5).
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The /resource name/ (§3): path (at least `/`) and query.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The `Host` header value: the host (IPv6 in brackets) and `:port` when it is not
+    /// the scheme's default.
+    pub fn host_header(&self) -> &str {
+        &self.host_header
+    }
+
+    /// The `Origin` to send, if any.
+    pub fn origin_value(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    /// The offered subprotocols, in order.
+    pub fn protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
+    /// The offered extensions, in order.
+    pub fn extensions(&self) -> &[ExtensionOffer] {
+        &self.extensions
+    }
+
+    /// The extra headers, in order.
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+
+    /// Appends the opening handshake (RFC 6455 §4.1) with `key` as `Sec-WebSocket-Key`
+    /// (from [`generate_key`](super::generate_key)):
+    ///
+    /// ```text
+    /// GET <resource> HTTP/1.1
+    /// Host: <host_header>
+    /// Upgrade: websocket
+    /// Connection: Upgrade
+    /// Sec-WebSocket-Key: <key>
+    /// Sec-WebSocket-Version: 13
+    /// Origin: <origin>                      (if set)
+    /// Sec-WebSocket-Protocol: a, b          (if any)
+    /// Sec-WebSocket-Extensions: x; p=1, y   (if any)
+    /// <extra headers>
+    /// ```
+    ///
+    /// On error nothing is written: [`RequestError::InvalidProtocol`] for a subprotocol
+    /// that is not a token or is repeated ("The elements that comprise this value MUST
+    /// be non-empty strings with characters in the range U+0021 to U+007E not including
+    /// separator characters ... and MUST all be unique strings"),
+    /// [`RequestError::InvalidHeader`] for a key that is not base64 of 16 bytes (§4.1
+    /// item 7), an origin or extra header that would corrupt the head, an extra header
+    /// that repeats one written here, or an extension whose names or values are not
+    /// tokens (§9.1).
+    pub fn write(&self, key: &str, out: &mut Vec<u8>) -> Result<(), RequestError> {
+        if !STANDARD.decode(key).is_ok_and(|nonce| nonce.len() == 16) {
+            return Err(RequestError::InvalidHeader);
+        }
+        if let Some(origin) = &self.origin
+            && !valid_header("Origin", origin.as_bytes())
+        {
+            return Err(RequestError::InvalidHeader);
+        }
+        for (i, p) in self.protocols.iter().enumerate() {
+            let repeated = self
+                .protocols
+                .get(..i)
+                .is_some_and(|before| before.contains(p));
+            if !is_token(p.as_bytes()) || repeated {
+                return Err(RequestError::InvalidProtocol);
+            }
+        }
+        if !self.extensions.iter().all(ExtensionOffer::is_valid) {
+            return Err(RequestError::InvalidHeader);
+        }
+        if !self
+            .headers
+            .iter()
+            .all(|h| valid_header(&h.name, &h.value) && !is_reserved(&h.name, CLIENT_OWN_HEADERS))
+        {
+            return Err(RequestError::InvalidHeader);
+        }
+
+        // §4.1 item 2: "The method of the request MUST be GET, and the HTTP version MUST
+        // be at least 1.1."
+        out.extend_from_slice(b"GET ");
+        out.extend_from_slice(self.resource.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        put_header(out, "Host", self.host_header.as_bytes());
+        put_header(out, "Upgrade", b"websocket");
+        put_header(out, "Connection", b"Upgrade");
+        put_header(out, "Sec-WebSocket-Key", key.as_bytes());
+        put_header(out, "Sec-WebSocket-Version", b"13");
+        if let Some(origin) = &self.origin {
+            put_header(out, "Origin", origin.as_bytes());
+        }
+        if !self.protocols.is_empty() {
+            put_header(
+                out,
+                "Sec-WebSocket-Protocol",
+                self.protocols.join(", ").as_bytes(),
+            );
+        }
+        if !self.extensions.is_empty() {
+            let list: Vec<String> = self.extensions.iter().map(ToString::to_string).collect();
+            put_header(out, "Sec-WebSocket-Extensions", list.join(", ").as_bytes());
+        }
+        for h in &self.headers {
+            put_header(out, &h.name, &h.value);
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+}
 
 /// A client's opening handshake that passed every check of RFC 6455 §4.2.1. Built only
 /// by [`parse_request`].
@@ -221,108 +494,12 @@ pub fn check_request(
     })
 }
 
-/// The application's acceptance of a [`Request`] (RFC 6455 §4.2.2 step 5): the chosen
-/// subprotocol, if any, and extra response headers. Written by
-/// [`write_accept`](super::write_accept), which checks it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Accept {
-    protocol: Option<String>,
-    headers: Vec<Header>,
-}
-
-impl Accept {
-    /// Accepts with no subprotocol and no extra headers.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Chooses a subprotocol. It must be one of [`Request::protocols`], exactly: "The
-    /// value chosen MUST be derived from the client's handshake" (§4.2.2 step 4).
-    #[must_use]
-    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
-        self.protocol = Some(protocol.into());
-        self
-    }
-
-    /// Adds a response header (e.g. `Set-Cookie`, or `Sec-WebSocket-Extensions` for a
-    /// negotiated extension).
-    #[must_use]
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push(Header {
-            name: name.into(),
-            value: value.into(),
-        });
-        self
-    }
-
-    /// The chosen subprotocol.
-    pub fn chosen_protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
-    }
-
-    /// The extra headers, in order.
-    pub fn headers(&self) -> &[Header] {
-        &self.headers
-    }
-}
-
-/// The application's refusal of a [`Request`]: an HTTP status other than 101 (e.g. 403
-/// for an unwanted origin, §4.2.2 step 4; 401 with `WWW-Authenticate`, step 2; a 3xx
-/// redirect, step 3), extra headers and a body. Written by
-/// [`write_reject`](super::write_reject), which checks it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    status: u16,
-    headers: Vec<Header>,
-    body: Bytes,
-}
-
-impl Reject {
-    /// A refusal with `status`, no extra headers and an empty body.
-    pub fn new(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Bytes::new(),
-        }
-    }
-
-    /// Adds a response header.
-    #[must_use]
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push(Header {
-            name: name.into(),
-            value: value.into(),
-        });
-        self
-    }
-
-    /// Sets the body (`Content-Length` is added when written).
-    #[must_use]
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-
-    /// The extra headers, in order.
-    pub fn headers(&self) -> &[Header] {
-        &self.headers
-    }
-
-    /// The body.
-    pub fn body_bytes(&self) -> &Bytes {
-        &self.body
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::handshake::tests::{consistent, near};
+    use crate::handshake::{Accept, generate_key, parse_response, write_accept};
+    use proptest::prelude::*;
 
     /// The client handshake of RFC 6455 §1.2 / §1.3.
     pub(crate) const RFC_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
@@ -335,6 +512,7 @@ pub(crate) mod tests {
         Sec-WebSocket-Version: 13\r\n\
         \r\n";
 
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
     const MAX_HEAD: usize = 8192;
     const MAX_HEADERS: usize = 32;
 
@@ -694,13 +872,162 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn accept_and_reject_builders_keep_what_they_are_given() {
-        let a = Accept::new().protocol("chat").header("X-A", "1");
-        assert_eq!(a.chosen_protocol(), Some("chat"));
-        assert_eq!(a.headers()[0].value, b"1");
-        let r = Reject::new(403).header("X-B", "2").body("no");
-        assert_eq!(r.status(), 403);
-        assert_eq!(r.headers()[0].name, "X-B");
-        assert_eq!(&r.body_bytes()[..], b"no");
+    fn request_error_display_names_the_problem() {
+        assert_eq!(
+            RequestError::InvalidUrl("empty host").to_string(),
+            "invalid WebSocket URL: empty host"
+        );
+    }
+
+    #[test]
+    fn client_request_is_written_in_order() {
+        let req = ClientRequest::new("ws://[::1]:9001/chat?x=1")
+            .unwrap()
+            .origin("http://example.com")
+            .protocol("chat")
+            .protocol("superchat")
+            .extension(
+                ExtensionOffer::new("permessage-deflate").param("client_max_window_bits", None),
+            )
+            .header("Authorization", "Bearer t");
+        let mut out = Vec::new();
+        req.write(KEY, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /chat?x=1 HTTP/1.1\r\n\
+             Host: [::1]:9001\r\n\
+             Upgrade: websocket\r\n\
+             Connection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\
+             Origin: http://example.com\r\n\
+             Sec-WebSocket-Protocol: chat, superchat\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+             Authorization: Bearer t\r\n\
+             \r\n"
+        );
+    }
+
+    #[test]
+    fn client_write_refuses_bad_protocols() {
+        let base = ClientRequest::new("ws://h/").unwrap();
+        let mut out = Vec::new();
+        for req in [
+            base.clone().protocol("a b"),
+            base.clone().protocol(""),
+            base.clone().protocol("a,b"),
+            base.clone().protocol("chat").protocol("chat"),
+        ] {
+            assert_eq!(req.write(KEY, &mut out), Err(RequestError::InvalidProtocol));
+        }
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn client_write_refuses_bad_headers_and_keys() {
+        let base = ClientRequest::new("ws://h/").unwrap();
+        let mut out = Vec::new();
+        for (req, key) in [
+            (base.clone().header("X-A", "1\r\nEvil: 1"), KEY),
+            (base.clone().header("X A", "1"), KEY),
+            (base.clone().header("host", "other"), KEY),
+            (base.clone().header("Sec-WebSocket-Protocol", "chat"), KEY),
+            (base.clone().origin("http://a\r\nX: y"), KEY),
+            (
+                base.clone()
+                    .extension(ExtensionOffer::new("x").param("a", Some("b c".into()))),
+                KEY,
+            ),
+            (base.clone().extension(ExtensionOffer::new("x y")), KEY),
+            (base.clone(), "short"),
+            (base.clone(), "dGhlIHNhbXBsZSBub25jZQ==\r\nX: y"),
+        ] {
+            assert_eq!(
+                req.write(key, &mut out),
+                Err(RequestError::InvalidHeader),
+                "{req:?}"
+            );
+        }
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn client_write_round_trips_through_parse_request() {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let key = generate_key(&mut rng);
+        let client = ClientRequest::new("wss://Example.com:8443/a/b?c=d")
+            .unwrap()
+            .origin("https://example.com")
+            .protocol("v2.chat")
+            .protocol("v1.chat")
+            .extension(
+                ExtensionOffer::new("permessage-deflate")
+                    .param("client_max_window_bits", None)
+                    .param("server_max_window_bits", Some("10".into())),
+            )
+            .extension(ExtensionOffer::new("x-other"))
+            .header("Cookie", "a=b");
+        let mut wire = Vec::new();
+        client.write(&key, &mut wire).unwrap();
+        let n = wire.len();
+        wire.extend_from_slice(b"\x81\x80\x00\x00\x00\x00"); // a first frame
+        let Status::Complete((req, head_len)) =
+            parse_request(&wire, MAX_HEAD, MAX_HEADERS).unwrap()
+        else {
+            panic!("partial")
+        };
+        assert_eq!(head_len, n);
+        assert_eq!(req.path(), "/a/b?c=d");
+        assert_eq!(req.host(), "example.com:8443");
+        assert_eq!(req.origin(), Some("https://example.com"));
+        assert_eq!(req.key(), key);
+        assert_eq!(req.protocols(), client.protocols());
+        assert_eq!(req.extensions(), client.extensions());
+        assert_eq!(req.header("cookie"), Some(&b"a=b"[..]));
+
+        // And back: the server's 101 satisfies the client's checks.
+        let mut answer = Vec::new();
+        let accept = Accept::new().protocol("v1.chat").header(
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate; server_max_window_bits=10",
+        );
+        write_accept(&req, &accept, &mut answer).unwrap();
+        let m = answer.len();
+        answer.extend_from_slice(b"\x81\x02hi");
+        let Status::Complete((res, head_len)) =
+            parse_response(&answer, MAX_HEAD, MAX_HEADERS, &key, &client, false).unwrap()
+        else {
+            panic!("partial")
+        };
+        assert_eq!(head_len, m);
+        assert_eq!(res.status(), 101);
+        assert_eq!(res.protocol(), Some("v1.chat"));
+        assert_eq!(res.extensions()[0].params[0].value.as_deref(), Some("10"));
+        assert!(res.header("sec-websocket-accept").is_some());
+        assert_eq!(res.headers().len(), 5);
+
+        // The same 101 does not match another key.
+        assert_eq!(
+            parse_response(&answer, MAX_HEAD, MAX_HEADERS, KEY, &client, false),
+            Err(HandshakeError::AcceptMismatch)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_request_never_panics_and_any_split_agrees(
+            input in near(RFC_REQUEST),
+            max_head in 0usize..400,
+            max_headers in 0usize..12,
+        ) {
+            let whole = parse_request(&input, max_head, max_headers);
+            for at in 0..=input.len() {
+                let prefix = parse_request(&input[..at], max_head, max_headers);
+                prop_assert!(consistent(&prefix, &whole), "at {at}: {prefix:?} vs {whole:?}");
+            }
+            if let Ok(Status::Complete((_, n))) = &whole {
+                prop_assert_eq!(&parse_request(&input[..*n], max_head, max_headers), &whole);
+            }
+        }
     }
 }
