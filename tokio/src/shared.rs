@@ -14,7 +14,8 @@ use ::tokio::io::{AsyncWrite, WriteHalf};
 use ::tokio::time::Sleep;
 use wsengine::{Connection, Instant, MAX_TRANSMIT_SEGMENTS, SendError, State};
 
-use crate::{LINGER, Message, now};
+use crate::reader::Teardown;
+use crate::{Message, now};
 
 /// The waker slot of each half (see [`Fan`]).
 pub(crate) const READER: usize = 0;
@@ -94,9 +95,7 @@ impl<S> Shared<S> {
                 backlog: VecDeque::new(),
                 deferred: None,
                 io_error: None,
-                shut_down: false,
-                finished: false,
-                teardown_until: None,
+                teardown: Teardown::Running { shut_down: false },
             }),
             fan_waker: Waker::from(Arc::clone(&fan)),
             fan,
@@ -111,7 +110,8 @@ impl<S> Shared<S> {
 }
 
 /// The state behind the lock: the core, the write half of the transport (so either half
-/// can write what the core has queued) and the timer.
+/// can write what the core has queued), the timer, and how far the end of the
+/// connection has come.
 pub(crate) struct Inner<S> {
     pub(crate) core: Connection,
     write: WriteHalf<S>,
@@ -126,16 +126,12 @@ pub(crate) struct Inner<S> {
     pub(crate) deferred: Option<SendError>,
     /// The transport failed; both halves report it (an `io::Error` is not `Clone`).
     io_error: Option<(io::ErrorKind, String)>,
-    /// The write side of the transport was shut down.
-    shut_down: bool,
-    /// The reader has ended the stream: nothing more is written (what is still queued
-    /// when the teardown deadline cut it short is dropped with the stream).
-    pub(crate) finished: bool,
-    /// The connection is over: the last writes, the shutdown and a server's linger end
-    /// by this instant at the latest. Every write that makes progress moves it to
-    /// [`LINGER`] from then: it bounds a stall, not the time a peer that keeps reading
-    /// needs to take what was queued before the end.
-    pub(crate) teardown_until: Option<Instant>,
+    /// Running, or how far the teardown has come. The reader moves it on; it is shared
+    /// because the writer acts on it too: writes stop once the write side is shut down
+    /// or the stream has ended, a write that makes progress moves the teardown's
+    /// deadline, the timer is armed on that deadline by whichever half polls it, and the
+    /// writer's close may shut the write side down itself.
+    pub(crate) teardown: Teardown,
 }
 
 impl<S: AsyncWrite> Inner<S> {
@@ -165,7 +161,7 @@ impl<S: AsyncWrite> Inner<S> {
                 fired = true;
                 continue;
             }
-            let deadline = match (core_deadline, self.teardown_until) {
+            let deadline = match (core_deadline, self.teardown.deadline()) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
                     Some(t) => t,
@@ -229,8 +225,9 @@ impl<S: AsyncWrite> Inner<S> {
         if let Some(e) = self.io_error() {
             return Poll::Ready(Err(e));
         }
-        if self.shut_down || self.finished {
-            // The core said nothing more will be sent, or the connection is over.
+        if !self.teardown.writes() {
+            // The core said nothing more will be sent (the write side is shut down), or
+            // the stream has ended.
             return Poll::Ready(Ok(()));
         }
         let mut cx = Context::from_waker(waker);
@@ -264,25 +261,22 @@ impl<S: AsyncWrite> Inner<S> {
             self.fail_io(e);
         }
         if progress {
-            if let Some(until) = &mut self.teardown_until {
-                // Messages queued before the peer's Close (and the Close echo behind
-                // them) keep going out while the peer reads them.
-                *until = now() + LINGER;
-            }
+            self.teardown.progressed();
             fan.wake_half(1 - who);
         }
         result
     }
 
-    /// Shuts the write side down (once).
+    /// Shuts the write side down, once (the reader's teardown, or the writer's close
+    /// once the core says the transport may close); not after the stream has ended.
     pub(crate) fn poll_shutdown(&mut self, waker: &Waker) -> Poll<()> {
-        if self.shut_down {
+        if !self.teardown.writes() {
             return Poll::Ready(());
         }
         let mut cx = Context::from_waker(waker);
         // An error here (the peer is gone) ends the connection all the same.
         ready!(Pin::new(&mut self.write).poll_shutdown(&mut cx)).ok();
-        self.shut_down = true;
+        self.teardown.shut_down();
         Poll::Ready(())
     }
 }
