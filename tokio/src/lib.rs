@@ -106,7 +106,10 @@
 //! stream ends after it. Only whole messages are delivered: [`Config::delivery`] is
 //! set to [`Delivery::Whole`].
 
+mod reader;
+mod shared;
 mod stream;
+mod writer;
 
 use core::fmt;
 use std::io;
@@ -116,7 +119,9 @@ use wsengine::error::SendError;
 use wsengine::handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
 use wsengine::{Config, Connection};
 
-pub use stream::{WebSocketReader, WebSocketStream, WebSocketWriter};
+pub use reader::WebSocketReader;
+pub use stream::WebSocketStream;
+pub use writer::WebSocketWriter;
 /// The core's owned message type: what the stream yields and the sink takes.
 pub use wsengine::Message;
 

@@ -554,6 +554,41 @@ fn server_initiated_close_handshake() {
     });
 }
 
+/// The writer's close after the peer's Close has arrived: the echo is written and the
+/// write side shut down (the core says the transport may close) before the reader has
+/// seen the end; the reader's teardown then only lingers for the client's EOF, and both
+/// sides see a clean close.
+#[test]
+fn closing_after_the_peers_close_shuts_down_before_the_stream_ends() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut ws = accept(socket).await.expect("handshake");
+            let first = ws.next().await.expect("a message").expect("no error");
+            assert_eq!(first, normal_close());
+            ws.close(None)
+                .await
+                .expect("close writes the echo and shuts down");
+            assert!(
+                ws.next().await.is_none(),
+                "the stream ends at the client's EOF"
+            );
+            ws.closed()
+        });
+        let (mut ws, _) = connect(&url).await.expect("connect");
+        ws.close(None).await.expect("close");
+        let mut seen = Vec::new();
+        while let Some(message) = ws.next().await {
+            seen.push(message.expect("no error"));
+        }
+        assert_eq!(seen, [normal_close()]);
+        assert_eq!(ws.closed(), Some((CloseCode::NORMAL, true)));
+        let server_closed = server.await.expect("server");
+        assert_eq!(server_closed, Some((CloseCode::NORMAL, true)));
+    });
+}
+
 #[test]
 fn close_timeout_ends_a_connection_whose_peer_never_answers() {
     run(Duration::from_secs(30), async {
