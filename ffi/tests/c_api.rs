@@ -17,22 +17,12 @@ use core::ptr::{null, null_mut};
 use std::ffi::CStr;
 
 use wsengine_ffi::*;
+use wsengine_test_support::RFC_REQUEST;
 
 use wsengine_event_kind::*;
 use wsengine_status::*;
 
 const SEC: u64 = 1_000_000_000;
-
-/// The client handshake of RFC 6455 section 1.2.
-const RFC_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
-    Host: server.example.com\r\n\
-    Upgrade: websocket\r\n\
-    Connection: Upgrade\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-    Origin: http://example.com\r\n\
-    Sec-WebSocket-Protocol: chat, superchat\r\n\
-    Sec-WebSocket-Version: 13\r\n\
-    \r\n";
 
 /// An event copied out of the handle (the C struct's pointers die at the next poll).
 #[derive(Debug, Clone, PartialEq, Eq)]
