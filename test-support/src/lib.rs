@@ -1,8 +1,10 @@
 //! The helpers every test crate of the workspace shares (the core's `tests/`, the hosts'
-//! tests, the C ABI's): an in-memory client/server `Pair`, a raw frame writer for the
-//! error cases, a decoder for what a connection transmitted, connections already past
-//! the handshake, driven from raw bytes, and the conformance vectors every host runs
-//! ([`vectors`], with the TCP client of the network hosts in [`conformance`]).
+//! tests, the C ABI's), and the fuzz targets (`fuzz/`) and benches (`benches/`,
+//! `benches/compare/`) with them: an in-memory client/server `Pair`, a raw frame writer
+//! for the error cases, a decoder for what a connection transmitted, connections already
+//! past the handshake, driven from raw bytes, and the conformance vectors every host runs
+//! ([`vectors`], with the TCP client of the network hosts and the in-memory loop of the
+//! others in [`conformance`]).
 // A test reports failure by panicking: these helpers unwrap too. The fake clock starts
 // from a fixed instant; the TCP client reads the real clock for its deadlines.
 #![allow(
