@@ -15,26 +15,15 @@ use std::time::Duration;
 use wsengine::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wsengine::handshake::{accept_key, parse_request, parse_response, write_accept};
+use wsengine::handshake::{parse_request, parse_response, write_accept};
 use wsengine::{Accept, ClientRequest, Connection, Event, Status};
+use wsengine_test_support::accept_response;
+use wsengine_test_support::vectors::KEY;
 
 use common::engine::{CHROME_REQUEST, bench_config, drain_transmit};
 
 const MAX_HEAD: usize = 16 << 10;
 const MAX_HEADERS: usize = 64;
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
-fn response_101(key: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\n\
-         Upgrade: websocket\r\n\
-         Connection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\
-         \r\n",
-        accept_key(key.as_bytes())
-    )
-    .into_bytes()
-}
 
 /// The server side with the functions: parse, then write the 101.
 fn server_functions(request: &[u8], out: &mut Vec<u8>) -> usize {
@@ -68,7 +57,7 @@ fn client_connection(request: &ClientRequest, now: Instant) -> (Connection, Vec<
     let Ok(Status::Complete((req, _))) = parse_request(&head, MAX_HEAD, MAX_HEADERS) else {
         panic!("the client's request parses");
     };
-    (conn, response_101(req.key()))
+    (conn, accept_response(req.key()))
 }
 
 fn bench_handshake(c: &mut Criterion) {
@@ -91,7 +80,7 @@ fn bench_handshake(c: &mut Criterion) {
     });
 
     let request = ClientRequest::new("ws://localhost:9001/chat").expect("a valid URL");
-    let response = response_101(KEY);
+    let response = accept_response(KEY);
     assert!(matches!(
         parse_response(&response, MAX_HEAD, MAX_HEADERS, KEY, &request, false),
         Ok(Status::Complete(_))

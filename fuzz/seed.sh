@@ -143,7 +143,8 @@ MASKED_CLOSE="88 82 37 fa 21 3d 34 12"
 { hex 01 00; r=$(crlf "${RFC_LINES[@]}"); printf '%s' "${r:0:60}"; } | seed handshake_request eof_mid_head
 
 # ---- handshake_response: flags u8, chunk u8, response ----
-# The fuzzed client's key comes from Config::rng_seed = [7; 32] (fuzz/src/lib.rs).
+# The fuzzed client's key comes from Config::rng_seed = [7; 32] (base_config in fuzz/src/lib.rs,
+# from wsengine_test_support::config in test-support/src/lib.rs).
 CLIENT_KEY="9pKJeIXAyyCj5M0QagsVvA=="
 ACCEPT=$(accept "$CLIENT_KEY")
 RES_101=(

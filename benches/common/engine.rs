@@ -8,6 +8,7 @@ use wsengine::Instant;
 use bytes::Bytes;
 use wsengine::handshake::{parse_request, write_accept};
 use wsengine::{Accept, ClientRequest, Config, Connection, Event, Message, Status, Utf8Bytes};
+use wsengine_test_support::take_transmit;
 
 use super::workload::{Kind, READ_CHUNK, RecvInput, SendInput, Side, Sink};
 
@@ -108,16 +109,7 @@ pub fn open_server(config: Config) -> Connection {
 pub fn open_client(config: Config) -> Connection {
     let request = ClientRequest::new("ws://localhost:9001/chat").expect("a valid URL");
     let mut conn = Connection::client(request, config, Instant::ZERO).expect("a client");
-    let mut head = Vec::new();
-    loop {
-        let chunk = conn.poll_transmit();
-        if chunk.is_empty() {
-            break;
-        }
-        let n = chunk.len();
-        head.extend_from_slice(chunk);
-        conn.advance_transmit(n);
-    }
+    let head = take_transmit(&mut conn);
     let request = match parse_request(&head, 16 << 10, 64) {
         Ok(Status::Complete((request, _))) => request,
         other => panic!("the client's request does not parse: {other:?}"),

@@ -1,7 +1,11 @@
 //! The recv and send workloads, shared by the root benches (`benches/recv.rs`,
 //! `benches/send.rs`) and the comparison crate (`benches/compare/`, which includes this
 //! file by path), so every implementation gets the same sizes, message counts and input
-//! bytes. Plain std: no dependency on wsengine or on any peer.
+//! bytes. Plain std, and for the frames the encoder of `wsengine_test_support::vectors`
+//! (plain Rust, written independently of wsengine): nothing here uses wsengine's code or
+//! any peer's.
+
+use wsengine_test_support::vectors::encode_frame;
 
 /// Message payload sizes, in bytes.
 pub const SIZES: [usize; 5] = [16, 125, 1024, 16 << 10, 1 << 20];
@@ -96,27 +100,6 @@ pub fn payload(kind: Kind, size: usize) -> Vec<u8> {
     }
 }
 
-/// A client-to-server frame (FIN set, masked with `key`, minimal length encoding).
-pub fn masked_frame(out: &mut Vec<u8>, opcode: u8, key: [u8; 4], payload: &[u8]) {
-    out.push(0x80 | (opcode & 0x0F));
-    let len = payload.len();
-    if len <= 125 {
-        out.push(0x80 | len.to_le_bytes()[0]);
-    } else if let Ok(len16) = u16::try_from(len) {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&len16.to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&key);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    for (i, b) in out[start..].iter_mut().enumerate() {
-        *b ^= key[i % 4];
-    }
-}
-
 /// One iteration of the recv workload: the input bytes and what they hold.
 #[derive(Debug, Clone)]
 pub struct RecvInput {
@@ -142,7 +125,15 @@ impl RecvInput {
         let mut key: u32 = 0x37FA_213D;
         for _ in 0..messages {
             key = key.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            masked_frame(&mut wire, kind.opcode(), key.to_be_bytes(), &payload);
+            // A client-to-server frame: FIN set, masked, minimal length encoding.
+            encode_frame(
+                &mut wire,
+                true,
+                0,
+                kind.opcode(),
+                Some(key.to_be_bytes()),
+                &payload,
+            );
         }
         Self {
             kind,

@@ -17,22 +17,15 @@ use core::ptr::{null, null_mut};
 use std::ffi::CStr;
 
 use wsengine_ffi::*;
+use wsengine_test_support::RFC_REQUEST;
+use wsengine_test_support::vectors::{
+    RFC_FRAGMENTED_HELLO, RFC_MASKED_HELLO, RFC_MASKED_PONG, RFC_UNMASKED_HELLO, RFC_UNMASKED_PING,
+};
 
 use wsengine_event_kind::*;
 use wsengine_status::*;
 
 const SEC: u64 = 1_000_000_000;
-
-/// The client handshake of RFC 6455 section 1.2.
-const RFC_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
-    Host: server.example.com\r\n\
-    Upgrade: websocket\r\n\
-    Connection: Upgrade\r\n\
-    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-    Origin: http://example.com\r\n\
-    Sec-WebSocket-Protocol: chat, superchat\r\n\
-    Sec-WebSocket-Version: 13\r\n\
-    \r\n";
 
 /// An event copied out of the handle (the C struct's pointers die at the next poll).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,30 +381,28 @@ fn unmask_small(frame: &[u8]) -> (u8, Vec<u8>) {
 #[test]
 fn rfc_5_7_single_frame_unmasked_text_to_client() {
     let (mut client, _server) = open_pair(&test_config(), 0);
-    client.recv_all(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    client.recv_all(RFC_UNMASKED_HELLO);
     assert_eq!(client.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
 }
 
 #[test]
 fn rfc_5_7_single_frame_masked_text_to_server() {
     let (_client, mut server) = open_pair(&test_config(), 0);
-    server.recv_all(&[
-        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-    ]);
+    server.recv_all(RFC_MASKED_HELLO);
     assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
 }
 
 #[test]
 fn rfc_5_7_fragmented_unmasked_text_whole_and_streaming() {
-    let frames = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+    let frames = RFC_FRAGMENTED_HELLO;
     let (mut client, _server) = open_pair(&test_config(), 0);
-    client.recv_all(&frames);
+    client.recv_all(frames);
     assert_eq!(client.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
 
     let mut config = test_config();
     config.delivery = wsengine_delivery::WSENGINE_DELIVERY_STREAMING as i32;
     let (mut client, _server) = open_pair(&config, 0);
-    client.recv_all(&frames);
+    client.recv_all(frames);
     let mut first = ev(WSENGINE_EVENT_TEXT, b"Hel");
     first.last = false;
     assert_eq!(client.events(), vec![first, ev(WSENGINE_EVENT_TEXT, b"lo")]);
@@ -421,14 +412,12 @@ fn rfc_5_7_fragmented_unmasked_text_whole_and_streaming() {
 fn rfc_5_7_ping_and_masked_pong() {
     let (mut client, mut server) = open_pair(&test_config(), 0);
     // Unmasked Ping "Hello" to the client: the automatic Pong goes back, masked.
-    client.recv_all(&[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    client.recv_all(RFC_UNMASKED_PING);
     assert_eq!(client.events(), vec![ev(WSENGINE_EVENT_PING, b"Hello")]);
     let pong = client.transmit();
     assert_eq!(unmask_small(&pong), (0x8a, b"Hello".to_vec()));
     // The masked Pong of the RFC to the server.
-    server.recv_all(&[
-        0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-    ]);
+    server.recv_all(RFC_MASKED_PONG);
     assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_PONG, b"Hello")]);
     assert!(server.transmit().is_empty(), "a Pong is not answered");
 }
@@ -1230,15 +1219,10 @@ fn create_open_starts_open_without_a_handshake() {
         assert!(!c.wants_write(), "no handshake bytes");
     }
     // The RFC 6455 section 5.7 masked "Hello", then the server's unmasked echo.
-    server.recv_all(&[
-        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-    ]);
+    server.recv_all(RFC_MASKED_HELLO);
     assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
     assert_eq!(server.send_text(b"Hello"), WSENGINE_OK);
-    assert_eq!(
-        server.transmit(),
-        [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
-    );
+    assert_eq!(server.transmit(), RFC_UNMASKED_HELLO);
     // The client masks.
     assert_eq!(client.send_text(b"hi"), WSENGINE_OK);
     let frame = client.transmit();

@@ -18,6 +18,7 @@ use wsengine_ffi::*;
 use wsengine_event_kind::*;
 use wsengine_status::*;
 
+use wsengine_test_support::conformance::{EchoServer, run_in_memory};
 use wsengine_test_support::vectors::{ACCEPT, Observed, REQUEST, Vector, run_all, vectors};
 
 /// The echo server's configuration: the vectors' limits, the rest default.
@@ -69,7 +70,7 @@ impl Conn {
         }
         let mut conn = Self(out);
         if let Start::Handshake = start {
-            let (status, taken) = conn.recv(REQUEST);
+            let (status, taken) = conn.recv_status(REQUEST);
             if (status, taken) != (WSENGINE_OK, REQUEST.len()) {
                 return Err(format!("recv of the request: {status:?}, {taken}"));
             }
@@ -94,11 +95,20 @@ impl Conn {
         Ok(conn)
     }
 
-    fn recv(&mut self, data: &[u8]) -> (wsengine_status, usize) {
+    fn recv_status(&mut self, data: &[u8]) -> (wsengine_status, usize) {
         let mut taken = 0;
         // SAFETY: live handle, `data.len()` readable bytes, writable `taken`.
         let status = unsafe { wsengine_recv(self.0, data.as_ptr(), data.len(), &mut taken) };
         (status, taken)
+    }
+}
+
+impl EchoServer for Conn {
+    fn recv(&mut self, data: &[u8]) -> Result<usize, String> {
+        match self.recv_status(data) {
+            (WSENGINE_OK | WSENGINE_AGAIN, taken) => Ok(taken),
+            (status, _) => Err(format!("recv: {status:?}")),
+        }
     }
 
     /// Polls every event, echoing text and binary messages straight from the event's
@@ -163,37 +173,7 @@ impl Conn {
 
 /// Feeds the vector's input in reads of at most `read_size` bytes, echoing after each.
 fn run_c(vector: &Vector, start: Start, read_size: usize) -> Observed {
-    let mut conn = match Conn::open(start) {
-        Ok(conn) => conn,
-        Err(e) => {
-            return Observed {
-                error: Some(e),
-                ..Observed::default()
-            };
-        }
-    };
-    let mut observed = Observed::default();
-    for piece in vector.input.chunks(read_size) {
-        let mut data = piece;
-        while !data.is_empty() {
-            let (status, taken) = conn.recv(data);
-            if status != WSENGINE_OK && status != WSENGINE_AGAIN {
-                observed.error = Some(format!("recv: {status:?}"));
-                return observed;
-            }
-            data = &data[taken..];
-            let progressed = conn.echo_events(&mut observed.note);
-            observed.bytes.extend(conn.transmit());
-            if taken == 0 && !progressed {
-                observed.error = Some(format!("stuck with {} bytes left", data.len()));
-                return observed;
-            }
-        }
-    }
-    conn.echo_events(&mut observed.note);
-    observed.bytes.extend(conn.transmit());
-    observed.closed = conn.should_close();
-    observed
+    run_in_memory(Conn::open(start), vector, read_size)
 }
 
 #[test]

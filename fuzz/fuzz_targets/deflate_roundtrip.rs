@@ -27,7 +27,8 @@
 use libfuzzer_sys::fuzz_target;
 use wsengine::extensions::deflate::{DeflateConfig, DeflateParams, DirectionParams, Memory};
 use wsengine::{Config, Connection, Delivery, Event, MessageKind, Negotiated, Role};
-use wsengine_fuzz::{Chunker, Outcome, Reader, base_config, feed, t0, take_transmit};
+use wsengine_fuzz::{Chunker, Reader, base_config, feed};
+use wsengine_test_support::{Outcome, t0, take_transmit};
 
 struct Message {
     kind: MessageKind,

@@ -17,7 +17,8 @@
 use libfuzzer_sys::fuzz_target;
 use wsengine::handshake::{accept_key, parse_request, write_error_response};
 use wsengine::{Accept, Connection, Error, Event, HandshakeError, Reject, Role, State, Status};
-use wsengine_fuzz::{Chunker, Outcome, PeerCheck, base_config, drain, feed, t0, take_transmit};
+use wsengine_fuzz::{Chunker, PeerCheck, base_config, drain, feed};
+use wsengine_test_support::{Outcome, t0, take_transmit};
 
 /// Parses an HTTP response head with httparse: (status, headers, head length).
 fn parse_head(tx: &[u8]) -> (u16, Vec<(String, Vec<u8>)>, usize) {

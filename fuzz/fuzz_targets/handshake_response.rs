@@ -13,10 +13,8 @@
 use libfuzzer_sys::fuzz_target;
 use wsengine::handshake::parse_response;
 use wsengine::{Connection, Error, Event, Role, State, Status};
-use wsengine_fuzz::{
-    Chunker, Outcome, PeerCheck, base_config, client_request, drain, feed, head_header, no_op, t0,
-    take_transmit,
-};
+use wsengine_fuzz::{Chunker, PeerCheck, base_config, client_request, drain, feed, no_op};
+use wsengine_test_support::{Outcome, head_header, t0, take_transmit};
 
 fuzz_target!(|data: &[u8]| {
     let flags = data.first().copied().unwrap_or(0);
@@ -37,12 +35,10 @@ fuzz_target!(|data: &[u8]| {
     let new_client = || {
         let mut c = Connection::client(request.clone(), config.clone(), t0()).expect("a client");
         let head = take_transmit(&mut c);
-        let key = String::from_utf8(
-            head_header(&head, "Sec-WebSocket-Key")
-                .expect("a key")
-                .to_vec(),
-        )
-        .expect("an ASCII key");
+        let head = core::str::from_utf8(&head).expect("an ASCII head");
+        let key = head_header(head, "Sec-WebSocket-Key")
+            .expect("a key")
+            .to_owned();
         (c, key)
     };
     let (mut conn, key) = new_client();

@@ -36,7 +36,8 @@ use wsengine::extensions::deflate::{
     Compressor, DeflateConfig, DeflateParams, DirectionParams, Memory,
 };
 use wsengine::{CloseCode, Config, Connection, Delivery, Error, Event, State};
-use wsengine_fuzz::{Chunker, Outcome, Reader, base_config, drain, frame, t0, take_transmit};
+use wsengine_fuzz::{Chunker, Reader, base_config, drain};
+use wsengine_test_support::{Outcome, frame_with_rsv, t0, take_transmit};
 
 /// The most bytes one `deflated` op compresses (after repetition).
 const MAX_PLAIN: usize = 160 << 10;
@@ -331,7 +332,10 @@ fuzz_target!(|input: Input| {
                 payload,
             } => {
                 let rsv = if *rsv1 { 0x40 } else { 0 };
-                h.deliver(&frame(*fin, rsv, *opcode, Some(*key), payload), *chunk);
+                h.deliver(
+                    &frame_with_rsv(*fin, rsv, *opcode, Some(*key), payload),
+                    *chunk,
+                );
             }
             Op::Deflated {
                 fin,
@@ -384,11 +388,11 @@ fuzz_target!(|input: Input| {
                         (0, 0)
                     };
                     let fin = if last { *fin } else { false };
-                    bytes.extend_from_slice(&frame(fin, rsv, op, Some(*key), &payload));
+                    bytes.extend_from_slice(&frame_with_rsv(fin, rsv, op, Some(*key), &payload));
                 }
                 h.deliver(&bytes, *chunk);
             }
-            Op::Ping(p) => h.deliver(&frame(true, 0, 9, Some([1, 2, 3, 4]), p), 0),
+            Op::Ping(p) => h.deliver(&frame_with_rsv(true, 0, 9, Some([1, 2, 3, 4]), p), 0),
             Op::Recv { chunk, data } => h.deliver(data, *chunk),
             Op::Transmit => {
                 take_transmit(&mut h.conn);

@@ -45,7 +45,10 @@ use wsengine::{
     Role, SendError, State,
 };
 
-use crate::{Chunker, Outcome, PeerCheck, Reader, at, base_config, close_code_sendable};
+use wsengine_test_support::vectors::encode_header;
+use wsengine_test_support::{Outcome, at, frame_with_rsv, take_transmit};
+
+use crate::{Chunker, PeerCheck, Reader, base_config, close_code_sendable};
 
 /// The largest payload the harness builds for one "long frame" op: past 64 KiB, so the
 /// 64-bit length form is reached.
@@ -316,7 +319,7 @@ impl Harness {
                 payload,
             } => {
                 let mask = (masked_ok != *wrong_mask).then_some(*key);
-                let bytes = crate::frame(*fin, *rsv, *opcode, mask, payload);
+                let bytes = frame_with_rsv(*fin, *rsv, *opcode, mask, payload);
                 self.deliver(&bytes, *chunk);
             }
             Op::LongFrame {
@@ -330,7 +333,8 @@ impl Harness {
             } => {
                 let mask = (masked_ok != *wrong_mask).then_some(*key);
                 let len = u64::from(*len);
-                let mut bytes = crate::frame_header(*fin, 0, *opcode, mask, len);
+                let mut bytes = Vec::new();
+                encode_header(&mut bytes, *fin, 0, *opcode, mask, len);
                 let start = bytes.len();
                 let n = (len.min(LONG_FRAME_CAP) as usize).min(self.long_budget);
                 self.long_budget -= n;
@@ -778,7 +782,7 @@ impl Harness {
 
     fn finish(mut self) {
         // Drain everything to the peer.
-        let rest = crate::take_transmit(&mut self.conn);
+        let rest = take_transmit(&mut self.conn);
         self.transmitted += rest.len();
         self.peer.push(&rest);
         self.check();

@@ -1,7 +1,9 @@
 //! Shared pieces of the fuzz targets: a byte reader for the structured inputs, chunk
-//! plans, a raw frame writer, connections already past the handshake, a liveness-checking
-//! feeder, and [`PeerCheck`], which proves that whatever a connection transmits is a
-//! valid frame stream for a peer of the other role.
+//! plans, connections already past the handshake, a liveness-checking feeder, and
+//! [`PeerCheck`], which proves that whatever a connection transmits is a valid frame
+//! stream for a peer of the other role. What the workspace's tests use too (the fake
+//! clock, the raw frame writer, the RFC request, the base configuration, draining the
+//! transmit buffer, the 101 answering a request) comes from `wsengine-test-support`.
 //!
 //! Inputs are read front to back through [`arbitrary::Unstructured`] one byte at a time
 //! (see [`Reader`]), not with derived `Arbitrary` impls: the layout stays stable and
@@ -12,28 +14,14 @@
 pub mod conn;
 pub mod roundtrip;
 
-use std::time::Duration;
-use wsengine::Instant;
-
 use arbitrary::Unstructured;
-use wsengine::handshake::{ExtensionOffer, accept_key};
+use wsengine::handshake::ExtensionOffer;
 use wsengine::mask::apply_mask;
 use wsengine::{
-    Accept, ClientRequest, Config, Connection, Delivery, Error, Event, FrameHeader, MessageKind,
-    OpCode, Role, Status,
+    Accept, ClientRequest, Config, Connection, Delivery, Event, FrameHeader, MessageKind, OpCode,
+    Role, Status,
 };
-
-// ---- time ----
-
-/// The base instant of every run: targets add durations to it and never read the clock.
-pub fn t0() -> Instant {
-    Instant::from_millis(1_000_000)
-}
-
-/// `t0()` plus `ms` milliseconds.
-pub fn at(ms: u64) -> Instant {
-    t0() + Duration::from_millis(ms)
-}
+use wsengine_test_support::{Outcome, RFC_REQUEST, response_to, split_head, t0, take_transmit};
 
 // ---- reading structured input ----
 
@@ -137,37 +125,6 @@ impl Chunker {
 
 // ---- frames ----
 
-/// A frame as the wire carries it, with the minimal length encoding. `opcode` is the raw
-/// 4-bit value (reserved ones included), `rsv` the bits as they sit in byte 0 (`0x70`).
-pub fn frame(fin: bool, rsv: u8, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
-    let mut out = frame_header(fin, rsv, opcode, mask, payload.len() as u64);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut out[start..], key, 0);
-    }
-    out
-}
-
-/// Just the header of such a frame, announcing `len` payload bytes.
-pub fn frame_header(fin: bool, rsv: u8, opcode: u8, mask: Option<[u8; 4]>, len: u64) -> Vec<u8> {
-    let mut out = vec![u8::from(fin) << 7 | (rsv & 0x70) | (opcode & 0x0F)];
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    if len <= 125 {
-        out.push(mask_bit | len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    if let Some(key) = mask {
-        out.extend_from_slice(&key);
-    }
-    out
-}
-
 /// The encoded size of a frame with `len` payload bytes.
 pub fn encoded_len(len: usize, masked: bool) -> usize {
     let ext = match len {
@@ -186,21 +143,6 @@ pub fn close_code_sendable(code: u16) -> bool {
 
 // ---- connections ----
 
-/// The client handshake of RFC 6455 §1.2.
-pub const RFC_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\n\
-Host: server.example.com\r\n\
-Upgrade: websocket\r\n\
-Connection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-Origin: http://example.com\r\n\
-Sec-WebSocket-Protocol: chat, superchat\r\n\
-Sec-WebSocket-Version: 13\r\n\
-\r\n";
-
-/// The RNG seed of every client in the targets, so the `Sec-WebSocket-Key` is fixed
-/// (fuzz/seed.sh writes the matching `Sec-WebSocket-Accept` into the seeds).
-pub const CLIENT_SEED: [u8; 32] = [7; 32];
-
 /// The request every fuzzed client sends: two subprotocols and one extension offered, so
 /// the response checks for both have something to match.
 pub fn client_request() -> ClientRequest {
@@ -211,65 +153,13 @@ pub fn client_request() -> ClientRequest {
         .extension(ExtensionOffer::new("permessage-deflate").param("client_max_window_bits", None))
 }
 
-/// A default config with the fixed client seed and no handshake timer.
+/// The tests' config (the default with a fixed RNG seed, so the `Sec-WebSocket-Key` of
+/// every client is fixed: fuzz/seed.sh writes the matching `Sec-WebSocket-Accept` into
+/// the seeds) with no handshake timer.
 pub fn base_config() -> Config {
-    let mut c = Config::default();
-    c.rng_seed = Some(CLIENT_SEED);
+    let mut c = wsengine_test_support::config();
     c.handshake_timeout = None;
     c
-}
-
-/// Everything `conn` has to transmit, drained.
-pub fn take_transmit(conn: &mut Connection) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let chunk = conn.poll_transmit();
-        if chunk.is_empty() {
-            return out;
-        }
-        let n = chunk.len();
-        out.extend_from_slice(chunk);
-        conn.advance_transmit(n);
-    }
-}
-
-/// The end of the HTTP head in `bytes` (after the blank line).
-pub fn head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-}
-
-/// The value of header `name` in an HTTP head.
-pub fn head_header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    let text = core::str::from_utf8(head).ok()?;
-    text.split("\r\n").skip(1).find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().as_bytes())
-    })
-}
-
-/// A valid 101 answering a request head.
-pub fn response_to(request_head: &[u8]) -> Vec<u8> {
-    let key = head_header(request_head, "Sec-WebSocket-Key").expect("the request has a key");
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        accept_key(key)
-    )
-    .into_bytes()
-}
-
-/// What feeding a connection produced.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Every event, in order.
-    pub events: Vec<Event>,
-    /// The error that ended them.
-    pub error: Option<Error>,
 }
 
 /// Polls events until `Ok(None)` or an error; `on_event` sees each (and may answer a
@@ -362,7 +252,8 @@ pub fn open_server(config: Config) -> Connection {
     );
     assert!(out.error.is_none(), "{out:?}");
     let tx = take_transmit(&mut server);
-    assert!(tx.starts_with(b"HTTP/1.1 101 ") && head_end(&tx) == Some(tx.len()));
+    let (head, rest) = split_head(&tx);
+    assert!(head.starts_with("HTTP/1.1 101 ") && rest.is_empty());
     assert_eq!(server.state(), wsengine::State::Open);
     server
 }
@@ -371,11 +262,12 @@ pub fn open_server(config: Config) -> Connection {
 pub fn open_client(config: Config) -> Connection {
     let mut client = Connection::client(client_request(), config, t0()).expect("a client");
     let head = take_transmit(&mut client);
+    let head = core::str::from_utf8(&head).expect("an ASCII head");
     let mut out = Outcome::default();
     feed(
         &mut client,
         &mut out,
-        &response_to(&head),
+        &response_to(head),
         &mut Chunker::new(0),
         &mut no_op,
     );

@@ -24,7 +24,9 @@ use wsengine::{
     Accept, CloseCode, Config, Connection, Delivery, Event, Message, MessageKind, SendError, State,
 };
 
-use crate::{Reader, base_config, t0, take_transmit};
+use wsengine_test_support::{t0, take_transmit};
+
+use crate::{Reader, base_config};
 
 /// What one side sends and the other must receive.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -315,23 +315,9 @@ fn half_sent_request_is_dropped_at_the_handshake_timeout() {
     );
 }
 
-/// A masked client frame.
-fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-    let key = [0x11, 0x22, 0x33, 0x44];
-    let h = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode,
-        mask: Some(key),
-        payload_len: payload.len() as u64,
-    };
-    let mut head = [0u8; wsengine::frame::MAX_HEADER_LEN];
-    let n = h.encode(&mut head);
-    let mut out = head[..n].to_vec();
-    let start = out.len();
-    out.extend_from_slice(payload);
-    wsengine::mask::apply_mask(&mut out[start..], key, 0);
-    out
+/// A whole masked client frame (`opcode`: the 4-bit value, as `wsengine_test_support::TEXT`).
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    wsengine_test_support::frame(true, opcode, Some([0x11, 0x22, 0x33, 0x44]), payload)
 }
 
 #[test]
@@ -345,7 +331,7 @@ fn a_client_that_never_reads_cannot_grow_the_server_send_buffer() {
     // Write echo requests and never read the echoes. Once the socket buffers on both
     // sides are full and the server has paused reading, our writes stop going through.
     s.set_nonblocking(true).unwrap();
-    let frame = client_frame(OpCode::Binary, &[0xAB; 16 << 10]);
+    let frame = client_frame(wsengine_test_support::BINARY, &[0xAB; 16 << 10]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut written = 0usize;
     let mut stalled_since: Option<Instant> = None;
@@ -413,7 +399,10 @@ fn graceful_shutdown_closes_every_connection_with_1001() {
                         Ok(n) => got.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = s.write_all(&client_frame(OpCode::Close, &1001u16.to_be_bytes()));
+                let _ = s.write_all(&client_frame(
+                    wsengine_test_support::CLOSE,
+                    &1001u16.to_be_bytes(),
+                ));
                 got
             })
         })
@@ -451,7 +440,7 @@ fn data_and_end_of_stream_in_one_wakeup_still_close_the_connection() {
     // The request, a frame and the end of our stream back to back, before the server
     // wakes: it reads them in one short read and must still go on to see the EOF.
     let mut burst = REQUEST.to_vec();
-    burst.extend(client_frame(OpCode::Text, b"last words"));
+    burst.extend(client_frame(wsengine_test_support::TEXT, b"last words"));
     s.write_all(&burst).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));

@@ -1,6 +1,7 @@
-//! What every host's conformance runner shares: the echo server's configuration and,
-//! for the network hosts (the mio event loop, the tokio adapter), the client that runs
-//! one vector over a fresh TCP connection on 127.0.0.1.
+//! What every host's conformance runner shares: the echo server's configuration; for
+//! the network hosts (the mio event loop, the tokio adapter), the client that runs one
+//! vector over a fresh TCP connection on 127.0.0.1; for the in-memory ones (the core,
+//! the C ABI), the loop that feeds a vector to an echo server ([`run_in_memory`]).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -101,4 +102,65 @@ fn exchange(addr: SocketAddr, vector: &Vector, observed: &mut Observed) -> Resul
             }
         }
     }
+}
+
+// ---- the in-memory hosts ----
+
+/// An echo server driven in memory by [`run_in_memory`]: each text or binary message it
+/// receives goes back to the client.
+pub trait EchoServer {
+    /// Hands `data` to the server: how many bytes it took, or what went wrong (which
+    /// ends the run).
+    fn recv(&mut self, data: &[u8]) -> Result<usize, String>;
+    /// Polls every event, echoing messages (a refused echo is noted in `note`); returns
+    /// whether anything happened.
+    fn echo_events(&mut self, note: &mut String) -> bool;
+    /// Everything the server has queued for the transport, drained.
+    fn transmit(&mut self) -> Vec<u8>;
+    /// Whether the server asks for the transport to be closed.
+    fn should_close(&self) -> bool;
+}
+
+/// Runs one vector against an in-memory echo server, opened by the caller (an `Err` is
+/// what went wrong opening it): feeds the vector's input in reads of at most
+/// `read_size` bytes, echoing and draining the server after each, and records what it
+/// sent and whether it then asks for the transport to be closed.
+pub fn run_in_memory(
+    server: Result<impl EchoServer, String>,
+    vector: &Vector,
+    read_size: usize,
+) -> Observed {
+    let mut server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            return Observed {
+                error: Some(e),
+                ..Observed::default()
+            };
+        }
+    };
+    let mut observed = Observed::default();
+    for piece in vector.input.chunks(read_size) {
+        let mut data = piece;
+        while !data.is_empty() {
+            let taken = match server.recv(data) {
+                Ok(taken) => taken,
+                Err(e) => {
+                    observed.error = Some(e);
+                    return observed;
+                }
+            };
+            data = &data[taken..];
+            let progressed = server.echo_events(&mut observed.note);
+            observed.bytes.extend(server.transmit());
+            if taken == 0 && !progressed {
+                observed.error = Some(format!("stuck with {} bytes left", data.len()));
+                return observed;
+            }
+        }
+    }
+    server.echo_events(&mut observed.note);
+    observed.bytes.extend(server.transmit());
+    observed.closed = server.should_close();
+    observed
 }

@@ -1,8 +1,10 @@
 //! The helpers every test crate of the workspace shares (the core's `tests/`, the hosts'
-//! tests, the C ABI's): an in-memory client/server `Pair`, a raw frame writer for the
-//! error cases, a decoder for what a connection transmitted, connections already past
-//! the handshake, driven from raw bytes, and the conformance vectors every host runs
-//! ([`vectors`], with the TCP client of the network hosts in [`conformance`]).
+//! tests, the C ABI's), and the fuzz targets (`fuzz/`) and benches (`benches/`,
+//! `benches/compare/`) with them: an in-memory client/server `Pair`, a raw frame writer
+//! for the error cases, a decoder for what a connection transmitted, connections already
+//! past the handshake, driven from raw bytes, and the conformance vectors every host runs
+//! ([`vectors`], with the TCP client of the network hosts and the in-memory loop of the
+//! others in [`conformance`]).
 // A test reports failure by panicking: these helpers unwrap too. The fake clock starts
 // from a fixed instant; the TCP client reads the real clock for its deadlines.
 #![allow(
@@ -39,7 +41,9 @@ pub fn at(ms: u64) -> Instant {
     t0() + Duration::from_millis(ms)
 }
 
-/// The default configuration with a fixed RNG seed, so every run masks the same way.
+/// The default configuration with a fixed RNG seed, so every run masks the same way and
+/// a client sends the same `Sec-WebSocket-Key`. The fuzz targets build on it: the seeds
+/// of `handshake_response` (fuzz/seed.sh) hold the `Sec-WebSocket-Accept` of that key.
 pub fn config() -> Config {
     let mut c = Config::default();
     c.rng_seed = Some([7; 32]);
@@ -68,29 +72,8 @@ pub fn frame_with_rsv(
     mask: Option<[u8; 4]>,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut out = vec![if fin { 0x80 } else { 0 } | (rsv & 0x70) | (opcode & 0x0F)];
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let len = payload.len();
-    if len <= 125 {
-        out.push(mask_bit | u8::try_from(len).expect("at most 125"));
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    let start = out.len();
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend_from_slice(payload);
-            for (i, b) in out[start + 4..].iter_mut().enumerate() {
-                *b ^= key[i % 4];
-            }
-        }
-        None => out.extend_from_slice(payload),
-    }
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    vectors::encode_frame(&mut out, fin, rsv, opcode, mask, payload);
     out
 }
 
@@ -136,7 +119,7 @@ pub fn binary(data: &[u8]) -> Event {
 
 /// What feeding bytes to a connection produced: its events, in order, and the error
 /// that ended them, if any.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// Every event polled, in order.
     pub events: Vec<Event>,
@@ -369,6 +352,12 @@ pub fn open_server(config: Config) -> Connection {
 /// A valid 101 response to a request head that a client transmitted.
 pub fn response_to(request_head: &str) -> Vec<u8> {
     let key = head_header(request_head, "Sec-WebSocket-Key").expect("the request has a key");
+    accept_response(key)
+}
+
+/// The plainest valid 101 answering a request whose `Sec-WebSocket-Key` is `key`: no
+/// subprotocol, no extension.
+pub fn accept_response(key: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
          Upgrade: websocket\r\n\

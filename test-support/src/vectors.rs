@@ -8,7 +8,8 @@
 //! `ffi/tests/conformance.rs`. It holds:
 //!
 //! - [`vectors`]: the vectors, built with a small frame builder ([`Frames`]) so that each
-//!   reads as the frames it sends;
+//!   reads as the frames it sends (its encoder, [`encode_frame`], is the one every
+//!   test, bench and fuzz target writes raw frames with);
 //! - [`decode`]: a decoder of what a server sends (unmasked frames, messages reassembled);
 //! - [`check`] and [`run_all`]: the checker every runner uses, which prints a diff of
 //!   the expected and observed replies for each failing vector.
@@ -39,6 +40,9 @@ Origin: http://example.com\r\n\
 Sec-WebSocket-Protocol: chat, superchat\r\n\
 Sec-WebSocket-Version: 13\r\n\
 \r\n";
+
+/// The `Sec-WebSocket-Key` of [`REQUEST`] (RFC 6455 §1.3's sample nonce).
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// The `Sec-WebSocket-Accept` of [`REQUEST`] (RFC 6455 §1.3).
 pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -75,7 +79,7 @@ impl Frames {
     /// A masked frame with the RSV bits `rsv` (as they sit in the first byte: 0x40,
     /// 0x20, 0x10) and any 4-bit `opcode`, reserved ones included.
     pub fn frame_rsv(mut self, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Self {
-        encode(&mut self.0, fin, rsv, opcode, Some(MASK), payload);
+        encode_frame(&mut self.0, fin, rsv, opcode, Some(MASK), payload);
         self
     }
 
@@ -86,7 +90,7 @@ impl Frames {
 
     /// An unmasked frame (which a server must refuse).
     pub fn unmasked(mut self, fin: bool, opcode: u8, payload: &[u8]) -> Self {
-        encode(&mut self.0, fin, 0, opcode, None, payload);
+        encode_frame(&mut self.0, fin, 0, opcode, None, payload);
         self
     }
 
@@ -139,8 +143,11 @@ impl Frames {
     }
 }
 
-/// Appends one frame to `out`.
-fn encode(
+/// Appends one frame to `out`: byte 0 from `fin`, the RSV bits `rsv` (as they sit in
+/// byte 0: 0x40, 0x20, 0x10) and any 4-bit `opcode`, reserved ones included; the length
+/// in its minimal encoding (RFC 6455 §5.2); `mask`'s key and the payload masked with it
+/// (§5.3), or the payload as is.
+pub fn encode_frame(
     out: &mut Vec<u8>,
     fin: bool,
     rsv: u8,
@@ -148,9 +155,25 @@ fn encode(
     mask: Option<[u8; 4]>,
     payload: &[u8],
 ) {
+    encode_header(out, fin, rsv, opcode, mask, payload.len() as u64);
+    match mask {
+        Some(key) => out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4])),
+        None => out.extend_from_slice(payload),
+    }
+}
+
+/// Appends the header of such a frame to `out`, announcing `len` payload bytes (which
+/// the caller appends, masked with `mask`'s key if any).
+pub fn encode_header(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    len: u64,
+) {
     out.push(if fin { 0x80 } else { 0 } | (rsv & 0x70) | (opcode & 0x0F));
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let len = payload.len();
     if let Ok(small) = u8::try_from(len)
         && small <= 125
     {
@@ -160,14 +183,10 @@ fn encode(
         out.extend_from_slice(&len.to_be_bytes());
     } else {
         out.push(mask_bit | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
     }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
+    if let Some(key) = mask {
+        out.extend_from_slice(&key);
     }
 }
 
@@ -271,6 +290,10 @@ pub const RFC_MASKED_HELLO: &[u8] = &[
 ];
 /// "A single-frame unmasked text message": the server's echo of it.
 pub const RFC_UNMASKED_HELLO: &[u8] = &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+/// "A fragmented unmasked text message": "Hel" then "lo".
+pub const RFC_FRAGMENTED_HELLO: &[u8] = &[0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+/// "Unmasked Ping request" (a Ping from a server).
+pub const RFC_UNMASKED_PING: &[u8] = &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
 /// "Masked Ping response" (a Pong from a client).
 pub const RFC_MASKED_PONG: &[u8] = &[
     0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,

@@ -8,7 +8,8 @@
 //! failure, a diff of the expected and observed replies of each failing vector.
 
 use wsengine::{Accept, Connection, Event, Message, Negotiated, Role};
-use wsengine_test_support::conformance::config;
+use wsengine_test_support::conformance::{EchoServer, config, run_in_memory};
+use wsengine_test_support::take_transmit;
 use wsengine_test_support::vectors::{ACCEPT, Observed, REQUEST, Vector, run_all, vectors};
 
 /// The instant the in-memory runs start at (they arm no timer that could fire): the one
@@ -47,7 +48,7 @@ fn core_server(start: Start) -> Result<Connection, String> {
             }
             conn.accept(Accept::new())
                 .map_err(|e| format!("accept: {e}"))?;
-            let head = String::from_utf8_lossy(&transmit(&mut conn)).into_owned();
+            let head = String::from_utf8_lossy(&take_transmit(&mut conn)).into_owned();
             if !head.starts_with("HTTP/1.1 101 ") || !head.contains(ACCEPT) {
                 return Err(format!("unexpected response {head:?}"));
             }
@@ -56,74 +57,56 @@ fn core_server(start: Start) -> Result<Connection, String> {
     }
 }
 
-/// Everything `conn` has queued for the transport.
-fn transmit(conn: &mut Connection) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let chunk = conn.poll_transmit();
-        if chunk.is_empty() {
-            return out;
-        }
-        let n = chunk.len();
-        out.extend_from_slice(chunk);
-        conn.advance_transmit(n);
-    }
+/// An open server connection and how it echoes.
+struct CoreEcho {
+    conn: Connection,
+    start: Start,
 }
 
-/// Polls every event, echoing messages; returns whether anything happened.
-fn echo_events(conn: &mut Connection, start: Start, note: &mut String) -> bool {
-    let mut any = false;
-    loop {
-        let sent = match conn.poll_event() {
-            Ok(Some(Event::Text { data, .. })) => match start {
-                Start::Handshake => conn.send_text(data.as_str()),
-                Start::AfterHandshake => conn.send(Message::Text(data)),
-            },
-            Ok(Some(Event::Binary { data, .. })) => match start {
-                Start::Handshake => conn.send_binary(&data),
-                Start::AfterHandshake => conn.send(Message::Binary(data)),
-            },
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => return any,
-            // Fatal and sticky: the Close frame is queued.
-            Err(_) => return true,
-        };
-        any = true;
-        if let Err(e) = sent {
-            note.push_str(&format!("echo refused: {e}; "));
+impl EchoServer for CoreEcho {
+    fn recv(&mut self, data: &[u8]) -> Result<usize, String> {
+        Ok(self.conn.recv(data))
+    }
+
+    /// Polls every event, echoing messages; returns whether anything happened.
+    fn echo_events(&mut self, note: &mut String) -> bool {
+        let conn = &mut self.conn;
+        let mut any = false;
+        loop {
+            let sent = match conn.poll_event() {
+                Ok(Some(Event::Text { data, .. })) => match self.start {
+                    Start::Handshake => conn.send_text(data.as_str()),
+                    Start::AfterHandshake => conn.send(Message::Text(data)),
+                },
+                Ok(Some(Event::Binary { data, .. })) => match self.start {
+                    Start::Handshake => conn.send_binary(&data),
+                    Start::AfterHandshake => conn.send(Message::Binary(data)),
+                },
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => return any,
+                // Fatal and sticky: the Close frame is queued.
+                Err(_) => return true,
+            };
+            any = true;
+            if let Err(e) = sent {
+                note.push_str(&format!("echo refused: {e}; "));
+            }
         }
+    }
+
+    fn transmit(&mut self) -> Vec<u8> {
+        take_transmit(&mut self.conn)
+    }
+
+    fn should_close(&self) -> bool {
+        self.conn.should_close_transport()
     }
 }
 
 /// Feeds the vector's input in reads of at most `read_size` bytes, echoing after each.
 fn run_core(vector: &Vector, start: Start, read_size: usize) -> Observed {
-    let mut conn = match core_server(start) {
-        Ok(conn) => conn,
-        Err(e) => {
-            return Observed {
-                error: Some(e),
-                ..Observed::default()
-            };
-        }
-    };
-    let mut observed = Observed::default();
-    for piece in vector.input.chunks(read_size) {
-        let mut data = piece;
-        while !data.is_empty() {
-            let taken = conn.recv(data);
-            data = &data[taken..];
-            let progressed = echo_events(&mut conn, start, &mut observed.note);
-            observed.bytes.extend(transmit(&mut conn));
-            if taken == 0 && !progressed {
-                observed.error = Some(format!("stuck with {} bytes left", data.len()));
-                return observed;
-            }
-        }
-    }
-    echo_events(&mut conn, start, &mut observed.note);
-    observed.bytes.extend(transmit(&mut conn));
-    observed.closed = conn.should_close_transport();
-    observed
+    let server = core_server(start).map(|conn| CoreEcho { conn, start });
+    run_in_memory(server, vector, read_size)
 }
 
 #[test]

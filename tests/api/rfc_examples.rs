@@ -7,22 +7,10 @@ use wsengine::Message;
 use wsengine::handshake::accept_key;
 use wsengine::{Accept, Config, Connection, Delivery, Event, OpCode, State};
 
+use crate::support::vectors::{
+    RFC_FRAGMENTED_HELLO, RFC_MASKED_HELLO, RFC_MASKED_PONG, RFC_UNMASKED_HELLO, RFC_UNMASKED_PING,
+};
 use crate::support::*;
-
-/// RFC 6455 §5.7, "A single-frame unmasked text message".
-const UNMASKED_HELLO: &[u8] = &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
-/// "A single-frame masked text message".
-const MASKED_HELLO: &[u8] = &[
-    0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-];
-/// "A fragmented unmasked text message": "Hel" then "lo".
-const FRAGMENTED_HELLO: &[u8] = &[0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
-/// "Unmasked Ping request".
-const UNMASKED_PING: &[u8] = &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
-/// "Masked Ping response" (the Pong).
-const MASKED_PONG: &[u8] = &[
-    0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-];
 
 /// "256 bytes binary message in a single unmasked frame": the 16-bit length form.
 fn binary_256() -> (Vec<u8>, Vec<u8>) {
@@ -184,7 +172,7 @@ fn rfc_1_2_sample_request_three_ways() {
 
     // With trailing bytes: the client's first frame arrives in the same read.
     let mut server = Connection::server(config(), t0());
-    let out = feed(&mut server, &cat(&[RFC_REQUEST, MASKED_HELLO]));
+    let out = feed(&mut server, &cat(&[RFC_REQUEST, RFC_MASKED_HELLO]));
     assert_eq!(out.error, None);
     assert!(
         matches!(out.events.as_slice(), [Event::Request(_), e] if *e == text("Hello")),
@@ -202,7 +190,7 @@ fn rfc_1_2_sample_request_three_ways() {
 #[test]
 fn frames_after_the_request_wait_for_accept() {
     let mut server = Connection::server(config(), t0());
-    server.recv(&cat(&[RFC_REQUEST, MASKED_HELLO]));
+    server.recv(&cat(&[RFC_REQUEST, RFC_MASKED_HELLO]));
     assert!(matches!(server.poll_event(), Ok(Some(Event::Request(_)))));
     assert_eq!(server.poll_event(), Ok(None));
     assert_eq!(server.poll_event(), Ok(None));
@@ -218,7 +206,7 @@ fn rfc_5_7_single_frame_unmasked_text_to_a_client() {
     let (next, next_event) = next_to_client();
     three_ways(
         &client,
-        UNMASKED_HELLO,
+        RFC_UNMASKED_HELLO,
         &[text("Hello")],
         &next,
         &next_event,
@@ -228,7 +216,13 @@ fn rfc_5_7_single_frame_unmasked_text_to_a_client() {
 #[test]
 fn rfc_5_7_single_frame_masked_text_to_a_server() {
     let (next, next_event) = next_to_server();
-    three_ways(&server, MASKED_HELLO, &[text("Hello")], &next, &next_event);
+    three_ways(
+        &server,
+        RFC_MASKED_HELLO,
+        &[text("Hello")],
+        &next,
+        &next_event,
+    );
 }
 
 #[test]
@@ -236,7 +230,7 @@ fn rfc_5_7_fragmented_unmasked_text_to_a_client() {
     let (next, next_event) = next_to_client();
     three_ways(
         &client,
-        FRAGMENTED_HELLO,
+        RFC_FRAGMENTED_HELLO,
         &[text("Hello")],
         &next,
         &next_event,
@@ -249,7 +243,7 @@ fn rfc_5_7_fragmented_text_streams_one_piece_per_fragment() {
     let mut c = config();
     c.delivery = Delivery::Streaming;
     let mut client = open_client(c);
-    let out = feed(&mut client, FRAGMENTED_HELLO);
+    let out = feed(&mut client, RFC_FRAGMENTED_HELLO);
     assert_eq!(out.error, None);
     assert_eq!(
         out.events,
@@ -270,7 +264,7 @@ fn rfc_5_7_fragmented_text_streams_one_piece_per_fragment() {
 fn rfc_5_7_unmasked_ping_to_a_client() {
     let (next, next_event) = next_to_client();
     let ping = Event::Ping(Bytes::from_static(b"Hello"));
-    three_ways(&client, UNMASKED_PING, &[ping], &next, &next_event);
+    three_ways(&client, RFC_UNMASKED_PING, &[ping], &next, &next_event);
 }
 
 /// The client answers the §5.7 Ping with a masked Pong carrying "Hello", like the §5.7
@@ -278,7 +272,7 @@ fn rfc_5_7_unmasked_ping_to_a_client() {
 #[test]
 fn rfc_5_7_ping_is_answered_with_a_masked_pong() {
     let mut client = client();
-    let out = feed(&mut client, UNMASKED_PING);
+    let out = feed(&mut client, RFC_UNMASKED_PING);
     assert_eq!(out.events, [Event::Ping(Bytes::from_static(b"Hello"))]);
     let frames = take_frames(&mut client);
     assert_eq!(frames.len(), 1, "{frames:?}");
@@ -294,7 +288,7 @@ fn rfc_5_7_ping_without_auto_pong_is_only_reported() {
     let mut c = config();
     c.auto_pong = false;
     let mut client = open_client(c);
-    let out = feed(&mut client, UNMASKED_PING);
+    let out = feed(&mut client, RFC_UNMASKED_PING);
     assert_eq!(out.events, [Event::Ping(Bytes::from_static(b"Hello"))]);
     assert!(!client.wants_write());
     client
@@ -312,10 +306,10 @@ fn rfc_5_7_ping_without_auto_pong_is_only_reported() {
 fn rfc_5_7_masked_pong_to_a_server() {
     let (next, next_event) = next_to_server();
     let pong = Event::Pong(Bytes::from_static(b"Hello"));
-    three_ways(&server, MASKED_PONG, &[pong], &next, &next_event);
+    three_ways(&server, RFC_MASKED_PONG, &[pong], &next, &next_event);
     // A Pong needs no answer.
     let mut server = server();
-    feed(&mut server, MASKED_PONG);
+    feed(&mut server, RFC_MASKED_PONG);
     assert!(take_transmit(&mut server).is_empty());
 }
 
@@ -349,18 +343,18 @@ fn rfc_5_7_64_kib_binary_through_a_small_receive_buffer() {
 fn rfc_5_7_server_encodes_the_example_frames() {
     let mut server = server();
     server.send_text("Hello").unwrap();
-    assert_eq!(take_transmit(&mut server), UNMASKED_HELLO);
+    assert_eq!(take_transmit(&mut server), RFC_UNMASKED_HELLO);
     server
         .send_fragment(wsengine::MessageKind::Text, b"Hel", false)
         .unwrap();
     server
         .send_fragment(wsengine::MessageKind::Text, b"lo", true)
         .unwrap();
-    assert_eq!(take_transmit(&mut server), FRAGMENTED_HELLO);
+    assert_eq!(take_transmit(&mut server), RFC_FRAGMENTED_HELLO);
     server
         .send(Message::Ping(Bytes::copy_from_slice(b"Hello")))
         .unwrap();
-    assert_eq!(take_transmit(&mut server), UNMASKED_PING);
+    assert_eq!(take_transmit(&mut server), RFC_UNMASKED_PING);
     let (fixture, payload) = binary_256();
     server.send_binary(&payload).unwrap();
     assert_eq!(take_transmit(&mut server), fixture);
@@ -438,7 +432,7 @@ fn frames_in_the_same_read_as_the_101() {
         let mut client = Connection::client(client_request(), config(), t0()).unwrap();
         let tx = take_transmit(&mut client);
         let (head, _) = split_head(&tx);
-        let input = cat(&[&response_to(&head), UNMASKED_HELLO, UNMASKED_PING]);
+        let input = cat(&[&response_to(&head), RFC_UNMASKED_HELLO, RFC_UNMASKED_PING]);
         let out = if bytewise {
             feed_bytewise(&mut client, &input)
         } else {
