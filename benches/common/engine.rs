@@ -80,11 +80,13 @@ pub fn write_transmit_vectored(conn: &mut Connection, sink: &mut Sink) -> usize 
         let mut iovecs = [std::io::IoSlice::new(&[]); 4];
         let filled = conn.poll_transmit_vectored(&mut iovecs);
         let n: usize = iovecs[..filled].iter().map(|seg| sink.write(seg)).sum();
-        if n == 0 {
+        // Fewer runs than slots: that was everything (the sink takes all it is given).
+        let everything = filled < iovecs.len();
+        conn.advance_transmit(n);
+        total += n;
+        if everything {
             return total;
         }
-        total += n;
-        conn.advance_transmit(n);
     }
 }
 

@@ -19,6 +19,9 @@ use crate::frame::OpCode;
 use crate::handshake::{Accept, ClientRequest, Request, Response};
 use crate::role::Role;
 
+/// Whether a message can be compressed at all in this build: yes (see `no_deflate.rs`).
+pub(super) const NEGOTIABLE: bool = true;
+
 /// RSV1: "Per-Message Compressed" (RFC 7692 §6).
 pub(crate) const RSV1: u8 = 0x40;
 

@@ -632,12 +632,7 @@ impl Connection {
     #[cfg(feature = "std")]
     pub fn poll_transmit_vectored<'a>(&'a mut self, iovecs: &mut [std::io::IoSlice<'a>]) -> usize {
         self.flush_pending_pong();
-        let mut filled = 0;
-        for (slot, run) in iovecs.iter_mut().zip(self.tx.segments()) {
-            *slot = std::io::IoSlice::new(run);
-            filled += 1;
-        }
-        filled
+        self.tx.fill_iovecs(iovecs)
     }
 
     /// Marks `n` bytes of the transmit buffer as written.

@@ -11,6 +11,13 @@ use crate::frame::OpCode;
 use crate::handshake::{Accept, ClientRequest, Request, Response};
 use crate::role::Role;
 
+/// Whether a message can be compressed at all in this build: no. The receive path tests
+/// this before `message.compressed`, so the compiler drops the call to
+/// `read_compressed` altogether: with the call in place (never taken), receiving 16-byte
+/// messages measured about 15% slower (benches/compare/RESULTS.md, "Measurements behind
+/// constants").
+pub(super) const NEGOTIABLE: bool = false;
+
 /// RSV1 would be "Per-Message Compressed" (RFC 7692 §6); never allowed here.
 pub(crate) const RSV1: u8 = 0x40;
 

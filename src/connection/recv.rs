@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::state::{Input, Phase};
 use super::{
     Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes, append,
-    wire_len,
+    deflate, wire_len,
 };
 use crate::Status;
 use crate::config::Delivery;
@@ -297,7 +297,7 @@ impl Connection {
         }
         frame.remaining -= wire_len(fresh);
         let message_done = frame_done && frame.header.fin;
-        if message.compressed {
+        if deflate::NEGOTIABLE && message.compressed {
             return self.read_compressed(frame, message, fresh, frame_done, message_done);
         }
         if message_done && text {

@@ -79,6 +79,28 @@ impl Transmit {
             .filter(|s| !s.is_empty())
     }
 
+    /// Fills `iovecs` with the pending runs, in order; returns how many it filled.
+    #[cfg(feature = "std")]
+    #[inline]
+    pub(crate) fn fill_iovecs<'a>(&'a self, iovecs: &mut [std::io::IoSlice<'a>]) -> usize {
+        // The common case, everything in the tail: one run, no iterator.
+        if self.queue.is_empty() {
+            return match iovecs.first_mut() {
+                Some(slot) if !self.tail.is_empty() => {
+                    *slot = std::io::IoSlice::new(&self.tail);
+                    1
+                }
+                _ => 0,
+            };
+        }
+        let mut filled = 0;
+        for (slot, run) in iovecs.iter_mut().zip(self.segments()) {
+            *slot = std::io::IoSlice::new(run);
+            filled += 1;
+        }
+        filled
+    }
+
     /// Drops the first `n` pending bytes (what the transport took). A tail buffer of at
     /// most `reuse_max` bytes that empties is reused from its front.
     #[inline]
@@ -139,6 +161,27 @@ impl Transmit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn iovecs_are_the_segments_with_or_without_queued_payloads() {
+        use std::io::IoSlice;
+        let runs = |t: &Transmit, slots: usize| {
+            let mut iovecs = vec![IoSlice::new(&[]); slots];
+            let n = t.fill_iovecs(&mut iovecs);
+            iovecs[..n].iter().map(|s| s.to_vec()).collect::<Vec<_>>()
+        };
+        let mut t = Transmit::default();
+        assert!(runs(&t, 4).is_empty());
+        t.extend_from_slice(b"ab");
+        assert_eq!(runs(&t, 4), vec![b"ab".to_vec()]);
+        assert!(runs(&t, 0).is_empty());
+        t.push_bytes(Bytes::from_static(b"CDEF"));
+        t.extend_from_slice(b"gh");
+        let all: Vec<Vec<u8>> = t.segments().map(<[u8]>::to_vec).collect();
+        assert_eq!(runs(&t, 4), all);
+        assert_eq!(runs(&t, 2), all[..2].to_vec());
+    }
 
     #[test]
     fn segments_keep_order_across_partial_advances() {
