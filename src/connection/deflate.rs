@@ -51,6 +51,14 @@ impl DeflateState {
     }
 }
 
+/// Bytes held by the deflate buffers (the message being inflated, the compressor's
+/// output), not counting zlib's own state.
+pub(super) fn buffered_bytes(state: Option<&DeflateState>) -> usize {
+    state.map_or(0, |s| {
+        s.inflated.capacity().saturating_add(s.scratch.capacity())
+    })
+}
+
 /// RFC 7692 §5: a client offers permessage-deflate when `Config::deflate` is set, unless
 /// the application put an offer of its own in the request.
 pub(crate) fn with_offer(request: ClientRequest, config: &Config) -> ClientRequest {

@@ -187,7 +187,8 @@ enum Handshake {
 ///   [`upgraded`](Self::upgraded) for a handshake done elsewhere.
 /// - **(A) getters** on `&self`, which change nothing: [`role`](Self::role),
 ///   [`state`](Self::state), [`config`](Self::config), [`wants_write`](Self::wants_write),
-///   [`transmit_len`](Self::transmit_len), [`is_send_blocked`](Self::is_send_blocked),
+///   [`transmit_len`](Self::transmit_len), [`buffered_bytes`](Self::buffered_bytes),
+///   [`is_send_blocked`](Self::is_send_blocked),
 ///   [`recv_capacity`](Self::recv_capacity),
 ///   [`should_close_transport`](Self::should_close_transport), `deflate_params`
 ///   (feature `deflate`).
@@ -434,6 +435,20 @@ impl Connection {
     /// not counting a coalesced Pong that is not encoded yet).
     pub fn transmit_len(&self) -> usize {
         self.tx.len()
+    }
+
+    /// Bytes of memory this connection holds in its buffers right now: the receive
+    /// buffer, a message being assembled (inflated bytes included with
+    /// permessage-deflate), and what waits for the transport (payloads shared with the
+    /// application counted in full). What a host adds up across connections to keep one
+    /// memory budget; zlib's own state (with context takeover, about 430 KB per
+    /// negotiated connection) is not included.
+    pub fn buffered_bytes(&self) -> usize {
+        self.rx
+            .capacity()
+            .saturating_add(self.recv.assembly.capacity())
+            .saturating_add(self.tx.len().max(self.tx.capacity()))
+            .saturating_add(deflate::buffered_bytes(self.deflate.as_ref()))
     }
 
     /// Whether sends are refused with [`SendError::Blocked`](crate::SendError::Blocked)

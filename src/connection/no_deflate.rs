@@ -25,6 +25,11 @@ pub(crate) const RSV1: u8 = 0x40;
 #[derive(Debug)]
 pub(crate) enum DeflateState {}
 
+/// No deflate buffers exist.
+pub(super) fn buffered_bytes(_state: Option<&DeflateState>) -> usize {
+    0
+}
+
 /// No offer: the request as it is.
 pub(super) fn with_offer(request: ClientRequest, _config: &Config) -> ClientRequest {
     request

@@ -30,7 +30,6 @@ impl Transmit {
     }
 
     /// Allocated bytes of the tail (segments belong to their owners).
-    #[cfg_attr(not(fuzzing), allow(dead_code))]
     pub(crate) fn capacity(&self) -> usize {
         self.tail.capacity()
     }
