@@ -104,6 +104,13 @@ pub struct Config {
     /// [`DeflateConfig`](crate::extensions::deflate::DeflateConfig)).
     #[cfg(feature = "deflate")]
     pub deflate: Option<crate::extensions::deflate::DeflateConfig>,
+    /// Server: the origins whose pages may connect (RFC 6455 §4.2.2 item 4, §10.2). With
+    /// `Some`, a request whose `Origin` the list does not allow is answered 403 Forbidden
+    /// and fails with [`HandshakeError::OriginRefused`](crate::HandshakeError) before
+    /// `Event::Request` would be reported; a request without `Origin` (not a browser) is
+    /// allowed. Default `None`: any Origin (check [`Request::origin`](crate::handshake::Request::origin)
+    /// yourself). Cheap to clone (shared list). Clients ignore it.
+    pub allowed_origins: Option<crate::handshake::AllowedOrigins>,
 }
 
 impl Default for Config {
@@ -124,6 +131,7 @@ impl Default for Config {
             rng_seed: None,
             #[cfg(feature = "deflate")]
             deflate: None,
+            allowed_origins: None,
         }
     }
 }

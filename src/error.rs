@@ -238,17 +238,26 @@ pub enum HandshakeError {
     /// A header value that must follow a grammar does not (e.g. `Sec-WebSocket-Extensions`,
     /// §9.1). Holds the header name.
     InvalidHeader(&'static str),
+    /// The opening request announces a body: a `Content-Length` other than 0 or any
+    /// `Transfer-Encoding`. §4.1's GET has none, and bytes that one HTTP parser takes
+    /// for a body and another for WebSocket frames are request smuggling. Answered 400.
+    RequestBody,
+    /// The request's `Origin` is not on `Config::allowed_origins`
+    /// ([`AllowedOrigins`](crate::handshake::AllowedOrigins); §4.2.2 item 4, §10.2).
+    /// Answered 403 Forbidden. The refused value is not echoed in the response.
+    OriginRefused,
 }
 
 impl HandshakeError {
     /// The HTTP status a server answers this error with (RFC 6455 §4.2.2, §4.4):
     /// 426 for an unsupported version, 431 for an oversized head, 405 for a non-GET
-    /// method, 400 otherwise.
+    /// method, 403 for a refused `Origin`, 400 otherwise.
     pub fn status_hint(&self) -> u16 {
         match self {
             Self::UnsupportedVersion => 426,
             Self::HeadTooLarge { .. } | Self::TooManyHeaders => 431,
             Self::MethodNotGet => 405,
+            Self::OriginRefused => 403,
             Self::Rejected { status, .. } => *status,
             _ => 400,
         }
@@ -276,6 +285,8 @@ impl fmt::Display for HandshakeError {
             Self::ProtocolNotOffered(p) => write!(f, "server chose subprotocol {p:?} not offered"),
             Self::ExtensionNotOffered(e) => write!(f, "server chose extension {e:?} not offered"),
             Self::InvalidHeader(name) => write!(f, "invalid {name} header"),
+            Self::RequestBody => f.write_str("opening request with a body"),
+            Self::OriginRefused => f.write_str("Origin not allowed"),
         }
     }
 }

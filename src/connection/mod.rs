@@ -237,6 +237,8 @@ pub struct Connection {
     config: Config,
     phase: Phase,
     handshake: Handshake,
+    /// How far the handshake head has been searched and parsed (parsed once, not per read).
+    head_scan: crate::handshake::HeadScan,
     /// Received bytes not yet turned into events.
     rx: BytesMut,
     /// Encoded bytes waiting for the transport.
@@ -380,6 +382,7 @@ impl Connection {
             },
             config,
             handshake,
+            head_scan: crate::handshake::HeadScan::default(),
             rx: BytesMut::new(),
             tx: Transmit::default(),
             eof: false,
@@ -860,5 +863,7 @@ pub(crate) const fn wire_len(n: usize) -> u64 {
     n as u64
 }
 
+#[cfg(test)]
+mod handshake_tests;
 #[cfg(test)]
 mod tests;

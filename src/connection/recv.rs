@@ -55,13 +55,19 @@ impl Connection {
     }
 
     fn read_request(&mut self) -> Result<Option<Event>, Error> {
-        let parsed = crate::handshake::parse_request(
+        let parsed = self.head_scan.parse_request(
             &self.rx,
             self.config.max_handshake_size,
             self.config.max_headers,
+            self.eof,
         );
         match parsed {
             Ok(Status::Complete((request, head_len))) => {
+                if let Some(allowed) = &self.config.allowed_origins
+                    && let Err(e) = allowed.check(&request)
+                {
+                    return Err(self.fail_handshake(e));
+                }
                 // Bytes after the head are the client's first frames: keep them.
                 self.rx.advance(head_len);
                 self.advance(Input::RequestReceived);
@@ -82,7 +88,7 @@ impl Connection {
         let Handshake::Client { request, key } = &self.handshake else {
             return Ok(None);
         };
-        let parsed = crate::handshake::parse_response(
+        let parsed = self.head_scan.parse_response(
             &self.rx,
             self.config.max_handshake_size,
             self.config.max_headers,

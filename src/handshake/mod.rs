@@ -10,6 +10,8 @@
 //!   [`HandshakeError`](crate::HandshakeError).
 //! - Client: [`ClientRequest::new`] from a `ws://`/`wss://` URL, [`generate_key`],
 //!   [`ClientRequest::write`], then [`parse_response`] -> [`Response`].
+//! - Server policy: [`AllowedOrigins`] (`Origin`, 403), checked by a
+//!   [`Connection`](crate::Connection) with `Config::allowed_origins`.
 //! - Shared: [`accept_key`] (§4.2.2), [`parse_protocols`] (§4.1), [`parse_extensions`]
 //!   (§9.1).
 //!
@@ -20,7 +22,10 @@
 //! - `response.rs`: the server's answer (§4.1, §4.2.2, §4.4): [`Accept`], [`Reject`],
 //!   [`write_accept`], [`accept_headers`], [`write_reject`], [`write_error_response`], and
 //!   [`parse_response`] into a [`Response`].
+//! - `origin.rs`: the `Origin` allow-list (§4.2.2 item 4, §10.2): [`AllowedOrigins`].
 //! - `url.rs`: the `ws://`/`wss://` URLs (§3) that [`ClientRequest::new`] takes.
+//! - `scan.rs`: a head that arrives in pieces searched once and parsed when complete
+//!   (what [`Connection`](crate::Connection) uses instead of parsing on every read).
 //! - `key.rs`: `Sec-WebSocket-Key` and `Sec-WebSocket-Accept` (§1.3, §4.1, §4.2.2):
 //!   [`generate_key`], [`accept_key`].
 //! - `negotiate.rs`: tokens, lists, subprotocols and extension offers (§4.1, §4.3, §9.1).
@@ -31,18 +36,22 @@ use crate::prelude::*;
 
 mod key;
 mod negotiate;
+mod origin;
 mod request;
 mod response;
+mod scan;
 mod url;
 
 pub use key::{accept_key, generate_key};
 pub(crate) use negotiate::has_token;
 pub use negotiate::{ExtensionOffer, ExtensionParam, parse_extensions, parse_protocols};
+pub use origin::{AllowedOrigins, InvalidOrigin};
 pub use request::{ClientRequest, Request, RequestError, check_request, parse_request};
 pub use response::{Accept, Reject, Response, parse_response};
 pub use response::{accept_headers, write_accept, write_error_response, write_reject};
 
 pub use crate::header::Header;
+pub(crate) use scan::HeadScan;
 
 /// The value of the first header called `name` (ASCII case-insensitive, RFC 7230 §3.2).
 fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {

@@ -372,22 +372,25 @@ impl Request {
 ///
 /// 1. method `GET` ([`MethodNotGet`](HandshakeError::MethodNotGet), 405);
 /// 2. HTTP/1.1 or later ([`HttpVersion`](HandshakeError::HttpVersion));
-/// 3. exactly one `Host` ([`MissingHost`](HandshakeError::MissingHost));
-/// 4. `Upgrade` with the token `websocket`
+/// 3. no body: a `Content-Length` other than 0 or any `Transfer-Encoding` is
+///    [`RequestBody`](HandshakeError::RequestBody) (400): §4.1's GET has none, and bytes
+///    that a proxy reads as a body but this server as frames are request smuggling;
+/// 4. exactly one `Host` ([`MissingHost`](HandshakeError::MissingHost));
+/// 5. `Upgrade` with the token `websocket`
 ///    ([`MissingUpgrade`](HandshakeError::MissingUpgrade));
-/// 5. `Connection` with the token `Upgrade`
+/// 6. `Connection` with the token `Upgrade`
 ///    ([`MissingConnectionUpgrade`](HandshakeError::MissingConnectionUpgrade));
-/// 6. exactly one `Sec-WebSocket-Version: 13`
+/// 7. exactly one `Sec-WebSocket-Version: 13`
 ///    ([`UnsupportedVersion`](HandshakeError::UnsupportedVersion), 426). This comes
 ///    before the key because a client speaking another version may format its other
 ///    headers differently, and what it needs is the 426 with `Sec-WebSocket-Version: 13`
 ///    that lets it retry (§4.4);
-/// 7. exactly one `Sec-WebSocket-Key` decoding to 16 bytes
+/// 8. exactly one `Sec-WebSocket-Key` decoding to 16 bytes
 ///    ([`InvalidKey`](HandshakeError::InvalidKey));
-/// 8. at most one `Origin`, ASCII (RFC 6454 §7.1)
+/// 9. at most one `Origin`, ASCII (RFC 6454 §7.1)
 ///    ([`InvalidHeader("Origin")`](HandshakeError::InvalidHeader));
-/// 9. `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` grammars
-///    ([`parse_protocols`], [`parse_extensions`]).
+/// 10. `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` grammars
+///     ([`parse_protocols`], [`parse_extensions`]).
 ///
 /// Everything else is 400 (§4.2.1: "the server MUST stop processing the client's
 /// handshake and return an HTTP response with an appropriate error code (such as 400 Bad
@@ -436,6 +439,13 @@ pub fn check_request(
     // httparse accepts only HTTP/1.0 and HTTP/1.1 and reports the minor version.
     if version < 1 {
         return Err(HandshakeError::HttpVersion);
+    }
+    // §4.1 item 2: "The method of the request MUST be GET": a GET has no body, and the
+    // bytes after the head are WebSocket frames. A request that announces a body is
+    // refused before anything else is looked at: a proxy in front could take those bytes
+    // for the body while we take them for frames (request smuggling, RFC 9112 §6.3, §11.2).
+    if announces_body(&headers) {
+        return Err(HandshakeError::RequestBody);
     }
     // §4.2.1 item 2: "A |Host| header field containing the server's authority." Two Host
     // headers make the authority ambiguous (RFC 7230 §5.4 answers them with 400).
@@ -491,6 +501,22 @@ pub fn check_request(
         key,
         protocols,
         extensions,
+    })
+}
+
+/// Whether a request announces a body: any `Transfer-Encoding` (whatever its value: a
+/// coding we do not know still means the peer thinks a body follows), or a
+/// `Content-Length` whose value is anything but zeros (`0`, or a list of them, RFC 9110
+/// §8.6: a malformed length is refused too).
+fn announces_body(headers: &[Header]) -> bool {
+    if header_values(headers, "Transfer-Encoding").next().is_some() {
+        return true;
+    }
+    header_values(headers, "Content-Length").any(|value| {
+        value
+            .split(|&b| b == b',')
+            .map(trim_ows)
+            .any(|element| element.is_empty() || !element.iter().all(|&b| b == b'0'))
     })
 }
 
@@ -622,6 +648,72 @@ pub(crate) mod tests {
         assert_eq!(
             rejected(input.as_bytes()),
             (HandshakeError::HttpVersion, 400)
+        );
+    }
+
+    /// RFC_REQUEST with `extra` header lines added after the Origin line.
+    fn adding(extra: &str) -> Vec<u8> {
+        with("Origin", &format!("Origin: http://example.com\r\n{extra}"))
+    }
+
+    #[test]
+    fn request_with_a_body_is_400() {
+        for extra in [
+            "Content-Length: 5",
+            "Content-Length: 1, 1",
+            "Content-Length: 0, 7",
+            "Content-Length: 0\r\nContent-Length: 3",
+            "Content-Length: -0",
+            "Content-Length: 0x0",
+            "Content-Length:",
+            "Content-Length: 99999999999999999999999999",
+            "Transfer-Encoding: chunked",
+            "transfer-encoding: identity",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding:",
+            "Content-Length: 0\r\nTransfer-Encoding: chunked",
+        ] {
+            assert_eq!(
+                rejected(&adding(extra)),
+                (HandshakeError::RequestBody, 400),
+                "{extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_with_content_length_zero_is_accepted() {
+        for extra in [
+            "Content-Length: 0",
+            "content-length:   0  ",
+            "Content-Length: 00",
+            "Content-Length: 0, 0",
+        ] {
+            assert!(parse3(&adding(extra)).is_ok(), "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn check_request_refuses_a_body_too() {
+        let parsed = parse3(RFC_REQUEST).unwrap();
+        let mut headers = parsed.headers().to_vec();
+        assert!(check_request("GET", "/chat", 1, headers.clone()).is_ok());
+        headers.push(Header {
+            name: "Transfer-Encoding".into(),
+            value: b"chunked".to_vec(),
+        });
+        assert_eq!(
+            check_request("GET", "/chat", 1, headers.clone()),
+            Err(HandshakeError::RequestBody)
+        );
+        headers.pop();
+        headers.push(Header {
+            name: "Content-Length".into(),
+            value: b"12".to_vec(),
+        });
+        assert_eq!(
+            check_request("GET", "/chat", 1, headers),
+            Err(HandshakeError::RequestBody)
         );
     }
 

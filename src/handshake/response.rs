@@ -426,6 +426,20 @@ pub fn parse_response(
     request: &ClientRequest,
     eof: bool,
 ) -> Result<Status<(Response, usize)>, HandshakeError> {
+    parse_response_waiting(buf, max_head, max_headers, key, request, eof, &mut None)
+}
+
+/// [`parse_response`], and when it is `Partial` because a refusal's body is still
+/// arriving, the buffer length at which the body is whole in `wait`.
+pub(super) fn parse_response_waiting(
+    buf: &[u8],
+    max_head: usize,
+    max_headers: usize,
+    key: &str,
+    request: &ClientRequest,
+    eof: bool,
+    wait: &mut Option<usize>,
+) -> Result<Status<(Response, usize)>, HandshakeError> {
     let window = head_window(buf, max_head);
     let mut slots = header_slots(window, max_headers);
     let mut res = httparse::Response::new(&mut slots);
@@ -445,19 +459,22 @@ pub fn parse_response(
     let headers: Vec<Header> = res.headers.iter().map(Header::from_httparse).collect();
     let after_head = buf.get(head_len..).unwrap_or_default();
     if status != 101 {
-        return rejected(status, headers, after_head, max_head, eof);
+        let result = rejected(status, headers, after_head, max_head, eof, wait);
+        *wait = wait.map(|body| head_len.saturating_add(body));
+        return result;
     }
     check_101(version, headers, key, request).map(|r| Status::Complete((r, head_len)))
 }
 
 /// The [`HandshakeError::Rejected`] for a non-101 answer, or `Partial` while its
-/// `Content-Length` body is still arriving.
+/// `Content-Length` body is still arriving (then `wait` is the body's length).
 fn rejected(
     status: u16,
     headers: Vec<Header>,
     after_head: &[u8],
     max_head: usize,
     eof: bool,
+    wait: &mut Option<usize>,
 ) -> Result<Status<(Response, usize)>, HandshakeError> {
     // RFC 7230 §3.3.3: 1xx, 204 and 304 responses end at the head.
     let bodyless = status < 200 || status == 204 || status == 304;
@@ -468,6 +485,7 @@ fn rejected(
         None => max_head,
     };
     if after_head.len() < wanted && !eof {
+        *wait = Some(wanted);
         return Ok(Status::Partial);
     }
     let body = after_head.get(..wanted).unwrap_or(after_head);
