@@ -407,7 +407,10 @@ int main(int argc, char **argv) {
                 (unsigned)wsengine_abi_version(), (unsigned)WSENGINE_ABI_VERSION);
         return 1;
     }
-    wsengine_config_default(&config);
+    if (wsengine_config_init(&config, sizeof config) != WSENGINE_OK) {
+        fprintf(stderr, "echo_server: wsengine_config_init failed\n");
+        return 1;
+    }
     config.deflate.enabled = deflate ? 1 : 0;
     if (pipe(signal_pipe) < 0 || set_nonblocking(signal_pipe[0]) < 0 ||
         set_nonblocking(signal_pipe[1]) < 0) {

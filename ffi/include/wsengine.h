@@ -392,15 +392,17 @@ typedef struct wsengine_deflate_config {
 } wsengine_deflate_config;
 
 /**
- * Limits, timers and policy of one connection. Fill it with wsengine_config_default(),
- * then change fields: wsengine_config_default() also sets struct_size, which tells the
- * library which version of this struct the caller was compiled against.
+ * Limits, timers and policy of one connection. Fill it with
+ * wsengine_config_init(&cfg, sizeof cfg) (or wsengine_config_default()), then change
+ * fields: both also set struct_size, which tells the library which version of this
+ * struct the caller was compiled against.
  *
  * Times are in nanoseconds; 0 turns a timer off. Sizes are in bytes.
  */
 typedef struct wsengine_config {
     /**
-     * sizeof(wsengine_config) as the caller knows it (set by wsengine_config_default).
+     * sizeof(wsengine_config) as the caller knows it (set by wsengine_config_init and
+     * wsengine_config_default).
      */
     size_t struct_size;
     /**
@@ -630,7 +632,9 @@ const char *wsengine_version(void);
 const char *wsengine_status_name(int32_t status);
 
 /**
- * Writes the default configuration to `*config` (struct_size included).
+ * Writes the default configuration to `*config` (struct_size included): a whole
+ * wsengine_config of this library's size. wsengine_config_init() does the same but
+ * writes no more than the caller's struct holds: prefer it.
  *
  * # Safety
  *
@@ -640,13 +644,34 @@ const char *wsengine_status_name(int32_t status);
 wsengine_status wsengine_config_default(struct wsengine_config *config);
 
 /**
+ * Writes the default configuration into the first `size` bytes of `*config`, and sets
+ * struct_size to the number of bytes written: the smaller of `size` and this library's
+ * sizeof(wsengine_config). Call it as `wsengine_config_init(&cfg, sizeof cfg)`, so that
+ * a program built against an older header, whose wsengine_config is smaller,
+ * keeps working with a newer library: the fields appended since are not written past
+ * the end of its struct (wsengine_create() then uses their defaults). Prefer it to
+ * wsengine_config_default(), which writes a whole struct of this library's size.
+ *
+ * Returns WSENGINE_INVALID_ARGUMENT, writing nothing, for a NULL or misaligned `config`
+ * or a `size` smaller than the first version's struct (ABI 1's wsengine_config, which
+ * ends with rng_seed: offsetof(wsengine_config, deflate)).
+ *
+ * # Safety
+ *
+ * `config` is NULL or points to at least `size` writable bytes.
+ */
+wsengine_status wsengine_config_init(struct wsengine_config *config, size_t size);
+
+/**
  * Creates a connection and stores its handle in `*out` (NULL on failure).
  *
  * - `role`: WSENGINE_ROLE_SERVER (waits for the client's opening request) or
  *   WSENGINE_ROLE_CLIENT (the opening request is queued for transmission at once).
- * - `config`: NULL for the defaults, or a struct filled by wsengine_config_default()
- *   and then changed; its struct_size must be at least sizeof(wsengine_config) of this
- *   header. Copied: the caller may free it afterwards.
+ * - `config`: NULL for the defaults, or a struct filled by wsengine_config_init() (or
+ *   wsengine_config_default()) and then changed; its struct_size must be
+ *   sizeof(wsengine_config) of this header or of an earlier one (ABI 1's, which has no
+ *   `deflate`: the fields a smaller struct lacks take their defaults). Copied: the
+ *   caller may free it afterwards.
  * - `request`: the client's handshake (required for a client, NULL for a server);
  *   copied as well.
  * - `now_ns`: the current time in nanoseconds on the caller's monotonic clock. Its

@@ -235,7 +235,9 @@ pub extern "C" fn wsengine_status_name(status: i32) -> *const c_char {
 
 // ---- creation and destruction ----
 
-/// Writes the default configuration to `*config` (struct_size included).
+/// Writes the default configuration to `*config` (struct_size included): a whole
+/// wsengine_config of this library's size. wsengine_config_init() does the same but
+/// writes no more than the caller's struct holds: prefer it.
 ///
 /// # Safety
 ///
@@ -256,13 +258,63 @@ pub unsafe extern "C" fn wsengine_config_default(config: *mut wsengine_config) -
     .unwrap_or(S::WSENGINE_PANIC)
 }
 
+/// Writes the default configuration into the first `size` bytes of `*config`, and sets
+/// struct_size to the number of bytes written: the smaller of `size` and this library's
+/// sizeof(wsengine_config). Call it as `wsengine_config_init(&cfg, sizeof cfg)`, so that
+/// a program built against an older header, whose wsengine_config is smaller,
+/// keeps working with a newer library: the fields appended since are not written past
+/// the end of its struct (wsengine_create() then uses their defaults). Prefer it to
+/// wsengine_config_default(), which writes a whole struct of this library's size.
+///
+/// Returns WSENGINE_INVALID_ARGUMENT, writing nothing, for a NULL or misaligned `config`
+/// or a `size` smaller than the first version's struct (ABI 1's wsengine_config, which
+/// ends with rng_seed: offsetof(wsengine_config, deflate)).
+///
+/// # Safety
+///
+/// `config` is NULL or points to at least `size` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wsengine_config_init(
+    config: *mut wsengine_config,
+    size: usize,
+) -> wsengine_status {
+    catch_unwind(|| {
+        if config.is_null() || !config.is_aligned() || size < CONFIG_SIZE_V1 {
+            return S::WSENGINE_INVALID_ARGUMENT;
+        }
+        let len = size.min(size_of::<wsengine_config>());
+        let defaults = wsengine_config {
+            struct_size: len,
+            ..handle::default_config()
+        };
+        // SAFETY: `defaults` is a whole wsengine_config (at least `len` bytes); the
+        // caller guarantees `size` >= `len` writable bytes at `config`, which cannot
+        // overlap a local.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (&raw const defaults).cast::<u8>(),
+                config.cast::<u8>(),
+                len,
+            );
+        }
+        S::WSENGINE_OK
+    })
+    .unwrap_or(S::WSENGINE_PANIC)
+}
+
+/// sizeof(wsengine_config) in ABI 1 (before `deflate` was appended): the smallest
+/// struct wsengine_config_init() fills and wsengine_create() accepts.
+const CONFIG_SIZE_V1: usize = core::mem::offset_of!(wsengine_config, deflate);
+
 /// Creates a connection and stores its handle in `*out` (NULL on failure).
 ///
 /// - `role`: WSENGINE_ROLE_SERVER (waits for the client's opening request) or
 ///   WSENGINE_ROLE_CLIENT (the opening request is queued for transmission at once).
-/// - `config`: NULL for the defaults, or a struct filled by wsengine_config_default()
-///   and then changed; its struct_size must be at least sizeof(wsengine_config) of this
-///   header. Copied: the caller may free it afterwards.
+/// - `config`: NULL for the defaults, or a struct filled by wsengine_config_init() (or
+///   wsengine_config_default()) and then changed; its struct_size must be
+///   sizeof(wsengine_config) of this header or of an earlier one (ABI 1's, which has no
+///   `deflate`: the fields a smaller struct lacks take their defaults). Copied: the
+///   caller may free it afterwards.
 /// - `request`: the client's handshake (required for a client, NULL for a server);
 ///   copied as well.
 /// - `now_ns`: the current time in nanoseconds on the caller's monotonic clock. Its
@@ -341,20 +393,16 @@ pub unsafe extern "C" fn wsengine_create_open(
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<*mut wsengine_conn> {
         let role = role_in(role)?;
         // SAFETY: the caller guarantees NULL or an initialised wsengine_config.
-        let core_config = unsafe { config_in(config) }?;
+        let c_config = unsafe { config_struct_in(config) }?;
+        let core_config = handle::build_config(&c_config)?;
         let deflate = if deflate.is_null() {
             None
         } else {
             // SAFETY: the caller guarantees NULL (handled above) or an initialised struct.
             let params = handle::build_deflate_params(unsafe { struct_in(deflate, "deflate") }?)?;
-            // The compression policy: config->deflate's, whether or not it is enabled.
-            let policy = if config.is_null() {
-                wsengine::extensions::deflate::DeflateConfig::default()
-            } else {
-                // SAFETY: config_in above checked that `config` is aligned and holds a
-                // whole wsengine_config.
-                handle::build_deflate_config(&unsafe { struct_in(config, "config") }?.deflate)?
-            };
+            // The compression policy: config->deflate's, whether or not it is enabled
+            // (the default's when the caller's struct is older than `deflate`).
+            let policy = handle::build_deflate_config(&c_config.deflate)?;
             Some((params, policy))
         };
         let handle = wsengine_conn::open(role, core_config, deflate, now_ns)?;
@@ -377,28 +425,47 @@ fn role_in(role: i32) -> Result<Role> {
 ///
 /// # Safety
 ///
+/// As [`config_struct_in`].
+unsafe fn config_in(config: *const wsengine_config) -> Result<wsengine::Config> {
+    // SAFETY: by this function's contract.
+    handle::build_config(&unsafe { config_struct_in(config) }?)
+}
+
+/// The caller's `config` (NULL: the defaults) as this library's wsengine_config: a
+/// struct of an earlier ABI (struct_size `CONFIG_SIZE_V1`) gets the defaults of the
+/// fields appended since; a larger one (a newer header) is read up to our size.
+///
+/// # Safety
+///
 /// `config` is NULL or points to an initialised wsengine_config of at least
 /// `config->struct_size` bytes.
-unsafe fn config_in(config: *const wsengine_config) -> Result<wsengine::Config> {
+unsafe fn config_struct_in(config: *const wsengine_config) -> Result<wsengine_config> {
+    let mut merged = handle::default_config();
     if config.is_null() {
-        return Ok(wsengine::Config::default());
+        return Ok(merged);
     }
     if !config.is_aligned() {
         return Err(Failure::invalid("config: misaligned pointer"));
     }
     // SAFETY: the caller guarantees an aligned, initialised wsengine_config; only its
-    // first field is read until that field says the whole struct is there.
+    // first field is read until that field says how much of the struct is there.
     let size = unsafe { config.cast::<usize>().read() };
-    if size < size_of::<wsengine_config>() {
+    if size != CONFIG_SIZE_V1 && size < size_of::<wsengine_config>() {
         return Err(Failure::invalid(format!(
-            "config.struct_size is {size}, expected at least {}: \
-             fill the struct with wsengine_config_default()",
+            "config.struct_size is {size}, expected {} or at least {}: \
+             fill the struct with wsengine_config_init(&cfg, sizeof cfg)",
+            CONFIG_SIZE_V1,
             size_of::<wsengine_config>()
         )));
     }
-    // SAFETY: as above, and struct_size says the caller's struct is at least as large as
-    // ours.
-    handle::build_config(unsafe { struct_in(config, "config") }?)
+    let len = size.min(size_of::<wsengine_config>());
+    // SAFETY: the caller guarantees `size` >= `len` initialised bytes at `config`;
+    // `merged` is a local wsengine_config (plain integers: any bytes are valid), so the
+    // two do not overlap.
+    unsafe {
+        core::ptr::copy_nonoverlapping(config.cast::<u8>(), (&raw mut merged).cast::<u8>(), len);
+    }
+    Ok(merged)
 }
 
 /// Stores a new handle (or NULL after a failure) in `*out` and returns the status; a

@@ -189,15 +189,17 @@ pub struct wsengine_event {
     pub close_code: u16,
 }
 
-/// Limits, timers and policy of one connection. Fill it with wsengine_config_default(),
-/// then change fields: wsengine_config_default() also sets struct_size, which tells the
-/// library which version of this struct the caller was compiled against.
+/// Limits, timers and policy of one connection. Fill it with
+/// wsengine_config_init(&cfg, sizeof cfg) (or wsengine_config_default()), then change
+/// fields: both also set struct_size, which tells the library which version of this
+/// struct the caller was compiled against.
 ///
 /// Times are in nanoseconds; 0 turns a timer off. Sizes are in bytes.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct wsengine_config {
-    /// sizeof(wsengine_config) as the caller knows it (set by wsengine_config_default).
+    /// sizeof(wsengine_config) as the caller knows it (set by wsengine_config_init and
+    /// wsengine_config_default).
     pub struct_size: usize,
     /// Largest accepted frame payload (default 16 MiB); larger frames fail with 1009.
     pub max_frame_size: u64,

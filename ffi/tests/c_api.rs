@@ -1467,3 +1467,151 @@ fn deflate_is_not_used_unless_both_sides_enable_it() {
         assert_eq!((first, len), (0x81, 1004), "uncompressed");
     }
 }
+
+/// An 8-aligned buffer standing for a caller's wsengine_config of some other size.
+#[repr(C, align(8))]
+struct CallerStruct([u8; 512]);
+
+impl CallerStruct {
+    /// Filled with 0xAA, a value no default has (and an invalid deflate level).
+    fn new() -> Self {
+        Self([0xAA; 512])
+    }
+
+    fn config(&mut self) -> *mut wsengine_config {
+        self.0.as_mut_ptr().cast()
+    }
+
+    /// Whether every byte from `from` on is still 0xAA.
+    fn untouched_from(&self, from: usize) -> bool {
+        // SAFETY: indices below the buffer's length; those bytes were initialised by
+        // `new` and written (if at all) with plain bytes.
+        (from..self.0.len()).all(|i| unsafe { self.0.as_ptr().add(i).read() } == 0xAA)
+    }
+}
+
+/// The size of ABI 1's wsengine_config: everything before `deflate`.
+const SIZE_V1: usize = core::mem::offset_of!(wsengine_config, deflate);
+
+#[test]
+fn config_init_with_the_whole_size_writes_what_config_default_writes() {
+    let mut buf = CallerStruct::new();
+    let size = size_of::<wsengine_config>();
+    // SAFETY: `size` writable bytes at an aligned pointer.
+    let status = unsafe { wsengine_config_init(buf.config(), size) };
+    assert_eq!(status, WSENGINE_OK);
+    assert!(buf.untouched_from(size));
+    // SAFETY: wsengine_config_init wrote a whole, aligned wsengine_config.
+    let init = unsafe { buf.config().read() };
+    assert_eq!(init.struct_size, size);
+    assert_eq!(format!("{init:?}"), format!("{:?}", default_config()));
+    assert!(Conn::create(wsengine_role::WSENGINE_ROLE_SERVER, Some(&init), None, 0).is_ok());
+}
+
+#[test]
+fn config_init_writes_no_more_than_the_callers_struct_holds() {
+    let whole = size_of::<wsengine_config>();
+    for size in [SIZE_V1, SIZE_V1 + 1, whole - 1] {
+        let mut buf = CallerStruct::new();
+        let p = buf.config();
+        // SAFETY: at least `size` writable bytes at an aligned pointer.
+        assert_eq!(unsafe { wsengine_config_init(p, size) }, WSENGINE_OK);
+        assert!(
+            buf.untouched_from(size),
+            "size {size}: wrote past the caller's struct"
+        );
+        // SAFETY: the fields read lie before SIZE_V1 <= size: written by the call.
+        let (struct_size, max_frame_size, max_headers, auto_pong, seed_set) = unsafe {
+            (
+                (&raw const (*p).struct_size).read(),
+                (&raw const (*p).max_frame_size).read(),
+                (&raw const (*p).max_headers).read(),
+                (&raw const (*p).auto_pong).read(),
+                (&raw const (*p).rng_seed_set).read(),
+            )
+        };
+        let d = default_config();
+        assert_eq!(struct_size, size, "struct_size says how much was written");
+        assert_eq!(max_frame_size, d.max_frame_size);
+        assert_eq!(max_headers, d.max_headers);
+        assert_eq!((auto_pong, seed_set), (d.auto_pong, d.rng_seed_set));
+    }
+    // A larger struct (a newer header): only this library's struct is written.
+    let mut buf = CallerStruct::new();
+    // SAFETY: 512 writable bytes.
+    let status = unsafe { wsengine_config_init(buf.config(), 512) };
+    assert_eq!(status, WSENGINE_OK);
+    assert!(buf.untouched_from(whole));
+    // SAFETY: the first field, written by the call.
+    assert_eq!(unsafe { buf.config().cast::<usize>().read() }, whole);
+}
+
+#[test]
+fn config_init_refuses_null_and_sizes_below_the_first_version() {
+    // SAFETY: NULL is refused.
+    let s = unsafe { wsengine_config_init(null_mut(), size_of::<wsengine_config>()) };
+    assert_eq!(s, WSENGINE_INVALID_ARGUMENT);
+    for size in [0, 8, SIZE_V1 - 1] {
+        let mut buf = CallerStruct::new();
+        // SAFETY: 512 writable bytes; the size is checked.
+        let s = unsafe { wsengine_config_init(buf.config(), size) };
+        assert_eq!(s, WSENGINE_INVALID_ARGUMENT, "size {size}");
+        assert!(buf.untouched_from(0), "nothing written for size {size}");
+    }
+    let mut buf = CallerStruct::new();
+    // SAFETY: a misaligned pointer is refused before anything is written.
+    let s = unsafe { wsengine_config_init(buf.0.as_mut_ptr().add(1).cast(), 256) };
+    assert_eq!(s, WSENGINE_INVALID_ARGUMENT);
+    assert!(buf.untouched_from(0));
+}
+
+#[test]
+fn a_first_version_config_creates_a_working_connection() {
+    // A program built against ABI 1's header: its struct ends before `deflate`, and what
+    // follows it in memory (0xAA: deflate.level 170, invalid) is not the library's.
+    let mut buf = CallerStruct::new();
+    let p = buf.config();
+    // SAFETY: SIZE_V1 writable bytes at an aligned pointer.
+    assert_eq!(unsafe { wsengine_config_init(p, SIZE_V1) }, WSENGINE_OK);
+    // SAFETY: a field inside the caller's struct.
+    unsafe { (&raw mut (*p).max_message_size).write(1000) };
+    let mut server = null_mut();
+    // SAFETY: `p` holds an initialised struct of struct_size bytes; valid out-pointer.
+    let s = unsafe {
+        wsengine_create(
+            wsengine_role::WSENGINE_ROLE_SERVER as i32,
+            p,
+            null(),
+            0,
+            &mut server,
+        )
+    };
+    assert_eq!(s, WSENGINE_OK, "the bytes past struct_size are not read");
+    // The handle works: the handshake, then the caller's limit applies.
+    let mut server = Conn(server);
+    server.recv_all(RFC_REQUEST);
+    assert!(matches!(server.poll(), Ok(Some(e)) if e.kind == WSENGINE_EVENT_REQUEST));
+    assert_eq!(server.accept(None), WSENGINE_OK);
+    server.transmit();
+    let mut big = vec![0x82, 0xFE, 0x03, 0xE9, 0, 0, 0, 0];
+    big.extend_from_slice(&[0u8; 1001]);
+    server.recv_all(&big);
+    assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert_eq!(server.close_code(), 1009);
+    // struct_size between two versions is refused, as before.
+    // SAFETY: the first field of the caller's struct.
+    unsafe { p.cast::<usize>().write(SIZE_V1 + 8) };
+    let mut out = null_mut();
+    // SAFETY: as above.
+    let s = unsafe {
+        wsengine_create(
+            wsengine_role::WSENGINE_ROLE_SERVER as i32,
+            p,
+            null(),
+            0,
+            &mut out,
+        )
+    };
+    assert_eq!(s, WSENGINE_INVALID_ARGUMENT);
+    assert!(out.is_null());
+}
