@@ -330,7 +330,8 @@ impl Request {
 
     /// The `Origin` header, if sent: "This header field is sent by all browser clients"
     /// (§4.2.1 item 7). A server that does not check it accepts scripts from anywhere
-    /// (§10.2).
+    /// (§10.2): see [`AllowedOrigins`](super::AllowedOrigins) and
+    /// [`Config::allowed_origins`](crate::Config::allowed_origins).
     pub fn origin(&self) -> Option<&str> {
         self.origin.as_deref()
     }

@@ -366,6 +366,22 @@ mod tests {
         }
 
         #[test]
+        fn line_endings_split_anyhow_match_the_pure_parser(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "GET / HTTP/1.1", "HTTP/1.1 101 OK", "\r\n", "\n", "\r", "Host: a",
+                    "X:", " ", "b", "\t",
+                ]),
+                0..24,
+            ),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let input = pieces.concat().into_bytes();
+            check_request_splits(&input, &cuts);
+            check_response_splits(&input, &cuts);
+        }
+
+        #[test]
         fn any_response_split_anyhow_matches_the_pure_parser(
             input in near(RFC_RESPONSE),
             cuts in proptest::collection::vec(0usize..400, 0..8),
