@@ -44,12 +44,53 @@ mod handle;
 mod handler;
 mod slab;
 
-use wsengine::Config;
 use wsengine::time::Duration;
+use wsengine::{CloseCode, Config};
 
 pub use event_loop::EventLoop;
 pub use handle::Handle;
 pub use handler::{Context, Decision, Disconnect, Handler};
+
+/// 1013 (Try Again Later, IANA WebSocket close code registry): the server is overloaded.
+pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+
+/// What the loop does with a connection that cannot keep up with what *other*
+/// connections send it (see [`DriverConfig::slow_consumer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowConsumer {
+    /// The policy applies to a data message sent to a connection that already has this
+    /// many bytes or more queued for its socket (default 1 MiB).
+    pub max_queued: usize,
+    /// What to do then (default: close with 1008).
+    pub action: SlowConsumerAction,
+}
+
+/// See [`SlowConsumer::action`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowConsumerAction {
+    /// Close the connection with this code *at once*: a peer that does not read would
+    /// never read its Close frame, which waits behind what it did not read, so the
+    /// socket is closed and its buffers freed right away (best effort: the Close frame
+    /// is written if the socket takes it). The handler learns
+    /// [`Disconnect::SlowConsumer`].
+    Close(CloseCode),
+    /// Skip data messages for it while it is over (the send returns
+    /// [`SendError::Blocked`](wsengine::SendError::Blocked)); each skipped message is
+    /// counted ([`Context::dropped_messages`]). Ping, Pong and Close frames are never
+    /// skipped.
+    Drop,
+}
+
+impl Default for SlowConsumer {
+    fn default() -> Self {
+        Self {
+            max_queued: 1 << 20,
+            // RFC 6455 §7.4.1: 1008, the peer violates the policy (it does not read).
+            action: SlowConsumerAction::Close(CloseCode::POLICY),
+        }
+    }
+}
 pub use slab::ConnId;
 
 /// Settings of an [`EventLoop`].
@@ -65,8 +106,29 @@ pub struct DriverConfig {
     pub read_chunk: usize,
     /// Longest wait for Close replies during graceful shutdown (default 5 s).
     pub shutdown_timeout: Duration,
-    /// Longest wait for each address when connecting (default 10 s).
+    /// Longest wait for each address when connecting (default 10 s); the connect itself
+    /// is non-blocking, with this deadline on the loop's timers (name resolution does
+    /// block).
     pub connect_timeout: Duration,
+    /// The listen backlog: how many connections the kernel completes and holds until
+    /// the loop accepts them (default 1024; Linux caps it at `net.core.somaxconn`).
+    pub backlog: u32,
+    /// One memory budget for the whole loop, in bytes (default 256 MiB): the sum of
+    /// [`Connection::buffered_bytes`](wsengine::Connection::buffered_bytes) over all
+    /// connections (queued for sending, incomplete incoming messages, inflate buffers),
+    /// kept up to date as connections are serviced. Over it, the connections holding the
+    /// most are closed at once (socket closed, buffers freed, [`Disconnect::MemoryBudget`])
+    /// until the sum is back under it: first those that made no progress in the last
+    /// second (nothing written to their socket, no message received), with 1008 (policy
+    /// violation: they hold memory without reading); only when every holder is making
+    /// progress (the server is merely overloaded), the largest with 1013 (try again
+    /// later). `usize::MAX` turns the budget off.
+    pub max_memory: usize,
+    /// What to do with a connection that cannot keep up with messages other connections
+    /// send it (broadcast, relays): [`Context::send`] and the like to any connection but
+    /// the one whose callback is running, and [`Handle::send`] (default: close with 1008
+    /// at 1 MiB queued; see [`SlowConsumer`]).
+    pub slow_consumer: SlowConsumer,
     /// After a server closes its write side, how long it keeps reading and discarding
     /// while waiting for the peer's EOF (default 2 s).
     pub linger: Duration,
@@ -82,6 +144,9 @@ impl Default for DriverConfig {
             read_chunk: 64 << 10,
             shutdown_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            backlog: 1024,
+            max_memory: 256 << 20,
+            slow_consumer: SlowConsumer::default(),
             linger: Duration::from_secs(2),
             nodelay: true,
         }
