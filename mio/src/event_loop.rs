@@ -773,7 +773,7 @@ impl<H: Handler> EventLoop<H> {
 
     fn flush_dirty(&mut self) {
         while let Some((id, code)) = self.conns.evictions.pop() {
-            self.evict(id, code, Disconnect::SlowConsumer { code });
+            self.evict(id, Disconnect::SlowConsumer { code });
         }
         while let Some(id) = self.conns.dirty.pop() {
             self.dispatch(id);
@@ -946,32 +946,23 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Closes `id` at once: queues a Close frame with `code`, writes what the socket
-    /// takes right now, reports `why` and drops the connection (socket and buffers). For
-    /// peers that do not read, which would never get to the Close frame anyway.
-    fn evict(&mut self, id: ConnId, code: CloseCode, why: Disconnect) {
+    /// Closes `id` at once, for peers that do not read and so would never get to a Close
+    /// frame queued behind what they did not read: reports `why` (with the `code` it
+    /// stands for) and drops the connection. The socket is reset (`SO_LINGER` 0), so the
+    /// kernel frees its send queue too instead of trying to deliver it for minutes.
+    fn evict(&mut self, id: ConnId, why: Disconnect) {
         let Some(c) = self.conns.slab.get_mut(id) else {
             return;
         };
-        if c.linger_until.is_some() {
-            // Already reported: only its buffers are left to free.
-            self.remove(id);
-            return;
+        if c.linger_until.is_none() {
+            c.linger_until = Some(self.conns.now);
+            let (handler, mut ctx) = self.parts(Some(id));
+            handler.on_close(&mut ctx, id, why);
         }
-        let reason = match why {
-            Disconnect::MemoryBudget { .. } => "server memory budget",
-            _ => "not reading",
-        };
-        let _ = c.core.close(code, reason);
-        if !self.flush(id) {
-            return;
+        // (Otherwise already reported: only its buffers are left to free.)
+        if let Some(c) = self.conns.slab.get(id) {
+            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO.into()));
         }
-        let Some(c) = self.conns.slab.get_mut(id) else {
-            return;
-        };
-        c.linger_until = Some(self.conns.now);
-        let (handler, mut ctx) = self.parts(Some(id));
-        handler.on_close(&mut ctx, id, why);
         self.remove(id);
     }
 
@@ -1003,7 +994,7 @@ impl<H: Handler> EventLoop<H> {
             // 1008: it holds memory without reading (policy violation); 1013: the server
             // is merely overloaded, try again later.
             let code = if stalled { CloseCode::POLICY } else { TRY_AGAIN_LATER };
-            self.evict(id, code, Disconnect::MemoryBudget { code });
+            self.evict(id, Disconnect::MemoryBudget { code });
         }
         // What the handler sent from its on_close callbacks.
         self.flush_dirty();
