@@ -192,7 +192,11 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        other => return Err(format!("{other:?}: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "{other:?}: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("{text:?}: too large"))
@@ -256,7 +260,7 @@ fn main() -> ExitCode {
                     SlowConsumerArg::Drop => SlowConsumerAction::Drop,
                 },
             };
-            config.shutdown_timeout = drain_timeout.into();
+            config.shutdown_timeout = drain_timeout;
             serve(listen, mode, config, runtime)
         }
         Command::Client {
@@ -376,7 +380,10 @@ fn serve(listen: SocketAddr, mode: Mode, config: DriverConfig, runtime: Runtime)
     let handle = event_loop.handle();
     signals::spawn_waiter(signals, move |first| {
         if first {
-            log!(Level::Info, "signal: closing every connection (1001), draining");
+            log!(
+                Level::Info,
+                "signal: closing every connection (1001), draining"
+            );
             let _ = handle.stop();
         } else {
             log!(Level::Warn, "second signal: exiting now");

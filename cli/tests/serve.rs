@@ -2,7 +2,11 @@
 //! the closing handshakes awaited up to `--drain-timeout`) and exits 0. Each test starts
 //! its own server on an ephemeral 127.0.0.1 port and kills it if anything fails.
 // Test code: real processes, sockets and clocks; a failed unwrap is a failed test.
-#![allow(clippy::disallowed_methods, clippy::disallowed_types, clippy::unwrap_used)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::unwrap_used
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

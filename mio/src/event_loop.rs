@@ -6,8 +6,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::vec::IntoIter;
 use std::sync::{Arc, Mutex};
+use std::vec::IntoIter;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -131,9 +131,7 @@ impl Conns {
             .insert(conn)
             .ok_or_else(|| io::Error::other("too many connections"))?;
         let registered = match self.slab.get_mut(id) {
-            Some(c) => {
-                registry.register(&mut c.stream, Token(id.index as usize), interest)
-            }
+            Some(c) => registry.register(&mut c.stream, Token(id.index as usize), interest),
             None => Err(io::Error::other("connection vanished")),
         };
         if let Err(e) = registered {
@@ -507,7 +505,9 @@ impl<H: Handler> EventLoop<H> {
                     let _ = stream.set_nodelay(self.conns.config.nodelay);
                     let core =
                         Connection::server(self.conns.config.connection.clone(), self.conns.now);
-                    let _ = self.conns.add(self.poll.registry(), stream, peer, core, None);
+                    let _ = self
+                        .conns
+                        .add(self.poll.registry(), stream, peer, core, None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -899,14 +899,14 @@ impl<H: Handler> EventLoop<H> {
             return true;
         };
         let _ = c.stream.set_nodelay(self.conns.config.nodelay);
-        match Connection::client(
+        // The request was checked when the connect started (else the first core stays):
+        // a fresh core, so the handshake timeout starts now.
+        if let Ok(core) = Connection::client(
             connecting.request,
             self.conns.config.connection.clone(),
             self.conns.now,
         ) {
-            Ok(core) => c.core = core,
-            // Checked when the connect started; the first core stays.
-            Err(_) => {}
+            c.core = core;
         }
         c.last_progress = self.conns.now;
         c.readable = true;
@@ -961,7 +961,7 @@ impl<H: Handler> EventLoop<H> {
         }
         // (Otherwise already reported: only its buffers are left to free.)
         if let Some(c) = self.conns.slab.get(id) {
-            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO.into()));
+            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
         }
         self.remove(id);
     }
@@ -993,7 +993,11 @@ impl<H: Handler> EventLoop<H> {
             }
             // 1008: it holds memory without reading (policy violation); 1013: the server
             // is merely overloaded, try again later.
-            let code = if stalled { CloseCode::POLICY } else { TRY_AGAIN_LATER };
+            let code = if stalled {
+                CloseCode::POLICY
+            } else {
+                TRY_AGAIN_LATER
+            };
             self.evict(id, Disconnect::MemoryBudget { code });
         }
         // What the handler sent from its on_close callbacks.

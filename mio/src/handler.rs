@@ -45,18 +45,19 @@ pub enum Disconnect {
     /// Graceful shutdown gave up waiting for this connection's Close reply.
     ShutdownTimeout,
     /// The loop went over [`DriverConfig::max_memory`](crate::DriverConfig::max_memory)
-    /// and closed this connection, one of those holding the most, at once (socket closed,
+    /// and closed this connection, one of those holding the most, at once (socket reset,
     /// buffers freed): `code` is 1008 when it made no progress in the last second (it
     /// does not read), 1013 when every holder was making progress (overload).
     MemoryBudget {
-        /// The close code sent (best effort: the peer may never read it).
+        /// Why, as a close code (not sent: a peer that does not read would never get
+        /// to it).
         code: CloseCode,
     },
     /// The connection could not keep up with what others sent it and
     /// [`DriverConfig::slow_consumer`](crate::DriverConfig::slow_consumer) closed it at
-    /// once with `code`.
+    /// once (socket reset, buffers freed) for reason `code`.
     SlowConsumer {
-        /// The close code sent (best effort).
+        /// Why, as a close code (not sent, as for `MemoryBudget`).
         code: CloseCode,
     },
 }
@@ -217,15 +218,12 @@ impl Context<'_> {
             .slab
             .ids()
             .filter(|&id| {
-                self.conns
-                    .slab
-                    .get(id)
-                    .is_some_and(|c| {
-                        c.linger_until.is_none()
-                            && !c.evicting
-                            && c.connecting.is_none()
-                            && c.core.state() == State::Open
-                    })
+                self.conns.slab.get(id).is_some_and(|c| {
+                    c.linger_until.is_none()
+                        && !c.evicting
+                        && c.connecting.is_none()
+                        && c.core.state() == State::Open
+                })
             })
             .collect()
     }

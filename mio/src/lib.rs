@@ -30,9 +30,33 @@
 //!   reset; a client simply closes.
 //! - A connection cap: past [`DriverConfig::max_connections`], new sockets get
 //!   `503 Service Unavailable` and are closed.
+//! - Accepting: the listener uses [`DriverConfig::backlog`]. When accepting fails (EMFILE,
+//!   ENFILE: out of descriptors), clients already in the backlog raise no new event, so
+//!   the loop retries every 50 ms and at once whenever one of its connections is removed;
+//!   the handler hears of the error at most once per second ([`Handler::on_accept_error`]).
+//! - One memory budget ([`DriverConfig::max_memory`]): the loop keeps the sum of
+//!   [`Connection::buffered_bytes`](wsengine::Connection::buffered_bytes) over its
+//!   connections, updated in O(1) each time a connection is serviced, written to or sent
+//!   to. Over it, it closes the connections holding the most until it is back under:
+//!   first those with no progress for a second (nothing written, no message received),
+//!   reported as [`Disconnect::MemoryBudget`] with 1008, then, only if every holder is
+//!   making progress, the largest with 1013. Such a connection is dropped at once with
+//!   its socket reset: a peer that does not read would never reach a Close frame queued
+//!   behind what it did not read.
+//! - Slow consumers ([`DriverConfig::slow_consumer`]): a data message sent to a
+//!   connection other than the one whose callback is running (broadcast, relays, a
+//!   [`Handle`]) while that connection already has [`SlowConsumer::max_queued`] bytes
+//!   queued closes it at once ([`Disconnect::SlowConsumer`], 1008 by default) or, with
+//!   [`SlowConsumerAction::Drop`], skips the message and counts it
+//!   ([`Context::dropped_messages`]). The sender and the others are never held back;
+//!   Ping, Pong and Close frames are never skipped.
+//! - Connecting (client): name resolution blocks, the TCP connect does not: it runs on
+//!   the loop with [`DriverConfig::connect_timeout`] per address on the timer heap, the
+//!   next resolved address tried when one fails.
 //! - Graceful shutdown ([`Handle::stop`], [`Context::stop`]): stop accepting, close every
 //!   open connection with 1001 (going away), and wait for the closes for at most
-//!   [`DriverConfig::shutdown_timeout`].
+//!   [`DriverConfig::shutdown_timeout`]. (`wsengine serve` does this on SIGTERM and
+//!   SIGINT.)
 //!
 //! TLS (`wss://`) is not supported by this driver yet.
 
@@ -69,11 +93,12 @@ pub struct SlowConsumer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SlowConsumerAction {
-    /// Close the connection with this code *at once*: a peer that does not read would
-    /// never read its Close frame, which waits behind what it did not read, so the
-    /// socket is closed and its buffers freed right away (best effort: the Close frame
-    /// is written if the socket takes it). The handler learns
-    /// [`Disconnect::SlowConsumer`].
+    /// Close the connection *at once*, reporting this code: a peer that does not read
+    /// would never read a Close frame, which would wait behind what it did not read, so
+    /// the socket is reset and its buffers (ours and the kernel's) freed right away
+    /// instead. The handler learns [`Disconnect::SlowConsumer`]. Chosen over the core's
+    /// close timeout so that a stalled reader costs nothing past the threshold: it holds
+    /// about `max_queued` (plus one message) at most, and only until it crosses it.
     Close(CloseCode),
     /// Skip data messages for it while it is over (the send returns
     /// [`SendError::Blocked`](wsengine::SendError::Blocked)); each skipped message is

@@ -463,7 +463,6 @@ fn data_and_end_of_stream_in_one_wakeup_still_close_the_connection() {
     );
 }
 
-
 /// Writes echo requests on `s` without reading until the server stops taking them (its
 /// socket buffers full and reading paused) for 500 ms; returns the bytes written.
 fn stuff(s: &mut TcpStream, frame: &[u8]) -> usize {
@@ -570,7 +569,9 @@ fn over_the_memory_budget_non_readers_are_closed_first_and_others_keep_working()
     }
     let closed = server.log.lock().unwrap().closed.clone();
     assert!(
-        closed.iter().any(|c| c == "MemoryBudget { code: CloseCode(1008) }"),
+        closed
+            .iter()
+            .any(|c| c == "MemoryBudget { code: CloseCode(1008) }"),
         "{closed:?}"
     );
     assert!(
@@ -745,13 +746,15 @@ fn a_stalled_reader_in_a_broadcast_is_closed_with_1008_and_the_others_get_everyt
         "{closed:?}"
     );
     assert_eq!(dropped, 0);
-    assert!(stalled_closed, "the stalled reader's socket is closed at once");
+    assert!(
+        stalled_closed,
+        "the stalled reader's socket is closed at once"
+    );
 }
 
 #[test]
 fn a_stalled_reader_in_a_broadcast_can_have_messages_dropped_instead() {
-    let (closed, dropped, stalled_closed) =
-        stalled_reader_in_a_broadcast(SlowConsumerAction::Drop);
+    let (closed, dropped, stalled_closed) = stalled_reader_in_a_broadcast(SlowConsumerAction::Drop);
     assert!(
         !closed.iter().any(|c| c.contains("SlowConsumer")),
         "{closed:?}"
@@ -849,11 +852,23 @@ fn accept_backs_off_when_out_of_file_descriptors() {
         let mut byte = [0u8; 1];
         let answered = s.peek(&mut byte).is_ok();
         s.set_nonblocking(false).unwrap();
-        if answered { served.push(s) } else { waiting.push(s) }
+        if answered {
+            served.push(s)
+        } else {
+            waiting.push(s)
+        }
     }
     assert!(!served.is_empty(), "nothing was served");
-    assert!(!waiting.is_empty(), "the descriptor limit was never reached");
-    assert!(waiting.len() < served.len(), "{} {}", waiting.len(), served.len());
+    assert!(
+        !waiting.is_empty(),
+        "the descriptor limit was never reached"
+    );
+    assert!(
+        waiting.len() < served.len(),
+        "{} {}",
+        waiting.len(),
+        served.len()
+    );
     for s in &mut served {
         assert!(read_head(s).starts_with("HTTP/1.1 101"));
     }
@@ -903,7 +918,10 @@ fn connecting_does_not_block_the_loop() {
         .connect(ClientRequest::new(&format!("ws://{full_addr}/")).unwrap())
         .unwrap();
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(200), "connect blocked for {took:?}");
+    assert!(
+        took < Duration::from_millis(200),
+        "connect blocked for {took:?}"
+    );
     event_loop
         .connect(ClientRequest::new(&server.url("/")).unwrap())
         .unwrap();
