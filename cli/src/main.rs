@@ -114,8 +114,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SlowConsumerArg::Close)]
         slow_consumer: SlowConsumerArg,
         /// The slow-consumer threshold: bytes queued for a client before
-        /// --slow-consumer applies (same suffixes as --max-memory).
-        #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+        /// --slow-consumer applies (same suffixes as --max-memory). Stalled readers each
+        /// hold up to this much before they are closed.
+        #[arg(long, default_value = "512KiB", value_parser = parse_bytes)]
         slow_consumer_max_queued: usize,
         /// On SIGTERM or SIGINT, close every connection with 1001 (going away) and wait
         /// this long for the closing handshakes before exiting 0 (e.g. 5s, 500ms; a
