@@ -33,6 +33,9 @@ const ACCEPT_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// A connection that wrote nothing and completed no message for this long makes no
 /// progress: the memory budget closes it (1008) before any that does.
 const PROGRESS_WINDOW: Duration = Duration::from_secs(1);
+/// Beyond its receive buffer, what an idle connection may hold (transmit tail, deflate
+/// state) without counting as holding memory for the budget's first round.
+const IDLE_SLACK: usize = 16 << 10;
 
 /// A client connection whose TCP connect is under way (non-blocking).
 pub(crate) struct Connecting {
@@ -975,25 +978,38 @@ impl<H: Handler> EventLoop<H> {
             return;
         }
         let now = self.conns.now;
-        let mut holders: Vec<(bool, usize, ConnId)> = self
+        // What an idle connection may hold: a receive buffer of up to `recv_limit` (kept
+        // until it is empty) and a little transmit tail. Above that, or with bytes
+        // waiting for its socket, a connection *holds* memory.
+        let idle_size = self
+            .conns
+            .config
+            .connection
+            .recv_limit()
+            .saturating_add(IDLE_SLACK);
+        // Stalled holders first (they hold memory without progress: 1008), largest
+        // first; then, only if that was not enough, everyone else, largest first (1013).
+        let mut victims: Vec<(bool, usize, ConnId)> = self
             .conns
             .slab
             .ids()
             .filter_map(|id| {
                 let c = self.conns.slab.get(id)?;
-                let stalled = c.linger_until.is_some()
-                    || now.saturating_duration_since(c.last_progress) >= PROGRESS_WINDOW;
-                (c.accounted > 0).then_some((stalled, c.accounted, id))
+                let stalled = now.saturating_duration_since(c.last_progress) >= PROGRESS_WINDOW;
+                let holds = c.core.transmit_len() > 0 || c.accounted > idle_size;
+                let stalled_holder = c.linger_until.is_some() || (stalled && holds);
+                (c.accounted > 0).then_some((stalled_holder, c.accounted, id))
             })
             .collect();
-        holders.sort_unstable_by_key(|&(stalled, bytes, _)| Reverse((stalled, bytes)));
-        for (stalled, _, id) in holders {
+        victims
+            .sort_unstable_by_key(|&(stalled_holder, bytes, _)| Reverse((stalled_holder, bytes)));
+        for (stalled_holder, _, id) in victims {
             if self.conns.buffered_total <= budget {
                 break;
             }
             // 1008: it holds memory without reading (policy violation); 1013: the server
             // is merely overloaded, try again later.
-            let code = if stalled {
+            let code = if stalled_holder {
                 CloseCode::POLICY
             } else {
                 TRY_AGAIN_LATER

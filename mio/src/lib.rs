@@ -38,7 +38,8 @@
 //!   [`Connection::buffered_bytes`](wsengine::Connection::buffered_bytes) over its
 //!   connections, updated in O(1) each time a connection is serviced, written to or sent
 //!   to. Over it, it closes the connections holding the most until it is back under:
-//!   first those with no progress for a second (nothing written, no message received),
+//!   first those that hold memory (bytes queued, or more than an idle connection's
+//!   buffers) with no progress for a second (nothing written, no message received),
 //!   reported as [`Disconnect::MemoryBudget`] with 1008, then, only if every holder is
 //!   making progress, the largest with 1013. Such a connection is dropped at once with
 //!   its socket reset: a peer that does not read would never reach a Close frame queued
@@ -147,11 +148,12 @@ pub struct DriverConfig {
     /// connections (queued for sending, incomplete incoming messages, inflate buffers),
     /// kept up to date as connections are serviced. Over it, the connections holding the
     /// most are closed at once (socket closed, buffers freed, [`Disconnect::MemoryBudget`])
-    /// until the sum is back under it: first those that made no progress in the last
-    /// second (nothing written to their socket, no message received), with 1008 (policy
-    /// violation: they hold memory without reading); only when every holder is making
-    /// progress (the server is merely overloaded), the largest with 1013 (try again
-    /// later). `usize::MAX` turns the budget off.
+    /// until the sum is back under it: first those that hold memory (bytes queued for
+    /// their socket, or more than an idle connection's receive buffer) and made no
+    /// progress in the last second (nothing written to their socket, no message
+    /// received), with 1008 (policy violation: they hold memory without reading); only
+    /// when every holder is making progress (the server is merely overloaded), the
+    /// largest with 1013 (try again later). `usize::MAX` turns the budget off.
     pub max_memory: usize,
     /// What to do with a connection that cannot keep up with messages other connections
     /// send it (broadcast, relays): [`Context::send`] and the like to any connection but

@@ -600,6 +600,33 @@ fn over_the_memory_budget_non_readers_are_closed_first_and_others_keep_working()
     server.stop();
 }
 
+#[test]
+fn over_the_memory_budget_with_everyone_making_progress_the_largest_gets_1013() {
+    let mut config = DriverConfig::default();
+    config.max_memory = 256 << 10;
+    let mut server = RunningServer::start(config);
+    // An idle connection, past the progress window: not a holder, not a victim.
+    let mut canary = raw_client(server.addr);
+    assert_eq!(echo_once(&mut canary, "before"), "before");
+    std::thread::sleep(Duration::from_millis(1200));
+    // A fresh connection (progress: just accepted) sending a message larger than the
+    // whole budget: the server is merely overloaded by it.
+    let mut big = raw_client(server.addr);
+    let frame = client_frame(wsengine_test_support::BINARY, &vec![1; 512 << 10]);
+    let _ = big.write_all(&frame);
+    big.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(closed_within(&big, Duration::from_secs(5)));
+    let closed = server.log.lock().unwrap().closed.clone();
+    assert_eq!(
+        closed,
+        vec!["MemoryBudget { code: CloseCode(1013) }".to_owned()]
+    );
+    assert_eq!(echo_once(&mut canary, "after"), "after");
+    drop((canary, big));
+    server.stop();
+}
+
 /// Relays every text or binary message to every open connection.
 struct Room {
     log: Arc<Mutex<ServerLog>>,
