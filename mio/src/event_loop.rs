@@ -429,7 +429,9 @@ impl<H: Handler> EventLoop<H> {
                 waiting.push(command);
                 continue;
             }
-            let (_, mut ctx) = self.parts(None);
+            // A Handle's send is the application's own, as a reply is: not subject to
+            // the slow-consumer policy (a blocked connection refuses it as before).
+            let (_, mut ctx) = self.parts(target);
             // A command for a connection that is gone or cannot send is dropped: the
             // sender raced with the connection's end, which it learns through on_close.
             let result = match &command {

@@ -45,8 +45,8 @@
 //!   its socket reset: a peer that does not read would never reach a Close frame queued
 //!   behind what it did not read.
 //! - Slow consumers ([`DriverConfig::slow_consumer`]): a data message sent to a
-//!   connection other than the one whose callback is running (broadcast, relays, a
-//!   [`Handle`]) while that connection already has [`SlowConsumer::max_queued`] bytes
+//!   connection other than the one whose callback is running (broadcast, relays)
+//!   while that connection already has [`SlowConsumer::max_queued`] bytes
 //!   queued closes it at once ([`Disconnect::SlowConsumer`], 1008 by default) or, with
 //!   [`SlowConsumerAction::Drop`], skips the message and counts it
 //!   ([`Context::dropped_messages`]). The sender and the others are never held back;
@@ -157,8 +157,8 @@ pub struct DriverConfig {
     pub max_memory: usize,
     /// What to do with a connection that cannot keep up with messages other connections
     /// send it (broadcast, relays): [`Context::send`] and the like to any connection but
-    /// the one whose callback is running, and [`Handle::send`] (default: close with 1008
-    /// at 512 KiB queued; see [`SlowConsumer`]).
+    /// the one whose callback is running (not [`Handle::send`], the application's own
+    /// sends) (default: close with 1008 at 512 KiB queued; see [`SlowConsumer`]).
     pub slow_consumer: SlowConsumer,
     /// After a server closes its write side, how long it keeps reading and discarding
     /// while waiting for the peer's EOF (default 2 s).
