@@ -13,7 +13,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use wsengine::extensions::deflate::DeflateConfig;
 use wsengine::{Accept, ClientRequest, CloseCode, Event, Message, Request, Response, SendError};
-use wsengine_mio::{ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler};
+use wsengine_mio::{
+    ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler, SlowConsumer,
+    SlowConsumerAction,
+};
 
 /// Log levels, filtered by `RUST_LOG` (error, warn, info, debug, trace; default info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,6 +96,33 @@ enum Command {
         /// runtime (echo mode only).
         #[arg(long, value_enum, default_value_t = Runtime::Mio)]
         runtime: Runtime,
+        /// Listen backlog: connections the kernel completes and holds until accepted
+        /// (capped by net.core.somaxconn).
+        #[arg(long, default_value_t = 1024)]
+        backlog: u32,
+        /// One memory budget for all connections' buffers (bytes, or with a suffix: KiB,
+        /// MiB, GiB, K, M, G; KB, MB, GB are powers of 1000). Over it, the connections
+        /// holding the most are closed at once: those making no progress for a second
+        /// with 1008 (policy violation) first, then, if all make progress (overload),
+        /// the largest with 1013 (try again later). mio runtime only.
+        #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+        max_memory: usize,
+        /// What to do with a client that cannot keep up with what others send it
+        /// (broadcast): `close` it at once with 1008 (policy violation), or `drop`
+        /// messages for it while it is over, counted. Ping, Pong and Close frames are
+        /// never dropped. mio runtime only.
+        #[arg(long, value_enum, default_value_t = SlowConsumerArg::Close)]
+        slow_consumer: SlowConsumerArg,
+        /// The slow-consumer threshold: bytes queued for a client before
+        /// --slow-consumer applies (same suffixes as --max-memory). Stalled readers each
+        /// hold up to this much before they are closed.
+        #[arg(long, default_value = "512KiB", value_parser = parse_bytes)]
+        slow_consumer_max_queued: usize,
+        /// On SIGTERM or SIGINT, close every connection with 1001 (going away) and wait
+        /// this long for the closing handshakes before exiting 0 (e.g. 5s, 500ms; a
+        /// second signal exits at once, with status 1). mio runtime only.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        drain_timeout: Duration,
     },
     /// Connect, send each stdin line as a text message, print what arrives, and close
     /// cleanly on EOF.
@@ -137,6 +167,62 @@ enum Runtime {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SlowConsumerArg {
+    /// Close the client with 1008 at once.
+    Close,
+    /// Skip messages for the client while it is over the threshold.
+    Drop,
+}
+
+/// A byte count: digits, optionally followed by a unit (B, K/KiB, M/MiB, G/GiB: powers of
+/// 1024; KB, MB, GB: powers of 1000), case-insensitive.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number of bytes, like 1048576 or 1MiB"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{other:?}: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{text:?}: too large"))
+}
+
+/// A duration: a number (of seconds) with an optional unit: ms, s, m.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration, like 5s or 500ms"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        other => return Err(format!("{other:?}: unknown unit (use ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// Send every text or binary message back to its sender unchanged.
     Echo,
@@ -154,14 +240,30 @@ fn main() -> ExitCode {
             max_message_size,
             no_deflate,
             runtime,
-        } => serve(
-            listen,
-            mode,
-            max_connections,
-            max_message_size,
-            !no_deflate,
-            runtime,
-        ),
+            backlog,
+            max_memory,
+            slow_consumer,
+            slow_consumer_max_queued,
+            drain_timeout,
+        } => {
+            let mut config = driver_config(!no_deflate);
+            config.max_connections = max_connections;
+            config.connection.max_message_size = max_message_size;
+            config.connection.max_frame_size = max_message_size;
+            config.backlog = backlog;
+            config.max_memory = max_memory;
+            config.slow_consumer = SlowConsumer {
+                max_queued: slow_consumer_max_queued,
+                action: match slow_consumer {
+                    // RFC 6455 §7.4.1: 1008, the client violates the policy (it does
+                    // not read what it asked for).
+                    SlowConsumerArg::Close => SlowConsumerAction::Close(CloseCode::POLICY),
+                    SlowConsumerArg::Drop => SlowConsumerAction::Drop,
+                },
+            };
+            config.shutdown_timeout = drain_timeout;
+            serve(listen, mode, config, runtime)
+        }
         Command::Client {
             url,
             protocols,
@@ -192,6 +294,10 @@ fn describe(why: &Disconnect) -> String {
         Disconnect::Rejected => "handshake rejected".to_owned(),
         Disconnect::Io(e) => format!("socket error: {e}"),
         Disconnect::ShutdownTimeout => "no close reply before shutdown".to_owned(),
+        Disconnect::MemoryBudget { code } => format!("closed ({code}): over the memory budget"),
+        Disconnect::SlowConsumer { code } => {
+            format!("closed ({code}): too slow to read what others sent")
+        }
         other => format!("{other:?}"),
     }
 }
@@ -241,6 +347,11 @@ impl Handler for ServeHandler {
         log!(Level::Debug, "{id}: send buffer full; reading paused");
     }
 
+    fn on_accept_error(&mut self, _ctx: &mut Context<'_>, error: &io::Error) {
+        // The loop calls this at most once per second and retries on its own.
+        log!(Level::Warn, "accept: {error} (retrying)");
+    }
+
     fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, why: Disconnect) {
         let level = match why {
             Disconnect::Closed { clean: true, .. } => Level::Info,
@@ -258,25 +369,81 @@ fn driver_config(deflate: bool) -> DriverConfig {
     config
 }
 
-fn serve(
-    listen: SocketAddr,
-    mode: Mode,
-    max_connections: usize,
-    max_message_size: u64,
-    deflate: bool,
-    runtime: Runtime,
-) -> io::Result<()> {
-    let mut config = driver_config(deflate);
-    config.max_connections = max_connections;
-    config.connection.max_message_size = max_message_size;
-    config.connection.max_frame_size = max_message_size;
+fn serve(listen: SocketAddr, mode: Mode, config: DriverConfig, runtime: Runtime) -> io::Result<()> {
     if runtime == Runtime::Tokio {
         return serve_tokio(listen, mode, config);
     }
+    // Before any thread starts, so that every thread inherits the blocked mask and the
+    // signals reach only the thread waiting for them.
+    let signals = signals::block()?;
     let mut event_loop = EventLoop::new(config, ServeHandler { mode })?;
     let local = event_loop.listen(listen)?;
+    let handle = event_loop.handle();
+    signals::spawn_waiter(signals, move |first| {
+        if first {
+            log!(
+                Level::Info,
+                "signal: closing every connection (1001), draining"
+            );
+            let _ = handle.stop();
+        } else {
+            log!(Level::Warn, "second signal: exiting now");
+            std::process::exit(1);
+        }
+    })?;
     log!(Level::Info, "listening on ws://{local} ({mode:?})");
-    event_loop.run()
+    event_loop.run()?;
+    log!(Level::Info, "stopped");
+    Ok(())
+}
+
+/// SIGTERM and SIGINT for `serve`: blocked in every thread and taken by one thread with
+/// `sigwait`, so the reaction runs as ordinary code (no async-signal-safety limits).
+// Two libc calls with plain-data arguments; std has no signal API.
+#[allow(unsafe_code)]
+mod signals {
+    use std::io;
+
+    /// Blocks SIGTERM and SIGINT in this thread (and the threads it starts later).
+    pub(crate) fn block() -> io::Result<libc::sigset_t> {
+        // SAFETY: sigset_t is plain data that sigemptyset initialises; the calls get
+        // valid pointers to it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            Ok(set)
+        }
+    }
+
+    /// A thread that waits for the blocked signals and calls `on_signal(first)` for each.
+    pub(crate) fn spawn_waiter(
+        set: libc::sigset_t,
+        mut on_signal: impl FnMut(bool) + Send + 'static,
+    ) -> io::Result<()> {
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut first = true;
+                loop {
+                    let mut signal = 0;
+                    // SAFETY: `set` is an initialised sigset_t, `signal` a valid out
+                    // pointer.
+                    let rc = unsafe { libc::sigwait(&set, &mut signal) };
+                    if rc != 0 {
+                        return;
+                    }
+                    on_signal(first);
+                    first = false;
+                }
+            })
+            .map(drop)
+    }
 }
 
 /// `serve --runtime tokio`: the echo server on the tokio adapter.
@@ -291,10 +458,14 @@ fn serve_tokio(listen: SocketAddr, mode: Mode, config: DriverConfig) -> io::Resu
 
 struct ClientHandler {
     out: io::Stdout,
+    /// Why the connection ended before it opened (the connect runs on the loop).
+    failed: Option<String>,
+    opened: bool,
 }
 
 impl Handler for ClientHandler {
     fn on_open(&mut self, _ctx: &mut Context<'_>, _id: ConnId, response: Option<&Response>) {
+        self.opened = true;
         let protocol = response.and_then(Response::protocol).unwrap_or("none");
         log!(Level::Info, "connected (subprotocol: {protocol})");
     }
@@ -312,7 +483,11 @@ impl Handler for ClientHandler {
     }
 
     fn on_close(&mut self, _ctx: &mut Context<'_>, _id: ConnId, why: Disconnect) {
-        log!(Level::Info, "{}", describe(&why));
+        if self.opened {
+            log!(Level::Info, "{}", describe(&why));
+        } else {
+            self.failed = Some(describe(&why));
+        }
     }
 }
 
@@ -330,8 +505,12 @@ fn client(
     if let Some(o) = origin {
         request = request.origin(o);
     }
-    let mut event_loop =
-        EventLoop::new(driver_config(deflate), ClientHandler { out: io::stdout() })?;
+    let handler = ClientHandler {
+        out: io::stdout(),
+        failed: None,
+        opened: false,
+    };
+    let mut event_loop = EventLoop::new(driver_config(deflate), handler)?;
     let id = event_loop.connect(request)?;
     let handle = event_loop.handle();
     std::thread::spawn(move || {
@@ -343,7 +522,11 @@ fn client(
         }
         let _ = handle.close(id, CloseCode::NORMAL, "");
     });
-    event_loop.run()
+    event_loop.run()?;
+    match event_loop.into_handler().failed {
+        Some(why) => Err(io::Error::other(format!("connecting to {url}: {why}"))),
+        None => Ok(()),
+    }
 }
 
 /// Walks the fuzzingserver's protocol: `/getCaseCount`, then `/runCase?case=N` for
@@ -441,4 +624,30 @@ fn autobahn_client(server: &str, agent: &str, deflate: bool) -> io::Result<()> {
         handler.next_case
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_bytes, parse_duration};
+    use std::time::Duration;
+
+    #[test]
+    fn byte_counts_take_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("5MB"), Ok(5_000_000));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn durations_take_seconds_or_milliseconds() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+    }
 }

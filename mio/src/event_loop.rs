@@ -7,6 +7,7 @@ use std::collections::BinaryHeap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
+use std::vec::IntoIter;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -18,12 +19,32 @@ use wsengine::{
 use crate::handle::{Command, Handle, Shared};
 use crate::handler::{Context, Decision, Disconnect, Handler};
 use crate::slab::Slab;
-use crate::{ConnId, DriverConfig};
+use crate::{ConnId, DriverConfig, TRY_AGAIN_LATER};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Reads per connection per wakeup before the others get a turn.
 const READ_BUDGET: usize = 16;
+/// After accepting failed (EMFILE, ENFILE...), try again this soon (and at once when a
+/// connection is removed).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// Accept errors reach the handler at most this often.
+const ACCEPT_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// A connection that wrote nothing and completed no message for this long makes no
+/// progress: the memory budget closes it (1008) before any that does.
+const PROGRESS_WINDOW: Duration = Duration::from_secs(1);
+/// Beyond its receive buffer, what an idle connection may hold (transmit tail, deflate
+/// state) without counting as holding memory for the budget's first round.
+const IDLE_SLACK: usize = 16 << 10;
+
+/// A client connection whose TCP connect is under way (non-blocking).
+pub(crate) struct Connecting {
+    request: ClientRequest,
+    /// The resolved addresses not tried yet.
+    rest: IntoIter<SocketAddr>,
+    /// When the current attempt gives up.
+    deadline: Instant,
+}
 
 /// One connection: its socket, its core, and the loop's bookkeeping.
 pub(crate) struct Conn {
@@ -45,6 +66,16 @@ pub(crate) struct Conn {
     outcome: Option<Disconnect>,
     /// The connection is over: write side shut, discarding input until EOF or then.
     pub(crate) linger_until: Option<Instant>,
+    /// The TCP connect is still under way (client).
+    pub(crate) connecting: Option<Box<Connecting>>,
+    /// The slow-consumer policy chose to close it: the loop does so after the callback.
+    pub(crate) evicting: bool,
+    /// Data messages the slow-consumer policy skipped for it.
+    pub(crate) dropped: u64,
+    /// Its share of `Conns::buffered_total`, as last counted.
+    accounted: usize,
+    /// When it last wrote to its socket or received a message.
+    last_progress: Instant,
 }
 
 /// Connection bookkeeping shared by the loop and the handler's [`Context`].
@@ -55,6 +86,15 @@ pub(crate) struct Conns {
     pub(crate) dirty: Vec<ConnId>,
     pub(crate) config: DriverConfig,
     pub(crate) stop_requested: bool,
+    /// The sum of `Connection::buffered_bytes` over all connections (each one's
+    /// `accounted`), updated whenever a connection is settled or removed.
+    pub(crate) buffered_total: usize,
+    /// Connections the slow-consumer policy closes once the running callback returns.
+    pub(crate) evictions: Vec<(ConnId, CloseCode)>,
+    /// Data messages the slow-consumer policy skipped, all connections together.
+    pub(crate) dropped_total: u64,
+    /// The loop's clock, read once per turn (progress stamps).
+    now: Instant,
 }
 
 impl Conns {
@@ -64,7 +104,14 @@ impl Conns {
         stream: TcpStream,
         peer: SocketAddr,
         core: Connection,
+        connecting: Option<Box<Connecting>>,
     ) -> io::Result<ConnId> {
+        let interest = if connecting.is_some() {
+            // Writable: the connect finished (or failed).
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
         let conn = Conn {
             stream,
             core,
@@ -72,19 +119,22 @@ impl Conns {
             readable: false,
             read_closed: false,
             paused: false,
-            writable_interest: false,
+            writable_interest: connecting.is_some(),
             deadline: None,
             outcome: None,
             linger_until: None,
+            connecting,
+            evicting: false,
+            dropped: 0,
+            accounted: 0,
+            last_progress: self.now,
         };
         let id = self
             .slab
             .insert(conn)
             .ok_or_else(|| io::Error::other("too many connections"))?;
         let registered = match self.slab.get_mut(id) {
-            Some(c) => {
-                registry.register(&mut c.stream, Token(id.index as usize), Interest::READABLE)
-            }
+            Some(c) => registry.register(&mut c.stream, Token(id.index as usize), interest),
             None => Err(io::Error::other("connection vanished")),
         };
         if let Err(e) = registered {
@@ -106,24 +156,35 @@ impl Conns {
                 "wss:// needs TLS, which the mio driver does not provide yet",
             ));
         }
-        let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-        let mut connected = None;
-        for addr in (request.host(), request.port()).to_socket_addrs()? {
-            match std::net::TcpStream::connect_timeout(&addr, self.config.connect_timeout) {
-                Ok(s) => {
-                    connected = Some((s, addr));
-                    break;
-                }
-                Err(e) => last_error = e,
-            }
-        }
-        let (std_stream, peer) = connected.ok_or(last_error)?;
-        std_stream.set_nonblocking(true)?;
-        std_stream.set_nodelay(self.config.nodelay)?;
-        let core = Connection::client(request, self.config.connection.clone(), Instant::now())
+        // A core now checks the request at once; the one that runs is made when the TCP
+        // connect completes, so its handshake timeout starts then.
+        let core = Connection::client(request.clone(), self.config.connection.clone(), self.now)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        self.add(registry, TcpStream::from_std(std_stream), peer, core)
+        // Name resolution blocks (std has no other); the connects do not.
+        let addrs: Vec<SocketAddr> = (request.host(), request.port())
+            .to_socket_addrs()?
+            .collect();
+        let mut rest = addrs.into_iter();
+        let (stream, peer) = start_connect(&mut rest)?;
+        let connecting = Box::new(Connecting {
+            request,
+            rest,
+            deadline: self.now + self.config.connect_timeout,
+        });
+        self.add(registry, stream, peer, core, Some(connecting))
     }
+}
+
+/// Starts a non-blocking connect to the first of `rest` that takes one.
+fn start_connect(rest: &mut IntoIter<SocketAddr>) -> io::Result<(TcpStream, SocketAddr)> {
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+    for addr in rest.by_ref() {
+        match TcpStream::connect(addr) {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
 }
 
 /// The mio event loop. Build it, [`listen`](Self::listen) and/or
@@ -140,6 +201,10 @@ pub struct EventLoop<H> {
     ready: Vec<ConnId>,
     scratch: Vec<u8>,
     shutdown_deadline: Option<Instant>,
+    /// Accepting failed for want of descriptors (or the like): try again then.
+    accept_retry: Option<Instant>,
+    /// When an accept error was last reported to the handler.
+    accept_reported: Option<Instant>,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -168,6 +233,10 @@ impl<H: Handler> EventLoop<H> {
                 dirty: Vec::new(),
                 config,
                 stop_requested: false,
+                buffered_total: 0,
+                evictions: Vec::new(),
+                dropped_total: 0,
+                now: Instant::now(),
             },
             shared: Arc::new(Shared {
                 commands: Mutex::new(Vec::new()),
@@ -176,12 +245,25 @@ impl<H: Handler> EventLoop<H> {
             timers: BinaryHeap::new(),
             ready: Vec::new(),
             shutdown_deadline: None,
+            accept_retry: None,
+            accept_reported: None,
         })
     }
 
-    /// Listens on `addr` and returns the bound address (port 0 picks a free port).
+    /// Listens on `addr` with [`DriverConfig::backlog`] and returns the bound address
+    /// (port 0 picks a free port).
     pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        let mut listener = TcpListener::bind(addr)?;
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // As std and mio do on Unix: a restarted server can bind while old connections
+        // sit in TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        let backlog = i32::try_from(self.conns.config.backlog).unwrap_or(i32::MAX);
+        socket.listen(backlog)?;
+        socket.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(socket.into());
         self.poll
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -190,9 +272,13 @@ impl<H: Handler> EventLoop<H> {
         Ok(local)
     }
 
-    /// Opens a client connection to `request`'s URL: resolves the host (IPv4 and IPv6,
-    /// trying each address in turn), connects with [`DriverConfig::connect_timeout`]
-    /// (blocking), and queues the opening handshake.
+    /// Opens a client connection to `request`'s URL: resolves the host (IPv4 and IPv6;
+    /// resolution blocks), then connects without blocking, trying each address in turn
+    /// for at most [`DriverConfig::connect_timeout`] each (a timer of the loop), and
+    /// sends the opening handshake once connected. An error here means the request is
+    /// invalid, the name did not resolve or no address could even start a connect; a
+    /// connect that fails later ends the connection with [`Disconnect::Io`]
+    /// (reported to [`Handler::on_close`]).
     pub fn connect(&mut self, request: ClientRequest) -> io::Result<ConnId> {
         self.conns.connect(self.poll.registry(), request)
     }
@@ -224,11 +310,21 @@ impl<H: Handler> EventLoop<H> {
         self.conns.slab.len()
     }
 
+    /// The sum of [`Connection::buffered_bytes`] over all connections, as last updated
+    /// (what [`DriverConfig::max_memory`] bounds).
+    pub fn buffered_bytes(&self) -> usize {
+        self.conns.buffered_total
+    }
+
     /// Runs until stopped (graceful shutdown done), or, with no listener, until no
     /// connection is left.
     pub fn run(&mut self) -> io::Result<()> {
         loop {
             let now = Instant::now();
+            self.conns.now = now;
+            if self.accept_retry.is_some_and(|t| t <= now) {
+                self.accept_all();
+            }
             self.run_commands();
             self.flush_dirty();
             if self.conns.stop_requested && self.shutdown_deadline.is_none() {
@@ -236,6 +332,7 @@ impl<H: Handler> EventLoop<H> {
             }
             self.fire_timers(now);
             self.flush_dirty();
+            self.enforce_budget();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.slab.is_empty() {
                     return Ok(());
@@ -257,6 +354,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            self.conns.now = Instant::now();
             let mut touched = Vec::new();
             for event in self.events.iter() {
                 match event.token() {
@@ -284,20 +382,21 @@ impl<H: Handler> EventLoop<H> {
                     Some(id) => self.service(id),
                 }
                 self.flush_dirty();
+                self.enforce_budget();
             }
         }
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
-        let earliest = match (timer, self.shutdown_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let earliest = [timer, self.shutdown_deadline, self.accept_retry]
+            .into_iter()
+            .flatten()
+            .min();
         earliest.map(|t| t.saturating_duration_since(now))
     }
 
-    fn parts(&mut self) -> (&mut H, Context<'_>) {
+    fn parts(&mut self, current: Option<ConnId>) -> (&mut H, Context<'_>) {
         let Self {
             handler,
             conns,
@@ -309,6 +408,7 @@ impl<H: Handler> EventLoop<H> {
             Context {
                 conns,
                 registry: poll.registry(),
+                current,
             },
         )
     }
@@ -329,7 +429,9 @@ impl<H: Handler> EventLoop<H> {
                 waiting.push(command);
                 continue;
             }
-            let (_, mut ctx) = self.parts();
+            // A Handle's send is the application's own, as a reply is: not subject to
+            // the slow-consumer policy (a blocked connection refuses it as before).
+            let (_, mut ctx) = self.parts(target);
             // A command for a connection that is gone or cannot send is dropped: the
             // sender raced with the connection's end, which it learns through on_close.
             let result = match &command {
@@ -390,6 +492,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn accept_all(&mut self) {
+        self.accept_retry = None;
         loop {
             let Some(listener) = &self.listener else {
                 return;
@@ -406,13 +509,29 @@ impl<H: Handler> EventLoop<H> {
                     }
                     let _ = stream.set_nodelay(self.conns.config.nodelay);
                     let core =
-                        Connection::server(self.conns.config.connection.clone(), Instant::now());
-                    let _ = self.conns.add(self.poll.registry(), stream, peer, core);
+                        Connection::server(self.conns.config.connection.clone(), self.conns.now);
+                    let _ = self
+                        .conns
+                        .add(self.poll.registry(), stream, peer, core, None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Out of file descriptors and the like: try again on the next event.
-                Err(_) => return,
+                // Out of file descriptors and the like. The listener is edge-triggered:
+                // clients already in the backlog raise no new event, so try again on a
+                // timer (and as soon as a connection of ours frees a descriptor).
+                Err(e) => {
+                    let now = Instant::now();
+                    self.accept_retry = Some(now + ACCEPT_RETRY);
+                    let report = self
+                        .accept_reported
+                        .is_none_or(|t| now.saturating_duration_since(t) >= ACCEPT_REPORT_INTERVAL);
+                    if report {
+                        self.accept_reported = Some(now);
+                        let (handler, mut ctx) = self.parts(None);
+                        handler.on_accept_error(&mut ctx, &e);
+                    }
+                    return;
+                }
             }
         }
     }
@@ -427,6 +546,12 @@ impl<H: Handler> EventLoop<H> {
             if c.linger_until.is_some() {
                 self.linger_read(id);
                 return;
+            }
+            if c.connecting.is_some() {
+                if !self.check_connect(id) {
+                    return;
+                }
+                continue;
             }
             let mut read_something = false;
             if c.readable && !c.paused && budget > 0 {
@@ -494,7 +619,7 @@ impl<H: Handler> EventLoop<H> {
             };
             match event {
                 Event::Request(request) => {
-                    let (handler, mut ctx) = self.parts();
+                    let (handler, mut ctx) = self.parts(Some(id));
                     let decision = handler.on_request(&mut ctx, id, &request);
                     let Some(c) = self.conns.slab.get_mut(id) else {
                         return;
@@ -521,19 +646,22 @@ impl<H: Handler> EventLoop<H> {
                     };
                     self.conns.dirty.push(id);
                     if opened {
-                        let (handler, mut ctx) = self.parts();
+                        let (handler, mut ctx) = self.parts(Some(id));
                         handler.on_open(&mut ctx, id, None);
                     }
                 }
                 Event::Accepted(response) => {
-                    let (handler, mut ctx) = self.parts();
+                    let (handler, mut ctx) = self.parts(Some(id));
                     handler.on_open(&mut ctx, id, Some(&response));
                 }
                 Event::Closed { code, clean } => {
                     c.outcome = Some(Disconnect::Closed { code, clean });
                 }
                 event => {
-                    let (handler, mut ctx) = self.parts();
+                    if matches!(event, Event::Text { .. } | Event::Binary { .. }) {
+                        c.last_progress = self.conns.now;
+                    }
+                    let (handler, mut ctx) = self.parts(Some(id));
                     handler.on_event(&mut ctx, id, event);
                 }
             }
@@ -550,9 +678,14 @@ impl<H: Handler> EventLoop<H> {
         let Some(c) = self.conns.slab.get_mut(id) else {
             return false;
         };
-        if c.linger_until.is_some() {
+        // The memory budget's count, O(1).
+        let bytes = c.core.buffered_bytes();
+        self.conns.buffered_total = (self.conns.buffered_total - c.accounted) + bytes;
+        c.accounted = bytes;
+        if c.linger_until.is_some() || c.connecting.is_some() {
+            let connecting = c.connecting.is_some();
             self.update_timer(id);
-            return false;
+            return connecting;
         }
         if c.core.should_close_transport() {
             let why = c
@@ -590,7 +723,7 @@ impl<H: Handler> EventLoop<H> {
         }
         self.update_timer(id);
         if blocked != was_paused {
-            let (handler, mut ctx) = self.parts();
+            let (handler, mut ctx) = self.parts(Some(id));
             if blocked {
                 handler.on_blocked(&mut ctx, id);
             } else {
@@ -609,6 +742,9 @@ impl<H: Handler> EventLoop<H> {
         let Some(c) = self.conns.slab.get_mut(id) else {
             return false;
         };
+        if c.connecting.is_some() {
+            return true;
+        }
         loop {
             // One (vectored) write for everything queued: the replies to a whole read
             // leave in as few syscalls as possible, large payloads without a copy.
@@ -625,7 +761,10 @@ impl<H: Handler> EventLoop<H> {
                     self.remove(id);
                     return false;
                 }
-                Ok(n) => c.core.advance_transmit(n),
+                Ok(n) => {
+                    c.core.advance_transmit(n);
+                    c.last_progress = self.conns.now;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -638,6 +777,9 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn flush_dirty(&mut self) {
+        while let Some((id, code)) = self.conns.evictions.pop() {
+            self.evict(id, Disconnect::SlowConsumer { code });
+        }
         while let Some(id) = self.conns.dirty.pop() {
             self.dispatch(id);
             self.settle(id);
@@ -648,7 +790,10 @@ impl<H: Handler> EventLoop<H> {
         let Some(c) = self.conns.slab.get_mut(id) else {
             return;
         };
-        let want = c.linger_until.or_else(|| c.core.poll_timeout());
+        let want = c
+            .linger_until
+            .or_else(|| c.connecting.as_ref().map(|k| k.deadline))
+            .or_else(|| c.core.poll_timeout());
         if want != c.deadline {
             c.deadline = want;
             if let Some(t) = want {
@@ -674,6 +819,10 @@ impl<H: Handler> EventLoop<H> {
                 self.remove(id);
                 continue;
             }
+            if c.connecting.is_some() {
+                self.next_address(id, io::ErrorKind::TimedOut.into());
+                continue;
+            }
             c.core.handle_timeout(now);
             self.dispatch(id);
             self.settle(id);
@@ -693,7 +842,7 @@ impl<H: Handler> EventLoop<H> {
             c.core.role() == wsengine::Role::Server && c.stream.shutdown(Shutdown::Write).is_ok();
         c.linger_until = Some(Instant::now() + self.conns.config.linger);
         c.readable = true;
-        let (handler, mut ctx) = self.parts();
+        let (handler, mut ctx) = self.parts(Some(id));
         handler.on_close(&mut ctx, id, why);
         if lingers && self.conns.slab.get(id).is_some() {
             self.update_timer(id);
@@ -723,7 +872,154 @@ impl<H: Handler> EventLoop<H> {
     fn remove(&mut self, id: ConnId) {
         if let Some(mut c) = self.conns.slab.remove(id) {
             let _ = self.poll.registry().deregister(&mut c.stream);
+            self.conns.buffered_total -= c.accounted;
+            // A descriptor is free (once `c` drops): clients waiting in the backlog
+            // after an accept error get it now.
+            if self.accept_retry.is_some() {
+                self.accept_retry = Some(self.conns.now);
+            }
         }
+    }
+
+    /// A connect under way became ready: true once connected (the handshake can go),
+    /// false while still connecting or once it failed.
+    fn check_connect(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return false;
+        };
+        let failed = match c.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match c.stream.peer_addr() {
+                Ok(_) => None,
+                // Not yet (a spurious wakeup): wait for the next event.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return false,
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failed {
+            self.next_address(id, e);
+            return false;
+        }
+        let Some(connecting) = c.connecting.take() else {
+            return true;
+        };
+        let _ = c.stream.set_nodelay(self.conns.config.nodelay);
+        // The request was checked when the connect started (else the first core stays):
+        // a fresh core, so the handshake timeout starts now.
+        if let Ok(core) = Connection::client(
+            connecting.request,
+            self.conns.config.connection.clone(),
+            self.conns.now,
+        ) {
+            c.core = core;
+        }
+        c.last_progress = self.conns.now;
+        c.readable = true;
+        true
+    }
+
+    /// The current connect attempt failed with `error`: try the next address, or end the
+    /// connection with that error when none is left.
+    fn next_address(&mut self, id: ConnId, error: io::Error) {
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return;
+        };
+        let Some(connecting) = c.connecting.as_mut() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        match start_connect(&mut connecting.rest) {
+            Ok((stream, peer)) => {
+                connecting.deadline = self.conns.now + self.conns.config.connect_timeout;
+                c.stream = stream;
+                c.peer = peer;
+                let registered = self.poll.registry().register(
+                    &mut c.stream,
+                    Token(id.index as usize),
+                    Interest::READABLE | Interest::WRITABLE,
+                );
+                match registered {
+                    Ok(()) => self.update_timer(id),
+                    Err(e) => {
+                        self.finish(id, Disconnect::Io(e));
+                    }
+                }
+            }
+            // Every address was tried: report the last attempt's error (what the
+            // blocking connect did), not "no address".
+            Err(_) => self.finish(id, Disconnect::Io(error)),
+        }
+    }
+
+    /// Closes `id` at once, for peers that do not read and so would never get to a Close
+    /// frame queued behind what they did not read: reports `why` (with the `code` it
+    /// stands for) and drops the connection. The socket is reset (`SO_LINGER` 0), so the
+    /// kernel frees its send queue too instead of trying to deliver it for minutes.
+    fn evict(&mut self, id: ConnId, why: Disconnect) {
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return;
+        };
+        if c.linger_until.is_none() {
+            c.linger_until = Some(self.conns.now);
+            let (handler, mut ctx) = self.parts(Some(id));
+            handler.on_close(&mut ctx, id, why);
+        }
+        // (Otherwise already reported: only its buffers are left to free.)
+        if let Some(c) = self.conns.slab.get(id) {
+            let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+        }
+        self.remove(id);
+    }
+
+    /// Over [`DriverConfig::max_memory`]: closes the connections holding the most until
+    /// the sum is back under it, those making no progress first (1008), then, if every
+    /// holder is making progress, the largest (1013). Scans only when over.
+    fn enforce_budget(&mut self) {
+        let budget = self.conns.config.max_memory;
+        if self.conns.buffered_total <= budget {
+            return;
+        }
+        let now = self.conns.now;
+        // What an idle connection may hold: a receive buffer of up to `recv_limit` (kept
+        // until it is empty) and a little transmit tail. Above that, or with bytes
+        // waiting for its socket, a connection *holds* memory.
+        let idle_size = self
+            .conns
+            .config
+            .connection
+            .recv_limit()
+            .saturating_add(IDLE_SLACK);
+        // Stalled holders first (they hold memory without progress: 1008), largest
+        // first; then, only if that was not enough, everyone else, largest first (1013).
+        let mut victims: Vec<(bool, usize, ConnId)> = self
+            .conns
+            .slab
+            .ids()
+            .filter_map(|id| {
+                let c = self.conns.slab.get(id)?;
+                let stalled = now.saturating_duration_since(c.last_progress) >= PROGRESS_WINDOW;
+                let holds = c.core.transmit_len() > 0 || c.accounted > idle_size;
+                let stalled_holder = c.linger_until.is_some() || (stalled && holds);
+                (c.accounted > 0).then_some((stalled_holder, c.accounted, id))
+            })
+            .collect();
+        victims
+            .sort_unstable_by_key(|&(stalled_holder, bytes, _)| Reverse((stalled_holder, bytes)));
+        for (stalled_holder, _, id) in victims {
+            if self.conns.buffered_total <= budget {
+                break;
+            }
+            // 1008: it holds memory without reading (policy violation); 1013: the server
+            // is merely overloaded, try again later.
+            let code = if stalled_holder {
+                CloseCode::POLICY
+            } else {
+                TRY_AGAIN_LATER
+            };
+            self.evict(id, Disconnect::MemoryBudget { code });
+        }
+        // What the handler sent from its on_close callbacks.
+        self.flush_dirty();
     }
 }
 

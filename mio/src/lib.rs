@@ -30,9 +30,34 @@
 //!   reset; a client simply closes.
 //! - A connection cap: past [`DriverConfig::max_connections`], new sockets get
 //!   `503 Service Unavailable` and are closed.
+//! - Accepting: the listener uses [`DriverConfig::backlog`]. When accepting fails (EMFILE,
+//!   ENFILE: out of descriptors), clients already in the backlog raise no new event, so
+//!   the loop retries every 50 ms and at once whenever one of its connections is removed;
+//!   the handler hears of the error at most once per second ([`Handler::on_accept_error`]).
+//! - One memory budget ([`DriverConfig::max_memory`]): the loop keeps the sum of
+//!   [`Connection::buffered_bytes`](wsengine::Connection::buffered_bytes) over its
+//!   connections, updated in O(1) each time a connection is serviced, written to or sent
+//!   to. Over it, it closes the connections holding the most until it is back under:
+//!   first those that hold memory (bytes queued, or more than an idle connection's
+//!   buffers) with no progress for a second (nothing written, no message received),
+//!   reported as [`Disconnect::MemoryBudget`] with 1008, then, only if every holder is
+//!   making progress, the largest with 1013. Such a connection is dropped at once with
+//!   its socket reset: a peer that does not read would never reach a Close frame queued
+//!   behind what it did not read.
+//! - Slow consumers ([`DriverConfig::slow_consumer`]): a data message sent to a
+//!   connection other than the one whose callback is running (broadcast, relays)
+//!   while that connection already has [`SlowConsumer::max_queued`] bytes
+//!   queued closes it at once ([`Disconnect::SlowConsumer`], 1008 by default) or, with
+//!   [`SlowConsumerAction::Drop`], skips the message and counts it
+//!   ([`Context::dropped_messages`]). The sender and the others are never held back;
+//!   Ping, Pong and Close frames are never skipped.
+//! - Connecting (client): name resolution blocks, the TCP connect does not: it runs on
+//!   the loop with [`DriverConfig::connect_timeout`] per address on the timer heap, the
+//!   next resolved address tried when one fails.
 //! - Graceful shutdown ([`Handle::stop`], [`Context::stop`]): stop accepting, close every
 //!   open connection with 1001 (going away), and wait for the closes for at most
-//!   [`DriverConfig::shutdown_timeout`].
+//!   [`DriverConfig::shutdown_timeout`]. (`wsengine serve` does this on SIGTERM and
+//!   SIGINT.)
 //!
 //! TLS (`wss://`) is not supported by this driver yet.
 
@@ -44,12 +69,58 @@ mod handle;
 mod handler;
 mod slab;
 
-use wsengine::Config;
 use wsengine::time::Duration;
+use wsengine::{CloseCode, Config};
 
 pub use event_loop::EventLoop;
 pub use handle::Handle;
 pub use handler::{Context, Decision, Disconnect, Handler};
+
+/// 1013 (Try Again Later, IANA WebSocket close code registry): the server is overloaded.
+pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+
+/// What the loop does with a connection that cannot keep up with what *other*
+/// connections send it (see [`DriverConfig::slow_consumer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowConsumer {
+    /// The policy applies to a data message sent to a connection that already has this
+    /// many bytes or more queued for its socket (default 512 KiB: small messages are
+    /// copied into each receiver's buffer, so 20 readers that stall together in a busy
+    /// broadcast hold up to 20 x this before they are closed; measured with
+    /// `wsengine serve --mode broadcast`, server peak RSS grew 12 MiB at 512 KiB and 21
+    /// MiB at 1 MiB).
+    pub max_queued: usize,
+    /// What to do then (default: close with 1008).
+    pub action: SlowConsumerAction,
+}
+
+/// See [`SlowConsumer::action`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowConsumerAction {
+    /// Close the connection *at once*, reporting this code: a peer that does not read
+    /// would never read a Close frame, which would wait behind what it did not read, so
+    /// the socket is reset and its buffers (ours and the kernel's) freed right away
+    /// instead. The handler learns [`Disconnect::SlowConsumer`]. Chosen over the core's
+    /// close timeout so that a stalled reader costs nothing past the threshold: it holds
+    /// about `max_queued` (plus one message) at most, and only until it crosses it.
+    Close(CloseCode),
+    /// Skip data messages for it while it is over (the send returns
+    /// [`SendError::Blocked`](wsengine::SendError::Blocked)); each skipped message is
+    /// counted ([`Context::dropped_messages`]). Ping, Pong and Close frames are never
+    /// skipped.
+    Drop,
+}
+
+impl Default for SlowConsumer {
+    fn default() -> Self {
+        Self {
+            max_queued: 512 << 10,
+            // RFC 6455 §7.4.1: 1008, the peer violates the policy (it does not read).
+            action: SlowConsumerAction::Close(CloseCode::POLICY),
+        }
+    }
+}
 pub use slab::ConnId;
 
 /// Settings of an [`EventLoop`].
@@ -65,8 +136,30 @@ pub struct DriverConfig {
     pub read_chunk: usize,
     /// Longest wait for Close replies during graceful shutdown (default 5 s).
     pub shutdown_timeout: Duration,
-    /// Longest wait for each address when connecting (default 10 s).
+    /// Longest wait for each address when connecting (default 10 s); the connect itself
+    /// is non-blocking, with this deadline on the loop's timers (name resolution does
+    /// block).
     pub connect_timeout: Duration,
+    /// The listen backlog: how many connections the kernel completes and holds until
+    /// the loop accepts them (default 1024; Linux caps it at `net.core.somaxconn`).
+    pub backlog: u32,
+    /// One memory budget for the whole loop, in bytes (default 256 MiB): the sum of
+    /// [`Connection::buffered_bytes`](wsengine::Connection::buffered_bytes) over all
+    /// connections (queued for sending, incomplete incoming messages, inflate buffers),
+    /// kept up to date as connections are serviced. Over it, the connections holding the
+    /// most are closed at once (socket closed, buffers freed, [`Disconnect::MemoryBudget`])
+    /// until the sum is back under it: first those that hold memory (bytes queued for
+    /// their socket, or more than an idle connection's receive buffer) and made no
+    /// progress in the last second (nothing written to their socket, no message
+    /// received), with 1008 (policy violation: they hold memory without reading); only
+    /// when every holder is making progress (the server is merely overloaded), the
+    /// largest with 1013 (try again later). `usize::MAX` turns the budget off.
+    pub max_memory: usize,
+    /// What to do with a connection that cannot keep up with messages other connections
+    /// send it (broadcast, relays): [`Context::send`] and the like to any connection but
+    /// the one whose callback is running (not [`Handle::send`], the application's own
+    /// sends) (default: close with 1008 at 512 KiB queued; see [`SlowConsumer`]).
+    pub slow_consumer: SlowConsumer,
     /// After a server closes its write side, how long it keeps reading and discarding
     /// while waiting for the peer's EOF (default 2 s).
     pub linger: Duration,
@@ -82,6 +175,9 @@ impl Default for DriverConfig {
             read_chunk: 64 << 10,
             shutdown_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            backlog: 1024,
+            max_memory: 256 << 20,
+            slow_consumer: SlowConsumer::default(),
             linger: Duration::from_secs(2),
             nodelay: true,
         }

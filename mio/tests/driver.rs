@@ -19,8 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wsengine::{ClientRequest, CloseCode, Event, FrameHeader, OpCode, Response, Status};
-use wsengine_mio::{ConnId, Context, Disconnect, DriverConfig, EventLoop, Handle, Handler};
+use wsengine::{ClientRequest, CloseCode, Event, FrameHeader, Message, OpCode, Response, Status};
+use wsengine_mio::{
+    ConnId, Context, Disconnect, DriverConfig, EventLoop, Handle, Handler, SlowConsumer,
+    SlowConsumerAction,
+};
 
 /// What the test server saw, shared with the test thread.
 #[derive(Default)]
@@ -458,6 +461,519 @@ fn data_and_end_of_stream_in_one_wakeup_still_close_the_connection() {
         log.closed,
         vec!["Closed { code: CloseCode(1006), clean: false }".to_owned()]
     );
+}
+
+/// Writes echo requests on `s` without reading until the server stops taking them (its
+/// socket buffers full and reading paused) for 500 ms; returns the bytes written.
+fn stuff(s: &mut TcpStream, frame: &[u8]) -> usize {
+    s.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut written = 0usize;
+    let mut stalled_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        // Keep the byte stream whole across partial writes.
+        let at = written % frame.len();
+        match s.write(&frame[at..]) {
+            Ok(n) => {
+                written += n;
+                stalled_since = None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // The server closed it (the budget): done.
+            Err(_) => break,
+        }
+    }
+    s.set_nonblocking(false).unwrap();
+    written
+}
+
+/// Reads and discards until the peer's EOF or a reset (true), or until a read times out
+/// (false: the socket is open and nothing more is coming) or `limit` passes.
+fn closed_within(mut s: &TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut buf = vec![0u8; 64 << 10];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            // Nothing more is coming: still open.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Reads one whole server (unmasked) frame: its opcode and payload.
+fn read_frame(s: &mut TcpStream, pending: &mut Vec<u8>) -> Option<(OpCode, Vec<u8>)> {
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        if let Ok(Status::Complete((h, n))) = FrameHeader::decode(pending, 0) {
+            let len = usize::try_from(h.payload_len).unwrap();
+            if pending.len() >= n + len {
+                let payload = pending[n..n + len].to_vec();
+                pending.drain(..n + len);
+                return Some((h.opcode, payload));
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => pending.extend_from_slice(&buf[..k]),
+        }
+    }
+}
+
+/// A raw client with its handshake done.
+fn raw_client(addr: SocketAddr) -> TcpStream {
+    let mut s = raw_connect(addr);
+    s.write_all(REQUEST).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head:?}");
+    s
+}
+
+/// Sends a text message on a raw client and reads the echo.
+fn echo_once(s: &mut TcpStream, text: &str) -> String {
+    s.write_all(&client_frame(wsengine_test_support::TEXT, text.as_bytes()))
+        .unwrap();
+    let mut pending = Vec::new();
+    let (op, payload) = read_frame(s, &mut pending).expect("an echo");
+    assert_eq!(op, OpCode::Text);
+    String::from_utf8(payload).unwrap()
+}
+
+#[test]
+fn over_the_memory_budget_non_readers_are_closed_first_and_others_keep_working() {
+    let mut config = DriverConfig::default();
+    config.connection.max_send_buffer = 128 << 10;
+    config.max_memory = 640 << 10;
+    let mut server = RunningServer::start(config);
+    let mut canary = raw_client(server.addr);
+    assert_eq!(echo_once(&mut canary, "before"), "before");
+    let frame = client_frame(wsengine_test_support::BINARY, &[0xAB; 16 << 10]);
+    // Non-readers, one after the other, each left stalled for over a second (no
+    // progress) before the next one pushes the server over its budget.
+    let mut stuffers = Vec::new();
+    for _ in 0..4 {
+        let mut s = raw_client(server.addr);
+        stuff(&mut s, &frame);
+        stuffers.push(s);
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(echo_once(&mut canary, "during"), "during");
+    }
+    let closed = server.log.lock().unwrap().closed.clone();
+    assert!(
+        closed
+            .iter()
+            .any(|c| c == "MemoryBudget { code: CloseCode(1008) }"),
+        "{closed:?}"
+    );
+    assert!(
+        closed.iter().all(|c| c.starts_with("MemoryBudget")),
+        "{closed:?}"
+    );
+    // The sockets of the closed ones are gone (reset), the others still open.
+    let gone = stuffers
+        .iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            closed_within(s, Duration::from_secs(5))
+        })
+        .count();
+    assert!(gone >= 1);
+    assert_eq!(gone, closed.len(), "{closed:?}");
+    assert_eq!(echo_once(&mut canary, "after"), "after");
+    drop(stuffers);
+    drop(canary);
+    server.stop();
+}
+
+#[test]
+fn over_the_memory_budget_with_everyone_making_progress_the_largest_gets_1013() {
+    let mut config = DriverConfig::default();
+    config.max_memory = 256 << 10;
+    let mut server = RunningServer::start(config);
+    // An idle connection, past the progress window: not a holder, not a victim.
+    let mut canary = raw_client(server.addr);
+    assert_eq!(echo_once(&mut canary, "before"), "before");
+    std::thread::sleep(Duration::from_millis(1200));
+    // A fresh connection (progress: just accepted) sending a message larger than the
+    // whole budget: the server is merely overloaded by it.
+    let mut big = raw_client(server.addr);
+    let frame = client_frame(wsengine_test_support::BINARY, &vec![1; 512 << 10]);
+    let _ = big.write_all(&frame);
+    big.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(closed_within(&big, Duration::from_secs(5)));
+    let closed = server.log.lock().unwrap().closed.clone();
+    assert_eq!(
+        closed,
+        vec!["MemoryBudget { code: CloseCode(1013) }".to_owned()]
+    );
+    assert_eq!(echo_once(&mut canary, "after"), "after");
+    drop((canary, big));
+    server.stop();
+}
+
+/// Relays every text or binary message to every open connection.
+struct Room {
+    log: Arc<Mutex<ServerLog>>,
+    dropped: Arc<Mutex<u64>>,
+}
+
+impl Handler for Room {
+    fn on_open(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _r: Option<&Response>) {
+        self.log.lock().unwrap().opened += 1;
+    }
+
+    fn on_event(&mut self, ctx: &mut Context<'_>, _id: ConnId, event: Event) {
+        let message = match event {
+            Event::Text { data, .. } => Message::Text(data),
+            Event::Binary { data, .. } => Message::Binary(data),
+            _ => return,
+        };
+        ctx.broadcast(&message, None);
+        *self.dropped.lock().unwrap() = ctx.dropped_messages_total();
+    }
+
+    fn on_close(&mut self, _ctx: &mut Context<'_>, _id: ConnId, why: Disconnect) {
+        self.log.lock().unwrap().closed.push(format!("{why:?}"));
+    }
+}
+
+/// A broadcast room with two chatting clients and one that stopped reading (a small
+/// receive buffer): returns the server's closes, the messages skipped, whether the
+/// stalled reader's socket was closed.
+fn stalled_reader_in_a_broadcast(action: SlowConsumerAction) -> (Vec<String>, u64, bool) {
+    let mut config = DriverConfig::default();
+    config.slow_consumer = SlowConsumer {
+        max_queued: 64 << 10,
+        action,
+    };
+    config.shutdown_timeout = Duration::from_millis(500);
+    let log = Arc::new(Mutex::new(ServerLog::default()));
+    let dropped = Arc::new(Mutex::new(0));
+    let mut event_loop = EventLoop::new(
+        config,
+        Room {
+            log: Arc::clone(&log),
+            dropped: Arc::clone(&dropped),
+        },
+    )
+    .unwrap();
+    let addr = event_loop.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let handle = event_loop.handle();
+    let thread = std::thread::spawn(move || event_loop.run().unwrap());
+
+    let stalled = {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket.set_recv_buffer_size(4 << 10).unwrap();
+        socket
+            .connect_timeout(&addr.into(), Duration::from_secs(5))
+            .unwrap();
+        let mut s: TcpStream = socket.into();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(REQUEST).unwrap();
+        assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
+        s
+    };
+    let mut a = raw_client(addr);
+    let b = raw_client(addr);
+    while log.lock().unwrap().opened < 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    const COUNT: usize = 300;
+    let reader = |mut s: TcpStream| {
+        std::thread::spawn(move || {
+            let mut pending = Vec::new();
+            let mut got = 0;
+            while got < COUNT {
+                match read_frame(&mut s, &mut pending) {
+                    Some((OpCode::Binary, payload)) if payload.len() == 32 << 10 => got += 1,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            (got, s)
+        })
+    };
+    let b_reader = reader(b.try_clone().unwrap());
+    let frame = client_frame(wsengine_test_support::BINARY, &[7; 32 << 10]);
+    let started = Instant::now();
+    // A chats at the pace the room relays: each message once its own copy came back.
+    let mut got_a = 0;
+    let mut pending = Vec::new();
+    for _ in 0..COUNT {
+        a.write_all(&frame).unwrap();
+        match read_frame(&mut a, &mut pending) {
+            Some((OpCode::Binary, payload)) if payload.len() == 32 << 10 => got_a += 1,
+            _ => break,
+        }
+    }
+    let (got_b, _) = b_reader.join().unwrap();
+    assert_eq!((got_a, got_b), (COUNT, COUNT), "the chatters lost messages");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut stalled = stalled;
+    stalled
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Read nothing for a moment: a closed socket shows as EOF or reset at once, an open
+    // one times out.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut probe = [0u8; 1];
+    let stalled_closed = {
+        // Skip what arrived before the close; a still-open socket keeps timing out.
+        let mut closed = false;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match stalled.read(&mut probe) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break;
+                }
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        closed
+    };
+    drop((a, b, stalled));
+    handle.stop().unwrap();
+    thread.join().unwrap();
+    let closed = log.lock().unwrap().closed.clone();
+    let dropped = *dropped.lock().unwrap();
+    (closed, dropped, stalled_closed)
+}
+
+#[test]
+fn a_stalled_reader_in_a_broadcast_is_closed_with_1008_and_the_others_get_everything() {
+    let (closed, dropped, stalled_closed) =
+        stalled_reader_in_a_broadcast(SlowConsumerAction::Close(CloseCode::POLICY));
+    assert_eq!(
+        closed
+            .iter()
+            .filter(|c| *c == "SlowConsumer { code: CloseCode(1008) }")
+            .count(),
+        1,
+        "{closed:?}"
+    );
+    assert_eq!(dropped, 0);
+    assert!(
+        stalled_closed,
+        "the stalled reader's socket is closed at once"
+    );
+}
+
+#[test]
+fn a_stalled_reader_in_a_broadcast_can_have_messages_dropped_instead() {
+    let (closed, dropped, stalled_closed) = stalled_reader_in_a_broadcast(SlowConsumerAction::Drop);
+    assert!(
+        !closed.iter().any(|c| c.contains("SlowConsumer")),
+        "{closed:?}"
+    );
+    assert!(dropped > 0, "skipped messages are counted");
+    assert!(!stalled_closed, "the stalled reader stays connected");
+}
+
+/// Child side of `accept_backs_off_when_out_of_file_descriptors`: an echo server run in
+/// a child process with a low descriptor limit (set by the parent's shell), printing its
+/// address and every accept error it is told of.
+#[test]
+#[ignore = "run by accept_backs_off_when_out_of_file_descriptors in a child process"]
+fn emfile_child_server() {
+    if std::env::var_os("WSENGINE_EMFILE_CHILD").is_none() {
+        return;
+    }
+    struct Server;
+    impl Handler for Server {
+        fn on_accept_error(&mut self, _ctx: &mut Context<'_>, error: &std::io::Error) {
+            println!("ACCEPT_ERROR {error}");
+        }
+    }
+    let mut event_loop = EventLoop::new(DriverConfig::default(), Server).unwrap();
+    let addr = event_loop.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    println!("LISTENING {addr}");
+    let handle = event_loop.handle();
+    // Bounded even if the parent never kills it.
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = handle.stop();
+    });
+    event_loop.run().unwrap();
+}
+
+#[test]
+fn accept_backs_off_when_out_of_file_descriptors() {
+    use std::io::BufRead;
+    // The descriptor limit is per process: the server runs in a child (this binary,
+    // running only `emfile_child_server`) under `ulimit -n 40`.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 40 && exec "$0" "$@""#)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "emfile_child_server",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("WSENGINE_EMFILE_CHILD", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let addr: SocketAddr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        // libtest may print the test's name on the same line first.
+        if let Some((_, a)) = line.split_once("LISTENING ") {
+            break a.trim().parse().unwrap();
+        }
+    };
+    // More clients than the child has descriptors: the kernel completes them all (the
+    // backlog is 1024), the server accepts what it can.
+    let mut clients: Vec<TcpStream> = (0..60)
+        .map(|_| {
+            let mut s = raw_connect(addr);
+            s.write_all(REQUEST).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let (mut served, mut waiting) = (Vec::new(), Vec::new());
+    for s in clients.drain(..) {
+        s.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let answered = s.peek(&mut byte).is_ok();
+        s.set_nonblocking(false).unwrap();
+        if answered {
+            served.push(s)
+        } else {
+            waiting.push(s)
+        }
+    }
+    assert!(!served.is_empty(), "nothing was served");
+    assert!(
+        !waiting.is_empty(),
+        "the descriptor limit was never reached"
+    );
+    assert!(
+        waiting.len() < served.len(),
+        "{} {}",
+        waiting.len(),
+        served.len()
+    );
+    for s in &mut served {
+        assert!(read_head(s).starts_with("HTTP/1.1 101"));
+    }
+    // Free descriptors: every waiting client is served within a second, with no new
+    // connection to wake the listener.
+    drop(served);
+    let freed = Instant::now();
+    for s in &mut waiting {
+        let left = Duration::from_millis(1500).saturating_sub(freed.elapsed());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let head = read_head(s);
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "a waiting client was not served {:?} after descriptors freed: {head:?}",
+            freed.elapsed()
+        );
+    }
+    // Reported, at most once per second.
+    let reports = rx.try_iter().filter(|l| l.contains("ACCEPT_ERROR")).count();
+    assert!(reports >= 1, "the accept error was not reported");
+    assert!(reports <= 3, "{reports} reports in about 2 s");
+}
+
+#[test]
+fn connecting_does_not_block_the_loop() {
+    // A listener whose accept queue is full: a further connect hangs in SYN-SENT.
+    let full = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _occupant = TcpStream::connect_timeout(&full_addr, Duration::from_secs(1)).unwrap();
+    let _occupant2 = TcpStream::connect_timeout(&full_addr, Duration::from_millis(100));
+
+    let mut server = RunningServer::start(DriverConfig::default());
+    let mut config = DriverConfig::default();
+    config.connect_timeout = Duration::from_secs(1);
+    let mut event_loop = EventLoop::new(config, EchoClient::new(vec!["hi".into()])).unwrap();
+    let started = Instant::now();
+    event_loop
+        .connect(ClientRequest::new(&format!("ws://{full_addr}/")).unwrap())
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(200),
+        "connect blocked for {took:?}"
+    );
+    event_loop
+        .connect(ClientRequest::new(&server.url("/")).unwrap())
+        .unwrap();
+    let client = run_client(event_loop, Duration::from_secs(10));
+    // The echo completed while the other connect was pending; that one timed out.
+    assert_eq!(client.received.len(), 1);
+    assert!(
+        client.closes[0].contains("clean: true"),
+        "{:?}",
+        client.closes
+    );
+    assert!(client.closes[1].contains("TimedOut"), "{:?}", client.closes);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    server.stop();
 }
 
 // ---- the conformance vectors ----
