@@ -154,6 +154,16 @@ pub enum Error {
     /// A `wss://` URL: TLS is not part of this adapter. Open a TLS stream yourself and
     /// use [`client`].
     TlsUnsupported,
+    /// A pending [`send`](WebSocketStream::send), [`flush`](WebSocketStream::flush) or
+    /// [`close`](WebSocketStream::close) was cut short by the end of the connection:
+    /// what it handed over and was not written yet never will be (the peer stopped
+    /// reading after the connection closed and [`LINGER`] passed, the close timer
+    /// expired with bytes still queued, the stream has ended), or the message it waited
+    /// to hand over was dropped, unsent. When the connection failed the pending
+    /// operation gets that failure instead ([`Error::Connection`], a keepalive timeout
+    /// say, or [`Error::Io`]). [`next`](WebSocketStream::next) and
+    /// [`closed`](WebSocketStream::closed) say how the connection ended.
+    ConnectionClosed,
 }
 
 impl fmt::Display for Error {
@@ -165,6 +175,9 @@ impl fmt::Display for Error {
             Self::Request(e) => fmt::Display::fmt(e, f),
             Self::Rejected(status) => write!(f, "upgrade refused with status {status}"),
             Self::TlsUnsupported => f.write_str("wss:// needs TLS, which this adapter lacks"),
+            Self::ConnectionClosed => {
+                f.write_str("the connection ended before the operation completed")
+            }
         }
     }
 }
@@ -176,7 +189,7 @@ impl std::error::Error for Error {
             Self::Connection(e) => Some(e),
             Self::Send(e) => Some(e),
             Self::Request(e) => Some(e),
-            Self::Rejected(_) | Self::TlsUnsupported => None,
+            Self::Rejected(_) | Self::TlsUnsupported | Self::ConnectionClosed => None,
         }
     }
 }

@@ -55,6 +55,7 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
         Self {
             writer: WebSocketWriter {
                 shared: Arc::clone(&shared),
+                held: None,
             },
             reader: WebSocketReader::new(shared, read),
         }
@@ -91,6 +92,14 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
                 shared.fan.register(READER, cx.waker());
                 let mut inner = shared.lock();
                 if inner.core.state() == State::Open {
+                    // The 101 (or a client's first frames) to a peer that never reads:
+                    // keepalive, if configured, ends the wait.
+                    inner.tick(&shared.fan, &shared.fan_waker, READER);
+                    if let Some(e) = inner.abandoned() {
+                        drop(inner);
+                        shared.fan.clear(READER);
+                        return Poll::Ready(Err(e));
+                    }
                     let flushed = ready!(inner.flush(&shared.fan, &shared.fan_waker, READER));
                     drop(inner);
                     shared.fan.clear(READER);
@@ -187,6 +196,20 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     /// The connection's lifecycle state.
     pub fn state(&self) -> State {
         self.reader.state()
+    }
+
+    /// Bytes of memory the connection holds in buffers right now: the core's
+    /// ([`Connection::buffered_bytes`]: the receive buffer, a message being assembled,
+    /// what waits for the transport, at most `max_send_buffer` plus one message) and the
+    /// adapter's own (read bytes not yet handed to the core, a message the
+    /// [`Sink`] took without room). What a host adds up across connections to keep one
+    /// memory budget. An idle connection holds no more after a burst than before it:
+    /// the adapter keeps no buffer of its own between operations (reads pass through
+    /// one buffer per thread), and the core gives large buffers back once drained.
+    pub fn buffered_bytes(&self) -> usize {
+        // The reader's count is the core's plus its own; the writer adds what it holds.
+        let held = self.writer.held.as_ref().map_or(0, crate::writer::message_len);
+        self.reader.buffered_bytes().saturating_add(held)
     }
 
     /// How the connection ended; see [`WebSocketReader::closed`].
