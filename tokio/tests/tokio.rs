@@ -1037,3 +1037,258 @@ fn conformance_vectors_over_tokio() {
         observed.next().expect("one per vector")
     });
 }
+
+// ---- every pending operation ends with the connection (issue #14) ----
+
+/// A one-shot signal between tasks (the adapter's tokio has no `sync` feature): `open`
+/// it, and `wait` returns.
+#[derive(Clone, Default)]
+struct Gate(Arc<std::sync::atomic::AtomicBool>);
+
+impl Gate {
+    fn open(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    async fn wait(&self) {
+        while !self.0.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Keepalive with a 100 ms interval and timeout.
+fn short_keepalive(mut config: Config) -> Config {
+    config.keepalive = Some(wsengine::Keepalive {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(100),
+    });
+    config
+}
+
+/// The echo loop of the crate docs, as an embedder writes it.
+async fn documented_echo<S>(mut ws: WebSocketStream<S>) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(message) = ws.next().await {
+        match message? {
+            m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn is_keepalive_timeout(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Connection(wsengine::Error::Timeout(wsengine::Timeout::Keepalive))
+    )
+}
+
+/// Regression (#14): the documented echo loop, echoing a large message to a peer that
+/// then neither reads nor writes, hung forever in `send().await` after keepalive had
+/// failed the connection (nothing woke the send, and nothing ended it). The send now
+/// returns the keepalive timeout, and the loop with it.
+#[test]
+fn keepalive_failure_ends_the_echo_loops_pending_send() {
+    run(Duration::from_secs(30), async {
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let server = tokio::spawn(async move {
+            let config = short_keepalive(Config::default());
+            let ws = accept_with(b, config, |_| Ok(Accept::new()))
+                .await
+                .expect("handshake");
+            let started = tokio::time::Instant::now();
+            let ended = tokio::time::timeout(Duration::from_secs(10), documented_echo(ws)).await;
+            (ended, started.elapsed())
+        });
+        let request = ClientRequest::new("ws://silent.test/").expect("url");
+        let (mut peer, _) = client(a, request, config()).await.expect("handshake");
+        // One message whose echo cannot fit in the transport, then silence: the peer
+        // neither reads nor writes again (and stays open).
+        peer.send(Message::binary(vec![1u8; 1 << 20]))
+            .await
+            .expect("the server reads it");
+        let (ended, elapsed) = server.await.expect("server");
+        let result = ended.expect("the echo loop ends (it used to hang in send)");
+        let error = result.expect_err("the connection failed");
+        assert!(is_keepalive_timeout(&error), "{error:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        drop(peer);
+    });
+}
+
+/// Regression (#14): a peer that reads for a while and then stops, while we keep
+/// sending: the send that blocks returned only when bytes went out, so after keepalive
+/// failed the connection it waited forever. It now returns the keepalive timeout; the
+/// stream reports the same error and ends, and the transport is shut down although the
+/// core still holds bytes for it (the peer sees EOF once it reads again).
+#[test]
+fn keepalive_failure_ends_a_send_blocked_by_a_peer_that_stopped_reading() {
+    run(Duration::from_secs(30), async {
+        const READ_BEFORE_STOPPING: usize = 10;
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let resume = Gate::default();
+        let resumed = resume.clone();
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b).await.expect("handshake");
+            let mut received = 0;
+            while received < READ_BEFORE_STOPPING {
+                match ws.next().await.expect("a message").expect("no error") {
+                    Message::Binary(_) => received += 1,
+                    _ => {}
+                }
+            }
+            // Stop reading (and writing) until told to go on.
+            resumed.wait().await;
+            while let Some(message) = ws.next().await {
+                if let Ok(Message::Binary(_)) = message {
+                    received += 1;
+                }
+            }
+            (received, ws.closed())
+        });
+        let request = ClientRequest::new("ws://stops-reading.test/").expect("url");
+        let config = short_keepalive(config());
+        let (mut ws, _) = client(a, request, config).await.expect("handshake");
+        let started = tokio::time::Instant::now();
+        let mut sent = 0usize;
+        let error = loop {
+            let send = ws.send(Message::binary(vec![2u8; 32 << 10]));
+            match tokio::time::timeout(Duration::from_secs(10), send).await {
+                Ok(Ok(())) => sent += 1,
+                Ok(Err(e)) => break e,
+                Err(_) => panic!("send {sent} still pending after 10 s (it used to hang)"),
+            }
+        };
+        let elapsed = started.elapsed();
+        assert!(is_keepalive_timeout(&error), "{error:?}");
+        assert!(sent >= READ_BEFORE_STOPPING, "sent {sent}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        // The reader reports the failure, then the stream ends, in bounded time.
+        let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        let error = next.expect("in time").expect("an item").expect_err("the failure");
+        assert!(is_keepalive_timeout(&error), "{error:?}");
+        let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        assert!(next.expect("in time").is_none(), "the stream ends");
+        // A later send is refused at once instead of waiting.
+        let late = tokio::time::timeout(Duration::from_secs(1), ws.send(Message::text("x")));
+        assert!(late.await.expect("at once").is_err());
+        // The write side was shut down with bytes still queued: the peer, reading
+        // again, gets what reached the transport and then EOF (1006, no Close).
+        resume.open();
+        let (received, closed) = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server's stream ends")
+            .expect("server");
+        assert!(received >= READ_BEFORE_STOPPING && received <= sent, "{received}");
+        assert_eq!(closed, Some((CloseCode::ABNORMAL, false)));
+        drop(ws);
+    });
+}
+
+/// Regression (#14, item 4): `close()` to a peer that never reads, with the send buffer
+/// full: the Close frame can never be written, the close timer ends the connection
+/// (1006), and the pending `close` used to wait forever for the write. It now returns
+/// [`Error::ConnectionClosed`] once the last writes' deadline ([`LINGER`]) has passed,
+/// and the stream ends.
+#[test]
+fn close_to_a_peer_that_never_reads_returns_after_the_close_timeout() {
+    run(Duration::from_secs(30), async {
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let server = tokio::spawn(async move {
+            let mut config = Config::default();
+            config.close_timeout = Some(Duration::from_millis(300));
+            let mut ws = accept_with(b, config, |_| Ok(Accept::new()))
+                .await
+                .expect("handshake");
+            // Handed over when called (the core has room), never written in full.
+            drop(ws.send(Message::binary(vec![3u8; 1 << 20])));
+            let started = tokio::time::Instant::now();
+            let closed = tokio::time::timeout(Duration::from_secs(10), ws.close(None)).await;
+            let elapsed = started.elapsed();
+            let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+            (closed, elapsed, next.map(|n| n.is_none()), ws.closed())
+        });
+        let request = ClientRequest::new("ws://never-reads.test/").expect("url");
+        let (peer, _) = client(a, request, config()).await.expect("handshake");
+        let (closed, elapsed, ended, how) = server.await.expect("server");
+        let result = closed.expect("close returns (it used to hang)");
+        assert!(
+            matches!(result, Err(Error::ConnectionClosed)),
+            "{result:?}"
+        );
+        assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(300) + LINGER + Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+        assert_eq!(ended, Ok(true), "the stream ends at once");
+        assert_eq!(how, Some((CloseCode::ABNORMAL, false)));
+        drop(peer);
+    });
+}
+
+// ---- the send backlog obeys the send limit (issue #14) ----
+
+/// Regression (#14): every `send` handed its message over when called, into an
+/// unbounded backlog once the core's send buffer was full, so 64 cancelled 1 MiB sends
+/// to a peer that does not read left 64 MiB queued although the limit
+/// (`max_send_buffer`) is 4 MiB, and all 64 went out later. A send now waits for room
+/// before it hands its message over; a cancelled one leaves nothing beyond the limit
+/// plus one message.
+#[test]
+fn cancelled_sends_leave_no_more_than_the_send_limit_queued() {
+    run(Duration::from_secs(60), async {
+        const MESSAGE: usize = 1 << 20;
+        let limit = Config::default().max_send_buffer;
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let go = Gate::default();
+        let gone = go.clone();
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b).await.expect("handshake");
+            let mut cancelled = 0;
+            for i in 0..64u8 {
+                let send = ws.send(Message::binary(vec![i; MESSAGE]));
+                if tokio::time::timeout(Duration::from_millis(2), send)
+                    .await
+                    .is_err()
+                {
+                    cancelled += 1;
+                }
+            }
+            let held = ws.buffered_bytes();
+            // Then let the peer read everything that was queued, and close.
+            go.open();
+            ws.close(None).await.expect("close");
+            while ws.next().await.is_some() {}
+            (cancelled, held)
+        });
+        let request = ClientRequest::new("ws://not-reading-yet.test/").expect("url");
+        let (mut ws, _) = client(a, request, config()).await.expect("handshake");
+        gone.wait().await;
+        let mut received = 0usize;
+        while let Some(message) = ws.next().await {
+            match message.expect("no error") {
+                Message::Binary(data) => {
+                    assert_eq!(data.len(), MESSAGE);
+                    received += 1;
+                }
+                Message::Close(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        let (cancelled, held) = server.await.expect("server");
+        assert!(cancelled >= 60, "the sends were cancelled: {cancelled}");
+        let bound = limit + MESSAGE;
+        assert!(
+            received * MESSAGE <= bound,
+            "{received} messages of 1 MiB were queued beyond the limit of {limit} bytes"
+        );
+        // What the connection held in memory after the cancelled sends: the queued
+        // bytes plus the receive buffer.
+        assert!(held <= bound + (128 << 10), "{held} bytes held");
+    });
+}
