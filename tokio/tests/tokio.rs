@@ -1231,6 +1231,53 @@ fn close_to_a_peer_that_never_reads_returns_after_the_close_timeout() {
     });
 }
 
+/// Regression (#14): split halves, the writer blocked on a send to a peer that then
+/// sends its Close and stops reading. The reader sees the Close, the teardown gives up
+/// on the stalled writes after [`LINGER`], and the stream ends; the blocked send used
+/// to return `Ok` then (its bytes never written), and now returns
+/// [`Error::ConnectionClosed`].
+#[test]
+fn a_blocked_send_fails_when_the_connection_ends_without_writing_it() {
+    run(Duration::from_secs(30), async {
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let (started, request) = (tokio::time::Instant::now(), "ws://closes.test/");
+        let server = tokio::spawn(async move {
+            let ws = accept(b).await.expect("handshake");
+            let (mut writer, mut reader) = ws.split();
+            let reading = tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while let Some(message) = reader.next().await {
+                    seen.push(message.expect("no error"));
+                }
+                (seen, reader.closed())
+            });
+            let mut sent = 0;
+            let error = loop {
+                let send = writer.send(Message::binary(vec![4u8; 1 << 20]));
+                match tokio::time::timeout(Duration::from_secs(10), send).await {
+                    Ok(Ok(())) => sent += 1,
+                    Ok(Err(e)) => break e,
+                    Err(_) => panic!("send {sent} still pending after 10 s"),
+                }
+            };
+            (error, sent, started.elapsed(), reading.await.expect("reader"))
+        });
+        let request = ClientRequest::new(request).expect("url");
+        let (mut peer, _) = client(a, request, config()).await.expect("handshake");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The peer's Close goes out; then it never reads (nor writes) again.
+        peer.close(None).await.expect("close");
+        let (error, sent, elapsed, (seen, closed)) = server.await.expect("server");
+        assert!(matches!(error, Error::ConnectionClosed), "{error:?}");
+        assert_eq!(sent, 0, "no 1 MiB message fits in the transport");
+        assert!(elapsed >= LINGER, "{elapsed:?}");
+        assert!(elapsed < LINGER + Duration::from_secs(5), "{elapsed:?}");
+        assert_eq!(seen, [normal_close()]);
+        assert_eq!(closed, Some((CloseCode::NORMAL, false)));
+        drop(peer);
+    });
+}
+
 // ---- the send backlog obeys the send limit (issue #14) ----
 
 /// Regression (#14): every `send` handed its message over when called, into an
