@@ -1278,6 +1278,41 @@ fn a_blocked_send_fails_when_the_connection_ends_without_writing_it() {
     });
 }
 
+/// Regression (#14, item 4): a client that sends its request and never reads the 101,
+/// over a transport too small for it. `accept` waited for the 101 to be written with no
+/// timer armed (the handshake timer stops once the core is open), forever; keepalive
+/// now runs during that wait and ends it.
+#[test]
+fn accept_ends_when_the_client_never_reads_the_101() {
+    run(Duration::from_secs(30), async {
+        let (mut a, b) = tokio::io::duplex(64);
+        let server = tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let config = short_keepalive(Config::default());
+            let accepted = tokio::time::timeout(
+                Duration::from_secs(10),
+                accept_with(b, config, |_| Ok(Accept::new())),
+            )
+            .await;
+            (accepted.map(|r| r.err()), started.elapsed())
+        });
+        a.write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .expect("the request");
+        // Never read.
+        let (accepted, elapsed) = server.await.expect("server");
+        let error = accepted
+            .expect("accept returns (it used to wait forever)")
+            .expect("an error");
+        assert!(is_keepalive_timeout(&error), "{error:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        drop(a);
+    });
+}
+
 // ---- the send backlog obeys the send limit (issue #14) ----
 
 /// Regression (#14): every `send` handed its message over when called, into an
