@@ -1374,3 +1374,48 @@ fn cancelled_sends_leave_no_more_than_the_send_limit_queued() {
         assert!(held <= bound + (128 << 10), "{held} bytes held");
     });
 }
+
+/// The `Sink` obeys the same limit: `poll_ready` waits for room while the send buffer
+/// is full, and items pushed with `start_send` regardless are refused beyond one
+/// ([`SendError::Blocked`](wsengine::SendError::Blocked)) instead of queuing without
+/// bound.
+#[test]
+fn the_sink_waits_for_room_and_refuses_beyond_one_held_message() {
+    use futures_sink::Sink;
+    run(Duration::from_secs(30), async {
+        const MESSAGE: usize = 1 << 20;
+        let limit = Config::default().max_send_buffer;
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let request = ClientRequest::new("ws://sink.test/").expect("url");
+        let server = tokio::spawn(accept(b));
+        let (peer, _) = client(a, request, config()).await.expect("client handshake");
+        let mut ws = server.await.expect("task").expect("server handshake");
+        let mut accepted = 0;
+        loop {
+            let ready = std::future::poll_fn(|cx| Pin::new(&mut ws).poll_ready(cx));
+            let Ok(result) = tokio::time::timeout(Duration::from_millis(50), ready).await else {
+                break;
+            };
+            result.expect("ready");
+            Pin::new(&mut ws)
+                .start_send(Message::binary(vec![5u8; MESSAGE]))
+                .expect("taken after poll_ready");
+            accepted += 1;
+            assert!(accepted <= 64, "poll_ready never waits");
+        }
+        // The peer reads nothing: the core took messages up to the limit.
+        assert_eq!(accepted * MESSAGE, limit + MESSAGE, "{accepted} accepted");
+        let held = ws.buffered_bytes();
+        Pin::new(&mut ws)
+            .start_send(Message::binary(vec![6u8; MESSAGE]))
+            .expect("one message is held without room");
+        assert!(ws.buffered_bytes() >= held + MESSAGE);
+        let refused = Pin::new(&mut ws).start_send(Message::binary(vec![7u8; MESSAGE]));
+        assert!(
+            matches!(refused, Err(Error::Send(wsengine::SendError::Blocked))),
+            "{refused:?}"
+        );
+        assert!(ws.buffered_bytes() <= limit + 2 * MESSAGE + (128 << 10));
+        drop(peer);
+    });
+}
