@@ -208,7 +208,11 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     /// one buffer per thread), and the core gives large buffers back once drained.
     pub fn buffered_bytes(&self) -> usize {
         // The reader's count is the core's plus its own; the writer adds what it holds.
-        let held = self.writer.held.as_ref().map_or(0, crate::writer::message_len);
+        let held = self
+            .writer
+            .held
+            .as_ref()
+            .map_or(0, crate::writer::message_len);
         self.reader.buffered_bytes().saturating_add(held)
     }
 

@@ -249,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite> WebSocketWriter<S> {
             // A shutdown that cannot complete (a TLS close_notify to a peer that does
             // not read) is given up with the last writes' deadline; the Close frame is
             // written.
-            && !inner.until.is_some_and(|until| now() >= until)
+            && inner.until.is_none_or(|until| now() < until)
         {
             return Poll::Pending;
         }

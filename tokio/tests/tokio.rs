@@ -1072,9 +1072,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     while let Some(message) = ws.next().await {
-        match message? {
-            m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
-            _ => {}
+        if let m @ (Message::Text(_) | Message::Binary(_)) = message? {
+            ws.send(m).await?;
         }
     }
     Ok(())
@@ -1136,9 +1135,9 @@ fn keepalive_failure_ends_a_send_blocked_by_a_peer_that_stopped_reading() {
             let mut ws = accept(b).await.expect("handshake");
             let mut received = 0;
             while received < READ_BEFORE_STOPPING {
-                match ws.next().await.expect("a message").expect("no error") {
-                    Message::Binary(_) => received += 1,
-                    _ => {}
+                let message = ws.next().await.expect("a message").expect("no error");
+                if let Message::Binary(_) = message {
+                    received += 1;
                 }
             }
             // Stop reading (and writing) until told to go on.
@@ -1169,7 +1168,10 @@ fn keepalive_failure_ends_a_send_blocked_by_a_peer_that_stopped_reading() {
         assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
         // The reader reports the failure, then the stream ends, in bounded time.
         let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
-        let error = next.expect("in time").expect("an item").expect_err("the failure");
+        let error = next
+            .expect("in time")
+            .expect("an item")
+            .expect_err("the failure");
         assert!(is_keepalive_timeout(&error), "{error:?}");
         let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
         assert!(next.expect("in time").is_none(), "the stream ends");
@@ -1183,7 +1185,10 @@ fn keepalive_failure_ends_a_send_blocked_by_a_peer_that_stopped_reading() {
             .await
             .expect("the server's stream ends")
             .expect("server");
-        assert!(received >= READ_BEFORE_STOPPING && received <= sent, "{received}");
+        assert!(
+            received >= READ_BEFORE_STOPPING && received <= sent,
+            "{received}"
+        );
         assert_eq!(closed, Some((CloseCode::ABNORMAL, false)));
         drop(ws);
     });
@@ -1216,10 +1221,7 @@ fn close_to_a_peer_that_never_reads_returns_after_the_close_timeout() {
         let (peer, _) = client(a, request, config()).await.expect("handshake");
         let (closed, elapsed, ended, how) = server.await.expect("server");
         let result = closed.expect("close returns (it used to hang)");
-        assert!(
-            matches!(result, Err(Error::ConnectionClosed)),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(Error::ConnectionClosed)), "{result:?}");
         assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
         assert!(
             elapsed < Duration::from_millis(300) + LINGER + Duration::from_secs(2),
@@ -1260,7 +1262,12 @@ fn a_blocked_send_fails_when_the_connection_ends_without_writing_it() {
                     Err(_) => panic!("send {sent} still pending after 10 s"),
                 }
             };
-            (error, sent, started.elapsed(), reading.await.expect("reader"))
+            (
+                error,
+                sent,
+                started.elapsed(),
+                reading.await.expect("reader"),
+            )
         });
         let request = ClientRequest::new(request).expect("url");
         let (mut peer, _) = client(a, request, config()).await.expect("handshake");
@@ -1388,7 +1395,9 @@ fn the_sink_waits_for_room_and_refuses_beyond_one_held_message() {
         let (a, b) = tokio::io::duplex(64 << 10);
         let request = ClientRequest::new("ws://sink.test/").expect("url");
         let server = tokio::spawn(accept(b));
-        let (peer, _) = client(a, request, config()).await.expect("client handshake");
+        let (peer, _) = client(a, request, config())
+            .await
+            .expect("client handshake");
         let mut ws = server.await.expect("task").expect("server handshake");
         let mut accepted = 0;
         loop {
