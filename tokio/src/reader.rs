@@ -220,6 +220,12 @@ fn running<S: AsyncWrite>(
         inner.teardown.begin(None);
         return Flow::Again;
     }
+    if inner.core.is_send_blocked() && flushed.is_pending() {
+        // Backpressure: while the send buffer is full (the peer does not take what is
+        // sent to it), read nothing more from it; wait until writes make room. Events
+        // the core holds already are still delivered.
+        return Flow::Wait;
+    }
     if eof { Flow::Wait } else { Flow::Read }
 }
 

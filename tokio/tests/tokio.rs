@@ -1428,3 +1428,61 @@ fn the_sink_waits_for_room_and_refuses_beyond_one_held_message() {
         drop(peer);
     });
 }
+
+/// Backpressure, kept from the backlog's days: while the send buffer is full (a peer
+/// that sends but does not read), the reader reads nothing more from that peer, so a
+/// flood from a non-reader stops at the transport instead of being taken in.
+#[test]
+fn the_reader_stops_reading_a_peer_that_does_not_read_while_the_send_buffer_is_full() {
+    run(Duration::from_secs(30), async {
+        const FLOOD: usize = 2000;
+        let limit = Config::default().max_send_buffer;
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let request = ClientRequest::new("ws://flood.test/").expect("url");
+        let server = tokio::spawn(accept(b));
+        let (peer, _) = client(a, request, config())
+            .await
+            .expect("client handshake");
+        let (mut writer, mut reader) = server.await.expect("task").expect("handshake").split();
+        // Fill the send buffer: the peer reads nothing.
+        let mut queued = 0;
+        while queued <= limit {
+            let send = writer.send(Message::binary(vec![8u8; 1 << 20]));
+            if tokio::time::timeout(Duration::from_millis(20), send)
+                .await
+                .is_err()
+            {
+                queued += 1 << 20;
+            }
+        }
+        // The peer floods 1 KiB messages (and never reads).
+        let (mut peer_writer, _peer_reader) = peer.split();
+        let flood = tokio::spawn(async move {
+            let mut sent = 0;
+            while sent < FLOOD {
+                let send = peer_writer.send(Message::binary(vec![9u8; 1024]));
+                if tokio::time::timeout(Duration::from_secs(1), send)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let mut received = 0;
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(300), reader.next()).await
+        {
+            message.expect("no error");
+            received += 1;
+        }
+        let sent = flood.await.expect("flood");
+        assert!(
+            sent < FLOOD,
+            "the flood was stopped at the transport: {sent} sent"
+        );
+        assert!(received < 200, "{received} messages taken in while blocked");
+    });
+}
