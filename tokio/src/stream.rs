@@ -171,13 +171,18 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     }
 
     /// Sends a message and waits until it is written. The message is handed over when
-    /// `send` is called (see the [module docs](super)), so dropping the future neither
-    /// loses nor repeats it. Same as futures-util's `SinkExt::send`.
+    /// `send` is called if the send buffer has room ([`Config::max_send_buffer`]), so
+    /// dropping the future neither loses nor repeats it; while the buffer is full, the
+    /// send waits for room first, and dropping it then drops the message, unsent (see
+    /// the [module docs](super)). Returns an error once the message cannot be written:
+    /// the connection failed or ended first ([`Error::Connection`], [`Error::Io`],
+    /// [`Error::ConnectionClosed`]). Same as futures-util's `SinkExt::send`.
     pub fn send(&mut self, message: Message) -> impl Future<Output = Result<(), Error>> + '_ {
         self.writer.send(message)
     }
 
-    /// Waits until every message handed over so far is written.
+    /// Waits until every message handed over so far is written; an error once that can
+    /// no longer happen (see [`send`](Self::send)).
     pub fn flush(&mut self) -> impl Future<Output = Result<(), Error>> + '_ {
         self.writer.flush()
     }
@@ -185,7 +190,9 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     /// Starts the closing handshake (`None`: 1000, Normal Closure) and waits until the
     /// Close frame is written. Keep reading until `next` returns `None`: that is when the
     /// peer's Close has arrived and the transport is shut down. Cancel-safe: the Close is
-    /// queued when `close` is called.
+    /// queued when `close` is called. Returns [`Error::ConnectionClosed`] when the Close
+    /// frame can no longer be written (a peer that stopped reading: the close timer
+    /// ends the connection), or the connection's failure.
     pub fn close(
         &mut self,
         frame: Option<CloseFrame>,
