@@ -210,9 +210,9 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     /// what waits for the transport, at most `max_send_buffer` plus one message) and the
     /// adapter's own (read bytes not yet handed to the core, a message the
     /// [`Sink`] took without room). What a host adds up across connections to keep one
-    /// memory budget. An idle connection holds no more after a burst than before it:
-    /// the adapter keeps no buffer of its own between operations (reads pass through
-    /// one buffer per thread), and the core gives large buffers back once drained.
+    /// memory budget. The adapter keeps no buffer of its own between operations (reads
+    /// pass through one buffer per thread), so after a burst an idle connection holds
+    /// what its core keeps, and nothing more.
     pub fn buffered_bytes(&self) -> usize {
         // The reader's count is the core's plus its own; the writer adds what it holds.
         let held = self
