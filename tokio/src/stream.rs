@@ -92,15 +92,35 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
                 shared.fan.register(READER, cx.waker());
                 let mut inner = shared.lock();
                 if inner.core.state() == State::Open {
-                    // The 101 (or a client's first frames) to a peer that never reads:
-                    // keepalive, if configured, ends the wait.
+                    // The 101 (or a client's request) must still be written. The core
+                    // stopped its handshake timer when it opened, so a peer that never
+                    // reads it is bounded here: by the handshake timeout, as the deadline
+                    // of these writes (`until`, moved on by every write that makes
+                    // progress), and by keepalive if configured.
+                    if inner.core.wants_write()
+                        && let Some(timeout) = inner.core.config().handshake_timeout
+                    {
+                        let deadline = now().checked_add(timeout);
+                        if inner.until.is_none() {
+                            inner.until = deadline;
+                        }
+                    }
                     inner.tick(&shared.fan, &shared.fan_waker, READER);
                     if let Some(e) = inner.abandoned() {
                         drop(inner);
                         shared.fan.clear(READER);
-                        return Poll::Ready(Err(e));
+                        return Poll::Ready(Err(match e {
+                            Error::ConnectionClosed => Error::Connection(wsengine::Error::Timeout(
+                                wsengine::Timeout::Handshake,
+                            )),
+                            e => e,
+                        }));
                     }
                     let flushed = ready!(inner.flush(&shared.fan, &shared.fan_waker, READER));
+                    if inner.core.state() == State::Open {
+                        // Written: the deadline was the handshake's, not the end's.
+                        inner.until = None;
+                    }
                     drop(inner);
                     shared.fan.clear(READER);
                     return Poll::Ready(match flushed {

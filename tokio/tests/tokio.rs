@@ -1320,6 +1320,47 @@ fn accept_ends_when_the_client_never_reads_the_101() {
     });
 }
 
+/// Regression (#14, item 4): the same client without keepalive: the wait for the 101
+/// to be written is bounded by the handshake timeout (it had no bound at all).
+#[test]
+fn accept_ends_at_the_handshake_timeout_when_the_client_never_reads_the_101() {
+    run(Duration::from_secs(30), async {
+        let (mut a, b) = tokio::io::duplex(64);
+        let server = tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut config = Config::default();
+            config.keepalive = None;
+            config.handshake_timeout = Some(Duration::from_millis(300));
+            let accepted = tokio::time::timeout(
+                Duration::from_secs(10),
+                accept_with(b, config, |_| Ok(Accept::new())),
+            )
+            .await;
+            (accepted.map(|r| r.err()), started.elapsed())
+        });
+        a.write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .expect("the request");
+        // Never read.
+        let (accepted, elapsed) = server.await.expect("server");
+        let error = accepted
+            .expect("accept returns (it used to wait forever)")
+            .expect("an error");
+        assert!(
+            matches!(
+                error,
+                Error::Connection(wsengine::Error::Timeout(wsengine::Timeout::Handshake))
+            ),
+            "{error:?}"
+        );
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        drop(a);
+    });
+}
+
 // ---- the send backlog obeys the send limit (issue #14) ----
 
 /// Regression (#14): every `send` handed its message over when called, into an
