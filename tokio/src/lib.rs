@@ -40,23 +40,51 @@
 //!
 //! Dropping a [`next`](WebSocketStream::next), [`send`](WebSocketStream::send),
 //! [`flush`](WebSocketStream::flush) or [`close`](WebSocketStream::close) future at any
-//! await point (in a `tokio::select!` branch that lost, say) loses no data and corrupts
-//! no state, by construction: every poll is a plain function over state kept in the
-//! [`Connection`] and in the stream struct, never in a future's locals.
+//! await point (in a `tokio::select!` branch that lost, say) corrupts no state and never
+//! sends a message twice or in part: every poll is a plain function over state kept in
+//! the [`Connection`] and in the stream struct; the one thing a future holds is a
+//! message that waits for room (below).
 //!
 //! - Received bytes go into the core in the same poll that read them; a message is
 //!   parsed from the core's buffers only when it is returned. A `next` dropped halfway
 //!   through a message leaves the bytes in the core, and the next `next` resumes there.
-//! - [`send`](WebSocketStream::send) hands the message over when it is *called*, before
-//!   the future is first polled: into the core's transmit buffer, or, while that is full
-//!   ([`Config::max_send_buffer`]), into the stream's backlog, which any later poll
-//!   (`next`, `send`, `flush`, `close`, of either half) moves on. The future only waits
-//!   for the bytes to be written, so dropping it neither loses nor duplicates the
-//!   message. (The [`Sink`](futures_sink::Sink) impl follows the `Sink` contract
-//!   instead: futures-util's `SinkExt::send` keeps the item in its future until
-//!   `poll_ready`, so prefer the inherent `send` where futures get cancelled.)
+//! - [`send`](WebSocketStream::send) hands the message to the core when it is *called*,
+//!   before the future is first polled, whenever the core has room for it: fewer than
+//!   [`Config::max_send_buffer`] bytes wait for the transport (the common case). The
+//!   future then only waits for the bytes to be written, so dropping it neither loses
+//!   nor duplicates the message. While the send buffer is full (a peer that reads
+//!   slowly or not at all), the send first waits for room, holding the message, and
+//!   hands it over once room appears; dropping the future before that drops the
+//!   message, unsent. So the bytes queued for a connection never exceed the send limit
+//!   plus one message, however many sends are started and cancelled; a caller that must
+//!   not lose a message keeps the future (or waits on [`flush`](WebSocketStream::flush)
+//!   before racing a send). A Close always fits: [`close`](WebSocketStream::close) queues
+//!   it when called. (The [`Sink`](futures_sink::Sink) impl follows the `Sink` contract:
+//!   `poll_ready` waits for room, `start_send` hands the item over; futures-util's
+//!   `SinkExt::send` keeps the item in its future until `poll_ready`.)
 //! - Bytes partly written stay accounted in the core (`advance_transmit`), so a
 //!   cancelled write never repeats or skips a byte.
+//!
+//! # When the connection ends, pending operations end
+//!
+//! Every end of the connection (a keepalive or close timeout, a protocol error, a
+//! transport error or EOF, the closing handshake completed) ends every pending
+//! operation of either half, in bounded time, whichever half is being polled:
+//!
+//! - a pending `send`, `flush` or `close` returns `Ok` once what it handed over is
+//!   written, and otherwise an error as soon as that can no longer happen: the
+//!   connection's failure ([`Error::Connection`], e.g. a keepalive timeout, or
+//!   [`Error::Io`]), or [`Error::ConnectionClosed`] (the close timer expired or the peer
+//!   stopped reading after the connection closed, for [`LINGER`]; the stream has
+//!   ended). A send still waiting for room gets the same error, its message unsent. So
+//!   the echo loop above returns when keepalive fails, even while it waits in `send`;
+//! - `next` reports the failure (`Some(Err(..))`) and then `None`, or `None` after a
+//!   close, once the transport is shut down (see below); `closed` says how it ended;
+//! - a send started after the end is refused at once ([`Error::Send`]).
+//!
+//! A task that only sends learns of the end through the timers it runs (keepalive, the
+//! close timeout) or a failed write; the peer's Close or EOF is only seen by reading
+//! (`next`, or the reader half in another task).
 //!
 //! # Split halves and how they share the core
 //!
@@ -102,9 +130,22 @@
 //! on its way. Messages sent before the peer's Close arrived are written first, however
 //! long a peer that keeps reading takes; only a peer that stops reading for [`LINGER`]
 //! loses them (and [`closed`](WebSocketStream::closed) then says the handshake did not
-//! complete). A fatal error is returned (`Some(Err(..))`) after that teardown, and the
-//! stream ends after it. Only whole messages are delivered: [`Config::delivery`] is
-//! set to [`Delivery::Whole`].
+//! complete). After a timeout the core says the transport may be closed at once,
+//! whatever is still queued (the peer is not reading it): the write side is shut down
+//! without waiting for those bytes. A fatal error is returned (`Some(Err(..))`) after
+//! that teardown, and the stream ends after it. Only whole messages are delivered:
+//! [`Config::delivery`] is set to [`Delivery::Whole`].
+//!
+//! # Memory and backpressure
+//!
+//! [`WebSocketStream::buffered_bytes`] is what a connection holds in buffers, for a
+//! host's memory budget: the core's (at most `max_send_buffer` plus one message queued
+//! for sending) and the adapter's own, which is nothing between operations: reads pass
+//! through one buffer per thread, and a send that waits for room holds its message in
+//! its future, never in a queue of the adapter's. While the send buffer is full (a
+//! peer that does not read what is sent to it), the reader reads nothing more from
+//! that peer: messages the core holds already are still delivered, and reading resumes
+//! once writes make room.
 
 mod reader;
 mod shared;
@@ -154,6 +195,16 @@ pub enum Error {
     /// A `wss://` URL: TLS is not part of this adapter. Open a TLS stream yourself and
     /// use [`client`].
     TlsUnsupported,
+    /// A pending [`send`](WebSocketStream::send), [`flush`](WebSocketStream::flush) or
+    /// [`close`](WebSocketStream::close) was cut short by the end of the connection:
+    /// what it handed over and was not written yet never will be (the peer stopped
+    /// reading after the connection closed and [`LINGER`] passed, the close timer
+    /// expired with bytes still queued, the stream has ended), or the message it waited
+    /// to hand over was dropped, unsent. When the connection failed the pending
+    /// operation gets that failure instead ([`Error::Connection`], a keepalive timeout
+    /// say, or [`Error::Io`]). [`next`](WebSocketStream::next) and
+    /// [`closed`](WebSocketStream::closed) say how the connection ended.
+    ConnectionClosed,
 }
 
 impl fmt::Display for Error {
@@ -165,6 +216,9 @@ impl fmt::Display for Error {
             Self::Request(e) => fmt::Display::fmt(e, f),
             Self::Rejected(status) => write!(f, "upgrade refused with status {status}"),
             Self::TlsUnsupported => f.write_str("wss:// needs TLS, which this adapter lacks"),
+            Self::ConnectionClosed => {
+                f.write_str("the connection ended before the operation completed")
+            }
         }
     }
 }
@@ -176,7 +230,7 @@ impl std::error::Error for Error {
             Self::Connection(e) => Some(e),
             Self::Send(e) => Some(e),
             Self::Request(e) => Some(e),
-            Self::Rejected(_) | Self::TlsUnsupported => None,
+            Self::Rejected(_) | Self::TlsUnsupported | Self::ConnectionClosed => None,
         }
     }
 }

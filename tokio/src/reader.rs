@@ -15,12 +15,12 @@ use bytes::{Buf, BytesMut};
 use futures_core::Stream;
 use futures_core::stream::FusedStream;
 use wsengine::handshake::{Request, Response};
-use wsengine::{CloseCode, Connection, Event, Instant, Role, State};
+use wsengine::{CloseCode, Connection, Event, Role, State};
 
 use crate::shared::{Inner, READER, Shared, WRITER};
 use crate::stream::WebSocketStream;
 use crate::writer::WebSocketWriter;
-use crate::{Error, LINGER, Message, now};
+use crate::{Error, Message, now};
 
 /// Size of the per-thread buffer that socket reads land in before the core takes them:
 /// the default receive buffer plus a frame header, so a message of exactly
@@ -51,10 +51,11 @@ thread_local! {
 /// [`Inner::teardown`](crate::shared::Inner)).
 ///
 /// Every stage of the teardown holds the error to report once it is over (`None` when
-/// the connection closed; `closed` says how) and its deadline `until`: [`LINGER`] after
-/// the connection ended, moved to [`LINGER`] from then by every write that makes
-/// progress. So it bounds a stall, not the time a peer that keeps reading needs to take
-/// what was queued before the end; once it passes, the stream ends whatever the stage.
+/// the connection closed; `closed` says how). Its deadline is the shared deadline of the
+/// last writes ([`Inner::until`](crate::shared::Inner)): [`LINGER`](crate::LINGER) after the connection
+/// ended, moved to [`LINGER`](crate::LINGER) from then by every write that makes progress. So it bounds
+/// a stall, not the time a peer that keeps reading needs to take what was queued before
+/// the end; once it passes, the stream ends whatever the stage.
 pub(crate) enum Teardown {
     /// The connection is live: the reader delivers what the core has. `shut_down`: the
     /// writer's close has shut the write side down already (the core said the transport
@@ -64,43 +65,34 @@ pub(crate) enum Teardown {
     /// Close arrived, then our Close frame or HTTP response) is written until the core
     /// says the transport may close; reads go on meanwhile (a client whose closing
     /// handshake is done waits for the server's EOF or its close timer).
-    Flushing {
-        error: Option<Error>,
-        until: Instant,
-    },
-    /// Everything is written: shutting the write side down.
-    ShuttingDown {
-        error: Option<Error>,
-        until: Instant,
-    },
+    Flushing { error: Option<Error> },
+    /// Everything is written (or abandoned: the core said the transport may close with
+    /// bytes still queued, after a timeout): shutting the write side down.
+    ShuttingDown { error: Option<Error> },
     /// The write side is shut down: a server reads and discards until the client's EOF,
     /// so that a reset does not destroy the Close frame or HTTP response on its way. A
     /// client, or a server past the client's EOF, is done.
-    Lingering {
-        error: Option<Error>,
-        until: Instant,
-    },
+    Lingering { error: Option<Error> },
     /// The stream has ended (`Item::Finished` was returned): nothing more is written;
     /// what the deadline cut short is dropped with the stream.
     Done,
 }
 
 impl Teardown {
-    /// The connection is over (with `error` if it failed): the teardown starts, with
-    /// [`LINGER`] to go. If the writer's close has shut the write side down, only the
-    /// linger is left.
+    /// The connection is over (with `error` if it failed): the teardown starts (the
+    /// deadline of the last writes is started by the next [`Inner::tick`]). If the
+    /// writer's close has shut the write side down, only the linger is left.
     fn begin(&mut self, error: Option<Error>) {
-        let until = now() + LINGER;
         *self = match self {
-            Self::Running { shut_down: true } => Self::Lingering { error, until },
-            _ => Self::Flushing { error, until },
+            Self::Running { shut_down: true } => Self::Lingering { error },
+            _ => Self::Flushing { error },
         };
     }
 
     /// `Flushing` is over: everything is written, on to the shutdown.
     fn written(&mut self) {
         *self = match core::mem::replace(self, Self::Done) {
-            Self::Flushing { error, until } => Self::ShuttingDown { error, until },
+            Self::Flushing { error } => Self::ShuttingDown { error },
             other => other,
         };
     }
@@ -110,9 +102,7 @@ impl Teardown {
     pub(crate) fn shut_down(&mut self) {
         *self = match core::mem::replace(self, Self::Done) {
             Self::Running { .. } => Self::Running { shut_down: true },
-            Self::Flushing { error, until } | Self::ShuttingDown { error, until } => {
-                Self::Lingering { error, until }
-            }
+            Self::Flushing { error } | Self::ShuttingDown { error } => Self::Lingering { error },
             other => other,
         };
     }
@@ -123,9 +113,9 @@ impl Teardown {
     fn finish(&mut self, failure: Option<Error>) -> Option<Error> {
         match core::mem::replace(self, Self::Done) {
             Self::Running { .. } => failure,
-            Self::Flushing { error, .. }
-            | Self::ShuttingDown { error, .. }
-            | Self::Lingering { error, .. } => error,
+            Self::Flushing { error } | Self::ShuttingDown { error } | Self::Lingering { error } => {
+                error
+            }
             Self::Done => None,
         }
     }
@@ -137,28 +127,6 @@ impl Teardown {
             self,
             Self::Running { shut_down: false } | Self::Flushing { .. } | Self::ShuttingDown { .. }
         )
-    }
-
-    /// The deadline of the teardown under way.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        match self {
-            Self::Flushing { until, .. }
-            | Self::ShuttingDown { until, .. }
-            | Self::Lingering { until, .. } => Some(*until),
-            Self::Running { .. } | Self::Done => None,
-        }
-    }
-
-    /// A write made progress, so the peer is reading: the deadline moves to [`LINGER`]
-    /// from now. Messages queued before the peer's Close (and the Close echo behind
-    /// them) keep going out while the peer reads them.
-    pub(crate) fn progressed(&mut self) {
-        if let Self::Flushing { until, .. }
-        | Self::ShuttingDown { until, .. }
-        | Self::Lingering { until, .. } = self
-        {
-            *until = now() + LINGER;
-        }
     }
 }
 
@@ -230,23 +198,18 @@ fn running<S: AsyncWrite>(
     closed: &mut Option<(CloseCode, bool)>,
     eof: bool,
 ) -> Flow {
-    // Backpressure: while sends wait for room, take no new events (a Close echo must
-    // not overtake them) and read nothing; write until they fit.
-    let backlogged = !inner.backlog.is_empty();
-    if !backlogged {
-        match next_item(&mut inner.core, closed) {
-            Some(Ok(item)) => {
-                // Write the replies the event queued (a Pong, the Close echo) now, or
-                // when the socket allows (the fan is registered).
-                let _ = inner.flush(&shared.fan, &shared.fan_waker, READER);
-                return Flow::Deliver(item);
-            }
-            Some(Err(error)) => {
-                inner.teardown.begin(error);
-                return Flow::Again;
-            }
-            None => {}
+    match next_item(&mut inner.core, closed) {
+        Some(Ok(item)) => {
+            // Write the replies the event queued (a Pong, the Close echo) now, or when
+            // the socket allows (the fan is registered).
+            let _ = inner.flush(&shared.fan, &shared.fan_waker, READER);
+            return Flow::Deliver(item);
         }
+        Some(Err(error)) => {
+            inner.teardown.begin(error);
+            return Flow::Again;
+        }
+        None => {}
     }
     let flushed = inner.flush(&shared.fan, &shared.fan_waker, READER);
     if let Poll::Ready(Err(e)) = flushed {
@@ -257,12 +220,11 @@ fn running<S: AsyncWrite>(
         inner.teardown.begin(None);
         return Flow::Again;
     }
-    if backlogged {
-        return if flushed.is_pending() {
-            Flow::Wait
-        } else {
-            Flow::Again
-        };
+    if inner.core.is_send_blocked() && flushed.is_pending() {
+        // Backpressure: while the send buffer is full (the peer does not take what is
+        // sent to it), read nothing more from it; wait until writes make room. Events
+        // the core holds already are still delivered.
+        return Flow::Wait;
     }
     if eof { Flow::Wait } else { Flow::Read }
 }
@@ -280,11 +242,7 @@ fn last_writes<S: AsyncWrite>(
     if let Poll::Ready(Err(_)) = flushed {
         return None;
     }
-    if inner
-        .teardown
-        .deadline()
-        .is_some_and(|until| now() >= until)
-    {
+    if inner.until.is_some_and(|until| now() >= until) {
         if inner.core.wants_write()
             && let Some((_, clean)) = closed
         {
@@ -403,10 +361,18 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
     /// handshake completed. A clean close gives the peer's code (1005 if it sent none);
     /// a transport that ended without a Close frame, or a close timeout, gives 1006 and
     /// `false`; a peer that sent its Close but stopped reading before ours (and what was
-    /// queued before it) was written gives its code and `false` (see [`LINGER`]).
+    /// queued before it) was written gives its code and `false` (see [`LINGER`](crate::LINGER)).
     /// `None` while open and after a failure (which `next` reported).
     pub fn closed(&self) -> Option<(CloseCode, bool)> {
         self.closed
+    }
+
+    /// Bytes of memory the connection holds in buffers right now: the core's
+    /// ([`Connection::buffered_bytes`]) plus read bytes this half could not hand to the
+    /// core yet. See [`WebSocketStream::buffered_bytes`].
+    pub fn buffered_bytes(&self) -> usize {
+        let core = self.shared.lock().core.buffered_bytes();
+        core.saturating_add(self.leftover.capacity())
     }
 
     /// Puts the halves back together; gives them back if they are not of one stream.
@@ -445,7 +411,7 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
     }
 
     /// The reader's loop, under the lock but for the read: feed the core what an earlier
-    /// read left over, run timers, move the backlog on, then let the stage the
+    /// read left over, run timers and note the end of the connection, then let the stage the
     /// [`Teardown`] is in decide (one function per stage, above): hand out an item, go
     /// round again, wait, end the stream (`Finished`), or read into the core, outside
     /// the lock.
@@ -460,11 +426,12 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
             if !self.leftover.is_empty() {
                 let taken = inner.core.recv(&self.leftover);
                 self.leftover.advance(taken);
+                if self.leftover.is_empty() {
+                    // An idle connection holds no buffer of its own.
+                    self.leftover = BytesMut::new();
+                }
             }
-            if inner.service_timers(&shared.fan_waker) {
-                shared.fan.wake_half(WRITER);
-            }
-            inner.drain_backlog();
+            inner.tick(&shared.fan, &shared.fan_waker, READER);
             let closed = &mut self.closed;
             let flow = match inner.teardown {
                 Teardown::Running { .. } => running(&mut inner, shared, closed, self.eof),

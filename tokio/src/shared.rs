@@ -1,9 +1,8 @@
 //! What the two halves share: the core and the write half of the transport behind one
 //! lock ([`Inner`]), the [`Fan`] that wakes both halves for the resources they share,
-//! and the work either half does with the lock held: the timers, the backlog of sends
-//! waiting for room, and writing what the core has queued (see the crate docs).
+//! and the work either half does with the lock held: the timers, noticing the end of the
+//! connection, and writing what the core has queued (see the crate docs).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -15,7 +14,7 @@ use ::tokio::time::Sleep;
 use wsengine::{Connection, Instant, MAX_TRANSMIT_SEGMENTS, SendError, State};
 
 use crate::reader::Teardown;
-use crate::{Message, now};
+use crate::{Error, LINGER, Message, now};
 
 /// The waker slot of each half (see [`Fan`]).
 pub(crate) const READER: usize = 0;
@@ -92,8 +91,7 @@ impl<S> Shared<S> {
                 write,
                 timer: None,
                 armed: None,
-                backlog: VecDeque::new(),
-                deferred: None,
+                until: None,
                 io_error: None,
                 teardown: Teardown::Running { shut_down: false },
             }),
@@ -119,11 +117,13 @@ pub(crate) struct Inner<S> {
     timer: Option<Pin<Box<Sleep>>>,
     /// The deadline `timer` is set to.
     armed: Option<Instant>,
-    /// Messages handed over while the core's send buffer was full, oldest first. Any
-    /// poll of either half moves them into the core as room appears.
-    pub(crate) backlog: VecDeque<Message>,
-    /// The core refused a backlog message; reported by the next flush.
-    pub(crate) deferred: Option<SendError>,
+    /// Once the connection is over (the core failed or closed, whichever half noticed
+    /// first): the deadline of the last writes, [`LINGER`] from the end, moved to
+    /// [`LINGER`] from then by every write that makes progress. It bounds a stall, not
+    /// the time a peer that keeps reading takes; past it, what is still queued is
+    /// abandoned: the reader's teardown ends the stream and pending writer operations
+    /// return an error (see [`abandoned`](Self::abandoned)).
+    pub(crate) until: Option<Instant>,
     /// The transport failed; both halves report it (an `io::Error` is not `Clone`).
     io_error: Option<(io::ErrorKind, String)>,
     /// Running, or how far the teardown has come. The reader moves it on; it is shared
@@ -161,7 +161,7 @@ impl<S: AsyncWrite> Inner<S> {
                 fired = true;
                 continue;
             }
-            let deadline = match (core_deadline, self.teardown.deadline()) {
+            let deadline = match (core_deadline, self.until) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
                     Some(t) => t,
@@ -169,7 +169,7 @@ impl<S: AsyncWrite> Inner<S> {
                 },
             };
             if deadline <= now {
-                // The teardown deadline has passed; the reader acts on it.
+                // The deadline of the last writes has passed; both halves act on it.
                 return fired;
             }
             let at = ::tokio::time::Instant::from_std(deadline.into());
@@ -192,30 +192,68 @@ impl<S: AsyncWrite> Inner<S> {
         fired
     }
 
-    /// Hands a message to the core now, or to the backlog while the send buffer is
-    /// full (a Close goes straight in unless messages wait before it).
-    pub(crate) fn enqueue(&mut self, message: Message) -> Result<(), SendError> {
-        let room = !self.core.is_send_blocked() || message.is_close();
-        if self.core.state() != State::Open || (self.backlog.is_empty() && room) {
-            send_now(&mut self.core, message)
-        } else {
-            self.backlog.push_back(message);
-            Ok(())
+    /// What every poll of either half does first, after registering its waker: runs the
+    /// core's due timers (waking the other half when one fired: it may have ended the
+    /// connection) and notes the end of the connection ([`note_end`](Self::note_end)),
+    /// with the timer armed on the deadline of the last writes once there is one.
+    pub(crate) fn tick(&mut self, fan: &Fan, waker: &Waker, who: usize) {
+        self.note_end(fan, who);
+        if self.service_timers(waker) {
+            fan.wake_half(1 - who);
+            if self.until.is_none() && self.note_end(fan, who) {
+                self.service_timers(waker);
+            }
         }
     }
 
-    pub(crate) fn drain_backlog(&mut self) {
-        while let Some(front) = self.backlog.front() {
-            if self.core.is_send_blocked() && !front.is_close() {
-                return;
-            }
-            let Some(message) = self.backlog.pop_front() else {
-                return;
-            };
-            if let Err(e) = send_now(&mut self.core, message) {
-                self.deferred.get_or_insert(e);
+    /// Whether the connection is over: the core failed or closed (a refused handshake
+    /// included), or the reader's teardown has begun. The first call that sees it starts
+    /// the deadline of the last writes ([`until`](Self::until)) and wakes the other half,
+    /// which may be waiting for a write that will never happen.
+    pub(crate) fn note_end(&mut self, fan: &Fan, who: usize) -> bool {
+        let over = !matches!(self.teardown, Teardown::Running { .. })
+            || matches!(self.core.state(), State::Closed | State::Failed);
+        if over && self.until.is_none() {
+            self.until = Some(now() + LINGER);
+            fan.wake_half(1 - who);
+        }
+        over
+    }
+
+    /// Whether what the core still has queued will never be written, and the error a
+    /// pending send, flush or close then returns: the transport failed, the stream has
+    /// ended or its write side is shut down, the core said the transport may close
+    /// anyway (a timer expired: the peer is not reading), or the deadline of the last
+    /// writes has passed. `None` while nothing is queued or it may still go out.
+    pub(crate) fn abandoned(&mut self) -> Option<Error> {
+        if let Some(e) = self.io_error() {
+            return Some(Error::Io(e));
+        }
+        if !self.core.wants_write() {
+            return None;
+        }
+        let given_up = !self.teardown.writes()
+            || self.core.should_close_transport()
+            || self.until.is_some_and(|until| now() >= until);
+        given_up.then(|| self.end_error())
+    }
+
+    /// Why the connection ended, for an operation it cut short: the transport's error,
+    /// the core's ([`Error::Connection`]: a timeout, a protocol error), or
+    /// [`Error::ConnectionClosed`].
+    pub(crate) fn end_error(&mut self) -> Error {
+        if let Some(e) = self.io_error() {
+            return Error::Io(e);
+        }
+        if self.core.state() == State::Failed {
+            // A failed core repeats its error on every `poll_event` (it is sticky) and
+            // has no other event left to give (`Event::Closed` belongs to a closed
+            // connection, never a failed one), so this takes nothing from the reader.
+            if let Err(e) = self.core.poll_event() {
+                return Error::Connection(e);
             }
         }
+        Error::ConnectionClosed
     }
 
     /// Writes what the core has queued until it is all written (`Ready(Ok)`) or the
@@ -261,7 +299,10 @@ impl<S: AsyncWrite> Inner<S> {
             self.fail_io(e);
         }
         if progress {
-            self.teardown.progressed();
+            if self.until.is_some() {
+                // The peer is reading: what was queued before the end keeps going out.
+                self.until = Some(now() + LINGER);
+            }
             fan.wake_half(1 - who);
         }
         result
@@ -281,9 +322,25 @@ impl<S: AsyncWrite> Inner<S> {
     }
 }
 
+/// Whether `message` must wait for room before the core takes it: the core's send buffer
+/// holds `max_send_buffer` bytes or more ([`Connection::is_send_blocked`]) and the core
+/// would refuse it with [`SendError::Blocked`] rather than for another reason (a Close
+/// always fits; a data message after the closing handshake started, or anything on a
+/// connection that is over, is refused at once).
+pub(crate) fn waits_for_room(core: &Connection, message: &Message) -> bool {
+    core.is_send_blocked()
+        && match message {
+            Message::Close(_) => false,
+            Message::Ping(_) | Message::Pong(_) => {
+                matches!(core.state(), State::Open | State::Closing)
+            }
+            Message::Text(_) | Message::Binary(_) => core.state() == State::Open,
+        }
+}
+
 /// Queues `message` in the core. A Close while the closing handshake is under way
 /// (ours, or the echo of the peer's is queued) or over adds nothing.
-fn send_now(core: &mut Connection, message: Message) -> Result<(), SendError> {
+pub(crate) fn send_now(core: &mut Connection, message: Message) -> Result<(), SendError> {
     match message {
         Message::Close(_) if matches!(core.state(), State::Closing | State::Closed) => Ok(()),
         message => core.send(message),

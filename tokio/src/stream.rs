@@ -55,6 +55,7 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
         Self {
             writer: WebSocketWriter {
                 shared: Arc::clone(&shared),
+                held: None,
             },
             reader: WebSocketReader::new(shared, read),
         }
@@ -91,7 +92,35 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
                 shared.fan.register(READER, cx.waker());
                 let mut inner = shared.lock();
                 if inner.core.state() == State::Open {
+                    // The 101 (or a client's request) must still be written. The core
+                    // stopped its handshake timer when it opened, so a peer that never
+                    // reads it is bounded here: by the handshake timeout, as the deadline
+                    // of these writes (`until`, moved on by every write that makes
+                    // progress), and by keepalive if configured.
+                    if inner.core.wants_write()
+                        && let Some(timeout) = inner.core.config().handshake_timeout
+                    {
+                        let deadline = now().checked_add(timeout);
+                        if inner.until.is_none() {
+                            inner.until = deadline;
+                        }
+                    }
+                    inner.tick(&shared.fan, &shared.fan_waker, READER);
+                    if let Some(e) = inner.abandoned() {
+                        drop(inner);
+                        shared.fan.clear(READER);
+                        return Poll::Ready(Err(match e {
+                            Error::ConnectionClosed => Error::Connection(wsengine::Error::Timeout(
+                                wsengine::Timeout::Handshake,
+                            )),
+                            e => e,
+                        }));
+                    }
                     let flushed = ready!(inner.flush(&shared.fan, &shared.fan_waker, READER));
+                    if inner.core.state() == State::Open {
+                        // Written: the deadline was the handshake's, not the end's.
+                        inner.until = None;
+                    }
                     drop(inner);
                     shared.fan.clear(READER);
                     return Poll::Ready(match flushed {
@@ -162,13 +191,18 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     }
 
     /// Sends a message and waits until it is written. The message is handed over when
-    /// `send` is called (see the [module docs](super)), so dropping the future neither
-    /// loses nor repeats it. Same as futures-util's `SinkExt::send`.
+    /// `send` is called if the send buffer has room ([`Config::max_send_buffer`]), so
+    /// dropping the future neither loses nor repeats it; while the buffer is full, the
+    /// send waits for room first, and dropping it then drops the message, unsent (see
+    /// the [module docs](super)). Returns an error once the message cannot be written:
+    /// the connection failed or ended first ([`Error::Connection`], [`Error::Io`],
+    /// [`Error::ConnectionClosed`]). Same as futures-util's `SinkExt::send`.
     pub fn send(&mut self, message: Message) -> impl Future<Output = Result<(), Error>> + '_ {
         self.writer.send(message)
     }
 
-    /// Waits until every message handed over so far is written.
+    /// Waits until every message handed over so far is written; an error once that can
+    /// no longer happen (see [`send`](Self::send)).
     pub fn flush(&mut self) -> impl Future<Output = Result<(), Error>> + '_ {
         self.writer.flush()
     }
@@ -176,7 +210,9 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     /// Starts the closing handshake (`None`: 1000, Normal Closure) and waits until the
     /// Close frame is written. Keep reading until `next` returns `None`: that is when the
     /// peer's Close has arrived and the transport is shut down. Cancel-safe: the Close is
-    /// queued when `close` is called.
+    /// queued when `close` is called. Returns [`Error::ConnectionClosed`] when the Close
+    /// frame can no longer be written (a peer that stopped reading: the close timer
+    /// ends the connection), or the connection's failure.
     pub fn close(
         &mut self,
         frame: Option<CloseFrame>,
@@ -187,6 +223,24 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     /// The connection's lifecycle state.
     pub fn state(&self) -> State {
         self.reader.state()
+    }
+
+    /// Bytes of memory the connection holds in buffers right now: the core's
+    /// ([`Connection::buffered_bytes`]: the receive buffer, a message being assembled,
+    /// what waits for the transport, at most `max_send_buffer` plus one message) and the
+    /// adapter's own (read bytes not yet handed to the core, a message the
+    /// [`Sink`] took without room). What a host adds up across connections to keep one
+    /// memory budget. The adapter keeps no buffer of its own between operations (reads
+    /// pass through one buffer per thread), so after a burst an idle connection holds
+    /// what its core keeps, and nothing more.
+    pub fn buffered_bytes(&self) -> usize {
+        // The reader's count is the core's plus its own; the writer adds what it holds.
+        let held = self
+            .writer
+            .held
+            .as_ref()
+            .map_or(0, crate::writer::message_len);
+        self.reader.buffered_bytes().saturating_add(held)
     }
 
     /// How the connection ended; see [`WebSocketReader::closed`].

@@ -1,6 +1,8 @@
-//! [`WebSocketWriter`], the sending half: messages are handed to the core (or its
-//! backlog) when a send is called, and the futures and the [`Sink`] only wait for the
-//! bytes to be written.
+//! [`WebSocketWriter`], the sending half: a message goes into the core when a send is
+//! called if the core has room for it, otherwise the send waits for room (holding the
+//! message) and then hands it over; from then on the futures and the [`Sink`] only wait
+//! for the bytes to be written, or for the end of the connection, which ends them with
+//! an error.
 
 use core::fmt;
 use std::future::Future;
@@ -10,15 +12,19 @@ use std::task::{Context, Poll, ready};
 
 use ::tokio::io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
-use wsengine::State;
 use wsengine::frame::CloseFrame;
+use wsengine::{SendError, State};
 
-use crate::shared::{READER, Shared, WRITER};
-use crate::{Error, Message};
+use crate::shared::{Shared, WRITER, send_now, waits_for_room};
+use crate::{Error, Message, now};
 
 /// The sending half: a [`Sink`] of [`Message`]s. See [`WebSocketStream::split`](crate::WebSocketStream::split).
 pub struct WebSocketWriter<S> {
     pub(crate) shared: Arc<Shared<S>>,
+    /// A message the [`Sink`] took (`start_send`) while the core had no room for it: only
+    /// when something else (a keepalive Ping, say) filled the send buffer between
+    /// `poll_ready` and `start_send`. At most one; every later poll hands it over first.
+    pub(crate) held: Option<Message>,
 }
 
 impl<S> fmt::Debug for WebSocketWriter<S> {
@@ -27,17 +33,35 @@ impl<S> fmt::Debug for WebSocketWriter<S> {
     }
 }
 
+/// The payload bytes of a message (what it holds besides its enum).
+pub(crate) fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
+        Message::Close(frame) => frame.as_ref().map_or(0, |f| f.reason.len()),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite> WebSocketWriter<S> {
     /// Sends a message; see [`WebSocketStream::send`](crate::WebSocketStream::send).
     pub fn send(&mut self, message: Message) -> impl Future<Output = Result<(), Error>> + '_ {
-        let mut early = self.start_send_inner(message).err();
-        std::future::poll_fn(move |cx| match early.take() {
-            Some(e) => Poll::Ready(Err(e)),
-            None => self.poll_flush_inner(cx),
+        let (mut early, mut waiting) = match self.offer(message) {
+            Ok(waiting) => (None, waiting),
+            Err(e) => (Some(e), None),
+        };
+        std::future::poll_fn(move |cx| {
+            if let Some(e) = early.take() {
+                return Poll::Ready(Err(e));
+            }
+            if waiting.is_some() {
+                ready!(self.poll_hand_over(cx, &mut waiting))?;
+            }
+            self.poll_flush_inner(cx)
         })
     }
 
-    /// Waits until everything handed over is written.
+    /// Waits until everything handed over is written; see
+    /// [`WebSocketStream::flush`](crate::WebSocketStream::flush).
     pub fn flush(&mut self) -> impl Future<Output = Result<(), Error>> + '_ {
         std::future::poll_fn(|cx| self.poll_flush_inner(cx))
     }
@@ -47,10 +71,20 @@ impl<S: AsyncRead + AsyncWrite> WebSocketWriter<S> {
         &mut self,
         frame: Option<CloseFrame>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        let mut early = self.queue_close(frame).err();
-        std::future::poll_fn(move |cx| match early.take() {
-            Some(e) => Poll::Ready(Err(e)),
-            None => self.poll_close_inner(cx),
+        let (mut early, mut waiting) = if self.held.is_some() {
+            // Behind the message the Sink holds.
+            (None, Some(Message::Close(frame)))
+        } else {
+            (self.queue_close(frame).err(), None)
+        };
+        std::future::poll_fn(move |cx| {
+            if let Some(e) = early.take() {
+                return Poll::Ready(Err(e));
+            }
+            if waiting.is_some() {
+                ready!(self.poll_hand_over(cx, &mut waiting))?;
+            }
+            self.poll_close_inner(cx)
         })
     }
 
@@ -59,68 +93,149 @@ impl<S: AsyncRead + AsyncWrite> WebSocketWriter<S> {
         self.shared.lock().core.state()
     }
 
+    /// Bytes of memory the connection holds in buffers right now: the core's
+    /// ([`Connection::buffered_bytes`](wsengine::Connection::buffered_bytes): the receive
+    /// buffer, a message being assembled, what waits for the transport) plus a message
+    /// this half holds for lack of room. What a host adds up to keep a memory budget.
+    pub fn buffered_bytes(&self) -> usize {
+        let core = self.shared.lock().core.buffered_bytes();
+        core.saturating_add(self.held.as_ref().map_or(0, message_len))
+    }
+
+    /// Hands `message` to the core if it has room (`Ok(None)`), or gives it back to wait
+    /// for room (`Ok(Some)`): the core's send buffer holds `max_send_buffer` bytes or
+    /// more, or the Sink holds a message that must go first.
+    fn offer(&mut self, message: Message) -> Result<Option<Message>, Error> {
+        let mut inner = self.shared.lock();
+        if let Some(e) = inner.io_error() {
+            return Err(Error::Io(e));
+        }
+        if self.held.is_some() || waits_for_room(&inner.core, &message) {
+            return Ok(Some(message));
+        }
+        send_now(&mut inner.core, message)?;
+        Ok(None)
+    }
+
+    /// Hands the held message, then the one in `slot`, to the core as room appears,
+    /// writing meanwhile. A message that waited for room and finds the connection over
+    /// is dropped, unsent, with the error that ended it.
+    fn poll_hand_over(
+        &mut self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<Message>,
+    ) -> Poll<Result<(), Error>> {
+        let shared = &*self.shared;
+        shared.fan.register(WRITER, cx.waker());
+        let mut inner = shared.lock();
+        inner.tick(&shared.fan, &shared.fan_waker, WRITER);
+        let result = loop {
+            let next = if self.held.is_some() {
+                &mut self.held
+            } else {
+                &mut *slot
+            };
+            let Some(message) = next.take() else {
+                break Ok(());
+            };
+            if !message.is_close() && inner.note_end(&shared.fan, WRITER) {
+                break Err(inner.end_error());
+            }
+            if !waits_for_room(&inner.core, &message) {
+                if let Err(e) = send_now(&mut inner.core, message) {
+                    break Err(Error::Send(e));
+                }
+                continue;
+            }
+            *next = Some(message);
+            if let Some(e) = inner.abandoned() {
+                break Err(e);
+            }
+            // Each round writes something (and makes room) or returns.
+            match inner.flush(&shared.fan, &shared.fan_waker, WRITER) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => break Err(Error::Io(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        };
+        drop(inner);
+        if result.is_err() {
+            self.held = None;
+            *slot = None;
+        }
+        shared.fan.clear(WRITER);
+        Poll::Ready(result)
+    }
+
+    /// Queues a Close now unless the closing handshake has started or the connection is
+    /// over (a Close always fits in the core's send buffer).
     fn queue_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
         let mut inner = self.shared.lock();
-        let queued = inner.backlog.iter().any(Message::is_close);
-        if inner.core.state() == State::Open && !queued {
-            inner.enqueue(Message::Close(frame))?;
+        if inner.core.state() == State::Open {
+            send_now(&mut inner.core, Message::Close(frame))?;
         }
         Ok(())
     }
 
     fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.held.is_some() {
+            ready!(self.poll_hand_over(cx, &mut None))?;
+        }
         let shared = &*self.shared;
         shared.fan.register(WRITER, cx.waker());
         let mut inner = shared.lock();
-        if let Some(e) = inner.io_error() {
-            return Poll::Ready(Err(Error::Io(e)));
-        }
-        if inner.service_timers(&shared.fan_waker) {
-            shared.fan.wake_half(READER);
-        }
-        loop {
-            inner.drain_backlog();
-            if inner.backlog.is_empty() && !inner.core.is_send_blocked() {
-                break;
+        inner.tick(&shared.fan, &shared.fan_waker, WRITER);
+        let result = loop {
+            if let Some(e) = inner.io_error() {
+                break Err(Error::Io(e));
+            }
+            // Room, or a connection that is not open: `start_send` reports why not.
+            if !(inner.core.is_send_blocked() && inner.core.state() == State::Open) {
+                break Ok(());
+            }
+            if let Some(e) = inner.abandoned() {
+                break Err(e);
             }
             // Each round writes something or returns: the loop ends.
             if let Err(e) = ready!(inner.flush(&shared.fan, &shared.fan_waker, WRITER)) {
-                return Poll::Ready(Err(Error::Io(e)));
+                break Err(Error::Io(e));
             }
-        }
+        };
         drop(inner);
         shared.fan.clear(WRITER);
-        Poll::Ready(Ok(()))
+        Poll::Ready(result)
     }
 
+    /// The Sink's `start_send`: into the core, or held (one message) if something took
+    /// the room `poll_ready` saw; a second message without `poll_ready` in between is
+    /// refused ([`SendError::Blocked`]).
     fn start_send_inner(&mut self, message: Message) -> Result<(), Error> {
-        let mut inner = self.shared.lock();
-        if let Some(e) = inner.io_error() {
-            return Err(Error::Io(e));
+        if self.held.is_some() {
+            return Err(Error::Send(SendError::Blocked));
         }
-        Ok(inner.enqueue(message)?)
+        if let Some(message) = self.offer(message)? {
+            self.held = Some(message);
+        }
+        Ok(())
     }
 
+    /// Writes everything queued: `Ok` once it is written, an error once it never will be
+    /// (see [`Inner::abandoned`](crate::shared::Inner)).
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.held.is_some() {
+            ready!(self.poll_hand_over(cx, &mut None))?;
+        }
         let shared = &*self.shared;
         shared.fan.register(WRITER, cx.waker());
         let mut inner = shared.lock();
-        if inner.service_timers(&shared.fan_waker) {
-            shared.fan.wake_half(READER);
-        }
-        loop {
-            inner.drain_backlog();
-            if let Err(e) = ready!(inner.flush(&shared.fan, &shared.fan_waker, WRITER)) {
-                return Poll::Ready(Err(Error::Io(e)));
-            }
-            if inner.backlog.is_empty() {
-                break;
-            }
-        }
-        let deferred = inner.deferred.take();
+        inner.tick(&shared.fan, &shared.fan_waker, WRITER);
+        let result = match inner.abandoned() {
+            Some(e) => Err(e),
+            None => ready!(inner.flush(&shared.fan, &shared.fan_waker, WRITER)).map_err(Error::Io),
+        };
         drop(inner);
         shared.fan.clear(WRITER);
-        Poll::Ready(deferred.map_or(Ok(()), |e| Err(Error::Send(e))))
+        Poll::Ready(result)
     }
 
     fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -128,8 +243,13 @@ impl<S: AsyncRead + AsyncWrite> WebSocketWriter<S> {
         let shared = &*self.shared;
         shared.fan.register(WRITER, cx.waker());
         let mut inner = shared.lock();
+        inner.tick(&shared.fan, &shared.fan_waker, WRITER);
         if inner.core.should_close_transport()
             && inner.poll_shutdown(&shared.fan_waker).is_pending()
+            // A shutdown that cannot complete (a TLS close_notify to a peer that does
+            // not read) is given up with the last writes' deadline; the Close frame is
+            // written.
+            && inner.until.is_none_or(|until| now() < until)
         {
             return Poll::Pending;
         }
@@ -159,6 +279,9 @@ impl<S: AsyncRead + AsyncWrite> Sink<Message> for WebSocketWriter<S> {
     /// stream ends to complete the handshake.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
+        if this.held.is_some() {
+            ready!(this.poll_hand_over(cx, &mut None))?;
+        }
         this.queue_close(None)?;
         this.poll_close_inner(cx)
     }

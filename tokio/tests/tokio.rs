@@ -1037,3 +1037,493 @@ fn conformance_vectors_over_tokio() {
         observed.next().expect("one per vector")
     });
 }
+
+// ---- every pending operation ends with the connection (issue #14) ----
+
+/// A one-shot signal between tasks (the adapter's tokio has no `sync` feature): `open`
+/// it, and `wait` returns.
+#[derive(Clone, Default)]
+struct Gate(Arc<std::sync::atomic::AtomicBool>);
+
+impl Gate {
+    fn open(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    async fn wait(&self) {
+        while !self.0.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Keepalive with a 100 ms interval and timeout.
+fn short_keepalive(mut config: Config) -> Config {
+    config.keepalive = Some(wsengine::Keepalive {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(100),
+    });
+    config
+}
+
+/// The echo loop of the crate docs, as an embedder writes it.
+async fn documented_echo<S>(mut ws: WebSocketStream<S>) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(message) = ws.next().await {
+        if let m @ (Message::Text(_) | Message::Binary(_)) = message? {
+            ws.send(m).await?;
+        }
+    }
+    Ok(())
+}
+
+fn is_keepalive_timeout(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Connection(wsengine::Error::Timeout(wsengine::Timeout::Keepalive))
+    )
+}
+
+/// Regression (#14): the documented echo loop, echoing a large message to a peer that
+/// then neither reads nor writes, hung forever in `send().await` after keepalive had
+/// failed the connection (nothing woke the send, and nothing ended it). The send now
+/// returns the keepalive timeout, and the loop with it.
+#[test]
+fn keepalive_failure_ends_the_echo_loops_pending_send() {
+    run(Duration::from_secs(30), async {
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let server = tokio::spawn(async move {
+            let config = short_keepalive(Config::default());
+            let ws = accept_with(b, config, |_| Ok(Accept::new()))
+                .await
+                .expect("handshake");
+            let started = tokio::time::Instant::now();
+            let ended = tokio::time::timeout(Duration::from_secs(10), documented_echo(ws)).await;
+            (ended, started.elapsed())
+        });
+        let request = ClientRequest::new("ws://silent.test/").expect("url");
+        let (mut peer, _) = client(a, request, config()).await.expect("handshake");
+        // One message whose echo cannot fit in the transport, then silence: the peer
+        // neither reads nor writes again (and stays open).
+        peer.send(Message::binary(vec![1u8; 1 << 20]))
+            .await
+            .expect("the server reads it");
+        let (ended, elapsed) = server.await.expect("server");
+        let result = ended.expect("the echo loop ends (it used to hang in send)");
+        let error = result.expect_err("the connection failed");
+        assert!(is_keepalive_timeout(&error), "{error:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        drop(peer);
+    });
+}
+
+/// Regression (#14): a peer that reads for a while and then stops, while we keep
+/// sending: the send that blocks returned only when bytes went out, so after keepalive
+/// failed the connection it waited forever. It now returns the keepalive timeout; the
+/// stream reports the same error and ends, and the transport is shut down although the
+/// core still holds bytes for it (the peer sees EOF once it reads again).
+#[test]
+fn keepalive_failure_ends_a_send_blocked_by_a_peer_that_stopped_reading() {
+    run(Duration::from_secs(30), async {
+        const READ_BEFORE_STOPPING: usize = 10;
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let resume = Gate::default();
+        let resumed = resume.clone();
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b).await.expect("handshake");
+            let mut received = 0;
+            while received < READ_BEFORE_STOPPING {
+                let message = ws.next().await.expect("a message").expect("no error");
+                if let Message::Binary(_) = message {
+                    received += 1;
+                }
+            }
+            // Stop reading (and writing) until told to go on.
+            resumed.wait().await;
+            while let Some(message) = ws.next().await {
+                if let Ok(Message::Binary(_)) = message {
+                    received += 1;
+                }
+            }
+            (received, ws.closed())
+        });
+        let request = ClientRequest::new("ws://stops-reading.test/").expect("url");
+        let config = short_keepalive(config());
+        let (mut ws, _) = client(a, request, config).await.expect("handshake");
+        let started = tokio::time::Instant::now();
+        let mut sent = 0usize;
+        let error = loop {
+            let send = ws.send(Message::binary(vec![2u8; 32 << 10]));
+            match tokio::time::timeout(Duration::from_secs(10), send).await {
+                Ok(Ok(())) => sent += 1,
+                Ok(Err(e)) => break e,
+                Err(_) => panic!("send {sent} still pending after 10 s (it used to hang)"),
+            }
+        };
+        let elapsed = started.elapsed();
+        assert!(is_keepalive_timeout(&error), "{error:?}");
+        assert!(sent >= READ_BEFORE_STOPPING, "sent {sent}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        // The reader reports the failure, then the stream ends, in bounded time.
+        let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        let error = next
+            .expect("in time")
+            .expect("an item")
+            .expect_err("the failure");
+        assert!(is_keepalive_timeout(&error), "{error:?}");
+        let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        assert!(next.expect("in time").is_none(), "the stream ends");
+        // A later send is refused at once instead of waiting.
+        let late = tokio::time::timeout(Duration::from_secs(1), ws.send(Message::text("x")));
+        assert!(late.await.expect("at once").is_err());
+        // The write side was shut down with bytes still queued: the peer, reading
+        // again, gets what reached the transport and then EOF (1006, no Close).
+        resume.open();
+        let (received, closed) = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server's stream ends")
+            .expect("server");
+        assert!(
+            received >= READ_BEFORE_STOPPING && received <= sent,
+            "{received}"
+        );
+        assert_eq!(closed, Some((CloseCode::ABNORMAL, false)));
+        drop(ws);
+    });
+}
+
+/// Regression (#14, item 4): `close()` to a peer that never reads, with the send buffer
+/// full: the Close frame can never be written, the close timer ends the connection
+/// (1006), and the pending `close` used to wait forever for the write. It now returns
+/// [`Error::ConnectionClosed`] once the last writes' deadline ([`LINGER`]) has passed,
+/// and the stream ends.
+#[test]
+fn close_to_a_peer_that_never_reads_returns_after_the_close_timeout() {
+    run(Duration::from_secs(30), async {
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let server = tokio::spawn(async move {
+            let mut config = Config::default();
+            config.close_timeout = Some(Duration::from_millis(300));
+            let mut ws = accept_with(b, config, |_| Ok(Accept::new()))
+                .await
+                .expect("handshake");
+            // Handed over when called (the core has room), never written in full.
+            drop(ws.send(Message::binary(vec![3u8; 1 << 20])));
+            let started = tokio::time::Instant::now();
+            let closed = tokio::time::timeout(Duration::from_secs(10), ws.close(None)).await;
+            let elapsed = started.elapsed();
+            let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+            (closed, elapsed, next.map(|n| n.is_none()), ws.closed())
+        });
+        let request = ClientRequest::new("ws://never-reads.test/").expect("url");
+        let (peer, _) = client(a, request, config()).await.expect("handshake");
+        let (closed, elapsed, ended, how) = server.await.expect("server");
+        let result = closed.expect("close returns (it used to hang)");
+        assert!(matches!(result, Err(Error::ConnectionClosed)), "{result:?}");
+        assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(300) + LINGER + Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+        assert_eq!(ended, Ok(true), "the stream ends at once");
+        assert_eq!(how, Some((CloseCode::ABNORMAL, false)));
+        drop(peer);
+    });
+}
+
+/// Regression (#14): split halves, the writer blocked on a send to a peer that then
+/// sends its Close and stops reading. The reader sees the Close, the teardown gives up
+/// on the stalled writes after [`LINGER`], and the stream ends; the blocked send used
+/// to return `Ok` then (its bytes never written), and now returns
+/// [`Error::ConnectionClosed`].
+#[test]
+fn a_blocked_send_fails_when_the_connection_ends_without_writing_it() {
+    run(Duration::from_secs(30), async {
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let (started, request) = (tokio::time::Instant::now(), "ws://closes.test/");
+        let server = tokio::spawn(async move {
+            let ws = accept(b).await.expect("handshake");
+            let (mut writer, mut reader) = ws.split();
+            let reading = tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while let Some(message) = reader.next().await {
+                    seen.push(message.expect("no error"));
+                }
+                (seen, reader.closed())
+            });
+            let mut sent = 0;
+            let error = loop {
+                let send = writer.send(Message::binary(vec![4u8; 1 << 20]));
+                match tokio::time::timeout(Duration::from_secs(10), send).await {
+                    Ok(Ok(())) => sent += 1,
+                    Ok(Err(e)) => break e,
+                    Err(_) => panic!("send {sent} still pending after 10 s"),
+                }
+            };
+            (
+                error,
+                sent,
+                started.elapsed(),
+                reading.await.expect("reader"),
+            )
+        });
+        let request = ClientRequest::new(request).expect("url");
+        let (mut peer, _) = client(a, request, config()).await.expect("handshake");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The peer's Close goes out; then it never reads (nor writes) again.
+        peer.close(None).await.expect("close");
+        let (error, sent, elapsed, (seen, closed)) = server.await.expect("server");
+        assert!(matches!(error, Error::ConnectionClosed), "{error:?}");
+        assert_eq!(sent, 0, "no 1 MiB message fits in the transport");
+        assert!(elapsed >= LINGER, "{elapsed:?}");
+        assert!(elapsed < LINGER + Duration::from_secs(5), "{elapsed:?}");
+        assert_eq!(seen, [normal_close()]);
+        assert_eq!(closed, Some((CloseCode::NORMAL, false)));
+        drop(peer);
+    });
+}
+
+/// Regression (#14, item 4): a client that sends its request and never reads the 101,
+/// over a transport too small for it. `accept` waited for the 101 to be written with no
+/// timer armed (the handshake timer stops once the core is open), forever; keepalive
+/// now runs during that wait and ends it.
+#[test]
+fn accept_ends_when_the_client_never_reads_the_101() {
+    run(Duration::from_secs(30), async {
+        let (mut a, b) = tokio::io::duplex(64);
+        let server = tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let config = short_keepalive(Config::default());
+            let accepted = tokio::time::timeout(
+                Duration::from_secs(10),
+                accept_with(b, config, |_| Ok(Accept::new())),
+            )
+            .await;
+            (accepted.map(|r| r.err()), started.elapsed())
+        });
+        a.write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .expect("the request");
+        // Never read.
+        let (accepted, elapsed) = server.await.expect("server");
+        let error = accepted
+            .expect("accept returns (it used to wait forever)")
+            .expect("an error");
+        assert!(is_keepalive_timeout(&error), "{error:?}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        drop(a);
+    });
+}
+
+/// Regression (#14, item 4): the same client without keepalive: the wait for the 101
+/// to be written is bounded by the handshake timeout (it had no bound at all).
+#[test]
+fn accept_ends_at_the_handshake_timeout_when_the_client_never_reads_the_101() {
+    run(Duration::from_secs(30), async {
+        let (mut a, b) = tokio::io::duplex(64);
+        let server = tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut config = Config::default();
+            config.keepalive = None;
+            config.handshake_timeout = Some(Duration::from_millis(300));
+            let accepted = tokio::time::timeout(
+                Duration::from_secs(10),
+                accept_with(b, config, |_| Ok(Accept::new())),
+            )
+            .await;
+            (accepted.map(|r| r.err()), started.elapsed())
+        });
+        a.write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .expect("the request");
+        // Never read.
+        let (accepted, elapsed) = server.await.expect("server");
+        let error = accepted
+            .expect("accept returns (it used to wait forever)")
+            .expect("an error");
+        assert!(
+            matches!(
+                error,
+                Error::Connection(wsengine::Error::Timeout(wsengine::Timeout::Handshake))
+            ),
+            "{error:?}"
+        );
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        drop(a);
+    });
+}
+
+// ---- the send backlog obeys the send limit (issue #14) ----
+
+/// Regression (#14): every `send` handed its message over when called, into an
+/// unbounded backlog once the core's send buffer was full, so 64 cancelled 1 MiB sends
+/// to a peer that does not read left 64 MiB queued although the limit
+/// (`max_send_buffer`) is 4 MiB, and all 64 went out later. A send now waits for room
+/// before it hands its message over; a cancelled one leaves nothing beyond the limit
+/// plus one message.
+#[test]
+fn cancelled_sends_leave_no_more_than_the_send_limit_queued() {
+    run(Duration::from_secs(60), async {
+        const MESSAGE: usize = 1 << 20;
+        let limit = Config::default().max_send_buffer;
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let go = Gate::default();
+        let gone = go.clone();
+        let server = tokio::spawn(async move {
+            let mut ws = accept(b).await.expect("handshake");
+            let mut cancelled = 0;
+            for i in 0..64u8 {
+                let send = ws.send(Message::binary(vec![i; MESSAGE]));
+                if tokio::time::timeout(Duration::from_millis(2), send)
+                    .await
+                    .is_err()
+                {
+                    cancelled += 1;
+                }
+            }
+            let held = ws.buffered_bytes();
+            // Then let the peer read everything that was queued, and close.
+            go.open();
+            ws.close(None).await.expect("close");
+            while ws.next().await.is_some() {}
+            (cancelled, held)
+        });
+        let request = ClientRequest::new("ws://not-reading-yet.test/").expect("url");
+        let (mut ws, _) = client(a, request, config()).await.expect("handshake");
+        gone.wait().await;
+        let mut received = 0usize;
+        while let Some(message) = ws.next().await {
+            match message.expect("no error") {
+                Message::Binary(data) => {
+                    assert_eq!(data.len(), MESSAGE);
+                    received += 1;
+                }
+                Message::Close(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        let (cancelled, held) = server.await.expect("server");
+        assert!(cancelled >= 60, "the sends were cancelled: {cancelled}");
+        let bound = limit + MESSAGE;
+        assert!(
+            received * MESSAGE <= bound,
+            "{received} messages of 1 MiB were queued beyond the limit of {limit} bytes"
+        );
+        // What the connection held in memory after the cancelled sends: the queued
+        // bytes plus the receive buffer.
+        assert!(held <= bound + (128 << 10), "{held} bytes held");
+    });
+}
+
+/// The `Sink` obeys the same limit: `poll_ready` waits for room while the send buffer
+/// is full, and items pushed with `start_send` regardless are refused beyond one
+/// ([`SendError::Blocked`](wsengine::SendError::Blocked)) instead of queuing without
+/// bound.
+#[test]
+fn the_sink_waits_for_room_and_refuses_beyond_one_held_message() {
+    use futures_sink::Sink;
+    run(Duration::from_secs(30), async {
+        const MESSAGE: usize = 1 << 20;
+        let limit = Config::default().max_send_buffer;
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let request = ClientRequest::new("ws://sink.test/").expect("url");
+        let server = tokio::spawn(accept(b));
+        let (peer, _) = client(a, request, config())
+            .await
+            .expect("client handshake");
+        let mut ws = server.await.expect("task").expect("server handshake");
+        let mut accepted = 0;
+        loop {
+            let ready = std::future::poll_fn(|cx| Pin::new(&mut ws).poll_ready(cx));
+            let Ok(result) = tokio::time::timeout(Duration::from_millis(50), ready).await else {
+                break;
+            };
+            result.expect("ready");
+            Pin::new(&mut ws)
+                .start_send(Message::binary(vec![5u8; MESSAGE]))
+                .expect("taken after poll_ready");
+            accepted += 1;
+            assert!(accepted <= 64, "poll_ready never waits");
+        }
+        // The peer reads nothing: the core took messages up to the limit.
+        assert_eq!(accepted * MESSAGE, limit + MESSAGE, "{accepted} accepted");
+        let held = ws.buffered_bytes();
+        Pin::new(&mut ws)
+            .start_send(Message::binary(vec![6u8; MESSAGE]))
+            .expect("one message is held without room");
+        assert!(ws.buffered_bytes() >= held + MESSAGE);
+        let refused = Pin::new(&mut ws).start_send(Message::binary(vec![7u8; MESSAGE]));
+        assert!(
+            matches!(refused, Err(Error::Send(wsengine::SendError::Blocked))),
+            "{refused:?}"
+        );
+        assert!(ws.buffered_bytes() <= limit + 2 * MESSAGE + (128 << 10));
+        drop(peer);
+    });
+}
+
+/// Backpressure, kept from the backlog's days: while the send buffer is full (a peer
+/// that sends but does not read), the reader reads nothing more from that peer, so a
+/// flood from a non-reader stops at the transport instead of being taken in.
+#[test]
+fn the_reader_stops_reading_a_peer_that_does_not_read_while_the_send_buffer_is_full() {
+    run(Duration::from_secs(30), async {
+        const FLOOD: usize = 2000;
+        let limit = Config::default().max_send_buffer;
+        let (a, b) = tokio::io::duplex(16 << 10);
+        let request = ClientRequest::new("ws://flood.test/").expect("url");
+        let server = tokio::spawn(accept(b));
+        let (peer, _) = client(a, request, config())
+            .await
+            .expect("client handshake");
+        let (mut writer, mut reader) = server.await.expect("task").expect("handshake").split();
+        // Fill the send buffer: the peer reads nothing.
+        let mut queued = 0;
+        while queued <= limit {
+            let send = writer.send(Message::binary(vec![8u8; 1 << 20]));
+            if tokio::time::timeout(Duration::from_millis(20), send)
+                .await
+                .is_err()
+            {
+                queued += 1 << 20;
+            }
+        }
+        // The peer floods 1 KiB messages (and never reads).
+        let (mut peer_writer, _peer_reader) = peer.split();
+        let flood = tokio::spawn(async move {
+            let mut sent = 0;
+            while sent < FLOOD {
+                let send = peer_writer.send(Message::binary(vec![9u8; 1024]));
+                if tokio::time::timeout(Duration::from_secs(1), send)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let mut received = 0;
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(300), reader.next()).await
+        {
+            message.expect("no error");
+            received += 1;
+        }
+        let sent = flood.await.expect("flood");
+        assert!(
+            sent < FLOOD,
+            "the flood was stopped at the transport: {sent} sent"
+        );
+        assert!(received < 200, "{received} messages taken in while blocked");
+    });
+}
