@@ -89,7 +89,24 @@ pub struct Config {
     /// client that has answered the server's Close, how long to wait for the server to
     /// close the transport (RFC 6455 §7.1.1).
     pub close_timeout: Option<Duration>,
-    /// Ping an idle peer (default off).
+    /// Once the connection is over (Close frames exchanged, a protocol error, a rejected
+    /// handshake, the peer's EOF), how long what is still queued gets to be written
+    /// (default 5 s). Then [`Connection::should_close_transport`](crate::Connection::should_close_transport)
+    /// turns true whatever is left: a peer that stopped reading cannot hold the
+    /// connection, its buffers and its socket forever. Named like the other `*_timeout`
+    /// fields: a span that starts when the connection ends, not an absolute deadline.
+    /// `None`: wait for the bytes to be written, however long that takes.
+    pub flush_timeout: Option<Duration>,
+    /// A data message that has started (its first frame header parsed) must end within
+    /// this time (default 30 s), else the connection fails with
+    /// [`Timeout::Message`](crate::Timeout::Message) and a Close frame with 1008 (policy
+    /// violation, RFC 6455 §7.4.1). It ends a peer that opens a message (a compressed
+    /// fragment that holds inflated bytes, a large frame announced but not sent) and
+    /// then stalls or sends only control frames. `None`: a message may take forever.
+    pub message_timeout: Option<Duration>,
+    /// Ping an idle peer (default: every 30 s of silence, failing after 10 s more without
+    /// an answer), so that a connection whose peer vanished without a FIN is reclaimed.
+    /// `None` turns it off.
     pub keepalive: Option<Keepalive>,
     /// Seed for the RNG (ChaCha12) behind a client's masking keys and
     /// `Sec-WebSocket-Key`. `None` (the default) seeds from the operating system (feature
@@ -120,7 +137,12 @@ impl Default for Config {
             auto_pong: true,
             handshake_timeout: Some(Duration::from_secs(10)),
             close_timeout: Some(Duration::from_secs(5)),
-            keepalive: None,
+            flush_timeout: Some(Duration::from_secs(5)),
+            message_timeout: Some(Duration::from_secs(30)),
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+            }),
             rng_seed: None,
             #[cfg(feature = "deflate")]
             deflate: None,

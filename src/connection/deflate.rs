@@ -36,7 +36,15 @@ pub(crate) struct DeflateState {
     pub(crate) scratch: Vec<u8>,
     /// The fragmented message being sent is compressed.
     pub(crate) sending_compressed: bool,
+    /// `DeflateConfig::max_inflated_size`.
+    pub(crate) max_inflated: usize,
+    /// `DeflateConfig::max_compress_size`.
+    pub(crate) max_compress: usize,
 }
+
+/// The compressor's output buffer is kept between messages up to this size; a larger
+/// one (after a large message) is given back at once.
+const SCRATCH_KEEP: usize = 64 << 10;
 
 impl DeflateState {
     pub(crate) fn new(params: DeflateParams, role: Role, config: &DeflateConfig) -> Self {
@@ -47,6 +55,8 @@ impl DeflateState {
             inflated: Vec::new(),
             scratch: Vec::new(),
             sending_compressed: false,
+            max_inflated: config.max_inflated_size,
+            max_compress: config.max_compress_size,
         }
     }
 }
@@ -57,6 +67,19 @@ pub(super) fn buffered_bytes(state: Option<&DeflateState>) -> usize {
     state.map_or(0, |s| {
         s.inflated.capacity().saturating_add(s.scratch.capacity())
     })
+}
+
+/// Gives back the deflate buffers of an idle connection: the inflated bytes of a
+/// message (only between messages) and the compressor's output buffer.
+pub(super) fn release_idle_buffers(state: Option<&mut DeflateState>, between_messages: bool) {
+    if let Some(s) = state {
+        if between_messages && s.inflated.capacity() > 0 {
+            s.inflated = Vec::new();
+        }
+        if s.scratch.capacity() > 0 {
+            s.scratch = Vec::new();
+        }
+    }
 }
 
 /// RFC 7692 §5: a client offers permessage-deflate when `Config::deflate` is set, unless
@@ -131,15 +154,16 @@ impl Connection {
         let Some(state) = self.deflate.as_mut() else {
             return false;
         };
+        if payload.len() > state.max_compress {
+            return false;
+        }
         let mut out = core::mem::take(&mut state.scratch);
         out.clear();
         let compressed = state.compressor.compress_message(payload, &mut out);
         if compressed {
             self.encode_frame_rsv(opcode, true, RSV1, &out);
         }
-        if let Some(state) = self.deflate.as_mut() {
-            state.scratch = out;
-        }
+        keep_scratch(self.deflate.as_mut(), out);
         compressed
     }
 
@@ -158,7 +182,9 @@ impl Connection {
             return Ok(false);
         };
         if first {
-            state.sending_compressed = true;
+            // Decided once per message, on its first fragment (RSV1 goes on the first
+            // frame only, RFC 7692 §6).
+            state.sending_compressed = data.len() <= state.max_compress;
         }
         if !state.sending_compressed {
             return Ok(false);
@@ -170,9 +196,7 @@ impl Connection {
             let rsv = if first { RSV1 } else { 0 };
             self.encode_frame_rsv(opcode, last, rsv, &out);
         }
-        if let Some(state) = self.deflate.as_mut() {
-            state.scratch = out;
-        }
+        keep_scratch(self.deflate.as_mut(), out);
         // A compressor failure cannot be answered with an uncompressed fragment in the
         // middle of a compressed message: the send fails.
         compressed.map_err(|_| SendError::Closed)?;
@@ -180,8 +204,9 @@ impl Connection {
     }
 
     /// A compressed message's payload (RFC 7692 §7.2.2): the unmasked bytes that arrived
-    /// are inflated as they come (bounded by `max_message_size` in *decompressed* bytes,
-    /// so a small frame that inflates to gigabytes fails with 1009 early), and text is
+    /// are inflated as they come (bounded by `DeflateConfig::max_inflated_size` and
+    /// `max_message_size` in *decompressed* bytes, so a small frame that inflates to
+    /// gigabytes fails with 1009 early), and text is
     /// validated on the inflated bytes, fail-fast as for uncompressed messages.
     pub(super) fn read_compressed(
         &mut self,
@@ -200,11 +225,12 @@ impl Connection {
             self.recv.message = None;
         }
         let input = self.rx.split_to(frame.held + fresh);
-        let limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
+        let message_limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
         let text = message.kind == MessageKind::Text;
         let Some(state) = self.deflate.as_mut() else {
             return Err(ProtocolError::MisplacedCompressionBit);
         };
+        let limit = message_limit.min(state.max_inflated);
         let carried = Carried::of(&self.recv.utf8);
         let mut piece = Vec::new();
         let out = match self.config.delivery {
@@ -214,7 +240,15 @@ impl Connection {
         let before = out.len();
         state
             .decompressor
-            .decompress(&input, message_done, out, limit)?;
+            .decompress(&input, message_done, out, limit)
+            .map_err(|e| match e {
+                DeflateError::TooBig { limit } if limit < message_limit => {
+                    ProtocolError::InflatedTooBig {
+                        max: super::wire_len(limit),
+                    }
+                }
+                e => ProtocolError::from(e),
+            })?;
         if text {
             self.recv
                 .utf8
@@ -238,6 +272,17 @@ impl Connection {
                 Ok(self.streamed_piece(message.kind, data, &carried, message_done))
             }
         }
+    }
+}
+
+/// Puts the compressor's output buffer back for the next message, unless a large
+/// message made it large.
+fn keep_scratch(state: Option<&mut DeflateState>, mut out: Vec<u8>) {
+    if let Some(state) = state {
+        if out.capacity() > SCRATCH_KEEP {
+            out = Vec::new();
+        }
+        state.scratch = out;
     }
 }
 
