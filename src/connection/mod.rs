@@ -799,6 +799,11 @@ impl Connection {
                 self.timers.flush = Timer::start(self.config.flush_timeout);
                 self.pending_pong = None;
                 self.rx = BytesMut::new();
+                // Nothing more is received: a message in progress (up to
+                // `max_message_size` assembled, or its inflated bytes) is dropped now
+                // rather than held while the Close goes out.
+                self.recv = RecvState::default();
+                deflate::release_idle_buffers(self.deflate.as_mut(), true);
             }
             (Phase::RequestPending | Phase::AwaitingRequest | Phase::AwaitingResponse, _) => {}
         }
