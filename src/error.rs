@@ -179,9 +179,9 @@ impl ProtocolError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
-            Self::FrameTooBig { .. }
-            | Self::MessageTooBig { .. }
-            | Self::InflatedTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Self::FrameTooBig { .. } | Self::MessageTooBig { .. } | Self::InflatedTooBig { .. } => {
+                CloseCode::MESSAGE_TOO_BIG
+            }
             Self::TooManyFragments(_) => CloseCode::POLICY,
             _ => CloseCode::PROTOCOL_ERROR,
         }

@@ -231,7 +231,10 @@ enum Handshake {
 ///
 /// **Closing the transport.** Close it once [`should_close_transport`](Self::should_close_transport)
 /// is true: at once for a server after the closing handshake, after the server's EOF or
-/// the close timer for a client (RFC 6455 §7.1.1: the server closes TCP first).
+/// the close timer for a client (RFC 6455 §7.1.1: the server closes TCP first). A peer
+/// that stops reading cannot hold a connection that is over: what is still queued gets
+/// [`Config::flush_timeout`], then it turns true anyway (keep calling `handle_timeout`
+/// at `poll_timeout`).
 pub struct Connection {
     role: Role,
     config: Config,
@@ -588,8 +591,9 @@ impl Connection {
         self.eof = true;
     }
 
-    /// Runs the timers that are due at `now`: the handshake timeout, the close timeout
-    /// and keepalive. Spurious calls are harmless.
+    /// Runs the timers that are due at `now`: the handshake timeout, the close timeout,
+    /// keepalive, the message timeout and the flush timeout; and gives back the buffers
+    /// that are empty (an idle connection holds none). Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now > self.now {
             self.now = now;
@@ -617,8 +621,7 @@ impl Connection {
         }
         if self.timers.message.poll(now) {
             self.timers.message = Timer::Off;
-            if self.recv.message.is_some() && matches!(self.phase, Phase::Open | Phase::Closing)
-            {
+            if self.recv.message.is_some() && matches!(self.phase, Phase::Open | Phase::Closing) {
                 self.fail_timeout(crate::error::Timeout::Message);
             }
         }

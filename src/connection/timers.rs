@@ -91,8 +91,8 @@ impl Timers {
             self.flush,
         ]
         .into_iter()
-            .filter_map(|t| t.deadline(last_now))
-            .min()
+        .filter_map(|t| t.deadline(last_now))
+        .min()
     }
 }
 
@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(t, Timer::Off);
         assert_eq!(t.deadline(t0), None);
         let late = t0 + Duration::from_secs(u64::MAX / 2);
-        assert_eq!(Timer::after(late, Duration::from_secs(u64::MAX / 2 + 2)), Timer::Off);
+        assert_eq!(
+            Timer::after(late, Duration::from_secs(u64::MAX / 2 + 2)),
+            Timer::Off
+        );
     }
 
     #[test]

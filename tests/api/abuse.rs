@@ -41,7 +41,10 @@ fn a_ping_flood_from_a_peer_that_never_reads_costs_one_pong() {
     assert_eq!(pings, 100_000, "every Ping is still reported");
     // The peer reads at last: the first Pong, then the answer to the latest Ping.
     let frames = take_frames(&mut server);
-    let pongs: Vec<_> = frames.iter().map(|f| (f.opcode, f.payload.clone())).collect();
+    let pongs: Vec<_> = frames
+        .iter()
+        .map(|f| (f.opcode, f.payload.clone()))
+        .collect();
     assert_eq!(
         pongs,
         [
@@ -119,7 +122,10 @@ fn at_most_one_close_whatever_the_order() {
     let mut server = open_server(config());
     server.close(CloseCode::NORMAL, "").unwrap();
     let out = feed(&mut server, &unmasked(true, TEXT, b"bad"));
-    assert_eq!(out.error, Some(Error::Protocol(ProtocolError::UnmaskedFrame)));
+    assert_eq!(
+        out.error,
+        Some(Error::Protocol(ProtocolError::UnmaskedFrame))
+    );
     assert_eq!(close_frames(&mut server), [Some(1000)]);
 
     // Ours, then a message that never ends (before the close timer expires).
@@ -267,7 +273,9 @@ fn a_rejected_handshake_that_is_never_read_is_dropped() {
     let mut server = Connection::server(config(), t0());
     server.recv(RFC_REQUEST);
     assert!(matches!(server.poll_event(), Ok(Some(Event::Request(_)))));
-    server.reject(Reject::new(403).body(vec![b'x'; 4096])).unwrap();
+    server
+        .reject(Reject::new(403).body(vec![b'x'; 4096]))
+        .unwrap();
     let took = time_to_close(&mut server, t0(), HOURS);
     assert_eq!(took, Some(Duration::from_secs(5)));
 }
@@ -289,7 +297,11 @@ fn the_close_timer_gives_up_on_a_peer_that_reads_nothing() {
     server.send_binary(&vec![7u8; 1 << 20]).unwrap();
     server.close(CloseCode::NORMAL, "").unwrap();
     let took = time_to_close(&mut server, t0(), HOURS);
-    assert_eq!(took, Some(Duration::from_secs(5)), "the close timeout alone");
+    assert_eq!(
+        took,
+        Some(Duration::from_secs(5)),
+        "the close timeout alone"
+    );
 }
 
 #[test]
@@ -344,7 +356,11 @@ fn a_large_frame_announced_and_not_sent_fails_after_the_message_timeout() {
     let frame = masked(true, BINARY, &vec![1u8; 1 << 20]);
     let out = feed(&mut server, &frame[..1000]);
     assert_eq!(out.error, None);
-    assert_eq!(server.poll_timeout(), Some(t0()), "started at the next instant");
+    assert_eq!(
+        server.poll_timeout(),
+        Some(t0()),
+        "started at the next instant"
+    );
     let took = time_to_close(&mut server, t0(), HOURS);
     assert_eq!(took, Some(Duration::from_secs(30 + 5)));
     assert_eq!(server.poll_event(), Err(Error::Timeout(Timeout::Message)));
@@ -362,7 +378,11 @@ fn messages_that_complete_in_time_never_time_out() {
         now += Duration::from_secs(20);
         server.handle_timeout(now);
         let out = feed(&mut server, &masked(true, CONT, b"b"));
-        assert_eq!((out.error, out.events), (None, vec![text("ab")]), "message {i}");
+        assert_eq!(
+            (out.error, out.events),
+            (None, vec![text("ab")]),
+            "message {i}"
+        );
     }
     assert_eq!(server.poll_timeout(), None, "no timer between messages");
 }

@@ -8,8 +8,8 @@ use wsengine::extensions::deflate::{DeflateConfig, DeflateParams, DirectionParam
 use wsengine::{Config, Connection, Delivery, Error, Event, MessageKind, ProtocolError};
 
 use crate::support::{
-    Pair, binary, config, decode_frames, feed, frame, masked, open_pair_with, open_server, take_transmit,
-    text,
+    Pair, binary, config, decode_frames, feed, frame, masked, open_pair_with, open_server,
+    take_transmit, text,
 };
 
 fn deflating(policy: DeflateConfig) -> Config {
@@ -404,7 +404,9 @@ fn messages_above_max_compress_size_go_uncompressed() {
     let at_limit = vec![b'a'; 64 << 10];
     let above = vec![b'a'; (64 << 10) + 1];
     pair.server.send_binary(&at_limit).unwrap();
-    pair.server.send(wsengine::Message::Binary(above.clone().into())).unwrap();
+    pair.server
+        .send(wsengine::Message::Binary(above.clone().into()))
+        .unwrap();
     // Fragmented: the first fragment decides for the whole message.
     pair.server
         .send_fragment(MessageKind::Binary, &above, false)
@@ -440,7 +442,10 @@ fn messages_above_max_compress_size_go_uncompressed() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(sizes, [64 << 10, (64 << 10) + 1, (64 << 10) + 5, (64 << 10) + 4]);
+    assert_eq!(
+        sizes,
+        [64 << 10, (64 << 10) + 1, (64 << 10) + 5, (64 << 10) + 4]
+    );
 }
 
 /// Compressed-fragment pinning: one compressed fragment with FIN clear that inflates
@@ -451,15 +456,18 @@ fn a_pinned_compressed_fragment_is_ended_by_the_message_timeout() {
     use std::time::Duration;
     use wsengine::Timeout;
     let mut server = deflate_server_with(deflating(DeflateConfig::default()));
-    let mut compressor = DeflateParams::default()
-        .compressor(wsengine::Role::Client, &DeflateConfig::default());
+    let mut compressor =
+        DeflateParams::default().compressor(wsengine::Role::Client, &DeflateConfig::default());
     let mut piece = Vec::new();
     compressor
         .compress_fragment(&vec![0u8; 1 << 20], false, &mut piece)
         .unwrap();
     let out = feed(&mut server, &compressed_frame(false, 2, &piece));
     assert_eq!((out.error, out.events), (None, vec![]));
-    assert!(server.buffered_bytes() >= 1 << 20, "the inflated fragment is held");
+    assert!(
+        server.buffered_bytes() >= 1 << 20,
+        "the inflated fragment is held"
+    );
     let t0 = crate::support::t0();
     server.handle_timeout(t0);
     for s in (5..30).step_by(5) {

@@ -219,7 +219,10 @@ fn roundtrip(
     if pings.len() > 1 {
         expected_pongs.extend(pings.last().cloned());
     }
-    prop_assert_eq!(&pongs.events[..pongs.events.len().min(1)], &expected_pongs[..expected_pongs.len().min(1)]);
+    prop_assert_eq!(
+        &pongs.events[..pongs.events.len().min(1)],
+        &expected_pongs[..expected_pongs.len().min(1)]
+    );
     let rest = feed(sender, &take_transmit(receiver));
     prop_assert_eq!(&rest.error, &None);
     let mut got_pongs = pongs.events;
