@@ -642,8 +642,14 @@ impl Connection {
         if self.rx.is_empty() && self.rx.capacity() > 0 {
             self.rx = BytesMut::new();
         }
-        if self.recv.message.is_none() && self.recv.assembly.capacity() > 0 {
+        if self.recv.message.is_none() {
+            // Unconditionally: an empty assembly buffer may still hold the allocation of
+            // the last message split out of it (see `at_rest`).
             self.recv.assembly = BytesMut::new();
+            // The size of a burst's messages says nothing about the next burst's: a
+            // connection that once took a 16 MiB message would otherwise reserve up to
+            // `ASSEMBLY_AHEAD` for every small fragmented message after it.
+            self.recv.last_assembled = 0;
         }
         if self.tx.is_empty() {
             self.tx.release_if_idle(0);

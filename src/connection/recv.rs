@@ -64,12 +64,12 @@ impl Connection {
             self.rx = BytesMut::new();
         }
         if self.recv.message.is_none() {
-            if self.recv.assembly.capacity() > 0 {
-                // Input ran out between messages: the assembly allocation kept for the
-                // next message (see `read_data_payload`) is not kept for an idle
-                // connection.
-                self.recv.assembly = BytesMut::new();
-            }
+            // Input ran out between messages: the assembly allocation kept for the next
+            // message (see `read_data_payload`) is not kept for an idle connection.
+            // Whatever its `capacity()` says: after a message was split out of it, the
+            // buffer reports no spare room yet still holds the whole allocation, which
+            // it would keep alive (and reuse) once the application drops the message.
+            self.recv.assembly = BytesMut::new();
             self.timers.message = Timer::Off;
         } else if !self.timers.message.is_on() && matches!(self.phase, Phase::Open | Phase::Closing)
         {
