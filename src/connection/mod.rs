@@ -117,6 +117,11 @@ struct RecvState {
     /// Size of the last assembled message: a new fragmented message reserves as much,
     /// so a stream of similar messages costs one allocation each.
     last_assembled: usize,
+    /// `assembly` has held bytes since it was last replaced by an empty buffer: it may
+    /// hold an allocation even where its `capacity()` reads 0 (a message was split out
+    /// of it). Checked instead of replacing the buffer each time input runs out, which
+    /// cost about 2% on the receive path with one small message per read.
+    assembly_used: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -643,9 +648,9 @@ impl Connection {
             self.rx = BytesMut::new();
         }
         if self.recv.message.is_none() {
-            // Unconditionally: an empty assembly buffer may still hold the allocation of
-            // the last message split out of it (see `at_rest`).
-            self.recv.assembly = BytesMut::new();
+            if core::mem::take(&mut self.recv.assembly_used) {
+                self.recv.assembly = BytesMut::new();
+            }
             // The size of a burst's messages says nothing about the next burst's: a
             // connection that once took a 16 MiB message would otherwise reserve up to
             // `ASSEMBLY_AHEAD` for every small fragmented message after it.

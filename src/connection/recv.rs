@@ -69,7 +69,9 @@ impl Connection {
             // Whatever its `capacity()` says: after a message was split out of it, the
             // buffer reports no spare room yet still holds the whole allocation, which
             // it would keep alive (and reuse) once the application drops the message.
-            self.recv.assembly = BytesMut::new();
+            if core::mem::take(&mut self.recv.assembly_used) {
+                self.recv.assembly = BytesMut::new();
+            }
             self.timers.message = Timer::Off;
         } else if !self.timers.message.is_on() && matches!(self.phase, Phase::Open | Phase::Closing)
         {
@@ -520,6 +522,7 @@ impl Connection {
     /// not announce their total), but never more than [`ASSEMBLY_AHEAD`] beyond what has
     /// arrived. Growth past that doubles, as `Vec` does.
     fn reserve_assembly(&mut self, frame_rest: u64, in_hand: usize) {
+        self.recv.assembly_used = true;
         let assembly = &mut self.recv.assembly;
         let have = wire_len(assembly.len());
         let in_hand = wire_len(in_hand).min(frame_rest);
