@@ -13,8 +13,8 @@
 //! which gives back every empty buffer: receive, transmit, message assembly, and the
 //! deflate buffers. With keepalive on (the default) that call comes within one
 //! keepalive interval of silence. Releasing the receive buffer at the end of every
-//! read instead would cost an allocation per read (a 64 KiB read of 16 KiB messages:
-//! 0.25 allocations per message, where the buffer is otherwise reused).
+//! read instead would cost an allocation per read, where the buffer is otherwise
+//! reused (`tests/api/alloc.rs` holds the receive path to that).
 //! [`Connection::buffered_bytes`](crate::Connection::buffered_bytes) reads 0 for such
 //! an idle connection. Worst case, in terms of the fields below:
 //!
