@@ -18,6 +18,7 @@ use crate::extensions::deflate::{
 use crate::frame::OpCode;
 use crate::handshake::{Accept, ClientRequest, Request, Response};
 use crate::role::Role;
+use crate::time::{Duration, Instant};
 
 /// Whether a message can be compressed at all in this build: yes (see `no_deflate.rs`).
 pub(super) const NEGOTIABLE: bool = true;
@@ -40,6 +41,12 @@ pub(crate) struct DeflateState {
     pub(crate) max_inflated: usize,
     /// `DeflateConfig::max_compress_size`.
     pub(crate) max_compress: usize,
+    /// `DeflateConfig::max_inflate_rate`, in bytes per second.
+    pub(crate) inflate_rate: Option<u64>,
+    /// Bytes that may still be inflated (a token bucket of one second's worth; below
+    /// zero by at most one call's output), as of `refilled_at`.
+    pub(crate) inflate_budget: i64,
+    pub(crate) refilled_at: Option<Instant>,
 }
 
 /// The compressor's output buffer is kept between messages up to this size; a larger
@@ -57,6 +64,9 @@ impl DeflateState {
             sending_compressed: false,
             max_inflated: config.max_inflated_size,
             max_compress: config.max_compress_size,
+            inflate_rate: config.max_inflate_rate,
+            inflate_budget: 0,
+            refilled_at: None,
         }
     }
 }
@@ -241,6 +251,12 @@ impl Connection {
         state
             .decompressor
             .decompress(&input, message_done, out, limit)
+            .inspect(|()| {
+                if state.inflate_rate.is_some() {
+                    let made = i64::try_from(out.len() - before).unwrap_or(i64::MAX);
+                    state.inflate_budget = state.inflate_budget.saturating_sub(made);
+                }
+            })
             .map_err(|e| match e {
                 DeflateError::TooBig { limit } if limit < message_limit => {
                     ProtocolError::InflatedTooBig {
@@ -272,6 +288,42 @@ impl Connection {
                 Ok(self.streamed_piece(message.kind, data, &carried, message_done))
             }
         }
+    }
+}
+
+impl Connection {
+    /// With `DeflateConfig::max_inflate_rate`: refills the budget for the time passed
+    /// since it was last refilled and says whether inflating must wait; if so, the
+    /// inflate timer names when the budget is positive again.
+    pub(super) fn inflate_paused(&mut self) -> bool {
+        let now = self.now;
+        let Some(state) = self.deflate.as_mut() else {
+            return false;
+        };
+        let Some(rate) = state.inflate_rate else {
+            return false;
+        };
+        let burst = i64::try_from(rate).unwrap_or(i64::MAX);
+        let earned = match state.refilled_at {
+            // The first compressed payload starts with a full second's budget.
+            None => burst,
+            Some(then) => {
+                let nanos = now.saturating_duration_since(then).as_nanos();
+                let earned = u128::from(rate).saturating_mul(nanos) / 1_000_000_000;
+                i64::try_from(earned).unwrap_or(i64::MAX)
+            }
+        };
+        state.inflate_budget = state.inflate_budget.saturating_add(earned).min(burst);
+        state.refilled_at = Some(now);
+        if state.inflate_budget > 0 {
+            return false;
+        }
+        // Until the budget is back above zero, rounded up to a whole nanosecond.
+        let missing = u128::from(state.inflate_budget.unsigned_abs()) + 1;
+        let nanos = (missing * 1_000_000_000).div_ceil(u128::from(rate.max(1)));
+        let wait = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        self.timers.inflate = super::timers::Timer::after(now, wait);
+        true
     }
 }
 

@@ -630,6 +630,10 @@ impl Connection {
                 self.fail_timeout(crate::error::Timeout::Message);
             }
         }
+        if self.timers.inflate.poll(now) {
+            // The next `poll_event` refills the budget from `now` and goes on.
+            self.timers.inflate = Timer::Off;
+        }
         if self.timers.flush.poll(now) {
             self.timers.flush = Timer::Off;
             if self.phase.is_terminal() {

@@ -155,6 +155,8 @@ impl Connection {
                 Ok(Progress::Event(event)) => return Ok(Some(event)),
                 Ok(Progress::Continue) => continue,
                 Ok(Progress::NeedInput) => return Ok(self.at_end_of_input()),
+                // Input is left: neither the end of input nor of the stream.
+                Ok(Progress::Paused) => return Ok(None),
                 Err(e) => return Err(self.fail_protocol(e)),
             }
         }
@@ -296,6 +298,10 @@ impl Connection {
         let Some(message) = self.recv.message else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
+        // Checked before anything is unmasked: a paused frame is taken up again as is.
+        if deflate::NEGOTIABLE && message.compressed && self.inflate_paused() {
+            return Ok(Progress::Paused);
+        }
         let text = message.kind == MessageKind::Text;
         let range = frame.held..frame.held + fresh;
         let carried = Carried::of(&self.recv.utf8);
@@ -607,6 +613,8 @@ pub(super) enum Progress {
     Continue,
     /// The buffer holds no more usable bytes.
     NeedInput,
+    /// Compressed payload waits for the inflation budget to refill (a timer is set).
+    Paused,
 }
 
 pub(super) fn data_event(kind: MessageKind, data: Bytes, last: bool) -> Event {

@@ -79,6 +79,8 @@ pub(crate) struct Timers {
     /// The connection is over and bytes still wait for the transport
     /// (`Config::flush_timeout`).
     pub(crate) flush: Timer,
+    /// Inflating is paused until the rate budget refills (`DeflateConfig::max_inflate_rate`).
+    pub(crate) inflate: Timer,
 }
 
 impl Timers {
@@ -89,6 +91,7 @@ impl Timers {
             self.keepalive,
             self.message,
             self.flush,
+            self.inflate,
         ]
         .into_iter()
         .filter_map(|t| t.deadline(last_now))

@@ -485,3 +485,55 @@ fn a_pinned_compressed_fragment_is_ended_by_the_message_timeout() {
     let frames = decode_frames(&take_transmit(&mut server));
     assert_eq!(frames.last().and_then(|f| f.close_code()), Some(1008));
 }
+
+/// `max_inflate_rate`: a burst of compressed messages that inflate to 5 MiB, against a
+/// limit of 1 MiB/s, is delivered over seconds of the fake clock (a second's worth at
+/// once), with nothing lost and the receive side paused in between.
+#[test]
+fn the_inflation_rate_is_bounded() {
+    use std::time::Duration;
+    let mut policy = DeflateConfig::default();
+    policy.max_inflate_rate = Some(1 << 20);
+    let mut server = deflate_server_with(deflating(policy));
+    let message = raw_deflate(&vec![3u8; 512 << 10]);
+    let wire: Vec<u8> = (0..10)
+        .flat_map(|_| compressed_frame(true, 2, &message))
+        .collect();
+    let t0 = crate::support::t0();
+    server.handle_timeout(t0);
+    let mut now = t0;
+    let mut delivered = Vec::new();
+    let mut rest = &wire[..];
+    for _ in 0..10_000 {
+        let n = server.recv(rest);
+        rest = &rest[n..];
+        while let Some(event) = server.poll_event().unwrap() {
+            assert!(matches!(&event, Event::Binary { data, .. } if data.len() == 512 << 10));
+            delivered.push(now);
+        }
+        if delivered.len() == 10 {
+            break;
+        }
+        // Paused: a deadline says when to go on (timers started lazily are due at
+        // once, as `poll_timeout` says; a host then calls `handle_timeout` at once).
+        let next = server.poll_timeout().expect("a deadline while paused");
+        now = now.max(next);
+        server.handle_timeout(now);
+    }
+    assert_eq!(delivered.len(), 10);
+    let at_once = delivered.iter().filter(|&&t| t == t0).count();
+    assert_eq!(at_once, 2, "one second's worth at once");
+    // 5 MiB at 1 MiB/s: one second's worth at once, and a message is taken whenever
+    // the budget is above zero (its output may overdraw it by one message), so the rest
+    // takes (5 - 1 - 0.5) MiB / (1 MiB/s).
+    let took = *delivered.last().unwrap() - t0;
+    assert!(
+        took >= Duration::from_millis(3_500) && took < Duration::from_millis(3_600),
+        "{took:?}"
+    );
+
+    // Without the limit all ten arrive at once.
+    let mut server = deflate_server_with(deflating(DeflateConfig::default()));
+    let out = feed(&mut server, &wire);
+    assert_eq!((out.error, out.events.len()), (None, 10));
+}

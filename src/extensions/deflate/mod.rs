@@ -217,6 +217,15 @@ pub struct DeflateConfig {
     /// more likely already compressed data. For a fragmented send the first fragment
     /// decides: larger than this, the whole message goes uncompressed.
     pub max_compress_size: usize,
+    /// Most decompressed bytes per second one connection inflates (default `None`: no
+    /// limit). Inflating costs CPU in proportion to its output, and a peer can send
+    /// data that inflates about 1000:1: with a limit, a connection that has used up
+    /// its budget (up to one second's worth in a burst) stops taking compressed payload
+    /// until time passes (`poll_event` returns `Ok(None)` and `poll_timeout` names when
+    /// to go on; the receive buffer fills, so the host stops reading). Off by default:
+    /// the right figure depends on the server's cores and traffic, and a limit below
+    /// the legitimate rate would throttle honest peers.
+    pub max_inflate_rate: Option<u64>,
 }
 
 impl Default for DeflateConfig {
@@ -231,6 +240,7 @@ impl Default for DeflateConfig {
             memory: Memory::PerMessage,
             max_inflated_size: 1 << 20,
             max_compress_size: 1 << 20,
+            max_inflate_rate: None,
         }
     }
 }
