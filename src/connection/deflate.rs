@@ -226,6 +226,16 @@ impl Connection {
         frame_done: bool,
         message_done: bool,
     ) -> Result<Progress, ProtocolError> {
+        if self.inflate_paused() {
+            // The bytes are unmasked already: they wait at the front of the receive
+            // buffer as held bytes of the frame (which stays current even if complete)
+            // and are inflated once the budget allows.
+            self.recv.frame = Some(RecvFrame {
+                held: frame.held + fresh,
+                ..frame
+            });
+            return Ok(Progress::NeedInput);
+        }
         self.recv.frame = if frame_done {
             None
         } else {
@@ -316,6 +326,7 @@ impl Connection {
         state.inflate_budget = state.inflate_budget.saturating_add(earned).min(burst);
         state.refilled_at = Some(now);
         if state.inflate_budget > 0 {
+            self.timers.inflate = super::timers::Timer::Off;
             return false;
         }
         // Until the budget is back above zero, rounded up to a whole nanosecond.

@@ -155,8 +155,6 @@ impl Connection {
                 Ok(Progress::Event(event)) => return Ok(Some(event)),
                 Ok(Progress::Continue) => continue,
                 Ok(Progress::NeedInput) => return Ok(self.at_end_of_input()),
-                // Input is left: neither the end of input nor of the stream.
-                Ok(Progress::Paused) => return Ok(None),
                 Err(e) => return Err(self.fail_protocol(e)),
             }
         }
@@ -165,7 +163,8 @@ impl Connection {
     /// All buffered input is used up: if the peer has ended the stream, the connection
     /// ends without a Close frame (RFC 6455 §7.1.5: close code 1006).
     fn at_end_of_input(&mut self) -> Option<Event> {
-        if self.eof {
+        // Paused by the inflation rate limit, input is left: not the end of it.
+        if self.eof && !self.timers.inflate.is_on() {
             self.abort();
             self.closed_event.take()
         } else {
@@ -298,10 +297,6 @@ impl Connection {
         let Some(message) = self.recv.message else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
-        // Checked before anything is unmasked: a paused frame is taken up again as is.
-        if deflate::NEGOTIABLE && message.compressed && self.inflate_paused() {
-            return Ok(Progress::Paused);
-        }
         let text = message.kind == MessageKind::Text;
         let range = frame.held..frame.held + fresh;
         let carried = Carried::of(&self.recv.utf8);
@@ -611,10 +606,9 @@ pub(super) enum Progress {
     Event(Event),
     /// Made progress; look at the buffer again.
     Continue,
-    /// The buffer holds no more usable bytes.
+    /// The buffer holds no more usable bytes (or, with an inflation rate limit,
+    /// compressed payload waits for the budget to refill: the inflate timer runs).
     NeedInput,
-    /// Compressed payload waits for the inflation budget to refill (a timer is set).
-    Paused,
 }
 
 pub(super) fn data_event(kind: MessageKind, data: Bytes, last: bool) -> Event {

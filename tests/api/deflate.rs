@@ -537,3 +537,37 @@ fn the_inflation_rate_is_bounded() {
     let out = feed(&mut server, &wire);
     assert_eq!((out.error, out.events.len()), (None, 10));
 }
+
+/// The peer ends its stream while inflating is paused: what arrived is still delivered
+/// once the budget allows, and only then does the connection end (1006).
+#[test]
+fn end_of_stream_while_inflating_is_paused_loses_nothing() {
+    let mut policy = DeflateConfig::default();
+    policy.max_inflate_rate = Some(1 << 20);
+    let mut server = deflate_server_with(deflating(policy));
+    let message = raw_deflate(&vec![3u8; 512 << 10]);
+    let wire: Vec<u8> = (0..4)
+        .flat_map(|_| compressed_frame(true, 2, &message))
+        .collect();
+    let mut now = crate::support::t0();
+    server.handle_timeout(now);
+    assert_eq!(server.recv(&wire), wire.len());
+    server.recv_eof();
+    let mut messages = 0;
+    let mut closed = None;
+    for _ in 0..1_000 {
+        while let Some(event) = server.poll_event().unwrap() {
+            match event {
+                Event::Binary { .. } => messages += 1,
+                Event::Closed { code, .. } => closed = Some(code.0),
+                other => panic!("{other:?}"),
+            }
+        }
+        if closed.is_some() {
+            break;
+        }
+        now = now.max(server.poll_timeout().expect("paused"));
+        server.handle_timeout(now);
+    }
+    assert_eq!((messages, closed), (4, Some(1006)));
+}
