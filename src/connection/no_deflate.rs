@@ -65,11 +65,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Nothing is ever inflated.
-    pub(super) fn inflate_paused(&mut self) -> bool {
-        false
-    }
-
     /// Never compresses.
     pub(super) fn encode_compressed_message(&mut self, _opcode: OpCode, _payload: &[u8]) -> bool {
         false
