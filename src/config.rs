@@ -5,10 +5,18 @@
 //!
 //! # Memory per connection
 //!
-//! An idle open connection holds no buffer at all: the receive buffer is allocated when
-//! bytes arrive and released once it is empty and larger than [`Config::recv_buffer_size`];
-//! the transmit buffer is released the same way once drained. Worst case, in terms of the
-//! fields below:
+//! An idle open connection holds no buffer at all, whether or not it has exchanged
+//! messages. The receive buffer is allocated when bytes arrive; once empty it is released
+//! at once if larger than [`Config::recv_buffer_size`], and otherwise kept for the next
+//! read (reused without an allocation once the application has dropped the events
+//! split out of it) until the next [`handle_timeout`](crate::Connection::handle_timeout),
+//! which gives back every empty buffer: receive, transmit, message assembly, and the
+//! deflate buffers. With keepalive on (the default) that call comes within one
+//! keepalive interval of silence. Releasing the receive buffer at the end of every
+//! read instead would cost an allocation per read, where the buffer is otherwise
+//! reused (`tests/api/alloc.rs` holds the receive path to that).
+//! [`Connection::buffered_bytes`](crate::Connection::buffered_bytes) reads 0 for such
+//! an idle connection. Worst case, in terms of the fields below:
 //!
 //! - receive buffer: `recv_buffer_size` plus one frame header (what `recv` accepts before
 //!   `poll_event` drains it);
@@ -18,8 +26,16 @@
 //! - handshake: `max_handshake_size` while the head is incomplete (a client: up to twice
 //!   that, to keep the body of a refusal);
 //! - transmit buffer: `max_send_buffer` plus the last message accepted into it (a send is
-//!   accepted while fewer than `max_send_buffer` bytes wait), plus one Close frame and at
-//!   most one coalesced Pong of 131 bytes and one keepalive Ping;
+//!   accepted while fewer than `max_send_buffer` bytes wait), plus one Close frame, at
+//!   most one automatic Pong (127 bytes) and the payload of one more waiting to be
+//!   encoded, and one keepalive Ping, however many Pings arrive;
+//! - permessage-deflate: a compressed message's inflated bytes up to
+//!   `DeflateConfig::max_inflated_size` (default 1 MiB), the compressor's output buffer
+//!   (kept between messages up to 64 KiB), and zlib's own state (see
+//!   [`extensions::deflate`](crate::extensions::deflate));
+//! - time: a message in progress holds its buffers for at most `message_timeout`, and a
+//!   connection that is over holds what is queued for at most `flush_timeout` (or the
+//!   close timeout, when the peer never answered our Close);
 //! - fixed state: a few hundred bytes, plus a ChaCha12 RNG (~330 bytes) on client
 //!   connections only (servers never mask).
 
@@ -74,13 +90,15 @@ pub struct Config {
     /// exactly this size arrives whole in one read). This bounds the receive buffer.
     pub recv_buffer_size: usize,
     /// Sends are refused with `SendError::Blocked` while this many bytes or more wait to
-    /// be transmitted (default 4 MiB).
+    /// be transmitted (default 4 MiB). Automatic Pongs never pile up against it: at
+    /// most one waits unwritten.
     pub max_send_buffer: usize,
     /// Whole messages or streamed pieces (default [`Delivery::Whole`]).
     pub delivery: Delivery,
     /// Answer every Ping with a Pong carrying the same payload (default true, as RFC 6455
-    /// §5.5.2 requires). When the peer does not read, Pongs are coalesced: only the
-    /// latest waits (§5.5.3 allows answering only the most recent Ping).
+    /// §5.5.2 requires). While one automatic Pong waits unwritten, newer Pings are
+    /// coalesced: only the latest waits to be answered after it (§5.5.3 allows
+    /// answering only the most recent Ping), whatever the send buffer holds.
     pub auto_pong: bool,
     /// Time for the whole opening handshake (default 10 s): a peer that sends half a
     /// request and stalls is dropped (slowloris).
@@ -89,7 +107,24 @@ pub struct Config {
     /// client that has answered the server's Close, how long to wait for the server to
     /// close the transport (RFC 6455 §7.1.1).
     pub close_timeout: Option<Duration>,
-    /// Ping an idle peer (default off).
+    /// Once the connection is over (Close frames exchanged, a protocol error, a rejected
+    /// handshake, the peer's EOF), how long what is still queued gets to be written
+    /// (default 5 s). Then [`Connection::should_close_transport`](crate::Connection::should_close_transport)
+    /// turns true whatever is left: a peer that stopped reading cannot hold the
+    /// connection, its buffers and its socket forever. Named like the other `*_timeout`
+    /// fields: a span that starts when the connection ends, not an absolute deadline.
+    /// `None`: wait for the bytes to be written, however long that takes.
+    pub flush_timeout: Option<Duration>,
+    /// A data message that has started (its first frame header parsed) must end within
+    /// this time (default 30 s), else the connection fails with
+    /// [`Timeout::Message`](crate::Timeout::Message) and a Close frame with 1008 (policy
+    /// violation, RFC 6455 §7.4.1). It ends a peer that opens a message (a compressed
+    /// fragment that holds inflated bytes, a large frame announced but not sent) and
+    /// then stalls or sends only control frames. `None`: a message may take forever.
+    pub message_timeout: Option<Duration>,
+    /// Ping an idle peer (default: every 30 s of silence, failing after 10 s more without
+    /// an answer), so that a connection whose peer vanished without a FIN is reclaimed.
+    /// `None` turns it off.
     pub keepalive: Option<Keepalive>,
     /// Seed for the RNG (ChaCha12) behind a client's masking keys and
     /// `Sec-WebSocket-Key`. `None` (the default) seeds from the operating system (feature
@@ -127,7 +162,12 @@ impl Default for Config {
             auto_pong: true,
             handshake_timeout: Some(Duration::from_secs(10)),
             close_timeout: Some(Duration::from_secs(5)),
-            keepalive: None,
+            flush_timeout: Some(Duration::from_secs(5)),
+            message_timeout: Some(Duration::from_secs(30)),
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+            }),
             rng_seed: None,
             #[cfg(feature = "deflate")]
             deflate: None,

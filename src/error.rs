@@ -5,7 +5,7 @@
 //! - [`HandshakeError`]: the opening handshake failed. On the server side
 //!   [`HandshakeError::status_hint`] gives the HTTP status of the error response that has
 //!   already been queued; on the client side it explains why the response was refused.
-//! - [`Timeout`]: a protocol timer expired (handshake, keepalive).
+//! - [`Timeout`]: a protocol timer expired (handshake, keepalive, an unfinished message).
 //! - [`SendError`]: the caller misused the API; the connection is unchanged.
 //!
 //! [`Error`] is what [`Connection::poll_event`](crate::Connection::poll_event) returns: a
@@ -37,14 +37,16 @@ pub enum Error {
 
 impl Error {
     /// The close code that describes this failure to the application (RFC 6455 §7.4.1):
-    /// the code sent to the peer for protocol errors, 1006 (abnormal closure, never sent)
-    /// for timeouts after the handshake, `None` when the handshake never completed.
+    /// the code sent to the peer for protocol errors and for [`Timeout::Message`] (1008),
+    /// 1006 (abnormal closure, never sent) for the keepalive timeout, `None` when the
+    /// handshake never completed.
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Self::Protocol(e) => Some(e.close_code()),
             Self::Handshake(_) => None,
             Self::Timeout(Timeout::Handshake) => None,
             Self::Timeout(Timeout::Keepalive) => Some(CloseCode::ABNORMAL),
+            Self::Timeout(Timeout::Message) => Some(CloseCode::POLICY),
         }
     }
 }
@@ -83,6 +85,21 @@ pub enum Timeout {
     /// Keepalive: a Ping went unanswered and nothing else arrived before the deadline.
     /// Nothing is sent (the peer is not reading); the transport should be closed.
     Keepalive,
+    /// A data message did not end within `Config::message_timeout` of its first frame.
+    /// The peer is still talking (it may only be slow, or holding the message open on
+    /// purpose), so a Close frame with 1008 (policy violation, RFC 6455 §7.4.1: "a
+    /// message that violates its policy") is queued, and `Config::flush_timeout` bounds
+    /// how long it may take to go out.
+    Message,
+}
+
+impl Timeout {
+    /// Whether the transport should be closed at once, whatever is still queued: the
+    /// peer has shown it is not reading (handshake, keepalive). A message timeout sends
+    /// its Close frame first.
+    pub(crate) fn drops_transport(self) -> bool {
+        matches!(self, Self::Handshake | Self::Keepalive)
+    }
 }
 
 impl fmt::Display for Timeout {
@@ -90,6 +107,7 @@ impl fmt::Display for Timeout {
         f.write_str(match self {
             Self::Handshake => "opening handshake did not complete",
             Self::Keepalive => "peer did not answer the keepalive ping",
+            Self::Message => "data message did not complete in time",
         })
     }
 }
@@ -147,6 +165,13 @@ pub enum ProtocolError {
     /// RSV1 on a control frame or a continuation frame: RFC 7692 §6 allows it only on
     /// the first frame of a data message.
     MisplacedCompressionBit,
+    /// A compressed message (RFC 7692) that inflates to more than
+    /// `DeflateConfig::max_inflated_size` bytes. Close code 1009 (RFC 6455 §7.4.1: "a
+    /// message that is too big for it to process"; see the `extensions::deflate` docs).
+    InflatedTooBig {
+        /// The configured limit, in decompressed bytes.
+        max: u64,
+    },
 }
 
 impl ProtocolError {
@@ -154,7 +179,9 @@ impl ProtocolError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
-            Self::FrameTooBig { .. } | Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Self::FrameTooBig { .. } | Self::MessageTooBig { .. } | Self::InflatedTooBig { .. } => {
+                CloseCode::MESSAGE_TOO_BIG
+            }
             Self::TooManyFragments(_) => CloseCode::POLICY,
             _ => CloseCode::PROTOCOL_ERROR,
         }
@@ -182,6 +209,9 @@ impl fmt::Display for ProtocolError {
             Self::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
             Self::InvalidCompressedData => f.write_str("compressed message does not inflate"),
             Self::MisplacedCompressionBit => f.write_str("RSV1 on a control or continuation frame"),
+            Self::InflatedTooBig { max } => {
+                write!(f, "compressed message inflates to over {max} bytes")
+            }
         }
     }
 }

@@ -14,6 +14,8 @@
 
 use wsengine_test_support as support;
 
+#[path = "api/abuse.rs"]
+mod abuse;
 #[path = "api/alloc.rs"]
 mod alloc;
 /// Counts allocations per thread for `alloc`'s tests; forwards everything to `System`.

@@ -450,7 +450,7 @@ typedef struct wsengine_config {
      */
     uint64_t close_timeout_ns;
     /**
-     * Ping the peer after this much silence (default 0: no keepalive).
+     * Ping the peer after this much silence (default 30 s, timeout 10 s; 0: no keepalive).
      */
     uint64_t keepalive_interval_ns;
     /**

@@ -225,7 +225,7 @@ pub struct wsengine_config {
     pub handshake_timeout_ns: u64,
     /// After our Close, how long to wait for the peer's (default 5 s; 0: forever).
     pub close_timeout_ns: u64,
-    /// Ping the peer after this much silence (default 0: no keepalive).
+    /// Ping the peer after this much silence (default 30 s, timeout 10 s; 0: no keepalive).
     pub keepalive_interval_ns: u64,
     /// With keepalive: fail with WSENGINE_TIMEOUT unless something arrives this long
     /// after the Ping (must be nonzero when keepalive_interval_ns is).

@@ -967,7 +967,9 @@ fn library_information() {
     assert_eq!(c.max_message_size, 16 << 20);
     assert_eq!(c.handshake_timeout_ns, 10 * SEC);
     assert_eq!(c.close_timeout_ns, 5 * SEC);
-    assert_eq!(c.keepalive_interval_ns, 0);
+    // Keepalive is on by default (the core's Config::default, issue 14).
+    assert_eq!(c.keepalive_interval_ns, 30 * SEC);
+    assert_eq!(c.keepalive_timeout_ns, 10 * SEC);
     assert_eq!(c.auto_pong, 1);
     assert_eq!(
         c.delivery,

@@ -18,6 +18,7 @@ use crate::extensions::deflate::{
 use crate::frame::OpCode;
 use crate::handshake::{Accept, ClientRequest, Request, Response};
 use crate::role::Role;
+use crate::time::{Duration, Instant};
 
 /// Whether a message can be compressed at all in this build: yes (see `no_deflate.rs`).
 pub(super) const NEGOTIABLE: bool = true;
@@ -36,7 +37,21 @@ pub(crate) struct DeflateState {
     pub(crate) scratch: Vec<u8>,
     /// The fragmented message being sent is compressed.
     pub(crate) sending_compressed: bool,
+    /// `DeflateConfig::max_inflated_size`.
+    pub(crate) max_inflated: usize,
+    /// `DeflateConfig::max_compress_size`.
+    pub(crate) max_compress: usize,
+    /// `DeflateConfig::max_inflate_rate`, in bytes per second.
+    pub(crate) inflate_rate: Option<u64>,
+    /// Bytes that may still be inflated (a token bucket of one second's worth; below
+    /// zero by at most one call's output), as of `refilled_at`.
+    pub(crate) inflate_budget: i64,
+    pub(crate) refilled_at: Option<Instant>,
 }
+
+/// The compressor's output buffer is kept between messages up to this size; a larger
+/// one (after a large message) is given back at once.
+const SCRATCH_KEEP: usize = 64 << 10;
 
 impl DeflateState {
     pub(crate) fn new(params: DeflateParams, role: Role, config: &DeflateConfig) -> Self {
@@ -47,6 +62,11 @@ impl DeflateState {
             inflated: Vec::new(),
             scratch: Vec::new(),
             sending_compressed: false,
+            max_inflated: config.max_inflated_size,
+            max_compress: config.max_compress_size,
+            inflate_rate: config.max_inflate_rate,
+            inflate_budget: 0,
+            refilled_at: None,
         }
     }
 }
@@ -57,6 +77,19 @@ pub(super) fn buffered_bytes(state: Option<&DeflateState>) -> usize {
     state.map_or(0, |s| {
         s.inflated.capacity().saturating_add(s.scratch.capacity())
     })
+}
+
+/// Gives back the deflate buffers of an idle connection: the inflated bytes of a
+/// message (only between messages) and the compressor's output buffer.
+pub(super) fn release_idle_buffers(state: Option<&mut DeflateState>, between_messages: bool) {
+    if let Some(s) = state {
+        if between_messages && s.inflated.capacity() > 0 {
+            s.inflated = Vec::new();
+        }
+        if s.scratch.capacity() > 0 {
+            s.scratch = Vec::new();
+        }
+    }
 }
 
 /// RFC 7692 §5: a client offers permessage-deflate when `Config::deflate` is set, unless
@@ -131,15 +164,16 @@ impl Connection {
         let Some(state) = self.deflate.as_mut() else {
             return false;
         };
+        if payload.len() > state.max_compress {
+            return false;
+        }
         let mut out = core::mem::take(&mut state.scratch);
         out.clear();
         let compressed = state.compressor.compress_message(payload, &mut out);
         if compressed {
             self.encode_frame_rsv(opcode, true, RSV1, &out);
         }
-        if let Some(state) = self.deflate.as_mut() {
-            state.scratch = out;
-        }
+        keep_scratch(self.deflate.as_mut(), out);
         compressed
     }
 
@@ -158,7 +192,9 @@ impl Connection {
             return Ok(false);
         };
         if first {
-            state.sending_compressed = true;
+            // Decided once per message, on its first fragment (RSV1 goes on the first
+            // frame only, RFC 7692 §6).
+            state.sending_compressed = data.len() <= state.max_compress;
         }
         if !state.sending_compressed {
             return Ok(false);
@@ -170,9 +206,7 @@ impl Connection {
             let rsv = if first { RSV1 } else { 0 };
             self.encode_frame_rsv(opcode, last, rsv, &out);
         }
-        if let Some(state) = self.deflate.as_mut() {
-            state.scratch = out;
-        }
+        keep_scratch(self.deflate.as_mut(), out);
         // A compressor failure cannot be answered with an uncompressed fragment in the
         // middle of a compressed message: the send fails.
         compressed.map_err(|_| SendError::Closed)?;
@@ -180,8 +214,9 @@ impl Connection {
     }
 
     /// A compressed message's payload (RFC 7692 §7.2.2): the unmasked bytes that arrived
-    /// are inflated as they come (bounded by `max_message_size` in *decompressed* bytes,
-    /// so a small frame that inflates to gigabytes fails with 1009 early), and text is
+    /// are inflated as they come (bounded by `DeflateConfig::max_inflated_size` and
+    /// `max_message_size` in *decompressed* bytes, so a small frame that inflates to
+    /// gigabytes fails with 1009 early), and text is
     /// validated on the inflated bytes, fail-fast as for uncompressed messages.
     pub(super) fn read_compressed(
         &mut self,
@@ -191,6 +226,16 @@ impl Connection {
         frame_done: bool,
         message_done: bool,
     ) -> Result<Progress, ProtocolError> {
+        if self.inflate_paused() {
+            // The bytes are unmasked already: they wait at the front of the receive
+            // buffer as held bytes of the frame (which stays current even if complete)
+            // and are inflated once the budget allows.
+            self.recv.frame = Some(RecvFrame {
+                held: frame.held + fresh,
+                ..frame
+            });
+            return Ok(Progress::NeedInput);
+        }
         self.recv.frame = if frame_done {
             None
         } else {
@@ -200,11 +245,12 @@ impl Connection {
             self.recv.message = None;
         }
         let input = self.rx.split_to(frame.held + fresh);
-        let limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
+        let message_limit = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
         let text = message.kind == MessageKind::Text;
         let Some(state) = self.deflate.as_mut() else {
             return Err(ProtocolError::MisplacedCompressionBit);
         };
+        let limit = message_limit.min(state.max_inflated);
         let carried = Carried::of(&self.recv.utf8);
         let mut piece = Vec::new();
         let out = match self.config.delivery {
@@ -214,7 +260,21 @@ impl Connection {
         let before = out.len();
         state
             .decompressor
-            .decompress(&input, message_done, out, limit)?;
+            .decompress(&input, message_done, out, limit)
+            .inspect(|()| {
+                if state.inflate_rate.is_some() {
+                    let made = i64::try_from(out.len() - before).unwrap_or(i64::MAX);
+                    state.inflate_budget = state.inflate_budget.saturating_sub(made);
+                }
+            })
+            .map_err(|e| match e {
+                DeflateError::TooBig { limit } if limit < message_limit => {
+                    ProtocolError::InflatedTooBig {
+                        max: super::wire_len(limit),
+                    }
+                }
+                e => ProtocolError::from(e),
+            })?;
         if text {
             self.recv
                 .utf8
@@ -238,6 +298,54 @@ impl Connection {
                 Ok(self.streamed_piece(message.kind, data, &carried, message_done))
             }
         }
+    }
+}
+
+impl Connection {
+    /// With `DeflateConfig::max_inflate_rate`: refills the budget for the time passed
+    /// since it was last refilled and says whether inflating must wait; if so, the
+    /// inflate timer names when the budget is positive again.
+    pub(super) fn inflate_paused(&mut self) -> bool {
+        let now = self.now;
+        let Some(state) = self.deflate.as_mut() else {
+            return false;
+        };
+        let Some(rate) = state.inflate_rate else {
+            return false;
+        };
+        let burst = i64::try_from(rate).unwrap_or(i64::MAX);
+        let earned = match state.refilled_at {
+            // The first compressed payload starts with a full second's budget.
+            None => burst,
+            Some(then) => {
+                let nanos = now.saturating_duration_since(then).as_nanos();
+                let earned = u128::from(rate).saturating_mul(nanos) / 1_000_000_000;
+                i64::try_from(earned).unwrap_or(i64::MAX)
+            }
+        };
+        state.inflate_budget = state.inflate_budget.saturating_add(earned).min(burst);
+        state.refilled_at = Some(now);
+        if state.inflate_budget > 0 {
+            self.timers.inflate = super::timers::Timer::Off;
+            return false;
+        }
+        // Until the budget is back above zero, rounded up to a whole nanosecond.
+        let missing = u128::from(state.inflate_budget.unsigned_abs()) + 1;
+        let nanos = (missing * 1_000_000_000).div_ceil(u128::from(rate.max(1)));
+        let wait = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        self.timers.inflate = super::timers::Timer::after(now, wait);
+        true
+    }
+}
+
+/// Puts the compressor's output buffer back for the next message, unless a large
+/// message made it large.
+fn keep_scratch(state: Option<&mut DeflateState>, mut out: Vec<u8>) {
+    if let Some(state) = state {
+        if out.capacity() > SCRATCH_KEEP {
+            out = Vec::new();
+        }
+        state.scratch = out;
     }
 }
 

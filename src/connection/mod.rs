@@ -117,6 +117,11 @@ struct RecvState {
     /// Size of the last assembled message: a new fragmented message reserves as much,
     /// so a stream of similar messages costs one allocation each.
     last_assembled: usize,
+    /// `assembly` has held bytes since it was last replaced by an empty buffer: it may
+    /// hold an allocation even where its `capacity()` reads 0 (a message was split out
+    /// of it). Checked instead of replacing the buffer each time input runs out, which
+    /// would put a drop and a store on every read, for every connection.
+    assembly_used: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -231,7 +236,10 @@ enum Handshake {
 ///
 /// **Closing the transport.** Close it once [`should_close_transport`](Self::should_close_transport)
 /// is true: at once for a server after the closing handshake, after the server's EOF or
-/// the close timer for a client (RFC 6455 §7.1.1: the server closes TCP first).
+/// the close timer for a client (RFC 6455 §7.1.1: the server closes TCP first). A peer
+/// that stops reading cannot hold a connection that is over: what is still queued gets
+/// [`Config::flush_timeout`], then it turns true anyway (keep calling `handle_timeout`
+/// at `poll_timeout`).
 pub struct Connection {
     role: Role,
     config: Config,
@@ -251,8 +259,18 @@ pub struct Connection {
     /// A fragmented message being sent, and its text validator.
     send_message: Option<MessageKind>,
     send_utf8: Utf8Validator,
-    /// The latest Ping payload still to be answered, when the send buffer is full.
+    /// The latest Ping payload still to be answered: while an automatic Pong waits
+    /// unwritten (`pong_unsent`) or the send buffer is full, newer Pings replace it here
+    /// instead of queuing a Pong each.
     pending_pong: Option<Bytes>,
+    /// Transmit bytes up to and including the last automatic Pong that are not written
+    /// yet (0: none waits), so at most one automatic Pong is ever queued.
+    pong_unsent: usize,
+    /// Our Close frame is queued (or sent): never a second one (RFC 6455 §5.5.1).
+    close_queued: bool,
+    /// The peer is not reading (a timer gave up on it): the transport is to be closed
+    /// now, whatever still waits to be written.
+    give_up: bool,
     /// Transmit bytes up to and including the last keepalive Ping that are not written
     /// yet (0: none waits), so at most one keepalive Ping is ever queued.
     keepalive_unsent: usize,
@@ -371,7 +389,7 @@ impl Connection {
         now: Instant,
     ) -> Self {
         let handshake_timer = match config.handshake_timeout {
-            Some(d) => Timer::At(now.checked_add(d).unwrap_or(now)),
+            Some(d) => Timer::after(now, d),
             None => Timer::Off,
         };
         Self {
@@ -391,6 +409,9 @@ impl Connection {
             send_message: None,
             send_utf8: Utf8Validator::new(),
             pending_pong: None,
+            pong_unsent: 0,
+            close_queued: false,
+            give_up: false,
             keepalive_unsent: 0,
             closed_event: None,
             error: None,
@@ -464,11 +485,15 @@ impl Connection {
 
     /// Whether the host should close the transport now: the connection is over and
     /// everything queued has been transmitted. A client whose closing handshake is done
-    /// waits for the server's EOF or the close timer first (RFC 6455 §7.1.1). After a
-    /// timeout ([`Error::Timeout`]) it is true at once, even with bytes still queued: the
-    /// peer is not reading them.
+    /// waits for the server's EOF or the close timer first (RFC 6455 §7.1.1).
+    ///
+    /// Every connection ends in bounded time: it is true at once, even with bytes still
+    /// queued, after the handshake or keepalive timeout and after the close timer
+    /// expired while we waited for the peer's Close (the peer is not reading them); and
+    /// once [`Config::flush_timeout`] has passed since the connection ended with bytes
+    /// still queued.
     pub fn should_close_transport(&self) -> bool {
-        if matches!(self.error, Some(Error::Timeout(_))) {
+        if self.give_up {
             return true;
         }
         if self.wants_write() {
@@ -574,13 +599,15 @@ impl Connection {
         self.eof = true;
     }
 
-    /// Runs the timers that are due at `now`: the handshake timeout, the close timeout
-    /// and keepalive. Spurious calls are harmless.
+    /// Runs the timers that are due at `now`: the handshake timeout, the close timeout,
+    /// keepalive, the message timeout and the flush timeout; and gives back the buffers
+    /// that are empty (an idle connection holds none). Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now > self.now {
             self.now = now;
         }
         let now = self.now;
+        self.release_idle_buffers();
         if self.timers.handshake.poll(now) {
             self.timers.handshake = Timer::Off;
             if self.phase.is_handshake() {
@@ -590,13 +617,56 @@ impl Connection {
         if self.timers.close.poll(now) {
             self.timers.close = Timer::Off;
             if self.phase == Phase::Closing {
-                // §7.1.1/§7.1.5: the peer never answered our Close.
+                // §7.1.1/§7.1.5: the peer never answered our Close. It is not reading
+                // either (or our Close would have been answered): waiting for what is
+                // still queued to be written would wait on a dead peer.
                 self.abort();
+                self.give_up = true;
             }
         }
         if self.timers.keepalive.poll(now) {
             self.keepalive_tick(now);
         }
+        if self.timers.message.poll(now) {
+            self.timers.message = Timer::Off;
+            if self.recv.message.is_some() && matches!(self.phase, Phase::Open | Phase::Closing) {
+                self.fail_timeout(crate::error::Timeout::Message);
+            }
+        }
+        if self.timers.inflate.poll(now) {
+            // The next `poll_event` refills the budget from `now` and goes on.
+            self.timers.inflate = Timer::Off;
+        }
+        if self.timers.flush.poll(now) {
+            self.timers.flush = Timer::Off;
+            if self.phase.is_terminal() {
+                self.give_up = true;
+            }
+        }
+    }
+
+    /// Time has passed (a timer is due: keepalive's tick at the latest, with keepalive
+    /// on): buffers with nothing in them are given back, so an idle connection that has
+    /// exchanged messages holds no more than one that never did. Not done per read or
+    /// per message: the next read would allocate again, once per read instead of
+    /// reusing the buffer.
+    fn release_idle_buffers(&mut self) {
+        if self.rx.is_empty() && self.rx.capacity() > 0 {
+            self.rx = BytesMut::new();
+        }
+        if self.recv.message.is_none() {
+            if core::mem::take(&mut self.recv.assembly_used) {
+                self.recv.assembly = BytesMut::new();
+            }
+            // The size of a burst's messages says nothing about the next burst's: a
+            // connection that once took a 16 MiB message would otherwise reserve up to
+            // `ASSEMBLY_AHEAD` for every small fragmented message after it.
+            self.recv.last_assembled = 0;
+        }
+        if self.tx.is_empty() {
+            self.tx.release_if_idle(0);
+        }
+        deflate::release_idle_buffers(self.deflate.as_mut(), self.recv.message.is_none());
     }
 
     fn keepalive_tick(&mut self, now: Instant) {
@@ -610,7 +680,7 @@ impl Connection {
             return;
         }
         let seen = core::mem::take(&mut self.activity);
-        let next = |d| Timer::At(now.checked_add(d).unwrap_or(now));
+        let next = |d| Timer::after(now, d);
         match (self.timers.keepalive_state, seen) {
             (_, true) => {
                 self.timers.keepalive_state = KeepaliveState::Idle;
@@ -656,6 +726,7 @@ impl Connection {
     /// Marks `n` bytes of the transmit buffer as written.
     pub fn advance_transmit(&mut self, n: usize) {
         self.keepalive_unsent = self.keepalive_unsent.saturating_sub(n);
+        self.pong_unsent = self.pong_unsent.saturating_sub(n);
         let keep = self.config.recv_limit();
         self.tx.advance(n, keep);
         // Give a large transmit buffer back once drained: idle connections hold none.
@@ -663,13 +734,25 @@ impl Connection {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
-    /// May be in the past: then call it at once.
+    /// May be in the past: then call it at once. Once the connection is over it names
+    /// the flush deadline while bytes wait to be written (and, for a client after the
+    /// closing handshake, the close timer), and nothing once the transport is to be
+    /// closed.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if matches!(self.phase, Phase::Failed | Phase::Rejected) {
+        if !self.phase.is_terminal() {
+            return self.timers.earliest(self.now);
+        }
+        if self.give_up {
             return None;
         }
-        self.timers.earliest(self.now)
+        let flush = if self.wants_write() {
+            self.timers.flush.deadline(self.now)
+        } else {
+            None
+        };
+        let close = self.timers.close.deadline(self.now);
+        flush.into_iter().chain(close).min()
     }
 
     // ---- shared internals ----
@@ -711,6 +794,8 @@ impl Connection {
                     Role::Client => Timer::start(self.config.close_timeout),
                     Role::Server => Timer::Off,
                 };
+                self.timers.message = Timer::Off;
+                self.timers.flush = Timer::start(self.config.flush_timeout);
             }
             (Phase::Closed, _) => {
                 // EOF or the close timer, without a Close exchange: RFC 6455 §7.1.5,
@@ -720,16 +805,26 @@ impl Connection {
                     clean: false,
                 });
                 self.timers = Timers::default();
+                self.timers.flush = Timer::start(self.config.flush_timeout);
                 self.pending_pong = None;
             }
             (Phase::Rejected, _) => {
                 self.timers = Timers::default();
+                self.timers.flush = Timer::start(self.config.flush_timeout);
                 self.rx = BytesMut::new();
             }
             (Phase::Failed, _) => {
+                // What is queued (the Close frame, the HTTP error response) gets
+                // `flush_timeout` to go out.
                 self.timers = Timers::default();
+                self.timers.flush = Timer::start(self.config.flush_timeout);
                 self.pending_pong = None;
                 self.rx = BytesMut::new();
+                // Nothing more is received: a message in progress (up to
+                // `max_message_size` assembled, or its inflated bytes) is dropped now
+                // rather than held while the Close goes out.
+                self.recv = RecvState::default();
+                deflate::release_idle_buffers(self.deflate.as_mut(), true);
             }
             (Phase::RequestPending | Phase::AwaitingRequest | Phase::AwaitingResponse, _) => {}
         }
@@ -749,11 +844,26 @@ impl Connection {
         self.advance(Input::Abort);
     }
 
-    /// A timer expired: the peer is not reading (or never finished its handshake).
-    /// `should_close_transport` turns true at once, whatever still waits to be
-    /// transmitted (it never will be), instead of waiting on a dead peer; the queued
-    /// bytes stay whole frames for a host that still drains them.
+    /// A timer expired. Handshake and keepalive: the peer is not reading (or never
+    /// finished its handshake), so `should_close_transport` turns true at once, whatever
+    /// still waits to be transmitted (it never will be), instead of waiting on a dead
+    /// peer; the queued bytes stay whole frames for a host that still drains them. A
+    /// message that did not end in time: the peer is alive but breaks our policy, so it
+    /// is told why (a Close with 1008) and `flush_timeout` bounds the rest.
     fn fail_timeout(&mut self, timeout: crate::error::Timeout) {
+        if self.phase.is_terminal() {
+            return;
+        }
+        if timeout.drops_transport() {
+            self.give_up = true;
+        } else if self.phase == Phase::Open {
+            let code = Error::Timeout(timeout).close_code();
+            let frame = code.map(|code| CloseFrame {
+                code,
+                reason: String::new(),
+            });
+            self.queue_close(frame.as_ref());
+        }
         self.fail_quietly(Error::Timeout(timeout));
     }
 

@@ -30,6 +30,9 @@ pub(super) fn buffered_bytes(_state: Option<&DeflateState>) -> usize {
     0
 }
 
+/// No deflate buffers to give back.
+pub(super) fn release_idle_buffers(_state: Option<&mut DeflateState>, _between_messages: bool) {}
+
 /// No offer: the request as it is.
 pub(super) fn with_offer(request: ClientRequest, _config: &Config) -> ClientRequest {
     request

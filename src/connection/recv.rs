@@ -6,6 +6,7 @@ use crate::prelude::*;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::state::{Input, Phase};
+use super::timers::Timer;
 use super::{
     Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes, append,
     deflate, wire_len,
@@ -42,16 +43,43 @@ impl Connection {
             Phase::Open | Phase::Closing => self.read_frames(),
             Phase::Closed | Phase::Rejected | Phase::Failed => Ok(None),
         }?;
-        if self.rx.is_empty() && self.rx.capacity() > self.recv_limit() {
+        if event.is_none() {
+            self.at_rest();
+        } else if self.rx.is_empty() && self.rx.capacity() > self.recv_limit() {
             // Give a large receive buffer back: an idle connection holds none.
             self.rx = BytesMut::new();
         }
-        if event.is_none() && self.recv.message.is_none() && self.recv.assembly.capacity() > 0 {
+        Ok(event.or_else(|| self.closed_event.take()))
+    }
+
+    /// `poll_event` has used up its input (once per read, not per message): buffers
+    /// are given back and the message timer is started or stopped here, off the path
+    /// of each message.
+    fn at_rest(&mut self) {
+        if self.rx.is_empty() && self.rx.capacity() > self.recv_limit() {
+            // Give a large receive buffer back at once. One within the limit is kept
+            // for the next read (which reclaims it once the application has dropped
+            // the events split out of it: no allocation per read) until the connection
+            // goes idle (`handle_timeout` gives it back then).
+            self.rx = BytesMut::new();
+        }
+        if self.recv.message.is_none() {
             // Input ran out between messages: the assembly allocation kept for the next
             // message (see `read_data_payload`) is not kept for an idle connection.
-            self.recv.assembly = BytesMut::new();
+            // Whatever its `capacity()` says: after a message was split out of it, the
+            // buffer reports no spare room yet still holds the whole allocation, which
+            // it would keep alive (and reuse) once the application drops the message.
+            if core::mem::take(&mut self.recv.assembly_used) {
+                self.recv.assembly = BytesMut::new();
+            }
+            self.timers.message = Timer::Off;
+        } else if !self.timers.message.is_on() && matches!(self.phase, Phase::Open | Phase::Closing)
+        {
+            // A message has started and input ran out before its end: from now on it
+            // has `message_timeout` to complete. A message that arrives whole in one
+            // burst never gets here, so the common path never touches the timer.
+            self.timers.message = Timer::start(self.config.message_timeout);
         }
-        Ok(event.or_else(|| self.closed_event.take()))
     }
 
     fn read_request(&mut self) -> Result<Option<Event>, Error> {
@@ -141,7 +169,8 @@ impl Connection {
     /// All buffered input is used up: if the peer has ended the stream, the connection
     /// ends without a Close frame (RFC 6455 §7.1.5: close code 1006).
     fn at_end_of_input(&mut self) -> Option<Event> {
-        if self.eof {
+        // Paused by the inflation rate limit, input is left: not the end of it.
+        if self.eof && !self.timers.inflate.is_on() {
             self.abort();
             self.closed_event.take()
         } else {
@@ -197,6 +226,8 @@ impl Connection {
             (_, Some(_), Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             (_, None, Some(kind)) => {
                 let len = add_len(0, header.payload_len, self.config.max_message_size)?;
+                // A new message: the previous one's timer (if any) is not this one's.
+                self.timers.message = Timer::Off;
                 self.recv.message = Some(RecvMessage {
                     kind,
                     len,
@@ -498,6 +529,7 @@ impl Connection {
     /// not announce their total), but never more than [`ASSEMBLY_AHEAD`] beyond what has
     /// arrived. Growth past that doubles, as `Vec` does.
     fn reserve_assembly(&mut self, frame_rest: u64, in_hand: usize) {
+        self.recv.assembly_used = true;
         let assembly = &mut self.recv.assembly;
         let have = wire_len(assembly.len());
         let in_hand = wire_len(in_hand).min(frame_rest);
@@ -580,7 +612,8 @@ pub(super) enum Progress {
     Event(Event),
     /// Made progress; look at the buffer again.
     Continue,
-    /// The buffer holds no more usable bytes.
+    /// The buffer holds no more usable bytes (or, with an inflation rate limit,
+    /// compressed payload waits for the budget to refill: the inflate timer runs).
     NeedInput,
 }
 

@@ -281,9 +281,22 @@ impl Connection {
         self.tx.push_bytes(payload);
     }
 
-    /// Queues our Close frame (`None`: an empty body). Nothing may follow it, so a Pong
-    /// still waiting is dropped.
+    /// Queues our Close frame (`None`: an empty body), once: RFC 6455 §5.5.1, "after
+    /// sending a Close frame, the endpoint MUST NOT send any further data frames", and
+    /// a second Close is not a reply to anything. Every automatic Close (the echo of
+    /// the peer's, a protocol error, a message timeout) and the application's go
+    /// through here, so whatever the order of events at most one is ever queued.
+    /// Nothing may follow it, so a Pong still waiting (the answer to the latest Ping,
+    /// received before any Close) goes out first, whatever the send buffer holds: it is
+    /// one frame of at most 127 bytes.
     pub(super) fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        if self.close_queued {
+            return;
+        }
+        self.close_queued = true;
+        if let Some(payload) = self.pending_pong.take() {
+            self.encode_frame(OpCode::Pong, true, &payload);
+        }
         let mut body = [0u8; MAX_CONTROL_PAYLOAD];
         let len = match frame {
             Some(f) => {
@@ -295,7 +308,6 @@ impl Connection {
             }
             None => 0,
         };
-        self.pending_pong = None;
         self.encode_frame(OpCode::Close, true, &body[..len]);
     }
 
@@ -303,9 +315,11 @@ impl Connection {
     /// frame in response, unless it already received a Close frame." §5.5.3: "If an
     /// endpoint receives a Ping frame and has not yet sent Pong frame(s) in response to
     /// previous Ping frame(s), the endpoint MAY elect to send a Pong frame for only the
-    /// most recently processed Ping frame." Every Ping is answered while the send buffer
-    /// has room; beyond that only the latest waits, so a ping flood from a peer that
-    /// does not read cannot grow memory.
+    /// most recently processed Ping frame." So at most one automatic Pong waits in the
+    /// transmit buffer: while it is unwritten (or the send buffer is full), a newer
+    /// Ping's payload replaces the one in `pending_pong`, which is encoded once the
+    /// earlier Pong has been written. A ping flood from a peer that does not read costs
+    /// one Pong frame and one payload, whatever the send buffer holds.
     pub(super) fn queue_auto_pong(&mut self, payload: Bytes) {
         self.pending_pong = Some(payload);
         self.flush_pending_pong();
@@ -314,10 +328,12 @@ impl Connection {
     pub(super) fn flush_pending_pong(&mut self) {
         // Checked before `take` (which rewrites the slot): every poll_transmit calls this.
         if self.pending_pong.is_some()
+            && self.pong_unsent == 0
             && !self.is_send_blocked()
             && let Some(payload) = self.pending_pong.take()
         {
             self.encode_frame(OpCode::Pong, true, &payload);
+            self.pong_unsent = self.tx.len();
         }
     }
 

@@ -410,3 +410,51 @@ fn payload_of_a_message_being_assembled_skips_the_receive_buffer() {
         other => panic!("expected the text, got {other:?}"),
     }
 }
+
+/// After a burst of large fragmented messages, an idle connection forgets their size:
+/// the next small fragmented message reserves what it needs, not the burst's size.
+#[test]
+fn the_assembly_reservation_shrinks_back_once_idle() {
+    let mut c = open_server(Config::default());
+    let big = vec![b'x'; 512 << 10];
+    let mut stream = masked(false, OpCode::Binary, &big[..1000]);
+    stream.extend(masked(true, OpCode::Continuation, &big[1000..]));
+    let events = feed(&mut c, &stream);
+    assert_eq!(events.len(), 1);
+    drop(events);
+    assert_eq!(c.recv.last_assembled, 512 << 10);
+    c.handle_timeout(test_epoch() + Duration::from_secs(30));
+    assert_eq!(c.recv.last_assembled, 0);
+    assert_eq!(c.buffered_bytes(), 0);
+    // A small fragmented message: its first fragment arrives, the rest later.
+    let events = feed(&mut c, &masked(false, OpCode::Binary, b"small"));
+    assert!(events.is_empty());
+    assert!(
+        c.recv.assembly.capacity() < 64 << 10,
+        "reserved {} bytes for a small message",
+        c.recv.assembly.capacity()
+    );
+}
+
+/// The assembly buffer a message was split out of keeps no handle on that allocation
+/// once input runs out: dropping the message gives the memory back. (`capacity()` of
+/// such a buffer reads 0, so a check on it missed it.)
+#[test]
+fn an_assembled_message_dropped_by_the_application_is_freed() {
+    let mut c = open_server(Config::default());
+    let big = vec![b'x'; 512 << 10];
+    let mut stream = masked(false, OpCode::Binary, &big[..1000]);
+    stream.extend(masked(true, OpCode::Continuation, &big[1000..]));
+    let mut events = feed(&mut c, &stream);
+    let Some(Event::Binary { data, .. }) = events.pop() else {
+        panic!("no message");
+    };
+    let mut data = data;
+    // The application's handle is the only one: `Bytes::try_into_mut` succeeds only
+    // for a unique handle.
+    data = match data.try_into_mut() {
+        Ok(unique) => unique.freeze(),
+        Err(_) => panic!("the connection still holds the message's allocation"),
+    };
+    assert_eq!(data.len(), 512 << 10);
+}

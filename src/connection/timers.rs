@@ -32,16 +32,28 @@ impl Timer {
         }
     }
 
+    /// A timer due `d` after `now`. A deadline past the largest representable instant
+    /// (`Duration::MAX`, or any `now + d` that overflows) is never reached: such a timer
+    /// is `Off`, not due at once.
+    pub(crate) fn after(now: Instant, d: Duration) -> Self {
+        now.checked_add(d).map_or(Self::Off, Self::At)
+    }
+
     /// Starts a pending timer at `now`; returns whether the timer has expired.
     pub(crate) fn poll(&mut self, now: Instant) -> bool {
         match *self {
             Self::Off => false,
             Self::Pending(d) => {
-                *self = Self::At(now.checked_add(d).unwrap_or(now));
+                *self = Self::after(now, d);
                 d.is_zero()
             }
             Self::At(t) => t <= now,
         }
+    }
+
+    /// Whether the timer is running (pending or due at an instant).
+    pub(crate) fn is_on(self) -> bool {
+        self != Self::Off
     }
 }
 
@@ -61,14 +73,29 @@ pub(crate) struct Timers {
     pub(crate) close: Timer,
     pub(crate) keepalive: Timer,
     pub(crate) keepalive_state: KeepaliveState,
+    /// A data message has started and not ended (`Config::message_timeout`). Started
+    /// lazily, only once `poll_event` runs out of input in the middle of a message.
+    pub(crate) message: Timer,
+    /// The connection is over and bytes still wait for the transport
+    /// (`Config::flush_timeout`).
+    pub(crate) flush: Timer,
+    /// Inflating is paused until the rate budget refills (`DeflateConfig::max_inflate_rate`).
+    pub(crate) inflate: Timer,
 }
 
 impl Timers {
     pub(crate) fn earliest(&self, last_now: Instant) -> Option<Instant> {
-        [self.handshake, self.close, self.keepalive]
-            .into_iter()
-            .filter_map(|t| t.deadline(last_now))
-            .min()
+        [
+            self.handshake,
+            self.close,
+            self.keepalive,
+            self.message,
+            self.flush,
+            self.inflate,
+        ]
+        .into_iter()
+        .filter_map(|t| t.deadline(last_now))
+        .min()
     }
 }
 
@@ -86,6 +113,20 @@ mod tests {
         assert_eq!(t.deadline(t0), Some(t1 + Duration::from_secs(5)));
         assert!(!t.poll(t1 + Duration::from_secs(4)));
         assert!(t.poll(t1 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_deadline_past_the_end_of_time_never_fires() {
+        let t0 = crate::time::test_epoch();
+        let mut t = Timer::start(Some(Duration::MAX));
+        assert!(!t.poll(t0), "Duration::MAX must not fire at once");
+        assert_eq!(t, Timer::Off);
+        assert_eq!(t.deadline(t0), None);
+        let late = t0 + Duration::from_secs(u64::MAX / 2);
+        assert_eq!(
+            Timer::after(late, Duration::from_secs(u64::MAX / 2 + 2)),
+            Timer::Off
+        );
     }
 
     #[test]

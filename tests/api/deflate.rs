@@ -8,8 +8,8 @@ use wsengine::extensions::deflate::{DeflateConfig, DeflateParams, DirectionParam
 use wsengine::{Config, Connection, Delivery, Error, Event, MessageKind, ProtocolError};
 
 use crate::support::{
-    Pair, binary, config, decode_frames, feed, masked, open_pair_with, open_server, take_transmit,
-    text,
+    Pair, binary, config, decode_frames, feed, frame, masked, open_pair_with, open_server,
+    take_transmit, text,
 };
 
 fn deflating(policy: DeflateConfig) -> Config {
@@ -155,6 +155,11 @@ fn deflate_server(policy_limit: u64) -> Connection {
     let mut c = deflating(DeflateConfig::default());
     c.max_message_size = policy_limit;
     c.max_frame_size = policy_limit;
+    deflate_server_with(c)
+}
+
+/// A server with `c` (which has a deflate policy) that negotiated deflate.
+fn deflate_server_with(c: Config) -> Connection {
     let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
 Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
@@ -354,4 +359,215 @@ proptest! {
             .collect();
         prop_assert_eq!(events, expected);
     }
+}
+
+// ---- limits of issue 14: inflated size, compressing large messages, pinning ----
+
+/// A compressed frame from a client: RSV1 set, masked.
+fn compressed_frame(fin: bool, opcode: u8, data: &[u8]) -> Vec<u8> {
+    let mut frame = masked(fin, opcode, data);
+    frame[0] |= 0x40;
+    frame
+}
+
+#[test]
+fn inflated_size_has_its_own_smaller_limit_and_error() {
+    // The plain limit stays 16 MiB; the inflated one is 1 MiB by default.
+    let mut server = deflate_server_with(deflating(DeflateConfig::default()));
+    assert_eq!(DeflateConfig::default().max_inflated_size, 1 << 20);
+    let bomb = raw_deflate(&vec![0u8; 2 << 20]);
+    let out = feed(&mut server, &compressed_frame(true, 2, &bomb));
+    let expected = ProtocolError::InflatedTooBig { max: 1 << 20 };
+    assert_eq!(out.error, Some(Error::Protocol(expected)));
+    assert_eq!(expected.close_code().0, 1009);
+    let frames = decode_frames(&take_transmit(&mut server));
+    assert_eq!(frames[0].close_code(), Some(1009));
+
+    // Exactly at the limit passes; the limit is configurable.
+    let mut server = deflate_server_with(deflating(DeflateConfig::default()));
+    let at_limit = raw_deflate(&vec![1u8; 1 << 20]);
+    let out = feed(&mut server, &compressed_frame(true, 2, &at_limit));
+    assert_eq!(out.error, None);
+    assert!(matches!(&out.events[..], [Event::Binary { data, .. }] if data.len() == 1 << 20));
+    let mut policy = DeflateConfig::default();
+    policy.max_inflated_size = 4 << 20;
+    let mut server = deflate_server_with(deflating(policy));
+    let out = feed(&mut server, &compressed_frame(true, 2, &bomb));
+    assert_eq!(out.error, None);
+}
+
+#[test]
+fn messages_above_max_compress_size_go_uncompressed() {
+    let mut policy = DeflateConfig::default();
+    policy.max_compress_size = 64 << 10;
+    let mut pair = open_pair_with(deflating(DeflateConfig::default()), deflating(policy));
+    let at_limit = vec![b'a'; 64 << 10];
+    let above = vec![b'a'; (64 << 10) + 1];
+    pair.server.send_binary(&at_limit).unwrap();
+    pair.server
+        .send(wsengine::Message::Binary(above.clone().into()))
+        .unwrap();
+    // Fragmented: the first fragment decides for the whole message.
+    pair.server
+        .send_fragment(MessageKind::Binary, &above, false)
+        .unwrap();
+    pair.server
+        .send_fragment(MessageKind::Binary, b"tail", true)
+        .unwrap();
+    pair.server
+        .send_fragment(MessageKind::Binary, &at_limit, false)
+        .unwrap();
+    pair.server
+        .send_fragment(MessageKind::Binary, b"tail", true)
+        .unwrap();
+    let frames = decode_frames(&take_transmit(&mut pair.server));
+    let rsv1: Vec<bool> = frames.iter().map(|f| f.rsv & 0x40 != 0).collect();
+    assert_eq!(rsv1, [true, false, false, false, true, false]);
+    assert!(frames[0].payload.len() < 1000, "compressed");
+    assert_eq!(frames[1].payload, above, "sent as it is");
+    // And the client reads them all.
+    let mut wire = Vec::new();
+    for f in &frames {
+        let mut raw = frame(f.fin, f.opcode.bits(), None, &f.payload);
+        raw[0] |= f.rsv;
+        wire.extend(raw);
+    }
+    let out = feed(&mut pair.client, &wire);
+    assert_eq!(out.error, None);
+    let sizes: Vec<usize> = out
+        .events
+        .iter()
+        .map(|e| match e {
+            Event::Binary { data, .. } => data.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [64 << 10, (64 << 10) + 1, (64 << 10) + 5, (64 << 10) + 4]
+    );
+}
+
+/// Compressed-fragment pinning: one compressed fragment with FIN clear that inflates
+/// to a lot, then only Pings. The message timeout ends it, and the inflated bytes are
+/// not held past the failure.
+#[test]
+fn a_pinned_compressed_fragment_is_ended_by_the_message_timeout() {
+    use std::time::Duration;
+    use wsengine::Timeout;
+    let mut server = deflate_server_with(deflating(DeflateConfig::default()));
+    let mut compressor =
+        DeflateParams::default().compressor(wsengine::Role::Client, &DeflateConfig::default());
+    let mut piece = Vec::new();
+    compressor
+        .compress_fragment(&vec![0u8; 1 << 20], false, &mut piece)
+        .unwrap();
+    let out = feed(&mut server, &compressed_frame(false, 2, &piece));
+    assert_eq!((out.error, out.events), (None, vec![]));
+    assert!(
+        server.buffered_bytes() >= 1 << 20,
+        "the inflated fragment is held"
+    );
+    let t0 = crate::support::t0();
+    server.handle_timeout(t0);
+    for s in (5..30).step_by(5) {
+        server.handle_timeout(t0 + Duration::from_secs(s));
+        let out = feed(&mut server, &masked(true, 9, b"still here"));
+        assert_eq!(out.error, None);
+    }
+    server.handle_timeout(t0 + Duration::from_secs(30));
+    assert_eq!(server.poll_event(), Err(Error::Timeout(Timeout::Message)));
+    assert!(
+        server.buffered_bytes() < 4096,
+        "{} bytes held after the failure",
+        server.buffered_bytes()
+    );
+    let frames = decode_frames(&take_transmit(&mut server));
+    assert_eq!(frames.last().and_then(|f| f.close_code()), Some(1008));
+}
+
+/// `max_inflate_rate`: a burst of compressed messages that inflate to 5 MiB, against a
+/// limit of 1 MiB/s, is delivered over seconds of the fake clock (a second's worth at
+/// once), with nothing lost and the receive side paused in between.
+#[test]
+fn the_inflation_rate_is_bounded() {
+    use std::time::Duration;
+    let mut policy = DeflateConfig::default();
+    policy.max_inflate_rate = Some(1 << 20);
+    let mut server = deflate_server_with(deflating(policy));
+    let message = raw_deflate(&vec![3u8; 512 << 10]);
+    let wire: Vec<u8> = (0..10)
+        .flat_map(|_| compressed_frame(true, 2, &message))
+        .collect();
+    let t0 = crate::support::t0();
+    server.handle_timeout(t0);
+    let mut now = t0;
+    let mut delivered = Vec::new();
+    let mut rest = &wire[..];
+    for _ in 0..10_000 {
+        let n = server.recv(rest);
+        rest = &rest[n..];
+        while let Some(event) = server.poll_event().unwrap() {
+            assert!(matches!(&event, Event::Binary { data, .. } if data.len() == 512 << 10));
+            delivered.push(now);
+        }
+        if delivered.len() == 10 {
+            break;
+        }
+        // Paused: a deadline says when to go on (timers started lazily are due at
+        // once, as `poll_timeout` says; a host then calls `handle_timeout` at once).
+        let next = server.poll_timeout().expect("a deadline while paused");
+        now = now.max(next);
+        server.handle_timeout(now);
+    }
+    assert_eq!(delivered.len(), 10);
+    let at_once = delivered.iter().filter(|&&t| t == t0).count();
+    assert_eq!(at_once, 2, "one second's worth at once");
+    // 5 MiB at 1 MiB/s: one second's worth at once, and a message is taken whenever
+    // the budget is above zero (its output may overdraw it by one message), so the rest
+    // takes (5 - 1 - 0.5) MiB / (1 MiB/s).
+    let took = *delivered.last().unwrap() - t0;
+    assert!(
+        took >= Duration::from_millis(3_500) && took < Duration::from_millis(3_600),
+        "{took:?}"
+    );
+
+    // Without the limit all ten arrive at once.
+    let mut server = deflate_server_with(deflating(DeflateConfig::default()));
+    let out = feed(&mut server, &wire);
+    assert_eq!((out.error, out.events.len()), (None, 10));
+}
+
+/// The peer ends its stream while inflating is paused: what arrived is still delivered
+/// once the budget allows, and only then does the connection end (1006).
+#[test]
+fn end_of_stream_while_inflating_is_paused_loses_nothing() {
+    let mut policy = DeflateConfig::default();
+    policy.max_inflate_rate = Some(1 << 20);
+    let mut server = deflate_server_with(deflating(policy));
+    let message = raw_deflate(&vec![3u8; 512 << 10]);
+    let wire: Vec<u8> = (0..4)
+        .flat_map(|_| compressed_frame(true, 2, &message))
+        .collect();
+    let mut now = crate::support::t0();
+    server.handle_timeout(now);
+    assert_eq!(server.recv(&wire), wire.len());
+    server.recv_eof();
+    let mut messages = 0;
+    let mut closed = None;
+    for _ in 0..1_000 {
+        while let Some(event) = server.poll_event().unwrap() {
+            match event {
+                Event::Binary { .. } => messages += 1,
+                Event::Closed { code, .. } => closed = Some(code.0),
+                other => panic!("{other:?}"),
+            }
+        }
+        if closed.is_some() {
+            break;
+        }
+        now = now.max(server.poll_timeout().expect("paused"));
+        server.handle_timeout(now);
+    }
+    assert_eq!((messages, closed), (4, Some(1006)));
 }

@@ -543,10 +543,13 @@ fn errors_are_sticky_and_only_the_close_goes_out() {
     );
     assert_eq!(server.close(CloseCode::NORMAL, ""), Err(SendError::Closed));
     assert_eq!(server.state(), State::Failed);
-    assert_eq!(server.poll_timeout(), None);
+    // The Close waits: the flush deadline (started at the first instant after the
+    // failure) is the one timer left.
+    assert_eq!(server.poll_timeout(), Some(at(65_000)));
     // Exactly one Close frame, 1002.
     assert_close_sent(&mut server, 1002, "sticky");
     assert!(take_transmit(&mut server).is_empty());
+    assert_eq!(server.poll_timeout(), None, "nothing left to wait for");
     assert_eq!(server.poll_event(), Err(expected));
 }
 

@@ -57,7 +57,10 @@ fn handshake_timeout_on_a_client_without_a_response() {
 
 #[test]
 fn handshake_timeout_stops_once_open() {
-    let mut server = open_server(config());
+    // Keepalive (on by default) is the one timer of an open connection: off here.
+    let mut c = config();
+    c.keepalive = None;
+    let mut server = open_server(c);
     assert_eq!(
         server.poll_timeout(),
         None,

@@ -89,7 +89,13 @@
 //! text message: the frames were well formed and RSV1 was negotiated, only the payload
 //! fails to decode. 1002 stays for framing violations, including RSV1 where §6 forbids it.
 //! (The `ws` library for Node answers undecodable payloads with 1007 too.)
-//! [`DeflateError::TooBig`] maps to 1009, like any oversized message.
+//! [`DeflateError::TooBig`] maps to 1009, like any oversized message: past
+//! [`DeflateConfig::max_inflated_size`] the connection fails with
+//! [`ProtocolError::InflatedTooBig`](crate::ProtocolError::InflatedTooBig), whose code is
+//! 1009 too. RFC 7692 defines no code of its own, and RFC 6455 §7.4.1 defines 1009 for
+//! "a message that is too big for it to process", which is exactly the case: the
+//! message is refused for its (decompressed) size, not for breaking a rule (1008 would
+//! tell the peer it broke a policy it could not see on the wire; 1002 is for framing).
 //!
 //! # Integration
 //!
@@ -197,6 +203,29 @@ pub struct DeflateConfig {
     /// Whether a direction without context takeover keeps its zlib state between
     /// messages. Default [`Memory::PerMessage`].
     pub memory: Memory,
+    /// Largest decompressed size of a received compressed message (default 1 MiB),
+    /// separate from and by default much smaller than `Config::max_message_size`: a
+    /// compressed message costs its inflated size in memory for a fraction of that on
+    /// the wire (DEFLATE reaches about 1000:1), so its limit is set by the memory a
+    /// server grants, not by the largest message it takes. Autobahn's compression
+    /// cases (sections 12 and 13) send at most 256 KiB. The effective limit is the
+    /// smaller of the two. Exceeding it fails the connection with
+    /// [`ProtocolError::InflatedTooBig`](crate::ProtocolError::InflatedTooBig) (1009).
+    pub max_inflated_size: usize,
+    /// Messages larger than this many bytes are sent uncompressed (RSV1 clear; default
+    /// 1 MiB): compressing costs CPU in proportion to the size, and a large message is
+    /// more likely already compressed data. For a fragmented send the first fragment
+    /// decides: larger than this, the whole message goes uncompressed.
+    pub max_compress_size: usize,
+    /// Most decompressed bytes per second one connection inflates (default `None`: no
+    /// limit). Inflating costs CPU in proportion to its output, and a peer can send
+    /// data that inflates about 1000:1: with a limit, a connection that has used up
+    /// its budget (up to one second's worth in a burst) stops taking compressed payload
+    /// until time passes (`poll_event` returns `Ok(None)` and `poll_timeout` names when
+    /// to go on; the receive buffer fills, so the host stops reading). Off by default:
+    /// the right figure depends on the server's cores and traffic, and a limit below
+    /// the legitimate rate would throttle honest peers.
+    pub max_inflate_rate: Option<u64>,
 }
 
 impl Default for DeflateConfig {
@@ -209,6 +238,9 @@ impl Default for DeflateConfig {
             level: 6,
             min_compress_size: 32,
             memory: Memory::PerMessage,
+            max_inflated_size: 1 << 20,
+            max_compress_size: 1 << 20,
+            max_inflate_rate: None,
         }
     }
 }
