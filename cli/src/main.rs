@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use wsengine::extensions::deflate::DeflateConfig;
-use wsengine::{Accept, ClientRequest, CloseCode, Event, Message, Request, Response, SendError};
+use wsengine::handshake::AllowedOrigins;
+use wsengine::{
+    Accept, ClientRequest, CloseCode, Event, Keepalive, Message, Request, Response, SendError,
+};
 use wsengine_mio::{
     ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler, SlowConsumer,
     SlowConsumerAction,
@@ -123,6 +126,8 @@ enum Command {
         /// second signal exits at once, with status 1). mio runtime only.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         drain_timeout: Duration,
+        #[command(flatten)]
+        connection: ConnectionArgs,
     },
     /// Connect, send each stdin line as a text message, print what arrives, and close
     /// cleanly on EOF.
@@ -156,6 +161,64 @@ enum Command {
     /// every echoed byte, report messages/s, MB/s and latency percentiles (or, with
     /// --idle, hold idle connections to measure the server's memory per connection).
     Load(load::LoadArgs),
+}
+
+/// Per-connection timers and limits of `serve` (the core's `Config`), for both runtimes.
+/// Durations take a unit (500ms, 30s, 2m); `off` (or 0) turns a timer off.
+#[derive(clap::Args, Debug)]
+struct ConnectionArgs {
+    /// Ping a client after this long without hearing from it (RFC 6455 §5.5.2).
+    #[arg(long, default_value = "30s", value_parser = parse_optional_duration)]
+    keepalive_interval: OptionalDuration,
+    /// After that Ping, close the connection unless the client sends something within
+    /// this time.
+    #[arg(long, default_value = "10s", value_parser = parse_optional_duration)]
+    keepalive_timeout: OptionalDuration,
+    /// Time for the whole opening handshake (slowloris).
+    #[arg(long, default_value = "10s", value_parser = parse_optional_duration)]
+    handshake_timeout: OptionalDuration,
+    /// A message must arrive whole within this time from its first frame, or the
+    /// connection is closed with 1008 (a fragment left open pins memory).
+    #[arg(long, default_value = "30s", value_parser = parse_optional_duration)]
+    message_timeout: OptionalDuration,
+    /// After our Close frame, how long to wait for the client's (RFC 6455 §7.1.1).
+    #[arg(long, default_value = "5s", value_parser = parse_optional_duration)]
+    close_timeout: OptionalDuration,
+    /// Once a connection is over, how long what is still queued for a client that does
+    /// not read may take to be written before the socket is closed anyway.
+    #[arg(long, default_value = "5s", value_parser = parse_optional_duration)]
+    flush_timeout: OptionalDuration,
+    /// Largest decompressed size of a compressed message (permessage-deflate); larger
+    /// ones close with 1009. Same suffixes as --max-memory.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    max_inflated_size: usize,
+    /// Accept browsers only from this Origin (repeatable; `https://*.example.com` for
+    /// subdomains). Others get HTTP 403; requests without an Origin header (not a
+    /// browser) are accepted. Default: any Origin.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+}
+
+impl ConnectionArgs {
+    fn apply(self, config: &mut wsengine::Config) -> Result<(), String> {
+        config.keepalive = match (self.keepalive_interval.0, self.keepalive_timeout.0) {
+            (Some(interval), Some(timeout)) => Some(Keepalive { interval, timeout }),
+            _ => None,
+        };
+        config.handshake_timeout = self.handshake_timeout.0;
+        config.message_timeout = self.message_timeout.0;
+        config.close_timeout = self.close_timeout.0;
+        config.flush_timeout = self.flush_timeout.0;
+        if let Some(deflate) = config.deflate.as_mut() {
+            deflate.max_inflated_size = self.max_inflated_size;
+        }
+        if !self.allowed_origins.is_empty() {
+            let list = AllowedOrigins::new(&self.allowed_origins)
+                .map_err(|e| format!("--allowed-origin: {e}"))?;
+            config.allowed_origins = Some(list);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -222,6 +285,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// A timer setting: a duration, or `None` for no timer (a newtype: clap reads a bare
+/// `Option` field as "the flag may be absent").
+#[derive(Debug, Clone, Copy)]
+struct OptionalDuration(Option<Duration>);
+
+/// A duration as `parse_duration` reads it, or `off` (also `0`): no timer.
+fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(OptionalDuration(None));
+    }
+    let d = parse_duration(text)?;
+    Ok(OptionalDuration((!d.is_zero()).then_some(d)))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// Send every text or binary message back to its sender unchanged.
@@ -245,8 +322,13 @@ fn main() -> ExitCode {
             slow_consumer,
             slow_consumer_max_queued,
             drain_timeout,
+            connection,
         } => {
             let mut config = driver_config(!no_deflate);
+            if let Err(e) = connection.apply(&mut config.connection) {
+                log!(Level::Error, "{e}");
+                return ExitCode::FAILURE;
+            }
             config.max_connections = max_connections;
             config.connection.max_message_size = max_message_size;
             config.connection.max_frame_size = max_message_size;
