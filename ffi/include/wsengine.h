@@ -58,8 +58,13 @@
  *
  * 2: wsengine_config ends with `deflate` (permessage-deflate), so
  * wsengine_config_default() writes a larger struct than version 1's.
+ *
+ * 3: wsengine_config ends with flush_timeout_ns, message_timeout_ns, the deflate_*
+ * limits and the Origin allow-list (allowed_origins, allowed_origin_count), after
+ * `deflate`. wsengine_create() still takes the structs of versions 1 and 2 (the fields
+ * they lack take their defaults).
  */
-#define WSENGINE_ABI_VERSION 2
+#define WSENGINE_ABI_VERSION 3
 
 /**
  * What every call returns. Zero is success, positive values are non-error outcomes,
@@ -119,17 +124,24 @@ enum wsengine_status
     WSENGINE_INVALID_STATE = -6,
     /**
      * Fatal: the peer broke RFC 6455. A Close frame with wsengine_last_close_code() is
-     * queued: transmit it, then close the transport.
+     * queued: transmit it, then close the transport. 1009 includes a compressed message
+     * that inflates past deflate_max_inflated_size.
      */
     WSENGINE_PROTOCOL_ERROR = -7,
     /**
-     * Fatal: the opening handshake failed. A server has an HTTP error response queued:
-     * transmit it, then close the transport.
+     * Fatal: the opening handshake failed. A server has an HTTP error response queued
+     * (400 for a malformed request or one that announces a body, 403 for an Origin not
+     * on allowed_origins, 405 for a method other than GET, 426 for a version other than
+     * 13, 431 for an oversized head): transmit it, then close the transport.
+     * wsengine_last_error_message() says why.
      */
     WSENGINE_HANDSHAKE_FAILED = -8,
     /**
-     * Fatal: the handshake timer or keepalive expired. Nothing is queued: close the
-     * transport.
+     * Fatal: a timer expired. The handshake timer or keepalive
+     * (wsengine_last_close_code() 0 or 1006): nothing is queued, close the transport.
+     * The message timer (message_timeout_ns; wsengine_last_close_code() 1008): a Close
+     * frame with 1008 is queued: transmit it, then close the transport once
+     * wsengine_should_close_transport() (within flush_timeout_ns).
      */
     WSENGINE_TIMEOUT = -9,
     /**
@@ -392,12 +404,31 @@ typedef struct wsengine_deflate_config {
 } wsengine_deflate_config;
 
 /**
+ * A byte string: `len` bytes at `data`. Strings are never NUL-terminated; `data` may
+ * be NULL only when `len` is 0. When the library writes one, `data` is never NULL.
+ */
+typedef struct wsengine_bytes {
+    /**
+     * The first byte.
+     */
+    const uint8_t *data;
+    /**
+     * The number of bytes.
+     */
+    size_t len;
+} wsengine_bytes;
+
+/**
  * Limits, timers and policy of one connection. Fill it with
  * wsengine_config_init(&cfg, sizeof cfg) (or wsengine_config_default()), then change
  * fields: both also set struct_size, which tells the library which version of this
  * struct the caller was compiled against.
  *
  * Times are in nanoseconds; 0 turns a timer off. Sizes are in bytes.
+ *
+ * Versions: ABI 1's struct ends before `deflate`, ABI 2's before flush_timeout_ns;
+ * wsengine_create() takes either (struct_size says which), with the defaults for the
+ * fields they lack.
  */
 typedef struct wsengine_config {
     /**
@@ -476,22 +507,58 @@ typedef struct wsengine_config {
      * permessage-deflate (RFC 7692): off by default (deflate.enabled = 0).
      */
     struct wsengine_deflate_config deflate;
+    /**
+     * Once the connection is over (Close frames exchanged, a protocol error, a rejected
+     * handshake, the peer's EOF), how long what is still queued gets to be written
+     * (default 5 s; 0: no limit). Then wsengine_should_close_transport() returns 1
+     * whatever is left, so a peer that stopped reading cannot hold the connection.
+     */
+    uint64_t flush_timeout_ns;
+    /**
+     * A data message must end within this time of its first frame (default 30 s; 0: no
+     * limit), else wsengine_poll_event() fails with WSENGINE_TIMEOUT and a Close frame
+     * with 1008 (policy violation) is queued.
+     */
+    uint64_t message_timeout_ns;
+    /**
+     * Largest inflated size of a received compressed message (default 1 MiB), separate
+     * from max_message_size (the smaller of the two applies); larger fails with 1009
+     * (WSENGINE_PROTOCOL_ERROR). 0: no limit of its own (max_message_size applies).
+     */
+    size_t deflate_max_inflated_size;
+    /**
+     * Messages larger than this many bytes are sent uncompressed (default 1 MiB; for a
+     * fragmented message the first fragment decides). 0: every message of at least one
+     * byte goes uncompressed; SIZE_MAX: no upper bound (min_compress_size still applies).
+     */
+    size_t deflate_max_compress_size;
+    /**
+     * Most inflated bytes per second one connection decompresses (default 0: no limit).
+     * Over the budget (one second's worth may come in a burst), compressed payload waits
+     * in the receive buffer until wsengine_handle_timeout() at wsengine_next_timeout()
+     * lets it go on (wsengine_recv() takes less meanwhile).
+     */
+    uint64_t deflate_max_inflate_rate;
+    /**
+     * Server: the origins whose pages may connect (RFC 6455 section 10.2), an array of
+     * allowed_origin_count byte strings (UTF-8, not NUL-terminated), each an origin
+     * `scheme://host[:port]` (`https://example.com`; a scheme's default port is the
+     * same as none), the same with a host `*.domain` (any subdomain of domain, not the
+     * domain itself), or `null`. A request whose Origin is not listed
+     * is answered 403 and fails with WSENGINE_HANDSHAKE_FAILED before
+     * WSENGINE_EVENT_REQUEST; a request without Origin (not a browser) is allowed.
+     * Default NULL: no check (any Origin; see wsengine_request_origin). Non-NULL with
+     * allowed_origin_count 0: every request that carries an Origin is refused. An entry
+     * that is not one of the forms above makes wsengine_create() fail with
+     * WSENGINE_INVALID_ARGUMENT. The strings are copied by wsengine_create(): the caller
+     * may free them afterwards. Clients ignore the list.
+     */
+    const struct wsengine_bytes *allowed_origins;
+    /**
+     * Number of entries at allowed_origins.
+     */
+    size_t allowed_origin_count;
 } wsengine_config;
-
-/**
- * A byte string: `len` bytes at `data`. Strings are never NUL-terminated; `data` may
- * be NULL only when `len` is 0. When the library writes one, `data` is never NULL.
- */
-typedef struct wsengine_bytes {
-    /**
-     * The first byte.
-     */
-    const uint8_t *data;
-    /**
-     * The number of bytes.
-     */
-    size_t len;
-} wsengine_bytes;
 
 /**
  * An HTTP header: name and value as byte strings (see wsengine_bytes for NULL rules).
@@ -670,8 +737,9 @@ wsengine_status wsengine_config_init(struct wsengine_config *config, size_t size
  * - `config`: NULL for the defaults, or a struct filled by wsengine_config_init() (or
  *   wsengine_config_default()) and then changed; its struct_size must be
  *   sizeof(wsengine_config) of this header or of an earlier one (ABI 1's, which has no
- *   `deflate`: the fields a smaller struct lacks take their defaults). Copied: the
- *   caller may free it afterwards.
+ *   `deflate`, or ABI 2's, which ends with `deflate`: the fields a smaller struct lacks
+ *   take their defaults). Copied, with the strings of its allowed_origins list: the
+ *   caller may free them afterwards.
  * - `request`: the client's handshake (required for a client, NULL for a server);
  *   copied as well.
  * - `now_ns`: the current time in nanoseconds on the caller's monotonic clock. Its
@@ -679,8 +747,9 @@ wsengine_status wsengine_config_init(struct wsengine_config *config, size_t size
  *   this handle (wsengine_handle_timeout) must come from the same clock, and it must
  *   never go backwards. wsengine_next_timeout() answers on that clock too.
  *
- * Returns WSENGINE_INVALID_ARGUMENT for a bad role, config or request (a bad URL, a
- * subprotocol that is not a token, a header that would corrupt the request),
+ * Returns WSENGINE_INVALID_ARGUMENT for a bad role, config (an allowed_origins entry
+ * that is not an origin, ...) or request (a bad URL, a subprotocol that is not a token,
+ * a header that would corrupt the request),
  * WSENGINE_INTERNAL_ERROR when the operating system has no entropy for a client.
  * Free the handle with wsengine_destroy(). A handle may move between threads but must
  * not be used by two threads at once.
@@ -689,7 +758,8 @@ wsengine_status wsengine_config_init(struct wsengine_config *config, size_t size
  *
  * `out` is NULL (WSENGINE_INVALID_ARGUMENT) or writable memory for one pointer.
  * `config` and `request` are NULL or point to initialised structs, and every pointer in
- * `request` satisfies the rules of wsengine_bytes and wsengine_header.
+ * them satisfies the rules of wsengine_bytes and wsengine_header (config->allowed_origins:
+ * NULL, or allowed_origin_count wsengine_bytes).
  */
 wsengine_status wsengine_create(int32_t role,
                                 const struct wsengine_config *config,
@@ -714,12 +784,14 @@ wsengine_status wsengine_create(int32_t role,
  *
  * Returns WSENGINE_INVALID_ARGUMENT for a bad role, config or deflate (window bits
  * other than 0 or 8 to 15), WSENGINE_INTERNAL_ERROR when the operating system has no
- * entropy for a client. Free the handle with wsengine_destroy().
+ * entropy for a client. config->allowed_origins is checked but has no use here (there
+ * is no handshake). Free the handle with wsengine_destroy().
  *
  * # Safety
  *
  * `out` is NULL (WSENGINE_INVALID_ARGUMENT) or writable memory for one pointer.
- * `config` and `deflate` are NULL or point to initialised structs.
+ * `config` and `deflate` are NULL or point to initialised structs, and
+ * config->allowed_origins follows the rules given for wsengine_create().
  */
 wsengine_status wsengine_create_open(int32_t role,
                                      const struct wsengine_config *config,
@@ -767,7 +839,8 @@ wsengine_status wsengine_recv(struct wsengine_conn *conn,
 wsengine_status wsengine_recv_eof(struct wsengine_conn *conn);
 
 /**
- * Runs the timers due at `now_ns` (handshake timeout, close timeout, keepalive), on the
+ * Runs the timers due at `now_ns` (handshake, close, flush and message timeouts,
+ * keepalive, the inflation rate limit), on the
  * clock given to wsengine_create(). Spurious calls are harmless; a time earlier than
  * an earlier call's is treated as that earlier time.
  *
@@ -1117,10 +1190,11 @@ wsengine_status wsengine_recv_capacity(const struct wsengine_conn *conn, size_t 
 
 /**
  * The close code of the fatal error that wsengine_poll_event() returned: 1002
- * (protocol error), 1007 (invalid UTF-8), 1008 (policy: too many fragments), 1009
- * (too big) as sent in the queued Close frame, 1006 for a keepalive timeout (nothing
- * sent). 0 when there was no fatal error, it happened during the handshake, or `conn`
- * is NULL.
+ * (protocol error), 1007 (invalid UTF-8 or compressed data), 1008 (policy: too many
+ * fragments, or WSENGINE_TIMEOUT from the message timer), 1009 (too big, a compressed
+ * message inflating past deflate_max_inflated_size included) as sent in the queued
+ * Close frame, 1006 for a keepalive timeout (nothing sent). 0 when there was no fatal
+ * error, it happened during the handshake, or `conn` is NULL.
  *
  * # Safety
  *

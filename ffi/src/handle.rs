@@ -101,6 +101,7 @@ fn duration(ns: u64) -> Option<Duration> {
 /// The defaults of `wsengine::Config`, in C terms.
 pub(crate) fn default_config() -> wsengine_config {
     let c = Config::default();
+    let d = DeflateConfig::default();
     wsengine_config {
         struct_size: size_of::<wsengine_config>(),
         max_frame_size: c.max_frame_size,
@@ -122,6 +123,13 @@ pub(crate) fn default_config() -> wsengine_config {
         rng_seed_set: u8::from(c.rng_seed.is_some()),
         rng_seed: c.rng_seed.unwrap_or_default(),
         deflate: default_deflate_config(),
+        flush_timeout_ns: nanos(c.flush_timeout),
+        message_timeout_ns: nanos(c.message_timeout),
+        deflate_max_inflated_size: d.max_inflated_size,
+        deflate_max_compress_size: d.max_compress_size,
+        deflate_max_inflate_rate: d.max_inflate_rate.unwrap_or(0),
+        allowed_origins: core::ptr::null(),
+        allowed_origin_count: 0,
     }
 }
 
@@ -151,9 +159,10 @@ fn window_bits(bits: u8, what: &str) -> Result<Option<u8>, Failure> {
     }
 }
 
-/// Checks a C permessage-deflate policy and builds the core's (whether or not it is
-/// enabled).
-pub(crate) fn build_deflate_config(c: &wsengine_deflate_config) -> Result<DeflateConfig, Failure> {
+/// Checks a C permessage-deflate policy (`config.deflate` and the `deflate_*` limits)
+/// and builds the core's (whether or not it is enabled).
+pub(crate) fn build_deflate_config(config: &wsengine_config) -> Result<DeflateConfig, Failure> {
+    let c = &config.deflate;
     if c.level > 9 {
         return Err(Failure::invalid(format!(
             "config.deflate.level: {}, expected 0 to 9",
@@ -178,6 +187,13 @@ pub(crate) fn build_deflate_config(c: &wsengine_deflate_config) -> Result<Deflat
         Memory::PerMessage
     };
     d.min_compress_size = c.min_compress_size;
+    d.max_inflated_size = match config.deflate_max_inflated_size {
+        0 => usize::MAX,
+        n => n,
+    };
+    d.max_compress_size = config.deflate_max_compress_size;
+    d.max_inflate_rate =
+        (config.deflate_max_inflate_rate != 0).then_some(config.deflate_max_inflate_rate);
     Ok(d)
 }
 
@@ -213,7 +229,8 @@ pub(crate) fn deflate_params_out(p: DeflateParams) -> wsengine_deflate_params {
     }
 }
 
-/// Checks a C configuration and builds the core's.
+/// Checks a C configuration and builds the core's, all but `allowed_origins` (a
+/// pointer: read in `lib.rs`).
 pub(crate) fn build_config(c: &wsengine_config) -> Result<Config, Failure> {
     let mut config = Config::default();
     config.max_frame_size = c.max_frame_size;
@@ -235,6 +252,8 @@ pub(crate) fn build_config(c: &wsengine_config) -> Result<Config, Failure> {
     config.auto_pong = c.auto_pong != 0;
     config.handshake_timeout = duration(c.handshake_timeout_ns);
     config.close_timeout = duration(c.close_timeout_ns);
+    config.flush_timeout = duration(c.flush_timeout_ns);
+    config.message_timeout = duration(c.message_timeout_ns);
     config.keepalive = match (
         duration(c.keepalive_interval_ns),
         duration(c.keepalive_timeout_ns),
@@ -248,7 +267,7 @@ pub(crate) fn build_config(c: &wsengine_config) -> Result<Config, Failure> {
         }
     };
     config.rng_seed = (c.rng_seed_set != 0).then_some(c.rng_seed);
-    let deflate = build_deflate_config(&c.deflate)?;
+    let deflate = build_deflate_config(c)?;
     config.deflate = (c.deflate.enabled != 0).then_some(deflate);
     Ok(config)
 }

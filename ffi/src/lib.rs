@@ -306,6 +306,19 @@ pub unsafe extern "C" fn wsengine_config_init(
 /// struct wsengine_config_init() fills and wsengine_create() accepts.
 const CONFIG_SIZE_V1: usize = core::mem::offset_of!(wsengine_config, deflate);
 
+/// sizeof(wsengine_config) in ABI 2 (ending with `deflate`, before flush_timeout_ns and
+/// the other fields of ABI 3 were appended).
+const CONFIG_SIZE_V2: usize = core::mem::offset_of!(wsengine_config, flush_timeout_ns);
+
+// ABI 2's struct ended with `deflate`, padded to the struct's alignment (that of its
+// widest field, which ABI 3 did not change): the first field appended in ABI 3 starts
+// exactly where that struct ended, so its offset is ABI 2's sizeof.
+const _: () = assert!(
+    CONFIG_SIZE_V2
+        == (core::mem::offset_of!(wsengine_config, deflate) + size_of::<wsengine_deflate_config>())
+            .next_multiple_of(align_of::<wsengine_config>())
+);
+
 /// Creates a connection and stores its handle in `*out` (NULL on failure).
 ///
 /// - `role`: WSENGINE_ROLE_SERVER (waits for the client's opening request) or
@@ -313,8 +326,9 @@ const CONFIG_SIZE_V1: usize = core::mem::offset_of!(wsengine_config, deflate);
 /// - `config`: NULL for the defaults, or a struct filled by wsengine_config_init() (or
 ///   wsengine_config_default()) and then changed; its struct_size must be
 ///   sizeof(wsengine_config) of this header or of an earlier one (ABI 1's, which has no
-///   `deflate`: the fields a smaller struct lacks take their defaults). Copied: the
-///   caller may free it afterwards.
+///   `deflate`, or ABI 2's, which ends with `deflate`: the fields a smaller struct lacks
+///   take their defaults). Copied, with the strings of its allowed_origins list: the
+///   caller may free them afterwards.
 /// - `request`: the client's handshake (required for a client, NULL for a server);
 ///   copied as well.
 /// - `now_ns`: the current time in nanoseconds on the caller's monotonic clock. Its
@@ -322,8 +336,9 @@ const CONFIG_SIZE_V1: usize = core::mem::offset_of!(wsengine_config, deflate);
 ///   this handle (wsengine_handle_timeout) must come from the same clock, and it must
 ///   never go backwards. wsengine_next_timeout() answers on that clock too.
 ///
-/// Returns WSENGINE_INVALID_ARGUMENT for a bad role, config or request (a bad URL, a
-/// subprotocol that is not a token, a header that would corrupt the request),
+/// Returns WSENGINE_INVALID_ARGUMENT for a bad role, config (an allowed_origins entry
+/// that is not an origin, ...) or request (a bad URL, a subprotocol that is not a token,
+/// a header that would corrupt the request),
 /// WSENGINE_INTERNAL_ERROR when the operating system has no entropy for a client.
 /// Free the handle with wsengine_destroy(). A handle may move between threads but must
 /// not be used by two threads at once.
@@ -332,7 +347,8 @@ const CONFIG_SIZE_V1: usize = core::mem::offset_of!(wsengine_config, deflate);
 ///
 /// `out` is NULL (WSENGINE_INVALID_ARGUMENT) or writable memory for one pointer.
 /// `config` and `request` are NULL or point to initialised structs, and every pointer in
-/// `request` satisfies the rules of wsengine_bytes and wsengine_header.
+/// them satisfies the rules of wsengine_bytes and wsengine_header (config->allowed_origins:
+/// NULL, or allowed_origin_count wsengine_bytes).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wsengine_create(
     role: i32,
@@ -376,12 +392,14 @@ pub unsafe extern "C" fn wsengine_create(
 ///
 /// Returns WSENGINE_INVALID_ARGUMENT for a bad role, config or deflate (window bits
 /// other than 0 or 8 to 15), WSENGINE_INTERNAL_ERROR when the operating system has no
-/// entropy for a client. Free the handle with wsengine_destroy().
+/// entropy for a client. config->allowed_origins is checked but has no use here (there
+/// is no handshake). Free the handle with wsengine_destroy().
 ///
 /// # Safety
 ///
 /// `out` is NULL (WSENGINE_INVALID_ARGUMENT) or writable memory for one pointer.
-/// `config` and `deflate` are NULL or point to initialised structs.
+/// `config` and `deflate` are NULL or point to initialised structs, and
+/// config->allowed_origins follows the rules given for wsengine_create().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wsengine_create_open(
     role: i32,
@@ -394,15 +412,16 @@ pub unsafe extern "C" fn wsengine_create_open(
         let role = role_in(role)?;
         // SAFETY: the caller guarantees NULL or an initialised wsengine_config.
         let c_config = unsafe { config_struct_in(config) }?;
-        let core_config = handle::build_config(&c_config)?;
+        // SAFETY: the caller guarantees the pointers in `config` follow the rules.
+        let core_config = unsafe { core_config(&c_config) }?;
         let deflate = if deflate.is_null() {
             None
         } else {
             // SAFETY: the caller guarantees NULL (handled above) or an initialised struct.
             let params = handle::build_deflate_params(unsafe { struct_in(deflate, "deflate") }?)?;
-            // The compression policy: config->deflate's, whether or not it is enabled
-            // (the default's when the caller's struct is older than `deflate`).
-            let policy = handle::build_deflate_config(&c_config.deflate)?;
+            // The compression policy: config->deflate's and the deflate_* limits, whether
+            // or not it is enabled (the defaults when the caller's struct is older).
+            let policy = handle::build_deflate_config(&c_config)?;
             Some((params, policy))
         };
         let handle = wsengine_conn::open(role, core_config, deflate, now_ns)?;
@@ -425,15 +444,49 @@ fn role_in(role: i32) -> Result<Role> {
 ///
 /// # Safety
 ///
-/// As [`config_struct_in`].
+/// As [`config_struct_in`], and the pointers in `*config` as [`core_config`].
 unsafe fn config_in(config: *const wsengine_config) -> Result<wsengine::Config> {
     // SAFETY: by this function's contract.
-    handle::build_config(&unsafe { config_struct_in(config) }?)
+    let c = unsafe { config_struct_in(config) }?;
+    // SAFETY: by this function's contract.
+    unsafe { core_config(&c) }
+}
+
+/// The core's configuration from a merged C struct, checked, its Origin allow-list
+/// copied.
+///
+/// # Safety
+///
+/// `c.allowed_origins` is NULL or points to `c.allowed_origin_count` initialised
+/// wsengine_bytes, each following the wsengine_bytes rules.
+unsafe fn core_config(c: &wsengine_config) -> Result<wsengine::Config> {
+    let mut config = handle::build_config(c)?;
+    if !c.allowed_origins.is_null() {
+        // SAFETY: by this function's contract, for the array.
+        let entries = unsafe {
+            array_in(
+                c.allowed_origins,
+                c.allowed_origin_count,
+                "config.allowed_origins",
+            )
+        }?;
+        let mut list = Vec::with_capacity(entries.len());
+        for e in entries {
+            // SAFETY: by this function's contract, each entry follows the rules.
+            let entry = unsafe { bytes_in(e.data, e.len, "config.allowed_origins[]") }?;
+            list.push(utf8(entry, "config.allowed_origins[]")?);
+        }
+        let allowed = wsengine::handshake::AllowedOrigins::new(list)
+            .map_err(|e| Failure::invalid(format!("config.allowed_origins: {e}")))?;
+        config.allowed_origins = Some(allowed);
+    }
+    Ok(config)
 }
 
 /// The caller's `config` (NULL: the defaults) as this library's wsengine_config: a
-/// struct of an earlier ABI (struct_size `CONFIG_SIZE_V1`) gets the defaults of the
-/// fields appended since; a larger one (a newer header) is read up to our size.
+/// struct of an earlier ABI (struct_size `CONFIG_SIZE_V1` or `CONFIG_SIZE_V2`) gets the
+/// defaults of the fields appended since; a larger one (a newer header) is read up to
+/// our size.
 ///
 /// # Safety
 ///
@@ -450,11 +503,12 @@ unsafe fn config_struct_in(config: *const wsengine_config) -> Result<wsengine_co
     // SAFETY: the caller guarantees an aligned, initialised wsengine_config; only its
     // first field is read until that field says how much of the struct is there.
     let size = unsafe { config.cast::<usize>().read() };
-    if size != CONFIG_SIZE_V1 && size < size_of::<wsengine_config>() {
+    if size != CONFIG_SIZE_V1 && size != CONFIG_SIZE_V2 && size < size_of::<wsengine_config>() {
         return Err(Failure::invalid(format!(
-            "config.struct_size is {size}, expected {} or at least {}: \
+            "config.struct_size is {size}, expected {}, {} or at least {}: \
              fill the struct with wsengine_config_init(&cfg, sizeof cfg)",
             CONFIG_SIZE_V1,
+            CONFIG_SIZE_V2,
             size_of::<wsengine_config>()
         )));
     }
@@ -628,7 +682,8 @@ pub unsafe extern "C" fn wsengine_recv_eof(conn: *mut wsengine_conn) -> wsengine
     unsafe { enter(conn, body) }
 }
 
-/// Runs the timers due at `now_ns` (handshake timeout, close timeout, keepalive), on the
+/// Runs the timers due at `now_ns` (handshake, close, flush and message timeouts,
+/// keepalive, the inflation rate limit), on the
 /// clock given to wsengine_create(). Spurious calls are harmless; a time earlier than
 /// an earlier call's is treated as that earlier time.
 ///
@@ -1345,10 +1400,11 @@ pub unsafe extern "C" fn wsengine_recv_capacity(
 }
 
 /// The close code of the fatal error that wsengine_poll_event() returned: 1002
-/// (protocol error), 1007 (invalid UTF-8), 1008 (policy: too many fragments), 1009
-/// (too big) as sent in the queued Close frame, 1006 for a keepalive timeout (nothing
-/// sent). 0 when there was no fatal error, it happened during the handshake, or `conn`
-/// is NULL.
+/// (protocol error), 1007 (invalid UTF-8 or compressed data), 1008 (policy: too many
+/// fragments, or WSENGINE_TIMEOUT from the message timer), 1009 (too big, a compressed
+/// message inflating past deflate_max_inflated_size included) as sent in the queued
+/// Close frame, 1006 for a keepalive timeout (nothing sent). 0 when there was no fatal
+/// error, it happened during the handshake, or `conn` is NULL.
 ///
 /// # Safety
 ///

@@ -13,7 +13,12 @@
 ///
 /// 2: wsengine_config ends with `deflate` (permessage-deflate), so
 /// wsengine_config_default() writes a larger struct than version 1's.
-pub const WSENGINE_ABI_VERSION: u32 = 2;
+///
+/// 3: wsengine_config ends with flush_timeout_ns, message_timeout_ns, the deflate_*
+/// limits and the Origin allow-list (allowed_origins, allowed_origin_count), after
+/// `deflate`. wsengine_create() still takes the structs of versions 1 and 2 (the fields
+/// they lack take their defaults).
+pub const WSENGINE_ABI_VERSION: u32 = 3;
 
 /// What every call returns. Zero is success, positive values are non-error outcomes,
 /// negative values are errors (wsengine_last_error_message() explains the latest one).
@@ -50,13 +55,20 @@ pub enum wsengine_status {
     /// the one the accessor reads.
     WSENGINE_INVALID_STATE = -6,
     /// Fatal: the peer broke RFC 6455. A Close frame with wsengine_last_close_code() is
-    /// queued: transmit it, then close the transport.
+    /// queued: transmit it, then close the transport. 1009 includes a compressed message
+    /// that inflates past deflate_max_inflated_size.
     WSENGINE_PROTOCOL_ERROR = -7,
-    /// Fatal: the opening handshake failed. A server has an HTTP error response queued:
-    /// transmit it, then close the transport.
+    /// Fatal: the opening handshake failed. A server has an HTTP error response queued
+    /// (400 for a malformed request or one that announces a body, 403 for an Origin not
+    /// on allowed_origins, 405 for a method other than GET, 426 for a version other than
+    /// 13, 431 for an oversized head): transmit it, then close the transport.
+    /// wsengine_last_error_message() says why.
     WSENGINE_HANDSHAKE_FAILED = -8,
-    /// Fatal: the handshake timer or keepalive expired. Nothing is queued: close the
-    /// transport.
+    /// Fatal: a timer expired. The handshake timer or keepalive
+    /// (wsengine_last_close_code() 0 or 1006): nothing is queued, close the transport.
+    /// The message timer (message_timeout_ns; wsengine_last_close_code() 1008): a Close
+    /// frame with 1008 is queued: transmit it, then close the transport once
+    /// wsengine_should_close_transport() (within flush_timeout_ns).
     WSENGINE_TIMEOUT = -9,
     /// The library could not do what was asked for a reason outside the caller's control
     /// (the operating system gave no entropy for a client's keys).
@@ -195,6 +207,10 @@ pub struct wsengine_event {
 /// struct the caller was compiled against.
 ///
 /// Times are in nanoseconds; 0 turns a timer off. Sizes are in bytes.
+///
+/// Versions: ABI 1's struct ends before `deflate`, ABI 2's before flush_timeout_ns;
+/// wsengine_create() takes either (struct_size says which), with the defaults for the
+/// fields they lack.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct wsengine_config {
@@ -240,6 +256,44 @@ pub struct wsengine_config {
     pub rng_seed: [u8; 32],
     /// permessage-deflate (RFC 7692): off by default (deflate.enabled = 0).
     pub deflate: wsengine_deflate_config,
+    // ---- ABI 3: the fields below are absent from the structs of ABI 1 and 2 ----
+    /// Once the connection is over (Close frames exchanged, a protocol error, a rejected
+    /// handshake, the peer's EOF), how long what is still queued gets to be written
+    /// (default 5 s; 0: no limit). Then wsengine_should_close_transport() returns 1
+    /// whatever is left, so a peer that stopped reading cannot hold the connection.
+    pub flush_timeout_ns: u64,
+    /// A data message must end within this time of its first frame (default 30 s; 0: no
+    /// limit), else wsengine_poll_event() fails with WSENGINE_TIMEOUT and a Close frame
+    /// with 1008 (policy violation) is queued.
+    pub message_timeout_ns: u64,
+    /// Largest inflated size of a received compressed message (default 1 MiB), separate
+    /// from max_message_size (the smaller of the two applies); larger fails with 1009
+    /// (WSENGINE_PROTOCOL_ERROR). 0: no limit of its own (max_message_size applies).
+    pub deflate_max_inflated_size: usize,
+    /// Messages larger than this many bytes are sent uncompressed (default 1 MiB; for a
+    /// fragmented message the first fragment decides). 0: every message of at least one
+    /// byte goes uncompressed; SIZE_MAX: no upper bound (min_compress_size still applies).
+    pub deflate_max_compress_size: usize,
+    /// Most inflated bytes per second one connection decompresses (default 0: no limit).
+    /// Over the budget (one second's worth may come in a burst), compressed payload waits
+    /// in the receive buffer until wsengine_handle_timeout() at wsengine_next_timeout()
+    /// lets it go on (wsengine_recv() takes less meanwhile).
+    pub deflate_max_inflate_rate: u64,
+    /// Server: the origins whose pages may connect (RFC 6455 section 10.2), an array of
+    /// allowed_origin_count byte strings (UTF-8, not NUL-terminated), each an origin
+    /// `scheme://host[:port]` (`https://example.com`; a scheme's default port is the
+    /// same as none), the same with a host `*.domain` (any subdomain of domain, not the
+    /// domain itself), or `null`. A request whose Origin is not listed
+    /// is answered 403 and fails with WSENGINE_HANDSHAKE_FAILED before
+    /// WSENGINE_EVENT_REQUEST; a request without Origin (not a browser) is allowed.
+    /// Default NULL: no check (any Origin; see wsengine_request_origin). Non-NULL with
+    /// allowed_origin_count 0: every request that carries an Origin is refused. An entry
+    /// that is not one of the forms above makes wsengine_create() fail with
+    /// WSENGINE_INVALID_ARGUMENT. The strings are copied by wsengine_create(): the caller
+    /// may free them afterwards. Clients ignore the list.
+    pub allowed_origins: *const wsengine_bytes,
+    /// Number of entries at allowed_origins.
+    pub allowed_origin_count: usize,
 }
 
 /// The permessage-deflate (RFC 7692) policy of a connection: wsengine_config.deflate.

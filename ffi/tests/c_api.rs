@@ -1513,7 +1513,8 @@ fn config_init_with_the_whole_size_writes_what_config_default_writes() {
 #[test]
 fn config_init_writes_no_more_than_the_callers_struct_holds() {
     let whole = size_of::<wsengine_config>();
-    for size in [SIZE_V1, SIZE_V1 + 1, whole - 1] {
+    let size_v2 = core::mem::offset_of!(wsengine_config, flush_timeout_ns);
+    for size in [SIZE_V1, SIZE_V1 + 1, size_v2, size_v2 + 1, whole - 1] {
         let mut buf = CallerStruct::new();
         let p = buf.config();
         // SAFETY: at least `size` writable bytes at an aligned pointer.
@@ -1616,4 +1617,458 @@ fn a_first_version_config_creates_a_working_connection() {
     };
     assert_eq!(s, WSENGINE_INVALID_ARGUMENT);
     assert!(out.is_null());
+}
+
+// ---- ABI 3: flush and message timeouts, deflate limits, the Origin allow-list ----
+
+/// The size of ABI 2's wsengine_config: everything before flush_timeout_ns.
+const SIZE_V2: usize = core::mem::offset_of!(wsengine_config, flush_timeout_ns);
+
+#[test]
+fn abi_3_fields_default_to_the_cores_defaults() {
+    assert_eq!(WSENGINE_ABI_VERSION, 3);
+    let c = default_config();
+    assert_eq!(c.flush_timeout_ns, 5 * SEC);
+    assert_eq!(c.message_timeout_ns, 30 * SEC);
+    assert_eq!(c.deflate_max_inflated_size, 1 << 20);
+    assert_eq!(c.deflate_max_compress_size, 1 << 20);
+    assert_eq!(c.deflate_max_inflate_rate, 0, "off");
+    assert!(c.allowed_origins.is_null(), "no Origin check");
+    assert_eq!(c.allowed_origin_count, 0);
+    assert_eq!(
+        SIZE_V2,
+        (SIZE_V1 + size_of::<wsengine_deflate_config>())
+            .next_multiple_of(align_of::<wsengine_config>()),
+        "ABI 2's struct ended with deflate"
+    );
+}
+
+/// A server configuration with the Origin allow-list `entries` (the array and strings
+/// must outlive only the wsengine_create call).
+fn with_origins(entries: &[wsengine_bytes]) -> wsengine_config {
+    let mut c = test_config();
+    c.allowed_origins = entries.as_ptr();
+    c.allowed_origin_count = entries.len();
+    c
+}
+
+fn b(s: &[u8]) -> wsengine_bytes {
+    wsengine_bytes {
+        data: s.as_ptr(),
+        len: s.len(),
+    }
+}
+
+/// RFC_REQUEST with its Origin replaced (`None`: no Origin header).
+fn request_from(origin: Option<&str>) -> Vec<u8> {
+    let request = String::from_utf8(RFC_REQUEST.to_vec()).unwrap();
+    let replaced = match origin {
+        Some(o) => request.replace("Origin: http://example.com", &format!("Origin: {o}")),
+        None => request.replace("Origin: http://example.com\r\n", ""),
+    };
+    assert!(request.contains("\r\nOrigin: http://example.com\r\n"));
+    replaced.into_bytes()
+}
+
+#[test]
+fn an_origin_not_on_the_allow_list_is_refused_with_403() {
+    let server_role = wsengine_role::WSENGINE_ROLE_SERVER;
+    // The strings and the array live only until wsengine_create returns: it copies them.
+    let make = || {
+        let strings: Vec<Vec<u8>> = vec![
+            b"https://example.com".to_vec(),
+            b"https://*.example.org".to_vec(),
+        ];
+        let entries: Vec<wsengine_bytes> = strings.iter().map(|s| b(s)).collect();
+        let config = with_origins(&entries);
+        let conn = Conn::create(server_role, Some(&config), None, 0).expect("server");
+        drop(entries);
+        drop(strings);
+        conn
+    };
+    for origin in [
+        Some("https://example.com"),
+        Some("HTTPS://Example.COM:443"),
+        Some("https://chat.example.org"),
+        None,
+    ] {
+        let mut server = make();
+        server.recv_all(&request_from(origin));
+        let events = server.events();
+        assert_eq!(events[0].kind, WSENGINE_EVENT_REQUEST, "{origin:?}");
+        assert_eq!(server.accept(None), WSENGINE_OK);
+        assert!(server.transmit().starts_with(b"HTTP/1.1 101 "));
+    }
+    for origin in [
+        "http://example.com",
+        "https://example.org",
+        "https://example.com.evil.com",
+        "null",
+    ] {
+        let mut server = make();
+        server.recv_all(&request_from(Some(origin)));
+        assert_eq!(server.poll(), Err(WSENGINE_HANDSHAKE_FAILED), "{origin}");
+        assert_eq!(server.poll(), Err(WSENGINE_HANDSHAKE_FAILED), "sticky");
+        assert_eq!(server.close_code(), 0);
+        assert!(server.error_message().contains("Origin"), "{origin}");
+        let response = String::from_utf8(server.transmit()).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+            "{response}"
+        );
+        assert!(
+            !response.contains(origin),
+            "the refused value is not echoed"
+        );
+        assert!(server.should_close());
+    }
+}
+
+#[test]
+fn an_empty_allow_list_refuses_every_origin_and_bad_entries_are_refused() {
+    let server_role = wsengine_role::WSENGINE_ROLE_SERVER;
+    let inv = Some(WSENGINE_INVALID_ARGUMENT);
+    // Non-NULL with no entries: every request carrying an Origin is refused.
+    let none: [wsengine_bytes; 0] = [];
+    let mut c = with_origins(&none);
+    c.allowed_origins = core::ptr::NonNull::<wsengine_bytes>::dangling().as_ptr();
+    let mut server = Conn::create(server_role, Some(&c), None, 0).unwrap();
+    server.recv_all(RFC_REQUEST);
+    assert_eq!(server.poll(), Err(WSENGINE_HANDSHAKE_FAILED));
+    assert!(server.transmit().starts_with(b"HTTP/1.1 403 "));
+    let mut server = Conn::create(server_role, Some(&c), None, 0).unwrap();
+    server.recv_all(&request_from(None));
+    assert_eq!(server.events()[0].kind, WSENGINE_EVENT_REQUEST, "no Origin");
+
+    for bad in [
+        &b"example.com"[..],
+        b"https://example.com/path",
+        b"https://",
+        b"",
+        b"https://ex\xffample.com",
+        b"https://a.com, https://b.com",
+    ] {
+        let entries = [b(b"https://ok.example"), b(bad)];
+        let c = with_origins(&entries);
+        let s = Conn::create(server_role, Some(&c), None, 0).err();
+        assert_eq!(s, inv, "{:?}", String::from_utf8_lossy(bad));
+        // wsengine_create_open checks it too.
+        let s = Conn::create_open(server_role, Some(&c), None).err();
+        assert_eq!(s, inv, "{:?}", String::from_utf8_lossy(bad));
+    }
+    // NULL array with a count, NULL entry with a length.
+    let mut c = test_config();
+    c.allowed_origins = null();
+    c.allowed_origin_count = 1;
+    assert!(
+        Conn::create(server_role, Some(&c), None, 0).is_ok(),
+        "NULL: no list (the count is not read)"
+    );
+    let entries = [wsengine_bytes {
+        data: null(),
+        len: 3,
+    }];
+    let c = with_origins(&entries);
+    assert_eq!(Conn::create(server_role, Some(&c), None, 0).err(), inv);
+    // A client ignores the list (it is still checked).
+    let entries = [b(b"https://example.com")];
+    let c = with_origins(&entries);
+    let _client = Conn::client(&c, "ws://example.com/", &[], 0);
+}
+
+/// A data frame from a client (masked with a zero key): `first` is FIN/RSV/opcode.
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u8::try_from(payload.len()).unwrap();
+    assert!(len < 126);
+    let mut f = vec![first, 0x80 | len, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn message_timeout_queues_a_close_1008() {
+    let mut config = test_config();
+    config.keepalive_interval_ns = 0;
+    config.message_timeout_ns = 2 * SEC;
+    let (_client, mut server) = open_pair(&config, 0);
+    server.handle_timeout(SEC);
+    assert_eq!(
+        server.next_timeout(),
+        (WSENGINE_AGAIN, u64::MAX),
+        "no message"
+    );
+    // A text message starts (FIN clear) and never ends; Pings do not help.
+    server.recv_all(&client_frame(0x01, b"hel"));
+    assert_eq!(server.poll(), Ok(None));
+    // Armed from the latest time handed in (as the other timers).
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, SEC));
+    server.handle_timeout(SEC);
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, 3 * SEC));
+    server.recv_all(&client_frame(0x89, b"still here"));
+    assert_eq!(server.events()[0].kind, WSENGINE_EVENT_PING);
+    server.transmit();
+    server.handle_timeout(3 * SEC - 1);
+    assert_eq!(server.poll(), Ok(None));
+    server.handle_timeout(3 * SEC);
+    assert_eq!(server.poll(), Err(WSENGINE_TIMEOUT));
+    assert_eq!(server.close_code(), 1008);
+    assert_eq!(
+        server.transmit(),
+        [0x88, 0x02, 0x03, 0xf0],
+        "Close 1008 queued"
+    );
+    assert_eq!(server.poll(), Err(WSENGINE_TIMEOUT), "sticky");
+}
+
+#[test]
+fn message_timeout_0_lets_a_message_take_forever() {
+    let mut config = test_config();
+    config.keepalive_interval_ns = 0;
+    config.message_timeout_ns = 0;
+    let (_client, mut server) = open_pair(&config, 0);
+    server.recv_all(&client_frame(0x01, b"hel"));
+    assert_eq!(server.poll(), Ok(None));
+    assert_eq!(server.next_timeout(), (WSENGINE_AGAIN, u64::MAX));
+    server.handle_timeout(3600 * SEC);
+    server.recv_all(&client_frame(0x80, b"lo"));
+    assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_TEXT, b"hello")]);
+}
+
+/// A server that failed with a protocol error (1002 queued) at `t`, nothing written.
+fn failed_server(config: &wsengine_config, t: u64) -> Conn {
+    let (_client, mut server) = open_pair(config, 0);
+    server.handle_timeout(t);
+    server.recv_all(&[0x81, 0x01, b'x']); // unmasked: 1002
+    assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert!(server.wants_write());
+    server
+}
+
+#[test]
+fn flush_timeout_ends_a_connection_whose_peer_stopped_reading() {
+    let mut config = test_config();
+    config.keepalive_interval_ns = 0;
+    config.flush_timeout_ns = 2 * SEC;
+    let mut server = failed_server(&config, SEC);
+    assert!(
+        !server.should_close(),
+        "the Close frame waits to be written"
+    );
+    // Armed from the latest time handed in (as the other timers).
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, SEC));
+    server.handle_timeout(SEC);
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, 3 * SEC));
+    server.handle_timeout(3 * SEC - 1);
+    assert!(!server.should_close());
+    server.handle_timeout(3 * SEC);
+    assert!(server.should_close(), "given up on the unwritten bytes");
+
+    // 0: wait for the bytes however long that takes.
+    config.flush_timeout_ns = 0;
+    let mut server = failed_server(&config, SEC);
+    assert_eq!(server.next_timeout(), (WSENGINE_AGAIN, u64::MAX));
+    server.handle_timeout(3600 * SEC);
+    assert!(!server.should_close());
+    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xea]);
+    assert!(server.should_close());
+}
+
+/// A client and a server with permessage-deflate on, both configured by `tune` (the
+/// whole config, where deflate_pair takes only the deflate struct).
+fn deflate_pair_with(tune: impl Fn(&mut wsengine_config)) -> (Conn, Conn) {
+    let mut config = test_config();
+    config.deflate.enabled = 1;
+    tune(&mut config);
+    let mut client = Conn::client(&config, "ws://example.com/chat", &[], 0);
+    let mut server = Conn::server(&config, 0);
+    server.recv_all(&client.transmit());
+    assert_eq!(server.events()[0].kind, WSENGINE_EVENT_REQUEST);
+    assert_eq!(server.accept(None), WSENGINE_OK);
+    client.recv_all(&server.transmit());
+    assert_eq!(client.events()[0].kind, WSENGINE_EVENT_ACCEPTED);
+    assert_eq!(server.deflate_params().0, WSENGINE_OK);
+    (client, server)
+}
+
+#[test]
+fn deflate_max_inflated_size_fails_with_1009_and_0_leaves_max_message_size() {
+    let (mut client, mut server) = deflate_pair_with(|c| c.deflate_max_inflated_size = 1000);
+    let (first, _) = send_compressed(&mut client, &mut server, &compressible(1000));
+    assert_eq!(first, 0xC1);
+    assert_eq!(client.send_text(&compressible(1001)), WSENGINE_OK);
+    let wire = client.transmit();
+    assert_eq!(wire[0], 0xC1, "compressed");
+    assert!(wire.len() < 200);
+    server.recv_all(&wire);
+    assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert_eq!(server.close_code(), 1009);
+    assert!(server.error_message().contains("inflates"));
+    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xf1]);
+
+    // 0: no limit of its own; max_message_size still applies.
+    let (mut client, mut server) = deflate_pair_with(|c| {
+        c.deflate_max_inflated_size = 0;
+        c.max_message_size = 200_000;
+    });
+    let (first, _) = send_compressed(&mut client, &mut server, &compressible(200_000));
+    assert_eq!(first, 0xC1);
+    assert_eq!(client.send_text(&compressible(200_001)), WSENGINE_OK);
+    server.recv_all(&client.transmit());
+    assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
+    assert_eq!(server.close_code(), 1009);
+}
+
+#[test]
+fn deflate_max_compress_size_sends_larger_messages_uncompressed() {
+    let (mut client, mut server) = deflate_pair_with(|c| c.deflate_max_compress_size = 1000);
+    let (first, _) = send_compressed(&mut server, &mut client, &compressible(1000));
+    assert_eq!(first, 0xC1, "at the limit: compressed");
+    let (first, len) = send_compressed(&mut server, &mut client, &compressible(1001));
+    assert_eq!((first, len), (0x81, 1005), "over it: as is");
+    let (first, _) = send_compressed(&mut client, &mut server, &compressible(1001));
+    assert_eq!(first, 0x81);
+}
+
+#[test]
+fn deflate_max_inflate_rate_spreads_inflating_over_time() {
+    let (mut client, mut server) = deflate_pair_with(|c| {
+        c.keepalive_interval_ns = 0;
+        c.deflate_max_inflate_rate = 10_000;
+    });
+    server.handle_timeout(0);
+    // Four messages of 10,000 bytes at 10,000 inflated bytes per second, the first
+    // second's worth at once: the last arrives after about 3 s of the caller's clock.
+    let message = compressible(10_000);
+    for _ in 0..4 {
+        assert_eq!(client.send_text(&message), WSENGINE_OK);
+    }
+    server.recv_all(&client.transmit());
+    let mut now = 0;
+    let mut arrivals = Vec::new();
+    let mut rounds = 0;
+    while arrivals.len() < 4 {
+        rounds += 1;
+        assert!(rounds < 100, "stuck at {now}: {arrivals:?}");
+        for e in server.events() {
+            assert_eq!(e, ev(WSENGINE_EVENT_TEXT, &message));
+            arrivals.push(now);
+        }
+        if arrivals.len() < 4 {
+            let (status, deadline) = server.next_timeout();
+            assert_eq!(status, WSENGINE_OK, "a timer says when to go on");
+            assert!(deadline >= now, "never in the past");
+            now = deadline;
+            assert!(now <= 10 * SEC, "stuck");
+            server.handle_timeout(now);
+        }
+    }
+    assert_eq!(arrivals[0], 0, "the first second's worth at once");
+    assert!((2 * SEC..=4 * SEC).contains(&arrivals[3]), "{arrivals:?}");
+
+    // 0 (the default): no limit, all four arrive at once.
+    let (mut client, mut server) = deflate_pair_with(|_| {});
+    for _ in 0..4 {
+        assert_eq!(client.send_text(&message), WSENGINE_OK);
+    }
+    server.recv_all(&client.transmit());
+    assert_eq!(server.events().len(), 4);
+}
+
+#[test]
+fn an_abi_2_config_gets_the_defaults_of_the_fields_it_lacks() {
+    // A program built against ABI 2's header: its struct ends with `deflate`; what
+    // follows it in memory (0xAA: an allowed_origins pointer that must not be read,
+    // huge timeouts) is not the library's.
+    let mut buf = CallerStruct::new();
+    let p = buf.config();
+    // SAFETY: SIZE_V2 writable bytes at an aligned pointer.
+    assert_eq!(unsafe { wsengine_config_init(p, SIZE_V2) }, WSENGINE_OK);
+    assert!(
+        buf.untouched_from(SIZE_V2),
+        "nothing written past ABI 2's struct"
+    );
+    // SAFETY: fields inside the caller's struct, written by the call.
+    unsafe {
+        assert_eq!((&raw const (*p).struct_size).read(), SIZE_V2);
+        assert_eq!((&raw const (*p).deflate.level).read(), 6);
+        (&raw mut (*p).keepalive_interval_ns).write(0);
+    }
+    let mut out = null_mut();
+    // SAFETY: `p` holds an initialised struct of struct_size bytes; valid out-pointer.
+    let s = unsafe {
+        wsengine_create(
+            wsengine_role::WSENGINE_ROLE_SERVER as i32,
+            p,
+            null(),
+            0,
+            &mut out,
+        )
+    };
+    assert_eq!(s, WSENGINE_OK, "the bytes past struct_size are not read");
+    let mut server = Conn(out);
+    // No allow-list (the default): any Origin.
+    server.recv_all(&request_from(Some("https://anywhere.example")));
+    assert!(matches!(server.poll(), Ok(Some(e)) if e.kind == WSENGINE_EVENT_REQUEST));
+    assert_eq!(server.accept(None), WSENGINE_OK);
+    server.transmit();
+    server.handle_timeout(0);
+    // The default message timeout, 30 s.
+    server.recv_all(&client_frame(0x02, b"part"));
+    assert_eq!(server.poll(), Ok(None));
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, 0));
+    server.handle_timeout(0);
+    assert_eq!(server.next_timeout(), (WSENGINE_OK, 30 * SEC));
+    server.handle_timeout(30 * SEC);
+    assert_eq!(server.poll(), Err(WSENGINE_TIMEOUT));
+    assert_eq!(server.close_code(), 1008);
+
+    // Sizes between versions are refused: between ABI 2 and 3, and ABI 3's minus one.
+    for size in [SIZE_V2 - 8, SIZE_V2 + 8, size_of::<wsengine_config>() - 8] {
+        // SAFETY: the first field of the caller's struct.
+        unsafe { p.cast::<usize>().write(size) };
+        let mut out = null_mut();
+        // SAFETY: as above.
+        let s = unsafe {
+            wsengine_create(
+                wsengine_role::WSENGINE_ROLE_SERVER as i32,
+                p,
+                null(),
+                0,
+                &mut out,
+            )
+        };
+        assert_eq!(s, WSENGINE_INVALID_ARGUMENT, "size {size}");
+        assert!(out.is_null());
+    }
+}
+
+#[test]
+fn an_abi_2_config_opens_with_the_default_deflate_limits() {
+    // wsengine_create_open with ABI 2's struct: the compression policy takes the default
+    // deflate_max_compress_size (1 MiB), not the 0xAA bytes after the struct.
+    let mut buf = CallerStruct::new();
+    let p = buf.config();
+    // SAFETY: SIZE_V2 writable bytes at an aligned pointer.
+    assert_eq!(unsafe { wsengine_config_init(p, SIZE_V2) }, WSENGINE_OK);
+    let params = wsengine_deflate_params {
+        server_no_context_takeover: 0,
+        client_no_context_takeover: 0,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let mut out = null_mut();
+    // SAFETY: an initialised struct of struct_size bytes, valid params and out-pointer.
+    let s = unsafe {
+        wsengine_create_open(
+            wsengine_role::WSENGINE_ROLE_SERVER as i32,
+            p,
+            &params,
+            0,
+            &mut out,
+        )
+    };
+    assert_eq!(s, WSENGINE_OK);
+    let mut server = Conn(out);
+    assert_eq!(server.send_text(&compressible(2000)), WSENGINE_OK);
+    assert_eq!(server.transmit()[0], 0xC1, "compressed");
 }

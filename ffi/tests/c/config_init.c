@@ -4,7 +4,7 @@
  *
  * A program built against an older, smaller header must keep working with a newer
  * library: wsengine_config_init(&cfg, sizeof cfg) writes no byte past its struct, and
- * wsengine_create() takes the struct back.
+ * wsengine_create() takes the struct back (ABI 1's and ABI 2's structs alike).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +48,17 @@ typedef struct old_caller {
     config_v1 config;
     unsigned char after[64];
 } old_caller;
+
+/* ABI 2's wsengine_config: ABI 1's plus `deflate`, before flush_timeout_ns. */
+typedef struct config_v2 {
+    config_v1 v1;
+    wsengine_deflate_config deflate;
+} config_v2;
+
+typedef struct old_caller_v2 {
+    config_v2 config;
+    unsigned char after[96];
+} old_caller_v2;
 
 static int all_bytes(const unsigned char *p, size_t n, unsigned char value) {
     size_t i;
@@ -97,6 +108,33 @@ static void test_older_smaller_struct(void) {
     wsengine_destroy(conn);
 }
 
+static void test_abi2_struct(void) {
+    old_caller_v2 old;
+    wsengine_config now;
+    wsengine_conn *conn = NULL;
+    CHECK(offsetof(wsengine_config, flush_timeout_ns) == sizeof(config_v2));
+    memset(&old, 0xAA, sizeof old);
+    CHECK(wsengine_config_init((wsengine_config *)(void *)&old.config, sizeof old.config) ==
+          WSENGINE_OK);
+    CHECK(all_bytes(old.after, sizeof old.after, 0xAA)); /* nothing written past it */
+    CHECK(old.config.v1.struct_size == sizeof old.config);
+    CHECK(wsengine_config_default(&now) == WSENGINE_OK);
+    CHECK(old.config.v1.max_message_size == now.max_message_size);
+    CHECK(old.config.deflate.level == now.deflate.level && old.config.deflate.enabled == 0);
+    /* wsengine_create() takes it and does not read what follows (0xAA there would be an
+     * allowed_origins pointer to nowhere). */
+    CHECK(wsengine_create(WSENGINE_ROLE_SERVER, (const wsengine_config *)(void *)&old.config,
+                          NULL, 0, &conn) == WSENGINE_OK);
+    CHECK(conn != NULL);
+    wsengine_destroy(conn);
+    /* A size between ABI 2's and this header's is refused. */
+    old.config.v1.struct_size = sizeof old.config + 8;
+    conn = NULL;
+    CHECK(wsengine_create(WSENGINE_ROLE_SERVER, (const wsengine_config *)(void *)&old.config,
+                          NULL, 0, &conn) == WSENGINE_INVALID_ARGUMENT);
+    CHECK(conn == NULL);
+}
+
 static void test_partial_size(void) {
     /* A union keeps the buffer aligned as wsengine_config. */
     union {
@@ -127,6 +165,7 @@ static void test_refusals(void) {
 int main(void) {
     test_whole_struct();
     test_older_smaller_struct();
+    test_abi2_struct();
     test_partial_size();
     test_refusals();
     if (failures) {
