@@ -90,7 +90,10 @@ fn budget(env: &Env, block: &mut Block) -> u64 {
     match env.help.flag(&["--max-memory"]) {
         Some((_, Some(d))) if parse_bytes(&d).is_some() => {
             let b = parse_bytes(&d).unwrap_or(DEFAULT_BUDGET);
-            block.line(format!("memory budget: {} (--max-memory default {d})", mib(b)));
+            block.line(format!(
+                "memory budget: {} (--max-memory default {d})",
+                mib(b)
+            ));
             b
         }
         _ => {
@@ -219,7 +222,10 @@ fn finish(block: &mut Block, st: &mut Stage, from: Instant, after_label: &str, t
     );
     block.check(
         format!("no canary message lost{tag}"),
-        canaries.lost == 0 && canaries.wrong == 0 && canaries.failures.is_empty() && canaries.sent > 0,
+        canaries.lost == 0
+            && canaries.wrong == 0
+            && canaries.failures.is_empty()
+            && canaries.sent > 0,
         format!(
             "{} lost, {} wrong of {}, {} canaries failed",
             canaries.lost,
@@ -333,7 +339,9 @@ fn report_attackers(
                 fastest = Some(d);
             }
         }
-        let code = o.code().map_or("no Close frame".to_owned(), |c| c.to_string());
+        let code = o
+            .code()
+            .map_or("no Close frame".to_owned(), |c| c.to_string());
         *codes.entry(code).or_default() += 1;
         let end = match o.drained.as_ref().map(|d| &d.end) {
             _ if o.client_close.is_some() => "ended while reading".to_owned(),
@@ -476,7 +484,11 @@ fn ping_flood(env: &Env, block: &mut Block) -> Result<(), String> {
     let mem = finish(block, &mut st, start, &label, "");
     drain_all(conns, &mut outs);
     if !errs.is_empty() {
-        block.line(format!("{} attackers could not connect: {}", errs.len(), errs[0]));
+        block.line(format!(
+            "{} attackers could not connect: {}",
+            errs.len(),
+            errs[0]
+        ));
     }
     report_attackers(block, &st.sampler, &outs);
     block.check(
@@ -534,8 +546,12 @@ fn deflate_pinning(env: &Env, block: &mut Block) -> Result<(), String> {
     let addr = st.server.addr;
     let handles: Vec<_> = (0..n)
         .map(|i| {
-            let (frames, stop, open, watch) =
-                (frames.clone(), stop.clone(), open.clone(), sampler_watch.clone());
+            let (frames, stop, open, watch) = (
+                frames.clone(),
+                stop.clone(),
+                open.clone(),
+                sampler_watch.clone(),
+            );
             thread::spawn(move || {
                 let mut out = Outcome::default();
                 let r = pin(addr, &frames[i % 2], &stop, &watch, &mut out);
@@ -703,7 +719,13 @@ fn stuck(env: &Env, block: &mut Block) -> Result<(), String> {
         n / 2,
         n - n / 2
     ));
-    let msg = Arc::new(ws::frame(ws::OP_BINARY, true, false, &vec![b'q'; 64 << 10], true));
+    let msg = Arc::new(ws::frame(
+        ws::OP_BINARY,
+        true,
+        false,
+        &vec![b'q'; 64 << 10],
+        true,
+    ));
     let addr = st.server.addr;
     let ports = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
@@ -861,7 +883,11 @@ fn broadcast_stall(env: &Env, block: &mut Block) -> Result<(), String> {
                     match io::Read::read(&mut rs, &mut buf) {
                         Ok(0) => break,
                         Ok(_) => {}
-                        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) => {}
                         Err(_) => break,
                     }
                 }
@@ -940,7 +966,13 @@ fn stuffed(env: &Env, block: &mut Block) -> Result<(), String> {
         mib(per),
         secs(stuff_time)
     ));
-    let msg = Arc::new(ws::frame(ws::OP_BINARY, true, false, &vec![b's'; 64 << 10], true));
+    let msg = Arc::new(ws::frame(
+        ws::OP_BINARY,
+        true,
+        false,
+        &vec![b's'; 64 << 10],
+        true,
+    ));
     let (conns, errs) = open_many(st.server.addr, n, false);
     let start = Instant::now();
     let deadline = start + stuff_time;
@@ -956,20 +988,41 @@ fn stuffed(env: &Env, block: &mut Block) -> Result<(), String> {
                     per,
                     Some(Duration::from_secs(2)),
                 );
-                drop(c);
-                (sent, err)
+                (c, sent, err)
             })
         })
         .collect();
     let mut sent_all = 0;
     let mut full = 0;
+    let mut conns = Vec::new();
     for h in handles {
-        if let Ok((s, _)) = h.join() {
+        if let Ok((c, s, _)) = h.join() {
             sent_all += s;
             full += usize::from(s >= per);
+            conns.push(c);
         }
     }
+    // The kernel takes the requests at once: close only when the server has read what
+    // it will (its receive queues stop shrinking), so that it holds the echoes.
+    let ports: Vec<u16> = conns.iter().map(local_port).collect();
+    let mut last = u64::MAX;
+    let mut stable = 0;
+    let hold_until = Instant::now() + Duration::from_secs(if env.short { 5 } else { 10 });
+    while Instant::now() < hold_until && stable < 5 {
+        let (_, rx) = crate::server::queued(st.server.pid, st.server.addr.port(), &ports);
+        stable = if rx == last || rx == 0 { stable + 1 } else { 0 };
+        last = rx;
+        thread::sleep(Duration::from_millis(100));
+    }
+    let held = st.server.rss();
+    drop(conns);
     let closed = Instant::now();
+    block.line(format!(
+        "server RSS when they closed: {} (+{}), its kernel receive queues then held {}",
+        mib(held),
+        mib(held.saturating_sub(st.before)),
+        mib(last)
+    ));
     block.line(format!(
         "sent {} in all ({full}/{n} sent all {}); all closed {} after the start",
         mib(sent_all),
@@ -977,7 +1030,11 @@ fn stuffed(env: &Env, block: &mut Block) -> Result<(), String> {
         secs(closed - start)
     ));
     if !errs.is_empty() {
-        block.line(format!("{} clients could not connect: {}", errs.len(), errs[0]));
+        block.line(format!(
+            "{} clients could not connect: {}",
+            errs.len(),
+            errs[0]
+        ));
     }
     // Until RSS is back under twice its value before, 10 s at most.
     let mut back = None;
@@ -1026,7 +1083,10 @@ fn idle(env: &Env, block: &mut Block) -> Result<(), String> {
     let mut args = Vec::new();
     if let Some((name, _)) = env.help.flag(&["--max-connections"]) {
         args = vec![name, (n + 1000).to_string()];
-        block.line(format!("the server gets {} (for the canaries)", args.join(" ")));
+        block.line(format!(
+            "the server gets {} (for the canaries)",
+            args.join(" ")
+        ));
     }
     let size = 512;
     let base = idle_phase(env, block, &args, n, None, " (never sent)")?;
@@ -1052,7 +1112,11 @@ fn idle_phase(
     echo: Option<usize>,
     tag: &str,
 ) -> Result<f64, String> {
-    let name = if echo.is_some() { "6-idle-echo" } else { "6-idle-base" };
+    let name = if echo.is_some() {
+        "6-idle-echo"
+    } else {
+        "6-idle-base"
+    };
     let mut st = stage(env, block, name, args.to_vec(), None)?;
     let start = Instant::now();
     let (mut conns, mut errs) = open_many(st.server.addr, n, false);
@@ -1072,11 +1136,15 @@ fn idle_phase(
                 Err(e) => errs.push(format!("echo: {e}")),
             }
         }
-        block.line(format!("{echoed}/{} connections echoed one message", conns.len()));
+        block.line(format!(
+            "{echoed}/{} connections echoed one message",
+            conns.len()
+        ));
     }
     let opened = conns.len();
     block.line(format!(
-        "{opened}/{n} connections opened in {}{tag}",
+        "{opened}/{n} connections opened{} in {}{tag}",
+        if echo.is_some() { " and echoed" } else { "" },
         secs(start.elapsed())
     ));
     if !errs.is_empty() {

@@ -58,7 +58,12 @@ pub struct Server {
 impl Server {
     /// Starts `path serve --listen 127.0.0.1:PORT args...` (with a descriptor limit of
     /// `nofile` if given) and waits until it accepts connections.
-    pub fn start(path: &Path, args: &[String], nofile: Option<u64>, log: &Path) -> io::Result<Server> {
+    pub fn start(
+        path: &Path,
+        args: &[String],
+        nofile: Option<u64>,
+        log: &Path,
+    ) -> io::Result<Server> {
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut cmd = Command::new(path);
@@ -174,10 +179,11 @@ pub fn open_peer_ports(pid: u32, port: u16) -> HashSet<u16> {
                 .next()
                 .and_then(|p| u16::from_str_radix(p, 16).ok())
         };
-        if port_of(cols[1]) == Some(port) && inodes.contains(cols[9]) {
-            if let Some(p) = port_of(cols[2]) {
-                ports.insert(p);
-            }
+        if port_of(cols[1]) == Some(port)
+            && inodes.contains(cols[9])
+            && let Some(p) = port_of(cols[2])
+        {
+            ports.insert(p);
         }
     }
     ports
@@ -244,8 +250,10 @@ impl Sampler {
                     let now = Instant::now();
                     let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
                     // Frozen meanwhile: the clients may be closing their side.
-                    let watched: Vec<u16> =
-                        watched.into_iter().filter(|p| s.watched.contains(p)).collect();
+                    let watched: Vec<u16> = watched
+                        .into_iter()
+                        .filter(|p| s.watched.contains(p))
+                        .collect();
                     for p in watched {
                         if open.contains(&p) {
                             s.seen.entry(p).or_insert(now);
@@ -355,7 +363,8 @@ impl Help {
 
 /// `--name` or `-n, --name`, not a "- value: ..." line.
 fn is_flag_line(t: &str) -> bool {
-    t.starts_with("--") || (t.starts_with('-') && t.as_bytes().get(1).is_some_and(u8::is_ascii_alphabetic))
+    t.starts_with("--")
+        || (t.starts_with('-') && t.as_bytes().get(1).is_some_and(u8::is_ascii_alphabetic))
 }
 
 /// "30s", "500ms", "2m", "1.5s", "10" (seconds).

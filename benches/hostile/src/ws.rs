@@ -68,7 +68,10 @@ fn parse(buf: &[u8]) -> Option<(Frame, usize)> {
     let opcode = buf[0] & 0x0f;
     let masked = buf[1] & 0x80 != 0;
     let (len, mut at) = match buf[1] & 0x7f {
-        126 => (u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)), 4),
+        126 => (
+            u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
+            4,
+        ),
         127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
         n => (u64::from(n), 2),
     };
@@ -81,7 +84,10 @@ fn parse(buf: &[u8]) -> Option<(Frame, usize)> {
     let end = at.checked_add(len)?;
     let mut payload = buf.get(at..end)?.to_vec();
     if masked {
-        payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i & 3]);
+        payload
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b ^= key[i & 3]);
     }
     Some((Frame { opcode, payload }, end))
 }
