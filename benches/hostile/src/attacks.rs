@@ -967,7 +967,7 @@ fn broadcast_stall(env: &Env, block: &mut Block) -> Result<(), String> {
 
 /// 5. Stuffed then closed.
 fn stuffed(env: &Env, block: &mut Block) -> Result<(), String> {
-    let n = if env.short { 20 } else { 100 };
+    let n = if env.short { 50 } else { 100 };
     let per: u64 = 8 << 20;
     let budget = budget(env, block);
     let mut st = stage(env, block, "5-stuffed", Vec::new(), None)?;
