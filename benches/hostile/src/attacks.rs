@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use flate2::{Compress, Compression, FlushCompress};
 
 use crate::canary::Canaries;
-use crate::server::{Sampler, Server, parse_bytes, parse_duration};
+use crate::server::{Sampler, Server, Watcher, parse_bytes, parse_duration};
 use crate::ws::{self, Conn, Drained, End};
 use crate::{Block, Env};
 
@@ -541,20 +541,26 @@ fn deflate_pinning(env: &Env, block: &mut Block) -> Result<(), String> {
     ]);
     let stop = Arc::new(AtomicBool::new(false));
     let open = Arc::new(AtomicUsize::new(n));
-    let sampler_watch = Arc::new(Mutex::new(Vec::new()));
+    // Attackers that sent their fragment (or failed before).
+    let ready = Arc::new(AtomicUsize::new(0));
+    let watcher = st.sampler.watcher();
     let start = Instant::now();
     let addr = st.server.addr;
     let handles: Vec<_> = (0..n)
         .map(|i| {
-            let (frames, stop, open, watch) = (
+            let (frames, stop, open, ready, watcher) = (
                 frames.clone(),
                 stop.clone(),
                 open.clone(),
-                sampler_watch.clone(),
+                ready.clone(),
+                watcher.clone(),
             );
             thread::spawn(move || {
                 let mut out = Outcome::default();
-                let r = pin(addr, &frames[i % 2], &stop, &watch, &mut out);
+                let r = pin(addr, &frames[i % 2], &stop, &ready, &watcher, &mut out);
+                if out.since.is_none() {
+                    ready.fetch_add(1, Ordering::Relaxed);
+                }
                 open.fetch_sub(1, Ordering::Relaxed);
                 match r {
                     Ok(conn) => (out, conn),
@@ -566,19 +572,11 @@ fn deflate_pinning(env: &Env, block: &mut Block) -> Result<(), String> {
             })
         })
         .collect();
-    // Follow the attackers from the server's side as they connect.
-    let mut watched = 0;
+    // Wait the message timeout after the last fragment, or until all are closed.
     let slack = Duration::from_secs(1) + limit / 10;
     let mut wait_until = None;
     loop {
-        {
-            let mut w = sampler_watch.lock().unwrap_or_else(|e| e.into_inner());
-            for p in w.drain(..) {
-                st.sampler.watch(p);
-                watched += 1;
-            }
-        }
-        if watched >= n && wait_until.is_none() {
+        if ready.load(Ordering::Relaxed) >= n && wait_until.is_none() {
             wait_until = Some(Instant::now() + limit + slack);
         }
         let now = Instant::now();
@@ -645,21 +643,20 @@ fn pin(
     addr: SocketAddr,
     fragment: &[u8],
     stop: &AtomicBool,
-    watch: &Mutex<Vec<u16>>,
+    ready: &AtomicUsize,
+    watcher: &Watcher,
     out: &mut Outcome,
 ) -> io::Result<Option<Conn>> {
     let mut conn = Conn::open(addr, true, Duration::from_secs(5))?;
     out.port = local_port(&conn);
-    watch
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(out.port);
+    watcher.watch(out.port);
     if !conn.deflate {
         out.note = Some("permessage-deflate not agreed".into());
     }
     conn.send(fragment, Duration::from_secs(10))?;
     out.sent = fragment.len() as u64;
     out.since = Some(Instant::now());
+    ready.fetch_add(1, Ordering::Relaxed);
     let ping = ws::frame(ws::OP_PING, true, false, b"still here", true);
     let mut next_ping = Instant::now() + Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
@@ -738,11 +735,11 @@ fn stuck(env: &Env, block: &mut Block) -> Result<(), String> {
         true,
     ));
     let addr = st.server.addr;
-    let ports = Arc::new(Mutex::new(Vec::new()));
+    let watcher = st.sampler.watcher();
     let start = Instant::now();
     let handles: Vec<_> = (0..n)
         .map(|i| {
-            let (msg, ports) = (msg.clone(), ports.clone());
+            let (msg, watcher) = (msg.clone(), watcher.clone());
             thread::spawn(move || {
                 let mut out = Outcome::default();
                 let r = (|| -> io::Result<Conn> {
@@ -750,7 +747,7 @@ fn stuck(env: &Env, block: &mut Block) -> Result<(), String> {
                     ws::set_rcvbuf(&s, 4096)?;
                     let mut c = Conn::handshake(s, false, Duration::from_secs(5))?;
                     out.port = local_port(&c);
-                    ports.lock().unwrap_or_else(|e| e.into_inner()).push(out.port);
+                    watcher.watch(out.port);
                     let (sent, err) = ws::pump(
                         &mut c.stream,
                         &msg,
@@ -803,9 +800,6 @@ fn stuck(env: &Env, block: &mut Block) -> Result<(), String> {
         }
         outs.push(out);
     }
-    for p in ports.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        st.sampler.watch(*p);
-    }
     let last_sent = outs.iter().filter_map(|o| o.since).max().unwrap_or(start);
     block.line(format!(
         "all final frames written {} after the start; waiting up to {} for the server to close them",
@@ -841,8 +835,10 @@ fn stuck(env: &Env, block: &mut Block) -> Result<(), String> {
     let (_, slowest) = report_attackers(block, &st.sampler, &outs);
     let in_time = outs
         .iter()
-        .filter(|o| match (st.sampler.gone(o.port), o.since) {
+        .filter(|o| match (o.closed_at(&st.sampler), o.since) {
             (Some(at), Some(since)) => at.saturating_duration_since(since) <= limit + slack,
+            // Dropped before the sampler ever saw it.
+            (None, Some(_)) => !st.sampler.seen(o.port) && o.ended(),
             _ => false,
         })
         .count();

@@ -95,11 +95,12 @@ fn run(addr: SocketAddr, id: usize, stop: &AtomicBool, ready: &std::sync::Barrie
         }
     };
     let prefix = format!("canary {id:02} #");
-    let start = Instant::now();
+    let mut due = Instant::now();
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let due = start + PERIOD * u32::try_from(seq).unwrap_or(u32::MAX);
         thread::sleep(due.saturating_duration_since(Instant::now()));
+        // Every 50 ms; after a stall, on from now (no burst to catch up).
+        due = (due + PERIOD).max(Instant::now());
         seq += 1;
         let text = format!("{prefix}{seq:08} ..........");
         let sent_at = Instant::now();

@@ -223,9 +223,38 @@ struct SampleState {
     gone: HashMap<u16, Instant>,
 }
 
+/// Registers attacker connections with a Sampler, from any thread.
+#[derive(Clone)]
+pub struct Watcher {
+    state: Arc<Mutex<SampleState>>,
+    pid: u32,
+    port: u16,
+}
+
+impl Watcher {
+    /// Follow the server's side of the connection from client port `peer`, from now on
+    /// (checked at once: a connection the server drops before the next sample counts).
+    pub fn watch(&self, peer: u16) {
+        // Called after the handshake: the server has held the connection.
+        let open = open_peer_ports(self.pid, self.port);
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.watched.push(peer);
+        if open.contains(&peer) {
+            s.seen.entry(peer).or_insert(now);
+        } else if !open.is_empty() {
+            // Dropped already (an empty table means the scan failed: leave it to the
+            // sampler).
+            s.seen.entry(peer).or_insert(now);
+            s.gone.entry(peer).or_insert(now);
+        }
+    }
+}
+
 /// Samples the server's RSS every 100 ms and follows which watched client connections
 /// the server still holds a descriptor for.
 pub struct Sampler {
+    watcher: Watcher,
     state: Arc<Mutex<SampleState>>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -266,6 +295,11 @@ impl Sampler {
             }
         });
         Sampler {
+            watcher: Watcher {
+                state: state.clone(),
+                pid,
+                port,
+            },
             state,
             stop,
             handle: Some(handle),
@@ -283,7 +317,12 @@ impl Sampler {
 
     /// Follow the server's side of the connection from this client port.
     pub fn watch(&self, port: u16) {
-        self.lock().watched.push(port);
+        self.watcher.watch(port);
+    }
+
+    /// A handle for other threads to `watch` with.
+    pub fn watcher(&self) -> Watcher {
+        self.watcher.clone()
     }
 
     /// When the server let go of the connection from `port` (None: never seen, or
