@@ -3,7 +3,7 @@
 # `wsengine` server and this crate, then runs the attacks against the server.
 #
 # Usage: benches/hostile/run.sh [--short] [--only NAME]... [--server-arg ARG]... [--no-check]
-# (--short is the CI version, about 2 minutes; without it, about 4 minutes.)
+# (--short is the CI version, about 1.5 minutes; without it, about 2.5 minutes.)
 # Exit status: non-zero if a target is missed (unless --no-check).
 set -euo pipefail
 
