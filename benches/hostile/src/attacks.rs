@@ -813,13 +813,20 @@ fn stuck(env: &Env, block: &mut Block) -> Result<(), String> {
     let (tx, rx) = crate::server::queued(st.server.pid, st.server.addr.port(), &ports_now);
     let sent_all: u64 = outs.iter().map(|o| o.sent).sum();
     let read_all: u64 = conns.iter().map(|(_, c)| c.rx_bytes).sum();
+    let unacked: u64 = conns.iter().map(|(_, c)| ws::unacked(&c.stream)).sum();
     block.line(format!(
-        "0.5 s later: server RSS +{}; its kernel queues to them hold {} to send, {} unread; about {} of echoes wait in the server itself",
+        "0.5 s later: server RSS +{}; its kernel queues to them hold {} to send, {} unread; {} not yet taken by its kernel; about {} of echoes wait in the server itself",
         mib(st.server.rss().saturating_sub(st.before)),
         mib(tx),
         mib(rx),
-        mib(sent_all.saturating_sub(rx + tx + read_all))
+        mib(unacked),
+        mib(sent_all.saturating_sub(rx + tx + read_all + unacked))
     ));
+    if unacked > 0 {
+        block.line(
+            "note: the server stopped reading before every final frame reached it: those wait in the clients' send queues (closing them is then up to its slow-reader policy)",
+        );
+    }
     let wait_until = last_sent + limit + slack;
     while Instant::now() < wait_until {
         let all_gone = outs.iter().all(|o| st.sampler.gone(o.port).is_some());

@@ -121,6 +121,19 @@ pub fn set_rcvbuf(stream: &TcpStream, bytes: i32) -> io::Result<()> {
     }
 }
 
+/// Bytes written to `stream` that the peer's kernel has not acknowledged yet (SIOCOUTQ).
+pub fn unacked(stream: &TcpStream) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: a valid descriptor and a pointer to a c_int, as TIOCOUTQ (SIOCOUTQ) wants.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if r == 0 {
+        u64::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// The upgrade request (with a permessage-deflate offer if `deflate`).
 pub fn request(deflate: bool) -> String {
     let ext = if deflate {
