@@ -441,3 +441,66 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     };
     Some((n * mult as f64) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELP: &str = "Options:
+      --listen <LISTEN>
+          Address to listen on
+          
+          [default: 127.0.0.1:9001]
+
+      --mode <MODE>
+          Possible values:
+          - echo:      Send every message back
+          
+          [default: echo]
+
+      --message-timeout <DURATION>
+          An incomplete message must finish within this
+
+          [default: 30s]
+
+      --max-memory <BYTES>
+          Budget [default: 256MiB]
+
+      --no-deflate
+          Do not negotiate permessage-deflate
+";
+
+    #[test]
+    fn flags_and_defaults_from_help() {
+        let h = Help(HELP.to_owned());
+        assert_eq!(
+            h.flag(&["--fragment-timeout", "--message-timeout"]),
+            Some(("--message-timeout".into(), Some("30s".into())))
+        );
+        assert_eq!(
+            h.flag(&["--max-memory"]),
+            Some(("--max-memory".into(), Some("256MiB".into())))
+        );
+        assert_eq!(
+            h.flag(&["--mode"]),
+            Some(("--mode".into(), Some("echo".into())))
+        );
+        assert_eq!(
+            h.flag(&["--no-deflate"]),
+            Some(("--no-deflate".into(), None))
+        );
+        assert_eq!(h.flag(&["--close-timeout"]), None);
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("never"), None);
+        assert_eq!(parse_bytes("256MiB"), Some(256 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Some(1 << 30));
+        assert_eq!(parse_bytes("268435456"), Some(268_435_456));
+    }
+}

@@ -337,3 +337,25 @@ pub fn pump(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        for len in [0, 125, 126, 65535, 65536] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            for masked in [false, true] {
+                let bytes = frame(OP_BINARY, true, false, &payload, masked);
+                let (f, used) = parse(&bytes).expect("a whole frame");
+                assert_eq!((f.opcode, used), (OP_BINARY, bytes.len()));
+                assert_eq!(f.payload, payload);
+                assert!(parse(&bytes[..bytes.len() - 1]).is_none() || len == 0);
+            }
+        }
+        let c = frame(OP_CLOSE, true, false, &1008u16.to_be_bytes(), false);
+        assert_eq!(parse(&c).map(|(f, _)| f.close_code()), Some(1008));
+        assert_eq!(frame(OP_TEXT, false, true, b"x", true)[0], 0x41);
+    }
+}
