@@ -865,14 +865,18 @@ fn stuck(env: &Env, block: &mut Block) -> Result<(), String> {
 }
 
 /// 4. Stalled readers in broadcast mode.
+/// Messages per second each chatter sends in the broadcast attack.
+const CHAT_RATE: usize = 200;
+
 fn broadcast_stall(env: &Env, block: &mut Block) -> Result<(), String> {
     let (stalled_n, chatters_n) = (20, 5);
     let dur = Duration::from_secs(if env.short { 5 } else { 15 });
     let args = vec!["--mode".to_owned(), "broadcast".to_owned()];
     let mut st = stage(env, block, "4-broadcast-stall", args, None)?;
     block.line(format!(
-        "{stalled_n} clients never read; {chatters_n} clients send 1 KiB text messages as fast as the server takes them for {} (and read everything)",
-        secs(dur)
+        "{stalled_n} clients never read; {chatters_n} clients each send {CHAT_RATE} 1 KiB text messages a second for {} (and read everything: {} KiB/s to every client)",
+        secs(dur),
+        chatters_n * CHAT_RATE
     ));
     let (stalled, errs) = open_many(st.server.addr, stalled_n, false);
     for c in &stalled {
@@ -880,7 +884,7 @@ fn broadcast_stall(env: &Env, block: &mut Block) -> Result<(), String> {
     }
     let (chatters, errs2) = open_many(st.server.addr, chatters_n, false);
     let msg = ws::frame(ws::OP_TEXT, true, false, &[b'c'; 1024], true);
-    let pattern = Arc::new(msg.repeat(16));
+    let pattern = Arc::new(msg.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let deadline = start + dur;
@@ -909,7 +913,24 @@ fn broadcast_stall(env: &Env, block: &mut Block) -> Result<(), String> {
         }
         handles.push(thread::spawn(move || {
             let mut c = c;
-            let (sent, _) = ws::pump(&mut c.stream, &pattern, deadline, u64::MAX, None);
+            // A chat pace a reading client keeps up with: what the attack is about is
+            // the clients that do not read. Unpaced, the chatters send as fast as the
+            // server fans out, and every client slower than the fan-out (the canaries
+            // included) is rightly closed as a slow consumer.
+            let period = Duration::from_secs(1) / CHAT_RATE as u32;
+            let mut sent = 0u64;
+            let mut next = Instant::now();
+            while next < deadline {
+                let (n, err) = ws::pump(&mut c.stream, &pattern, deadline, 1, None);
+                sent += n;
+                if err.is_some() {
+                    break;
+                }
+                next += period;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
+            }
             (c, sent)
         }));
     }
