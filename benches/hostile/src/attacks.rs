@@ -864,10 +864,10 @@ fn stuck(env: &Env, block: &mut Block) -> Result<(), String> {
     Ok(())
 }
 
-/// 4. Stalled readers in broadcast mode.
 /// Messages per second each chatter sends in the broadcast attack.
 const CHAT_RATE: usize = 200;
 
+/// 4. Stalled readers in broadcast mode.
 fn broadcast_stall(env: &Env, block: &mut Block) -> Result<(), String> {
     let (stalled_n, chatters_n) = (20, 5);
     let dur = Duration::from_secs(if env.short { 5 } else { 15 });
