@@ -25,6 +25,11 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Reads per connection per wakeup before the others get a turn.
 const READ_BUDGET: usize = 16;
+
+/// How long a connection goes without being serviced before the loop gives its empty
+/// buffers back (`EventLoop::sweep_idle`).
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
+
 /// After accepting failed (EMFILE, ENFILE...), try again this soon (and at once when a
 /// connection is removed).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -76,6 +81,10 @@ pub(crate) struct Conn {
     accounted: usize,
     /// When it last wrote to its socket or received a message.
     last_progress: Instant,
+    /// Serviced since the last idle sweep (see `EventLoop::sweep_idle`).
+    active: bool,
+    /// In `EventLoop::recently_active`.
+    listed: bool,
 }
 
 /// Connection bookkeeping shared by the loop and the handler's [`Context`].
@@ -128,6 +137,8 @@ impl Conns {
             dropped: 0,
             accounted: 0,
             last_progress: self.now,
+            active: false,
+            listed: false,
         };
         let id = self
             .slab
@@ -205,6 +216,10 @@ pub struct EventLoop<H> {
     accept_retry: Option<Instant>,
     /// When an accept error was last reported to the handler.
     accept_reported: Option<Instant>,
+    /// Connections serviced since they were last found idle, for `sweep_idle`.
+    recently_active: Vec<ConnId>,
+    /// When `sweep_idle` runs next (while `recently_active` is not empty).
+    next_sweep: Option<Instant>,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -246,6 +261,8 @@ impl<H: Handler> EventLoop<H> {
             ready: Vec::new(),
             shutdown_deadline: None,
             accept_retry: None,
+            recently_active: Vec::new(),
+            next_sweep: None,
             accept_reported: None,
         })
     }
@@ -331,6 +348,7 @@ impl<H: Handler> EventLoop<H> {
                 self.begin_shutdown(now);
             }
             self.fire_timers(now);
+            self.sweep_idle(now);
             self.flush_dirty();
             self.enforce_budget();
             if let Some(deadline) = self.shutdown_deadline {
@@ -389,10 +407,15 @@ impl<H: Handler> EventLoop<H> {
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
-        let earliest = [timer, self.shutdown_deadline, self.accept_retry]
-            .into_iter()
-            .flatten()
-            .min();
+        let earliest = [
+            timer,
+            self.shutdown_deadline,
+            self.accept_retry,
+            self.next_sweep,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         earliest.map(|t| t.saturating_duration_since(now))
     }
 
@@ -538,6 +561,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// Reads, dispatches events, writes and closes for one connection.
     fn service(&mut self, id: ConnId) {
+        self.mark_active(id);
         let mut budget = READ_BUDGET;
         loop {
             let Some(c) = self.conns.slab.get_mut(id) else {
@@ -781,6 +805,8 @@ impl<H: Handler> EventLoop<H> {
             self.evict(id, Disconnect::SlowConsumer { code });
         }
         while let Some(id) = self.conns.dirty.pop() {
+            // Sent to from elsewhere (a broadcast): its transmit buffer is in use.
+            self.mark_active(id);
             self.dispatch(id);
             self.settle(id);
         }
@@ -800,6 +826,61 @@ impl<H: Handler> EventLoop<H> {
                 self.timers.push(Reverse((t, id)));
             }
         }
+    }
+
+    /// Notes that `id` is busy, so the next idle sweep leaves its buffers alone (a flag
+    /// and, once per idle period, a push: nothing per read).
+    fn mark_active(&mut self, id: ConnId) {
+        let Some(c) = self.conns.slab.get_mut(id) else {
+            return;
+        };
+        c.active = true;
+        if !c.listed {
+            c.listed = true;
+            self.recently_active.push(id);
+            if self.next_sweep.is_none() {
+                self.next_sweep = Some(self.conns.now + IDLE_RELEASE);
+            }
+        }
+    }
+
+    /// Gives the buffers of connections that went quiet back: every connection serviced
+    /// since the last sweep is looked at once per [`IDLE_RELEASE`]; one not serviced in
+    /// that period gets `handle_timeout` (which releases the core's empty buffers) and
+    /// leaves the list. So an idle connection that has exchanged messages holds no more
+    /// than one that never did, without an allocation per read (the core keeps its
+    /// buffers between reads) and without a scan of the idle ones.
+    fn sweep_idle(&mut self, now: Instant) {
+        if self.next_sweep.is_none_or(|t| t > now) {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.recently_active);
+        let mut idle = Vec::new();
+        list.retain(|&id| {
+            let Some(c) = self.conns.slab.get_mut(id) else {
+                return false;
+            };
+            if !c.listed {
+                return false; // removed, and the slot reused by a connection not listed
+            }
+            if std::mem::take(&mut c.active) {
+                return true;
+            }
+            c.listed = false;
+            if c.linger_until.is_none() && c.connecting.is_none() {
+                idle.push(id);
+            }
+            false
+        });
+        self.recently_active = list;
+        for id in idle {
+            if let Some(c) = self.conns.slab.get_mut(id) {
+                c.core.handle_timeout(now);
+                self.dispatch(id);
+                self.settle(id);
+            }
+        }
+        self.next_sweep = (!self.recently_active.is_empty()).then(|| now + IDLE_RELEASE);
     }
 
     fn fire_timers(&mut self, now: Instant) {
