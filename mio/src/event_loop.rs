@@ -23,8 +23,12 @@ use crate::{ConnId, DriverConfig, TRY_AGAIN_LATER};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
-/// Reads per connection per wakeup before the others get a turn.
-const READ_BUDGET: usize = 16;
+/// Reads per connection per turn of the loop (at most 64 KiB each with the default
+/// receive buffer) before the others get theirs. A turn is as long as every busy
+/// connection's budget together, and a connection with something new waits up to one
+/// turn: a small budget keeps that wait short under a flood, at the cost of one more
+/// `epoll_wait` per budget for a bulk reader (the measurements: benches/hostile/README.md).
+const READ_BUDGET: usize = 4;
 
 /// How long a connection goes without being serviced before the loop gives its empty
 /// buffers back (`EventLoop::sweep_idle`).
@@ -85,6 +89,8 @@ pub(crate) struct Conn {
     active: bool,
     /// In `EventLoop::recently_active`.
     listed: bool,
+    /// In `EventLoop::ready` (at most once: see `EventLoop::schedule`).
+    queued: bool,
 }
 
 /// Connection bookkeeping shared by the loop and the handler's [`Context`].
@@ -139,6 +145,7 @@ impl Conns {
             last_progress: self.now,
             active: false,
             listed: false,
+            queued: false,
         };
         let id = self
             .slab
@@ -208,7 +215,11 @@ pub struct EventLoop<H> {
     conns: Conns,
     shared: Arc<Shared>,
     timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
-    /// Connections that still had readable data when their read budget ran out.
+    /// Connections that still had readable data when their read budget ran out (or
+    /// resumed reading), to service on the next turn without waiting for an event. Each
+    /// at most once (`Conn::queued`), and each connection is serviced at most once per
+    /// turn: every connection gets the same read budget per turn, whatever the mix of
+    /// readiness events and leftovers that brought it there.
     ready: Vec<ConnId>,
     scratch: Vec<u8>,
     shutdown_deadline: Option<Instant>,
@@ -387,13 +398,22 @@ impl<H: Handler> EventLoop<H> {
                                 if event.is_readable() || c.read_closed {
                                     c.readable = true;
                                 }
+                                // Already queued: serviced once, from `ready` below.
+                                if c.queued {
+                                    continue;
+                                }
                             }
                             touched.push(Some(id));
                         }
                     }
                 }
             }
-            touched.append(&mut self.ready.drain(..).map(Some).collect());
+            for id in self.ready.drain(..) {
+                if let Some(c) = self.conns.slab.get_mut(id) {
+                    c.queued = false;
+                    touched.push(Some(id));
+                }
+            }
             for t in touched {
                 match t {
                     None => self.accept_all(),
@@ -621,9 +641,24 @@ impl<H: Handler> EventLoop<H> {
                 break;
             }
             if budget == 0 {
-                self.ready.push(id);
+                self.schedule(id);
                 break;
             }
+        }
+    }
+
+    /// Services `id` again on the next turn, once however often this is called before it.
+    /// Without the check, a connection whose read budget ran out on every turn (a peer
+    /// that floods us) gained one more entry per turn -- from its readiness event and
+    /// from each earlier entry -- so turn N read it N times over and the turns grew
+    /// without bound (a ping flood by 50 peers: turns of 50 ms, 140 ms, ... 960 ms after
+    /// 5 s, and every other connection waited that long for its turn).
+    fn schedule(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.slab.get_mut(id)
+            && !c.queued
+        {
+            c.queued = true;
+            self.ready.push(id);
         }
     }
 
@@ -755,7 +790,7 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         if resume {
-            self.ready.push(id);
+            self.schedule(id);
         }
         true
     }

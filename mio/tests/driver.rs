@@ -32,6 +32,7 @@ struct ServerLog {
     closed: Vec<String>,
     blocked: usize,
     max_transmit: usize,
+    pings: u64,
 }
 
 struct EchoServer {
@@ -47,6 +48,10 @@ impl Handler for EchoServer {
         let _ = match event {
             Event::Text { data, .. } => ctx.send_text(id, data.as_str()),
             Event::Binary { data, .. } => ctx.send_binary(id, &data),
+            Event::Ping(_) => {
+                self.log.lock().unwrap().pings += 1;
+                Ok(())
+            }
             _ => Ok(()),
         };
         let tx = ctx.connection(id).map_or(0, |c| c.transmit_len());
@@ -551,6 +556,77 @@ fn echo_once(s: &mut TcpStream, text: &str) -> String {
     let (op, payload) = read_frame(s, &mut pending).expect("an echo");
     assert_eq!(op, OpCode::Text);
     String::from_utf8(payload).unwrap()
+}
+
+/// Peers that flood Pings faster than the server parses them (never reading) use up
+/// their read budget (4 reads) on every turn of the loop. Each must still get one budget
+/// per turn, not one more per turn (a connection was queued again for every earlier
+/// entry and for its readiness event, so turn N read it N times over): otherwise the
+/// turns grow without bound and every other connection waits a whole turn for its echo
+/// (the hostile suite's ping flood: canary round trips up to 0.7-0.9 s after 5 s).
+/// Measured in Pings the server handled during one echo's round trip, not in time.
+#[test]
+fn ping_flooders_get_one_read_budget_per_turn_and_an_echo_waits_at_most_a_few_turns() {
+    const FLOODERS: usize = 3;
+    let mut server = RunningServer::start(DriverConfig::default());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ping = client_frame(wsengine_test_support::PING, &[b'p'; 125]);
+    let burst: Arc<Vec<u8>> = Arc::new(ping.repeat(64));
+    let flooders: Vec<_> = (0..FLOODERS)
+        .map(|_| {
+            let mut s = raw_client(server.addr);
+            let (stop, burst) = (Arc::clone(&stop), Arc::clone(&burst));
+            std::thread::spawn(move || {
+                s.set_write_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut at = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline
+                {
+                    match s.write(&burst[at..]) {
+                        Ok(n) => at = (at + n) % burst.len(),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+                s
+            })
+        })
+        .collect();
+    let pings = || server.log.lock().unwrap().pings;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pings() < 100_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(pings() >= 100_000, "the flood got under way: {}", pings());
+    let mut canary = raw_client(server.addr);
+    let mut during = Vec::new();
+    for i in 0..10 {
+        let before = pings();
+        assert_eq!(
+            echo_once(&mut canary, &format!("canary {i}")),
+            format!("canary {i}")
+        );
+        during.push(pings() - before);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flooders: Vec<TcpStream> = flooders.into_iter().map(|t| t.join().unwrap()).collect();
+    // One turn reads each flooder at most 4 times (the loop's read budget), 64 KiB
+    // (the receive buffer) of 131-byte Pings each time. The echo is read within the
+    // turn under way and the next; four turns' worth leaves room for the counts'
+    // lag. The defect gave 7 to 16 turns' worth over ten echoes, growing.
+    let turn = FLOODERS as u64 * 4 * (65_536 / 131 + 1);
+    let worst = during.iter().copied().max().unwrap();
+    assert!(
+        worst <= 4 * turn,
+        "Pings handled during one echo: {during:?} (one turn: at most {turn})"
+    );
+    drop(flooders);
+    server.stop();
 }
 
 #[test]
