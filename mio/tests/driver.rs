@@ -33,6 +33,8 @@ struct ServerLog {
     blocked: usize,
     max_transmit: usize,
     pings: u64,
+    /// `Context::buffered_bytes` (all connections) when each connection opened.
+    buffered_at_open: Vec<usize>,
 }
 
 struct EchoServer {
@@ -40,8 +42,10 @@ struct EchoServer {
 }
 
 impl Handler for EchoServer {
-    fn on_open(&mut self, _ctx: &mut Context<'_>, _id: ConnId, _r: Option<&Response>) {
-        self.log.lock().unwrap().opened += 1;
+    fn on_open(&mut self, ctx: &mut Context<'_>, _id: ConnId, _r: Option<&Response>) {
+        let mut log = self.log.lock().unwrap();
+        log.opened += 1;
+        log.buffered_at_open.push(ctx.buffered_bytes());
     }
 
     fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
@@ -556,6 +560,28 @@ fn echo_once(s: &mut TcpStream, text: &str) -> String {
     let (op, payload) = read_frame(s, &mut pending).expect("an echo");
     assert_eq!(op, OpCode::Text);
     String::from_utf8(payload).unwrap()
+}
+
+/// A connection that has exchanged messages and then gone quiet gives its buffers back
+/// (the loop's idle sweep), so it holds no more than one that never sent anything: the
+/// receive buffer a read allocated and the transmit buffer of the echo are not kept for
+/// the connection's life. Seen from a second connection's `on_open`, when the first one
+/// is the only other connection.
+#[test]
+fn a_connection_idle_after_an_echo_holds_no_buffer() {
+    let server = RunningServer::start(DriverConfig::default());
+    let mut a = raw_client(server.addr);
+    let text = "x".repeat(1000);
+    assert_eq!(echo_once(&mut a, &text), text);
+    // The sweep runs once a second and releases what was idle for a whole period.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _b = raw_client(server.addr);
+    let log = server.log.lock().unwrap();
+    assert_eq!(log.opened, 2);
+    assert_eq!(
+        log.buffered_at_open[1], 0,
+        "bytes the idle connection still holds after an echo"
+    );
 }
 
 /// Peers that flood Pings faster than the server parses them (never reading) use up
