@@ -554,6 +554,9 @@ struct Conn {
     sent_at: Box<[Instant]>,
     /// In the pacer's queue.
     queued: bool,
+    /// In `again` (at most once: a connection pushed there again on every turn it spent
+    /// its budget, besides its readiness event, was read once more per earlier turn).
+    in_again: bool,
     /// An event said the peer's stream ended (or the socket failed): read until `Ok(0)`
     /// or `WouldBlock` rather than stop at a short read, which may leave that EOF
     /// unread with no further edge to report it.
@@ -681,6 +684,7 @@ impl Engine {
                 sent_at: vec![Instant::now(); usize::try_from(self.in_flight).unwrap_or(1)]
                     .into_boxed_slice(),
                 queued: false,
+                in_again: false,
                 hup: false,
             };
             if let Err(e) = flush(&mut conn) {
@@ -800,7 +804,12 @@ impl Engine {
         // buffer has grown).
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
-        batch.extend(self.again.drain(..).map(|i| (i, true)));
+        for i in self.again.drain(..) {
+            if let Some(Some(c)) = self.conns.get_mut(i) {
+                c.in_again = false;
+            }
+            batch.push((i, true));
+        }
         for e in self.events.iter() {
             let i = e.token().0;
             let hup = e.is_read_closed() || e.is_error();
@@ -863,7 +872,12 @@ impl Engine {
                         }
                         budget -= 1;
                         if budget == 0 {
-                            self.again.push(i);
+                            if let Some(Some(c)) = self.conns.get_mut(i)
+                                && !c.in_again
+                            {
+                                c.in_again = true;
+                                self.again.push(i);
+                            }
                             break;
                         }
                     }
