@@ -21,6 +21,31 @@ use wsengine_mio::{
     SlowConsumerAction,
 };
 
+/// The binary's global allocator (features of this crate; the library crates never choose
+/// one): mimalloc with `mimalloc`, jemalloc with `jemalloc` (mimalloc wins if both are
+/// on), the system allocator (glibc malloc) with neither. Chosen by how much memory each
+/// gives back after the stuffed-then-closed attack of benches/hostile/ (issue #14).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read once at its initialisation (tikv-jemalloc-sys prefixes its
+/// symbols with `_rjem_`, so this is its `malloc_conf`; the environment variable
+/// `_RJEM_MALLOC_CONF` still overrides it): unused dirty pages go back to the kernel at
+/// once (the default waits 10 s, and only while the allocator is called). With the
+/// defaults, 50 connections stuffed then closed (benches/hostile/) left 75-79 MiB of
+/// 220 MiB 10 s later; a background thread purging after 1 s gave it back within
+/// 2.4 s, but the broadcast-stall attack then grew RSS by 28 MiB (16 MiB target).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+// A NUL-terminated string jemalloc reads as `const char *`; exporting a symbol is unsafe.
+#[allow(unsafe_code)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: &[u8; 34] = b"dirty_decay_ms:0,muzzy_decay_ms:0\0";
+
 /// Log levels, filtered by `RUST_LOG` (error, warn, info, debug, trace; default info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
