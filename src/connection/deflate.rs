@@ -153,7 +153,7 @@ impl Connection {
         if let Some(params) =
             crate::extensions::deflate::negotiate_client(response.extensions(), &policy)?
         {
-            self.deflate = Some(DeflateState::new(params, self.role, &policy));
+            self.deflate = Some(Box::new(DeflateState::new(params, self.role, &policy)));
         }
         Ok(())
     }
@@ -173,7 +173,7 @@ impl Connection {
         if compressed {
             self.encode_frame_rsv(opcode, true, RSV1, &out);
         }
-        keep_scratch(self.deflate.as_mut(), out);
+        keep_scratch(self.deflate.as_deref_mut(), out);
         compressed
     }
 
@@ -206,7 +206,7 @@ impl Connection {
             let rsv = if first { RSV1 } else { 0 };
             self.encode_frame_rsv(opcode, last, rsv, &out);
         }
-        keep_scratch(self.deflate.as_mut(), out);
+        keep_scratch(self.deflate.as_deref_mut(), out);
         // A compressor failure cannot be answered with an uncompressed fragment in the
         // middle of a compressed message: the send fails.
         compressed.map_err(|_| SendError::Closed)?;

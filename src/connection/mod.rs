@@ -177,8 +177,14 @@ impl Negotiated {
 /// The handshake data each role keeps.
 #[derive(Debug)]
 enum Handshake {
-    Server { request: Option<Request> },
-    Client { request: ClientRequest, key: String },
+    /// The request waits boxed: a server connection holds it only between
+    /// `Event::Request` and `accept`/`reject`, and an inline one would add its size to
+    /// every connection for life.
+    Server { request: Option<Box<Request>> },
+    Client {
+        request: Box<ClientRequest>,
+        key: String,
+    },
 }
 
 /// A WebSocket connection as a pure state machine: bytes in, events and bytes out,
@@ -280,13 +286,15 @@ pub struct Connection {
     /// Why the connection failed: `Some` exactly while the phase is `Phase::Failed`,
     /// and what `poll_event` returns from then on.
     error: Option<Error>,
-    /// Client role only: mask keys (RFC 6455 §5.3) and nothing else.
-    rng: Option<StdRng>,
+    /// Client role only: mask keys (RFC 6455 §5.3) and nothing else. Boxed: servers,
+    /// the many, never mask and should not carry a ChaCha state inline.
+    rng: Option<Box<StdRng>>,
     timers: Timers,
     /// The latest instant the host passed in.
     now: Instant,
-    /// permessage-deflate, once negotiated (always `None` without the feature).
-    deflate: Option<deflate::DeflateState>,
+    /// permessage-deflate, once negotiated (always `None` without the feature). Boxed:
+    /// connections without it should not carry its state inline.
+    deflate: Option<Box<deflate::DeflateState>>,
 }
 
 impl fmt::Debug for Connection {
@@ -334,7 +342,10 @@ impl Connection {
         let mut conn = Self::new(
             Role::Client,
             config,
-            Handshake::Client { request, key },
+            Handshake::Client {
+                request: Box::new(request),
+                key,
+            },
             Some(rng),
             now,
         );
@@ -362,7 +373,7 @@ impl Connection {
         let handshake = Handshake::Server { request: None };
         let mut conn = Self::new(role, config, handshake, rng, now);
         conn.advance(Input::UpgradedElsewhere);
-        conn.deflate = deflate::from_negotiated(&negotiated, role, &conn.config);
+        conn.deflate = deflate::from_negotiated(&negotiated, role, &conn.config).map(Box::new);
         Ok(conn)
     }
 
@@ -415,7 +426,7 @@ impl Connection {
             keepalive_unsent: 0,
             closed_event: None,
             error: None,
-            rng,
+            rng: rng.map(Box::new),
             timers: Timers {
                 handshake: handshake_timer,
                 ..Timers::default()
@@ -472,7 +483,7 @@ impl Connection {
             .capacity()
             .saturating_add(self.recv.assembly.capacity())
             .saturating_add(self.tx.len().max(self.tx.capacity()))
-            .saturating_add(deflate::buffered_bytes(self.deflate.as_ref()))
+            .saturating_add(deflate::buffered_bytes(self.deflate.as_deref()))
     }
 
     /// Whether sends are refused with [`SendError::Blocked`](crate::SendError::Blocked)
@@ -666,7 +677,7 @@ impl Connection {
         if self.tx.is_empty() {
             self.tx.release_if_idle(0);
         }
-        deflate::release_idle_buffers(self.deflate.as_mut(), self.recv.message.is_none());
+        deflate::release_idle_buffers(self.deflate.as_deref_mut(), self.recv.message.is_none());
     }
 
     fn keepalive_tick(&mut self, now: Instant) {
@@ -824,7 +835,7 @@ impl Connection {
                 // `max_message_size` assembled, or its inflated bytes) is dropped now
                 // rather than held while the Close goes out.
                 self.recv = RecvState::default();
-                deflate::release_idle_buffers(self.deflate.as_mut(), true);
+                deflate::release_idle_buffers(self.deflate.as_deref_mut(), true);
             }
             (Phase::RequestPending | Phase::AwaitingRequest | Phase::AwaitingResponse, _) => {}
         }

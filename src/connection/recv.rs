@@ -100,7 +100,7 @@ impl Connection {
                 self.rx.advance(head_len);
                 self.advance(Input::RequestReceived);
                 if let Handshake::Server { request: slot } = &mut self.handshake {
-                    *slot = Some(request.clone());
+                    *slot = Some(Box::new(request.clone()));
                 }
                 Ok(Some(Event::Request(Box::new(request))))
             }

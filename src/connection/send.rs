@@ -44,7 +44,7 @@ impl Connection {
         self.tx.extend_from_slice(&head);
         self.handshake = Handshake::Server { request: None };
         self.transition(Input::Accept).map_err(|v| v.send_error())?;
-        self.deflate = deflate;
+        self.deflate = deflate.map(Box::new);
         Ok(())
     }
 

@@ -507,3 +507,14 @@ fn a_pending_pong_goes_out_before_the_close_of_a_failure() {
     assert_eq!(frames[1].payload, 2u32.to_be_bytes());
     assert!(server.send(Message::Ping(Bytes::new())).is_err());
 }
+
+/// What every connection carries for life stays small: the handshake request (server),
+/// the client's request and RNG, and permessage-deflate's state are boxed, so a server
+/// connection without compression does not hold their size inline (the hostile suite's
+/// idle attack counts bytes per connection over 10,000 of them).
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_connection_is_at_most_1_kib_inline() {
+    let size = core::mem::size_of::<wsengine::Connection>();
+    assert!(size <= 1024, "size_of::<Connection>() = {size}");
+}
