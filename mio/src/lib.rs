@@ -146,7 +146,9 @@ pub struct DriverConfig {
     /// One memory budget for the whole loop, in bytes (default 256 MiB): the sum of
     /// [`Connection::buffered_bytes`](wsengine::Connection::buffered_bytes) over all
     /// connections (queued for sending, incomplete incoming messages, inflate buffers),
-    /// kept up to date as connections are serviced. Over it, the connections holding the
+    /// each counted with 1/8 more for the allocator's rounding (its size classes), kept
+    /// up to date as connections are serviced; over it, no connection reads more until
+    /// the largest holders are closed. Over it, the connections holding the
     /// most are closed at once (socket closed, buffers freed, [`Disconnect::MemoryBudget`])
     /// until the sum is back under it: first those that hold memory (bytes queued for
     /// their socket, or more than an idle connection's receive buffer) and made no
