@@ -146,6 +146,12 @@ struct RecvMessage {
     compressed: bool,
 }
 
+/// Automatic Pongs that may wait unwritten in the transmit buffer before newer Pings
+/// are coalesced into one (RFC 6455 §5.5.3): enough for a burst of Pings read together
+/// to be answered one by one, few enough that a ping flood from a peer that does not
+/// read costs about 2 KiB.
+pub(crate) const MAX_UNWRITTEN_PONGS: u8 = 16;
+
 /// How many [`IoSlice`](std::io::IoSlice)s a host gives
 /// [`Connection::poll_transmit_vectored`] for one write: well under any system's
 /// `IOV_MAX`, and more runs than a connection holds in practice (each large owned
@@ -265,13 +271,15 @@ pub struct Connection {
     /// A fragmented message being sent, and its text validator.
     send_message: Option<MessageKind>,
     send_utf8: Utf8Validator,
-    /// The latest Ping payload still to be answered: while an automatic Pong waits
-    /// unwritten (`pong_unsent`) or the send buffer is full, newer Pings replace it here
-    /// instead of queuing a Pong each.
+    /// The latest Ping payload still to be answered: while `MAX_UNWRITTEN_PONGS`
+    /// automatic Pongs wait unwritten (or the send buffer is full), newer Pings replace
+    /// it here instead of queuing a Pong each.
     pending_pong: Option<Bytes>,
     /// Transmit bytes up to and including the last automatic Pong that are not written
-    /// yet (0: none waits), so at most one automatic Pong is ever queued.
+    /// yet (0: none waits).
     pong_unsent: usize,
+    /// Automatic Pongs queued since the transmit buffer last had none unwritten.
+    pongs_unwritten: u8,
     /// Our Close frame is queued (or sent): never a second one (RFC 6455 §5.5.1).
     close_queued: bool,
     /// The peer is not reading (a timer gave up on it): the transport is to be closed
@@ -421,6 +429,7 @@ impl Connection {
             send_utf8: Utf8Validator::new(),
             pending_pong: None,
             pong_unsent: 0,
+            pongs_unwritten: 0,
             close_queued: false,
             give_up: false,
             keepalive_unsent: 0,
@@ -738,6 +747,9 @@ impl Connection {
     pub fn advance_transmit(&mut self, n: usize) {
         self.keepalive_unsent = self.keepalive_unsent.saturating_sub(n);
         self.pong_unsent = self.pong_unsent.saturating_sub(n);
+        if self.pong_unsent == 0 {
+            self.pongs_unwritten = 0;
+        }
         let keep = self.config.recv_limit();
         self.tx.advance(n, keep);
         // Give a large transmit buffer back once drained: idle connections hold none.

@@ -6,7 +6,7 @@ use crate::prelude::*;
 use bytes::Bytes;
 
 use super::state::{Command, Input};
-use super::{Connection, Handshake, MessageKind, Role, wire_len};
+use super::{Connection, Handshake, MAX_UNWRITTEN_PONGS, MessageKind, Role, wire_len};
 use crate::error::SendError;
 use crate::frame::{
     CloseCode, CloseFrame, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode,
@@ -315,11 +315,12 @@ impl Connection {
     /// frame in response, unless it already received a Close frame." §5.5.3: "If an
     /// endpoint receives a Ping frame and has not yet sent Pong frame(s) in response to
     /// previous Ping frame(s), the endpoint MAY elect to send a Pong frame for only the
-    /// most recently processed Ping frame." So at most one automatic Pong waits in the
-    /// transmit buffer: while it is unwritten (or the send buffer is full), a newer
-    /// Ping's payload replaces the one in `pending_pong`, which is encoded once the
-    /// earlier Pong has been written. A ping flood from a peer that does not read costs
-    /// one Pong frame and one payload, whatever the send buffer holds.
+    /// most recently processed Ping frame." A burst of Pings read together gets a Pong
+    /// each (what peers expect, Autobahn's case 2.10 among them), up to
+    /// `MAX_UNWRITTEN_PONGS` waiting unwritten; past that, a newer Ping's payload
+    /// replaces the one in `pending_pong`, which is encoded once those Pongs have been
+    /// written. A ping flood from a peer that does not read costs at most that many Pong
+    /// frames and one payload (about 2 KiB), whatever the send buffer holds.
     pub(super) fn queue_auto_pong(&mut self, payload: Bytes) {
         self.pending_pong = Some(payload);
         self.flush_pending_pong();
@@ -328,12 +329,13 @@ impl Connection {
     pub(super) fn flush_pending_pong(&mut self) {
         // Checked before `take` (which rewrites the slot): every poll_transmit calls this.
         if self.pending_pong.is_some()
-            && self.pong_unsent == 0
+            && self.pongs_unwritten < MAX_UNWRITTEN_PONGS
             && !self.is_send_blocked()
             && let Some(payload) = self.pending_pong.take()
         {
             self.encode_frame(OpCode::Pong, true, &payload);
             self.pong_unsent = self.tx.len();
+            self.pongs_unwritten += 1;
         }
     }
 
