@@ -27,7 +27,7 @@
 //!   that, to keep the body of a refusal);
 //! - transmit buffer: `max_send_buffer` plus the last message accepted into it (a send is
 //!   accepted while fewer than `max_send_buffer` bytes wait), plus one Close frame, at
-//!   most one automatic Pong (127 bytes) and the payload of one more waiting to be
+//!   most 16 automatic Pongs (127 bytes each) and the payload of one more waiting to be
 //!   encoded, and one keepalive Ping, however many Pings arrive;
 //! - permessage-deflate: a compressed message's inflated bytes up to
 //!   `DeflateConfig::max_inflated_size` (default 1 MiB), the compressor's output buffer
@@ -91,14 +91,15 @@ pub struct Config {
     pub recv_buffer_size: usize,
     /// Sends are refused with `SendError::Blocked` while this many bytes or more wait to
     /// be transmitted (default 4 MiB). Automatic Pongs never pile up against it: at
-    /// most one waits unwritten.
+    /// most 16 wait unwritten.
     pub max_send_buffer: usize,
     /// Whole messages or streamed pieces (default [`Delivery::Whole`]).
     pub delivery: Delivery,
     /// Answer every Ping with a Pong carrying the same payload (default true, as RFC 6455
-    /// §5.5.2 requires). While one automatic Pong waits unwritten, newer Pings are
-    /// coalesced: only the latest waits to be answered after it (§5.5.3 allows
-    /// answering only the most recent Ping), whatever the send buffer holds.
+    /// §5.5.2 requires). A burst of Pings gets a Pong each, up to 16 waiting unwritten;
+    /// past that, newer Pings are coalesced: only the latest waits to be answered once
+    /// those are written (§5.5.3 allows answering only the most recent Ping), whatever
+    /// the send buffer holds.
     pub auto_pong: bool,
     /// Time for the whole opening handshake (default 10 s): a peer that sends half a
     /// request and stalls is dropped (slowloris).
