@@ -217,6 +217,15 @@ struct ConnectionArgs {
     /// ones close with 1009. Same suffixes as --max-memory.
     #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
     max_inflated_size: usize,
+    /// Most bytes a second one connection may inflate (permessage-deflate); over it the
+    /// connection stops taking compressed input until its budget is back (same
+    /// suffixes as --max-memory, a rate per second; `off` by default).
+    #[arg(long, default_value = "off", value_parser = parse_optional_bytes)]
+    max_inflate_rate: OptionalBytes,
+    /// Messages larger than this are sent uncompressed (permessage-deflate): compressing
+    /// a large message costs CPU and a buffer of its size. Same suffixes as --max-memory.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    max_compress_size: usize,
     /// Accept browsers only from this Origin (repeatable; `https://*.example.com` for
     /// subdomains). Others get HTTP 403; requests without an Origin header (not a
     /// browser) are accepted. Default: any Origin.
@@ -236,6 +245,8 @@ impl ConnectionArgs {
         config.flush_timeout = self.flush_timeout.0;
         if let Some(deflate) = config.deflate.as_mut() {
             deflate.max_inflated_size = self.max_inflated_size;
+            deflate.max_compress_size = self.max_compress_size;
+            deflate.max_inflate_rate = self.max_inflate_rate.0;
         }
         if !self.allowed_origins.is_empty() {
             let list = AllowedOrigins::new(&self.allowed_origins)
@@ -314,6 +325,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `Option` field as "the flag may be absent").
 #[derive(Debug, Clone, Copy)]
 struct OptionalDuration(Option<Duration>);
+
+/// A byte count or rate that can be off (a newtype, for the reason `OptionalDuration` is).
+#[derive(Debug, Clone, Copy)]
+struct OptionalBytes(Option<u64>);
+
+/// A byte count as `parse_bytes` reads it, or `off` (also `0`): no limit.
+fn parse_optional_bytes(text: &str) -> Result<OptionalBytes, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(OptionalBytes(None));
+    }
+    let n = parse_bytes(text)?;
+    Ok(OptionalBytes(
+        (n != 0).then(|| u64::try_from(n).unwrap_or(u64::MAX)),
+    ))
+}
 
 /// A duration as `parse_duration` reads it, or `off` (also `0`): no timer.
 fn parse_optional_duration(text: &str) -> Result<OptionalDuration, String> {
