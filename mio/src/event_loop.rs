@@ -666,8 +666,8 @@ impl<H: Handler> EventLoop<H> {
     /// Without the check, a connection whose read budget ran out on every turn (a peer
     /// that floods us) gained one more entry per turn -- from its readiness event and
     /// from each earlier entry -- so turn N read it N times over and the turns grew
-    /// without bound (a ping flood by 50 peers: turns of 50 ms, 140 ms, ... 960 ms after
-    /// 5 s, and every other connection waited that long for its turn).
+    /// without bound, and every other connection waited that long for its turn (the
+    /// measurements: benches/hostile/README.md, "Canary latency under a flood").
     fn schedule(&mut self, id: ConnId) {
         if let Some(c) = self.conns.slab.get_mut(id)
             && !c.queued
