@@ -24,6 +24,29 @@ impl Connection {
     /// An `Err` is fatal and sticky (see the type's docs): every later call returns it.
     #[must_use = "events carry messages and errors that must be handled"]
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        // The common case, an open connection with a frame to report, returns the frame
+        // reader's result as it is: rebuilding it here (`?`, then `Ok(..)` around an
+        // `Option` combinator) copied the whole result through the stack once more per
+        // message.
+        if matches!(self.phase, Phase::Open | Phase::Closing) && self.closed_event.is_none() {
+            let event = self.read_frames();
+            match &event {
+                Ok(Some(_)) => self.after_event(),
+                Ok(None) => {
+                    self.at_rest();
+                    return Ok(self.closed_event.take());
+                }
+                Err(_) => {}
+            }
+            return event;
+        }
+        self.poll_event_outside_frames()
+    }
+
+    /// `poll_event` for everything but the frame reader's common case: the handshake,
+    /// the `Closed` event still to report, a sticky error, the terminal phases.
+    #[cold]
+    fn poll_event_outside_frames(&mut self) -> Result<Option<Event>, Error> {
         if let Some(event) = self.closed_event.take() {
             return Ok(Some(event));
         }
@@ -43,13 +66,25 @@ impl Connection {
             Phase::Open | Phase::Closing => self.read_frames(),
             Phase::Closed | Phase::Rejected | Phase::Failed => Ok(None),
         }?;
-        if event.is_none() {
-            self.at_rest();
-        } else if self.rx.is_empty() && self.rx.capacity() > self.recv_limit() {
-            // Give a large receive buffer back: an idle connection holds none.
+        match event {
+            Some(event) => {
+                self.after_event();
+                Ok(Some(event))
+            }
+            None => {
+                self.at_rest();
+                Ok(self.closed_event.take())
+            }
+        }
+    }
+
+    /// An event is being returned: a large receive buffer that it emptied is given back
+    /// (an idle connection holds none).
+    #[inline]
+    fn after_event(&mut self) {
+        if self.rx.is_empty() && self.rx.capacity() > self.recv_limit() {
             self.rx = BytesMut::new();
         }
-        Ok(event.or_else(|| self.closed_event.take()))
     }
 
     /// `poll_event` has used up its input (once per read, not per message): buffers
