@@ -9,6 +9,7 @@ use crate::prelude::*;
 #[cfg_attr(not(feature = "deflate"), path = "no_deflate.rs")]
 mod deflate;
 mod recv;
+mod recv_buffer;
 mod send;
 pub(crate) mod state;
 mod timers;
@@ -29,6 +30,7 @@ use crate::time::Instant;
 pub use crate::utf8::Utf8Bytes;
 use crate::utf8::Utf8Validator;
 
+use self::recv_buffer::RecvBuffer;
 use self::state::{Input, Phase, Violation};
 use self::timers::{Timer, Timers};
 use self::transmit::Transmit;
@@ -259,8 +261,8 @@ pub struct Connection {
     handshake: Handshake,
     /// How far the handshake head has been searched and parsed (parsed once, not per read).
     head_scan: crate::handshake::HeadScan,
-    /// Received bytes not yet turned into events.
-    rx: BytesMut,
+    /// Received bytes not yet turned into events, and the room hosts read into.
+    rx: RecvBuffer,
     /// Encoded bytes waiting for the transport.
     tx: Transmit,
     /// The transport reported end of stream.
@@ -420,7 +422,7 @@ impl Connection {
             config,
             handshake,
             head_scan: crate::handshake::HeadScan::default(),
-            rx: BytesMut::new(),
+            rx: RecvBuffer::new(),
             tx: Transmit::default(),
             eof: false,
             activity: false,
@@ -593,24 +595,53 @@ impl Connection {
         if n == 0 {
             return direct;
         }
-        if self.rx.capacity() - self.rx.len() < n {
+        if self.rx.spare() < n {
             // Room for this read and a little more, never sized by a peer's claim.
-            let want = n.max(self.config.recv_limit().min(4 << 10));
-            // Events split out of the buffer share its allocation. Once the application
-            // has dropped them, the bytes still waiting (the start of a frame) move to
-            // the front of the same allocation. Otherwise they go to a new buffer of
-            // the size needed, copying only them: `reserve` would grow by doubling and
-            // copy the dead space in front of them too, and the doubled buffer is
-            // over the limit, so it would be given back and allocated again.
-            if !self.rx.try_reclaim(want) {
-                let mut fresh = BytesMut::with_capacity(self.rx.len() + want);
-                append(&mut fresh, &self.rx);
-                self.rx = fresh;
-            }
+            self.rx
+                .make_room(n.max(self.config.recv_limit().min(4 << 10)));
         }
-        append(&mut self.rx, &data[..n]);
+        self.rx.push(&data[..n]);
         self.activity = true;
         direct + n
+    }
+
+    /// Room in the receive buffer for the transport's next read, so a host reads from
+    /// the socket straight into the connection instead of into a buffer of its own
+    /// that [`recv`](Self::recv) then copies. Read into it, then call
+    /// [`commit_recv`](Self::commit_recv) with the number of bytes read (0 for none),
+    /// with no other call on the connection in between.
+    ///
+    /// The room is initialised memory (zeroed when allocated, reused after), sized by
+    /// the connection: at most the room left under its receive limit, a few KiB at
+    /// first, doubling while reads fill it. **Empty means the buffer is full**: do not
+    /// read (a read into an empty buffer returns 0, which is not end of stream); drain
+    /// [`poll_event`](Self::poll_event) first. After the connection is over the room
+    /// is still offered and what is committed is discarded, as `recv` does.
+    pub fn recv_buf(&mut self) -> &mut [u8] {
+        let limit = if self.phase.is_terminal() {
+            usize::MAX
+        } else {
+            self.recv_limit().saturating_sub(self.rx.len())
+        };
+        self.rx.room_mut(limit)
+    }
+
+    /// Adds the first `n` bytes of the room [`recv_buf`](Self::recv_buf) handed out
+    /// (what the transport read into it) to the received bytes. Events come from
+    /// `poll_event`, as after `recv`.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is larger than the room `recv_buf` last returned, or if it was not the
+    /// call just before (an embedder bug: the bytes past the room are not the host's).
+    pub fn commit_recv(&mut self, n: usize) {
+        self.rx.commit(n);
+        if self.phase.is_terminal() {
+            let discarded = self.rx.len();
+            self.rx.advance(discarded);
+        } else if n > 0 {
+            self.activity = true;
+        }
     }
 
     /// The peer ended the stream (a read returned 0 bytes). Events that follow report
@@ -672,7 +703,7 @@ impl Connection {
     /// reusing the buffer.
     fn release_idle_buffers(&mut self) {
         if self.rx.is_empty() && self.rx.capacity() > 0 {
-            self.rx = BytesMut::new();
+            self.rx.release();
         }
         if self.recv.message.is_none() {
             if core::mem::take(&mut self.recv.assembly_used) {
@@ -797,7 +828,7 @@ impl Connection {
                 self.timers.handshake = Timer::Off;
                 self.timers.keepalive = Timer::start(self.config.keepalive.map(|k| k.interval));
                 if self.rx.is_empty() {
-                    self.rx = BytesMut::new();
+                    self.rx.release();
                 }
             }
             (Phase::Closing, _) => {
@@ -807,7 +838,7 @@ impl Connection {
             }
             (Phase::Closed, Input::PeerClose) => {
                 // §5.5.1: nothing may follow the Close frame; whatever did is ignored.
-                self.rx = BytesMut::new();
+                self.rx.release();
                 self.recv = RecvState::default();
                 self.pending_pong = None;
                 self.timers.keepalive = Timer::Off;
@@ -834,7 +865,7 @@ impl Connection {
             (Phase::Rejected, _) => {
                 self.timers = Timers::default();
                 self.timers.flush = Timer::start(self.config.flush_timeout);
-                self.rx = BytesMut::new();
+                self.rx.release();
             }
             (Phase::Failed, _) => {
                 // What is queued (the Close frame, the HTTP error response) gets
@@ -842,7 +873,7 @@ impl Connection {
                 self.timers = Timers::default();
                 self.timers.flush = Timer::start(self.config.flush_timeout);
                 self.pending_pong = None;
-                self.rx = BytesMut::new();
+                self.rx.release();
                 // Nothing more is received: a message in progress (up to
                 // `max_message_size` assembled, or its inflated bytes) is dropped now
                 // rather than held while the Close goes out.

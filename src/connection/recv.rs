@@ -3,7 +3,7 @@
 
 use crate::prelude::*;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::state::{Input, Phase};
 use super::timers::Timer;
@@ -83,7 +83,7 @@ impl Connection {
     #[inline]
     fn after_event(&mut self) {
         if self.rx.is_empty() && self.rx.capacity() > self.recv_limit() {
-            self.rx = BytesMut::new();
+            self.rx.release();
         }
     }
 
@@ -96,7 +96,7 @@ impl Connection {
             // for the next read (which reclaims it once the application has dropped
             // the events split out of it: no allocation per read) until the connection
             // goes idle (`handle_timeout` gives it back then).
-            self.rx = BytesMut::new();
+            self.rx.release();
         }
         if self.recv.message.is_none() {
             // Input ran out between messages: the assembly allocation kept for the next

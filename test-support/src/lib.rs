@@ -198,6 +198,39 @@ pub fn feed_pieces_with<'a>(
     out
 }
 
+/// Like [`feed_split`], but through the zero-copy receive API: each piece is "read"
+/// into [`Connection::recv_buf`] (as much as its room takes) and committed with
+/// [`Connection::commit_recv`], draining events after every commit.
+pub fn feed_split_recv_buf(conn: &mut Connection, bytes: &[u8], cuts: &[usize]) -> Outcome {
+    let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(bytes.len())).collect();
+    cuts.sort_unstable();
+    let mut out = Outcome::default();
+    let mut start = 0;
+    for end in cuts.into_iter().chain([bytes.len()]) {
+        let mut data = &bytes[start..end];
+        start = end;
+        while !data.is_empty() {
+            let room = conn.recv_buf();
+            let n = room.len().min(data.len());
+            room[..n].copy_from_slice(&data[..n]);
+            conn.commit_recv(n);
+            data = &data[n..];
+            let progressed = drain_events(conn, &mut out, true);
+            if out.error.is_some() {
+                return out;
+            }
+            assert!(
+                n > 0 || progressed,
+                "recv_buf offered no room and poll_event produced nothing: the connection \
+                 is stuck with {} bytes left",
+                data.len()
+            );
+        }
+    }
+    drain_events(conn, &mut out, true);
+    out
+}
+
 /// Feeds `bytes` in one read.
 pub fn feed(conn: &mut Connection, bytes: &[u8]) -> Outcome {
     feed_pieces(conn, [bytes])

@@ -66,10 +66,18 @@ fn expected_events() -> Vec<Event> {
 /// Feeds the stream cut at `cuts` to a fresh server; returns its events (the request
 /// dropped) and everything it transmitted.
 fn run(cuts: &[usize], delivery: Delivery) -> (Vec<Event>, Vec<u8>) {
+    run_with(cuts, delivery, feed_split)
+}
+
+/// How a test hands bytes to a connection: `feed_split` (`recv`, the host's buffer) or
+/// `feed_split_recv_buf` (`recv_buf` + `commit_recv`, the connection's buffer).
+type Feeder = fn(&mut Connection, &[u8], &[usize]) -> Outcome;
+
+fn run_with(cuts: &[usize], delivery: Delivery, feed: Feeder) -> (Vec<Event>, Vec<u8>) {
     let mut c = config();
     c.delivery = delivery;
     let mut server = Connection::server(c, t0());
-    let out = feed_split(&mut server, stream(), cuts);
+    let out = feed(&mut server, stream(), cuts);
     assert_eq!(out.error, None, "cuts {cuts:?}");
     assert!(
         matches!(out.events.first(), Some(Event::Request(_))),
@@ -111,6 +119,22 @@ fn the_stream_fed_whole_gives_the_expected_events_and_replies() {
 fn the_stream_one_byte_at_a_time() {
     let cuts: Vec<usize> = (1..stream().len()).collect();
     assert_eq!(run(&cuts, Delivery::Whole), *reference());
+}
+
+#[test]
+fn the_stream_through_recv_buf_in_any_read_size() {
+    assert_eq!(
+        run_with(&[], Delivery::Whole, feed_split_recv_buf),
+        *reference()
+    );
+    for size in [1, 2, 3, 7, 64, 257] {
+        let cuts: Vec<usize> = (size..stream().len()).step_by(size).collect();
+        assert_eq!(
+            run_with(&cuts, Delivery::Whole, feed_split_recv_buf),
+            *reference(),
+            "reads of {size}"
+        );
+    }
 }
 
 #[test]
@@ -330,6 +354,15 @@ fn run_frames_with(
     cuts: &[usize],
     delivery: Delivery,
 ) -> (Vec<Event>, Option<wsengine::Error>, Vec<u8>) {
+    run_frames_fed(bytes, cuts, delivery, feed_split)
+}
+
+fn run_frames_fed(
+    bytes: &[u8],
+    cuts: &[usize],
+    delivery: Delivery,
+    feed: Feeder,
+) -> (Vec<Event>, Option<wsengine::Error>, Vec<u8>) {
     let mut c = config();
     c.delivery = delivery;
     c.max_message_size = 400;
@@ -337,12 +370,34 @@ fn run_frames_with(
     c.max_fragments = 6;
     c.recv_buffer_size = 256;
     let mut server = open_server(c);
-    let out = feed_split(&mut server, bytes, cuts);
+    let out = feed(&mut server, bytes, cuts);
     (out.events, out.error, take_transmit(&mut server))
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The differential test of `recv_buf` (the receive buffer's room handed out as
+    /// initialised memory): any traffic, valid or not, cut anywhere and read into the
+    /// connection's own buffer, gives what `recv` from the host's buffer gives.
+    #[test]
+    fn recv_buf_gives_the_same_outcome_as_recv(
+        frames in proptest::collection::vec(arb_item(), 1..10),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let bytes = frames.concat();
+        let cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        let whole = run_frames(&bytes, &[]);
+        prop_assert_eq!(
+            run_frames_fed(&bytes, &cuts, Delivery::Whole, feed_split_recv_buf),
+            whole.clone()
+        );
+        let (events, error, tx) =
+            run_frames_fed(&bytes, &cuts, Delivery::Streaming, feed_split_recv_buf);
+        prop_assert_eq!(join_pieces(events), whole.0);
+        prop_assert_eq!(error, whole.1);
+        prop_assert_eq!(tx, whole.2);
+    }
 
     #[test]
     fn any_split_of_arbitrary_frames_gives_the_same_outcome(
@@ -389,10 +444,18 @@ fn large_messages() -> (Vec<u8>, Vec<Event>) {
 }
 
 fn run_large(bytes: &[u8], cuts: &[usize]) -> (Vec<Event>, Option<wsengine::Error>, Vec<u8>) {
+    run_large_fed(bytes, cuts, feed_split)
+}
+
+fn run_large_fed(
+    bytes: &[u8],
+    cuts: &[usize],
+    feed: Feeder,
+) -> (Vec<Event>, Option<wsengine::Error>, Vec<u8>) {
     let mut c = config();
     c.recv_buffer_size = 256;
     let mut server = open_server(c);
-    let out = feed_split(&mut server, bytes, cuts);
+    let out = feed(&mut server, bytes, cuts);
     (out.events, out.error, take_transmit(&mut server))
 }
 
@@ -404,6 +467,16 @@ fn large_messages_fed_whole_and_bytewise() {
     assert_eq!(events, expected);
     let bytewise: Vec<usize> = (1..wire.len()).collect();
     assert_eq!(run_large(&wire, &bytewise), run_large(&wire, &[]));
+    // Through `recv_buf`: the payload goes through the receive buffer instead of
+    // straight into the message; the same events.
+    assert_eq!(
+        run_large_fed(&wire, &[], feed_split_recv_buf),
+        run_large(&wire, &[])
+    );
+    assert_eq!(
+        run_large_fed(&wire, &bytewise, feed_split_recv_buf),
+        run_large(&wire, &[])
+    );
 }
 
 #[test]
