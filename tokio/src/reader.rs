@@ -1,9 +1,8 @@
 //! [`WebSocketReader`], the receiving half: its step hands out the core's messages and
-//! reads into the core (outside the lock), and once the connection is over it moves the
+//! reads into the core (straight into its receive buffer), and once the connection is over it moves the
 //! [`Teardown`] on, stage by stage, to the end of the stream.
 
 use core::fmt;
-use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -11,7 +10,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
-use bytes::{Buf, BytesMut};
 use futures_core::Stream;
 use futures_core::stream::FusedStream;
 use wsengine::handshake::{Request, Response};
@@ -21,17 +19,6 @@ use crate::shared::{Inner, READER, Shared, WRITER};
 use crate::stream::WebSocketStream;
 use crate::writer::WebSocketWriter;
 use crate::{Error, Message, now};
-
-/// Size of the per-thread buffer that socket reads land in before the core takes them:
-/// the default receive buffer plus a frame header, so a message of exactly
-/// `recv_buffer_size` arrives in one read.
-const SCRATCH_LEN: usize = (64 << 10) + wsengine::frame::MAX_HEADER_LEN;
-
-thread_local! {
-    /// One read buffer per thread, not per connection: an idle connection holds none.
-    /// Bytes only pass through it: each read is handed to the core in the same poll.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// How far the end of the connection has come. The reader's step moves it on, one
 /// function per state (`running`, `flushing`, `shutting_down`, `lingering`):
@@ -314,9 +301,6 @@ fn lingering<S: AsyncWrite>(
 pub struct WebSocketReader<S> {
     pub(crate) shared: Arc<Shared<S>>,
     read: ReadHalf<S>,
-    /// Read bytes the core could not take at once (not expected: reads are sized by
-    /// `recv_capacity`); offered again first.
-    leftover: BytesMut,
     /// The peer ended the stream.
     eof: bool,
     /// How the connection ended, from the core's `Event::Closed`.
@@ -336,7 +320,6 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
         Self {
             shared,
             read,
-            leftover: BytesMut::new(),
             eof: false,
             closed: None,
         }
@@ -368,11 +351,10 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
     }
 
     /// Bytes of memory the connection holds in buffers right now: the core's
-    /// ([`Connection::buffered_bytes`]) plus read bytes this half could not hand to the
-    /// core yet. See [`WebSocketStream::buffered_bytes`].
+    /// ([`Connection::buffered_bytes`]); reads go straight into it. See
+    /// [`WebSocketStream::buffered_bytes`].
     pub fn buffered_bytes(&self) -> usize {
-        let core = self.shared.lock().core.buffered_bytes();
-        core.saturating_add(self.leftover.capacity())
+        self.shared.lock().core.buffered_bytes()
     }
 
     /// Puts the halves back together; gives them back if they are not of one stream.
@@ -423,14 +405,6 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
         }
         shared.fan.register(READER, cx.waker());
         loop {
-            if !self.leftover.is_empty() {
-                let taken = inner.core.recv(&self.leftover);
-                self.leftover.advance(taken);
-                if self.leftover.is_empty() {
-                    // An idle connection holds no buffer of its own.
-                    self.leftover = BytesMut::new();
-                }
-            }
             inner.tick(&shared.fan, &shared.fan_waker, READER);
             let closed = &mut self.closed;
             let flow = match inner.teardown {
@@ -456,20 +430,11 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
                 Flow::Again => continue,
                 Flow::Read => {}
             }
-            let capacity = inner.core.recv_capacity();
-            drop(inner);
-            if capacity == 0 {
-                // Cannot happen (poll_event drains a full buffer); never mistake a
-                // zero-length read for EOF.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            match read_into_core(shared, &mut self.read, &mut self.leftover, cx, capacity) {
+            match read_into_core(&mut inner, &mut self.read, cx) {
                 Poll::Ready(Ok(0)) => self.eof = true,
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
-                    let mut inner = shared.lock();
                     inner.fail_io(&e);
                     let error = inner.teardown.finish(Some(Error::Io(e)));
                     drop(inner);
@@ -477,7 +442,6 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
                 }
                 Poll::Pending => return Poll::Pending,
             }
-            inner = shared.lock();
         }
     }
 }
@@ -490,32 +454,31 @@ fn finished<S>(shared: &Shared<S>, error: Option<Error>) -> Item {
     Item::Finished(error)
 }
 
-/// Reads once from the transport, at most `capacity` bytes, into the per-thread scratch
-/// buffer, and hands what arrived to the core at once (an EOF too): nothing read is
-/// ever held by a future. Returns how many bytes arrived.
+/// Reads once from the transport straight into the core's receive buffer
+/// ([`Connection::recv_buf`]), under the lock: a non-blocking read, and nothing read is
+/// ever held outside the core. An EOF is handed on too. Returns how many bytes arrived.
 fn read_into_core<S: AsyncRead + AsyncWrite>(
-    shared: &Shared<S>,
+    inner: &mut Inner<S>,
     read: &mut ReadHalf<S>,
-    leftover: &mut BytesMut,
     cx: &mut Context<'_>,
-    capacity: usize,
 ) -> Poll<io::Result<usize>> {
-    SCRATCH.with_borrow_mut(|buf| {
-        if buf.len() < SCRATCH_LEN {
-            buf.resize(SCRATCH_LEN, 0);
-        }
-        let mut chunk = ReadBuf::new(&mut buf[..capacity.min(SCRATCH_LEN)]);
-        ready!(Pin::new(&mut *read).poll_read(cx, &mut chunk))?;
-        let n = chunk.filled().len();
-        let mut inner = shared.lock();
-        if n == 0 {
-            inner.core.recv_eof();
-        } else {
-            let taken = inner.core.recv(&buf[..n]);
-            leftover.extend_from_slice(&buf[taken..n]);
-        }
-        Poll::Ready(Ok(n))
-    })
+    let room = inner.core.recv_buf();
+    if room.is_empty() {
+        // Cannot happen (poll_event drains a full buffer); never mistake a zero-length
+        // read for EOF.
+        inner.core.commit_recv(0);
+        cx.waker().wake_by_ref();
+        return Poll::Pending;
+    }
+    let mut chunk = ReadBuf::new(room);
+    let polled = Pin::new(read).poll_read(cx, &mut chunk);
+    let n = chunk.filled().len();
+    inner.core.commit_recv(n);
+    ready!(polled)?;
+    if n == 0 {
+        inner.core.recv_eof();
+    }
+    Poll::Ready(Ok(n))
 }
 
 impl<S: AsyncRead + AsyncWrite> Stream for WebSocketReader<S> {
