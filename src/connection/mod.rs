@@ -114,8 +114,9 @@ struct RecvState {
     message: Option<RecvMessage>,
     /// Validates text messages as their bytes arrive.
     utf8: Utf8Validator,
-    /// Whole-message delivery: payload of a message that spans frames or reads.
-    assembly: BytesMut,
+    /// Whole-message delivery: payload of a message that spans frames or reads (a host
+    /// using `recv_buf` reads such payload straight into it).
+    assembly: RecvBuffer,
     /// Size of the last assembled message: a new fragmented message reserves as much,
     /// so a stream of similar messages costs one allocation each.
     last_assembled: usize,
@@ -269,6 +270,9 @@ pub struct Connection {
     eof: bool,
     /// Bytes arrived since the keepalive timer last looked.
     activity: bool,
+    /// The room `recv_buf` last handed out is in the message being assembled (a large
+    /// frame's payload), not in the receive buffer.
+    recv_offer_in_message: bool,
     recv: RecvState,
     /// A fragmented message being sent, and its text validator.
     send_message: Option<MessageKind>,
@@ -426,6 +430,7 @@ impl Connection {
             tx: Transmit::default(),
             eof: false,
             activity: false,
+            recv_offer_in_message: false,
             recv: RecvState::default(),
             send_message: None,
             send_utf8: Utf8Validator::new(),
@@ -621,8 +626,13 @@ impl Connection {
         let limit = if self.phase.is_terminal() {
             usize::MAX
         } else {
+            if let Some(direct) = self.prepare_message_room() {
+                self.recv_offer_in_message = true;
+                return self.recv.assembly.room_mut(direct);
+            }
             self.recv_limit().saturating_sub(self.rx.len())
         };
+        self.recv_offer_in_message = false;
         self.rx.room_mut(limit)
     }
 
@@ -635,6 +645,10 @@ impl Connection {
     /// If `n` is larger than the room `recv_buf` last returned, or if it was not the
     /// call just before (an embedder bug: the bytes past the room are not the host's).
     pub fn commit_recv(&mut self, n: usize) {
+        if core::mem::take(&mut self.recv_offer_in_message) {
+            self.commit_message_room(n);
+            return;
+        }
         self.rx.commit(n);
         if self.phase.is_terminal() {
             let discarded = self.rx.len();
@@ -707,7 +721,7 @@ impl Connection {
         }
         if self.recv.message.is_none() {
             if core::mem::take(&mut self.recv.assembly_used) {
-                self.recv.assembly = BytesMut::new();
+                self.recv.assembly.release();
             }
             // The size of a burst's messages says nothing about the next burst's: a
             // connection that once took a 16 MiB message would otherwise reserve up to

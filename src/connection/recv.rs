@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use super::state::{Input, Phase};
 use super::timers::Timer;
 use super::{
-    Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes, append,
-    deflate, wire_len,
+    Connection, Event, Handshake, MessageKind, RecvFrame, RecvMessage, Role, Utf8Bytes, deflate,
+    wire_len,
 };
 use crate::Status;
 use crate::config::Delivery;
@@ -105,7 +105,7 @@ impl Connection {
             // buffer reports no spare room yet still holds the whole allocation, which
             // it would keep alive (and reuse) once the application drops the message.
             if core::mem::take(&mut self.recv.assembly_used) {
-                self.recv.assembly = BytesMut::new();
+                self.recv.assembly.release();
             }
             self.timers.message = Timer::Off;
         } else if !self.timers.message.is_on() && matches!(self.phase, Phase::Open | Phase::Closing)
@@ -400,7 +400,7 @@ impl Connection {
                     return Ok(Progress::Event(data_event(message.kind, data, true)));
                 }
                 self.reserve_assembly(wire_len(ready) + frame.remaining, ready);
-                append(&mut self.recv.assembly, &self.rx[..ready]);
+                self.recv.assembly.push(&self.rx[..ready]);
                 self.rx.advance(ready);
                 if !frame_done {
                     frame.held = 0;
@@ -411,7 +411,7 @@ impl Connection {
                     let data = if assembly.capacity() > 2 * assembly.len() + 4096 {
                         // Reserved for a bigger message than this one: do not hand the
                         // application a mostly empty allocation.
-                        let data = Bytes::copy_from_slice(assembly);
+                        let data = Bytes::copy_from_slice(&assembly[..]);
                         assembly.clear();
                         data
                     } else {
@@ -509,7 +509,7 @@ impl Connection {
         let text = message.kind == MessageKind::Text;
         for block in data[..take].chunks(FUSED_BLOCK) {
             let start = self.recv.assembly.len();
-            append(&mut self.recv.assembly, block);
+            self.recv.assembly.push(block);
             let block = &mut self.recv.assembly[start..];
             let utf8 = text.then_some(&mut self.recv.utf8);
             if let Err(e) =
@@ -523,6 +523,55 @@ impl Connection {
         frame.remaining -= wire_len(take);
         self.recv.frame = Some(frame);
         take
+    }
+}
+
+impl Connection {
+    /// `recv_buf` while a message is being assembled from a frame larger than the
+    /// receive buffer (what `recv` copies straight into the message): the room is the
+    /// message's own buffer, up to the rest of the frame, so the transport's read lands
+    /// where the message is assembled and nothing is copied. Makes that room and
+    /// returns its limit; `None`: no such frame.
+    pub(super) fn prepare_message_room(&mut self) -> Option<usize> {
+        let direct = self.direct_payload_len();
+        let frame = self.recv.frame?;
+        if direct == 0 {
+            return None;
+        }
+        self.reserve_assembly(frame.remaining, 0);
+        Some(direct)
+    }
+
+    /// `commit_recv` after `prepare_message_room`: the `n` bytes read into the message are
+    /// unmasked and validated in place, one cache-sized block at a time, as
+    /// `recv_direct` does after its copy.
+    pub(super) fn commit_message_room(&mut self, n: usize) {
+        let (Some(mut frame), Some(message)) = (self.recv.frame, self.recv.message) else {
+            panic!("commit_recv: the connection changed since recv_buf");
+        };
+        assert!(
+            wire_len(n) <= frame.remaining,
+            "commit_recv: the connection changed since recv_buf"
+        );
+        let start = self.recv.assembly.len();
+        self.recv.assembly.commit(n);
+        if n == 0 {
+            return;
+        }
+        self.activity = true;
+        let text = message.kind == MessageKind::Text;
+        for block in self.recv.assembly[start..].chunks_mut(FUSED_BLOCK) {
+            let utf8 = text.then_some(&mut self.recv.utf8);
+            if let Err(e) =
+                unmask_and_validate(block, frame.header.mask, &mut frame.mask_phase, utf8)
+            {
+                self.recv.frame = None;
+                let _ = self.fail_protocol(e);
+                return;
+            }
+        }
+        frame.remaining -= wire_len(n);
+        self.recv.frame = Some(frame);
     }
 }
 

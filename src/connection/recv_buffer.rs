@@ -69,6 +69,27 @@ impl RecvBuffer {
         self.bytes.split_to(at)
     }
 
+    /// All the bytes held, split off without a copy; the allocation's rest stays.
+    pub(crate) fn split(&mut self) -> BytesMut {
+        self.bytes.split()
+    }
+
+    /// Drops the bytes held, keeping the allocation.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    /// Makes room for `additional` more bytes as a growing message needs it: in place
+    /// when the allocation is free again, else a new one of at least twice the bytes
+    /// held (as `Vec` grows), so a message assembled piece by piece is copied a
+    /// logarithmic number of times.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        if self.spare() >= additional || self.bytes.try_reclaim(additional) {
+            return;
+        }
+        self.grow(additional.max(self.bytes.len()));
+    }
+
     /// Drops the first `n` bytes.
     pub(crate) fn advance(&mut self, n: usize) {
         self.bytes.advance(n);
@@ -148,6 +169,12 @@ impl RecvBuffer {
         // initialised (the module's invariant): the host wrote its read into them
         // through `room_mut`'s `&mut [u8]`.
         unsafe { self.bytes.set_len(len) };
+    }
+}
+
+impl Default for RecvBuffer {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
