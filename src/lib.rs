@@ -32,7 +32,6 @@
 //! let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
 //! let (mut socket, _) = listener.accept()?;
 //! let mut conn = Connection::server(Config::default(), Instant::now());
-//! let mut buf = [0u8; 16 * 1024];
 //! loop {
 //!     // 1. Events: accept the handshake, echo messages.
 //!     while let Some(event) = conn.poll_event()? {
@@ -51,20 +50,17 @@
 //!     if conn.should_close_transport() {
 //!         return Ok(());
 //!     }
-//!     // 3. Receive (a real host would also honour poll_timeout here).
-//!     match socket.read(&mut buf)? {
-//!         0 => conn.recv_eof(),
-//!         n => {
-//!             let mut data = &buf[..n];
-//!             while !data.is_empty() {
-//!                 let taken = conn.recv(data);
-//!                 data = &data[taken..];
-//!                 if taken == 0 {
-//!                     // The receive buffer is full: drain events first.
-//!                     while let Some(_event) = conn.poll_event()? {}
-//!                 }
-//!             }
-//!         }
+//!     // 3. Receive straight into the connection's buffer, no copy (a real host would
+//!     //    also honour poll_timeout here). `recv(&[u8])` takes bytes the host read
+//!     //    into a buffer of its own instead.
+//!     let room = conn.recv_buf();
+//!     if room.is_empty() {
+//!         continue; // the receive buffer is full: drain events first
+//!     }
+//!     let n = socket.read(room)?;
+//!     conn.commit_recv(n);
+//!     if n == 0 {
+//!         conn.recv_eof();
 //!     }
 //!     conn.handle_timeout(Instant::now());
 //! }

@@ -553,29 +553,41 @@ impl Harness {
         }
     }
 
-    /// Feeds received bytes in reads sized by `chunk` (the host stops reading at EOF).
+    /// Feeds received bytes in reads sized by `chunk` (the host stops reading at EOF),
+    /// through `recv` or, when `chunk`'s top bit is set, `recv_buf` + `commit_recv`.
     fn deliver(&mut self, data: &[u8], chunk: u8) {
         if self.eof {
             return;
         }
+        let via_recv_buf = chunk & 0x80 != 0;
         let mut chunker = Chunker::new(chunk);
         let least = data.len() / MAX_READS;
         let mut data = data;
         while !data.is_empty() {
             let n = chunker.next_size().max(least).min(data.len());
-            let capacity = self.conn.recv_capacity();
-            let taken = self.conn.recv(&data[..n]);
-            assert_eq!(
-                taken,
-                n.min(capacity),
-                "recv took {taken} of {n}, capacity {capacity}"
-            );
+            let taken = if via_recv_buf {
+                // The zero-copy API: "read" into the connection's own buffer.
+                let room = self.conn.recv_buf();
+                let m = n.min(room.len());
+                room[..m].copy_from_slice(&data[..m]);
+                self.conn.commit_recv(m);
+                m
+            } else {
+                let capacity = self.conn.recv_capacity();
+                let taken = self.conn.recv(&data[..n]);
+                assert_eq!(
+                    taken,
+                    n.min(capacity),
+                    "recv took {taken} of {n}, capacity {capacity}"
+                );
+                taken
+            };
             data = &data[taken..];
             let progressed = self.drain();
             self.check();
             assert!(
                 taken > 0 || progressed,
-                "stuck: recv takes nothing and poll_event produces nothing ({} bytes left, {:?})",
+                "stuck: no bytes taken and poll_event produces nothing ({} bytes left, {:?})",
                 data.len(),
                 self.conn
             );

@@ -212,7 +212,9 @@ enum Handshake {
 ///   [`recv_capacity`](Self::recv_capacity),
 ///   [`should_close_transport`](Self::should_close_transport), `deflate_params`
 ///   (feature `deflate`).
-/// - **(B) transport and timer input**: [`recv`](Self::recv) (bytes from the peer),
+/// - **(B) transport and timer input**: [`recv`](Self::recv) (bytes from the peer), or
+///   [`recv_buf`](Self::recv_buf) then [`commit_recv`](Self::commit_recv) (the host
+///   reads into the connection's own buffer: no copy),
 ///   [`recv_eof`](Self::recv_eof) (the peer ended the stream),
 ///   [`handle_timeout`](Self::handle_timeout).
 /// - **(C) application commands**: [`accept`](Self::accept)/[`reject`](Self::reject)
