@@ -14,8 +14,8 @@
 #    implementation in turn, many rounds; medians and ratios from the same seconds),
 #    the steadier ratio on a shared machine: one table per build profile, the profiles
 #    one after the other with the same rounds.
-# Criterion and the interleaved runs get a fixed glibc mmap threshold (see "allocator"
-# below; ALLOC_STATE=dynamic leaves glibc's default).
+# Criterion and the interleaved runs get fixed glibc mmap and trim thresholds (see
+# "allocator" below; ALLOC_STATE=dynamic leaves glibc's defaults).
 # 3. LOAD GENERATOR: if `wsengine load` is available, runs it against each echo server
 #    (wsengine serve, the three Rust peers, node/echo_ws.js and
 #    python/echo_websockets.py, whose packages it installs: npm ci, and pip into
@@ -29,8 +29,9 @@
 #   INTERLEAVE_ROUNDS (default 200): its rounds per point
 #   INTERLEAVE_PROFILES (default "release lto"): the cargo profiles it runs in, in order
 #   ALLOC_STATE (default "pinned"): "dynamic" runs criterion and interleave with glibc's
-#                  dynamic mmap threshold (as any process starts), "pinned" fixes it at
-#                  ALLOC_MMAP_THRESHOLD bytes (default 131072)
+#                  dynamic mmap and trim thresholds (as any process starts), "pinned"
+#                  fixes them at ALLOC_MMAP_THRESHOLD bytes (default 33554432, 32 MiB)
+#                  and ALLOC_TRIM_THRESHOLD (default twice that)
 #   SKIP_LOAD=1    skip the load-generator section
 #   BENCH_NICE=N   run the criterion benches under `nice -n N` (e.g. -10 on a machine
 #                  shared with a fuzzer or builds; negative values need root)
@@ -89,18 +90,25 @@ if [[ "${SKIP_INTERLEAVE:-0}" != 1 ]]; then
 fi
 
 # glibc's malloc serves a request of at least its mmap threshold with mmap (fresh pages,
-# faulted in on first touch, unmapped on free) and smaller ones from the heap. Left
-# alone, the threshold starts at 128 KiB and rises to the size of any mmapped chunk that
-# is freed (up to 32 MiB on 64-bit): whether a 1 MiB message buffer is mmapped or comes
-# from the heap then depends on what the process happened to free before, and the 1 MiB
-# cells moved between runs. Setting the tunable fixes the threshold (glibc then never
-# adjusts it). 128 KiB is glibc's own starting value, the state every process begins
-# in: every buffer of 128 KiB or more, each library's 1 MiB messages alike, is mmapped,
-# whatever ran before it in the process (warm-up, the other runners, criterion's order).
+# faulted in and zeroed on first touch, unmapped on free) and smaller ones from the heap,
+# whose free top it gives back to the kernel beyond the trim threshold. Left alone both
+# move: the mmap threshold starts at 128 KiB, and whenever an mmapped chunk above it is
+# freed it rises to that chunk's size (up to 32 MiB on 64-bit) and the trim threshold to
+# twice that. Whether a 1 MiB message buffer was mmapped then depended on which sizes the
+# process happened to free first, and the 1 MiB cells moved between runs. Setting either
+# tunable turns the adjustment off. They are pinned where the adjustment ends (32 MiB and
+# 64 MiB): a long-running process that has freed large buffers before, where every buffer
+# of these workloads comes from the heap and is reused, in whatever order the runners
+# ran. glibc's starting 128 KiB (ALLOC_MMAP_THRESHOLD=131072) would instead make every
+# buffer of 128 KiB or more an mmap, page faults and an munmap each time: what only a
+# process that never freed a large buffer pays, and only a library that allocates per
+# message.
 alloc_env=()
 case "${ALLOC_STATE:-pinned}" in
     pinned)
-        tunables="glibc.malloc.mmap_threshold=${ALLOC_MMAP_THRESHOLD:-131072}"
+        mmap_threshold="${ALLOC_MMAP_THRESHOLD:-33554432}"
+        tunables="glibc.malloc.mmap_threshold=$mmap_threshold"
+        tunables+=":glibc.malloc.trim_threshold=${ALLOC_TRIM_THRESHOLD:-$((2 * mmap_threshold))}"
         alloc_env=(env "GLIBC_TUNABLES=${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}$tunables")
         ;;
     dynamic) ;;
@@ -113,7 +121,7 @@ step "allocator"
 echo "$(getconf GNU_LIBC_VERSION 2>/dev/null || echo 'libc: not glibc?')"
 if [[ ${#alloc_env[@]} -gt 0 ]]; then
     echo "ALLOC_STATE=pinned: criterion and interleave run with ${alloc_env[1]}" \
-        "(a fixed mmap threshold: no dynamic adjustment)"
+        "(fixed thresholds: no dynamic adjustment)"
 else
     echo "ALLOC_STATE=dynamic: glibc's dynamic mmap threshold (starts at 128 KiB, moves up as" \
         "mmapped chunks are freed)${GLIBC_TUNABLES:+; GLIBC_TUNABLES=$GLIBC_TUNABLES}"
@@ -121,7 +129,8 @@ fi
 # What the dynamic loader makes of it (glibc 2.33 and later can list its tunables).
 for ld in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1; do
     if [[ -x $ld ]] && "${alloc_env[@]}" "$ld" --list-tunables >/dev/null 2>&1; then
-        echo "ld.so: $("${alloc_env[@]}" "$ld" --list-tunables | grep 'glibc.malloc.mmap_threshold')"
+        "${alloc_env[@]}" "$ld" --list-tunables | grep -E 'glibc.malloc.(mmap|trim)_threshold' \
+            | sed 's/^/ld.so: /' || true
         break
     fi
 done
