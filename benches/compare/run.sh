@@ -2,13 +2,20 @@
 # wsengine next to tungstenite, fastwebsockets and tokio-websockets (and, for the load
 # generator, Node's ws and Python's websockets).
 #
-# 1. Builds this crate in release (the criterion bench and the echo servers).
+# 1. Builds this crate in release (the echo servers, `interleave`; the criterion bench
+#    unless SKIP_BENCH=1), and `interleave` in every other profile of
+#    INTERLEAVE_PROFILES (`lto`: thin LTO, one codegen unit, panic=abort; see
+#    Cargo.toml).
 # 2. Runs the criterion comparison (`cargo bench` here: the recv and send workloads of
-#    the root benches, every implementation in the same run) and prints a markdown table
-#    per workload (msgs/s, MB/s, ratio wsengine / best peer) from the criterion medians.
+#    the root benches, every implementation in the same run; the bench profile, which
+#    inherits release) and prints a markdown table per workload (msgs/s, MB/s, ratio
+#    wsengine / best peer) from the criterion medians.
 # 2b. Times the same workloads interleaved (`interleave`: one iteration of each
 #    implementation in turn, many rounds; medians and ratios from the same seconds),
-#    the steadier ratio on a shared machine.
+#    the steadier ratio on a shared machine: one table per build profile, the profiles
+#    one after the other with the same rounds.
+# Criterion and the interleaved runs get fixed glibc mmap and trim thresholds (see
+# "allocator" below; ALLOC_STATE=dynamic leaves glibc's defaults).
 # 3. LOAD GENERATOR: if `wsengine load` is available, runs it against each echo server
 #    (wsengine serve, the three Rust peers, node/echo_ws.js and
 #    python/echo_websockets.py, whose packages it installs: npm ci, and pip into
@@ -20,6 +27,11 @@
 #   SKIP_BENCH=1   reuse the last criterion results (tables only)
 #   SKIP_INTERLEAVE=1  skip the interleaved timing of the same workloads (step 2b)
 #   INTERLEAVE_ROUNDS (default 200): its rounds per point
+#   INTERLEAVE_PROFILES (default "release lto"): the cargo profiles it runs in, in order
+#   ALLOC_STATE (default "pinned"): "dynamic" runs criterion and interleave with glibc's
+#                  dynamic mmap and trim thresholds (as any process starts), "pinned"
+#                  fixes them at ALLOC_MMAP_THRESHOLD bytes (default 33554432, 32 MiB)
+#                  and ALLOC_TRIM_THRESHOLD (default twice that)
 #   SKIP_LOAD=1    skip the load-generator section
 #   BENCH_NICE=N   run the criterion benches under `nice -n N` (e.g. -10 on a machine
 #                  shared with a fuzzer or builds; negative values need root)
@@ -51,10 +63,77 @@ echo "$(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%F %T UTC')"
 rustc --version
 
-step "build (release)"
+read -r -a profiles <<<"${INTERLEAVE_PROFILES:-release lto}"
+profile_label() {
+    case $1 in
+        release) echo "release (cargo default)" ;;
+        lto) echo "lto (thin LTO, 1 CGU, panic=abort)" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+step "build"
 t0=$SECONDS
-cargo build --release --bins --benches
-echo "build: $((SECONDS - t0)) s"
+if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
+    cargo build --release --bins --benches
+else
+    cargo build --release --bins
+fi
+echo "build (release): $((SECONDS - t0)) s"
+if [[ "${SKIP_INTERLEAVE:-0}" != 1 ]]; then
+    for p in "${profiles[@]}"; do
+        [[ $p == release ]] && continue
+        t0=$SECONDS
+        cargo build --profile "$p" --bin interleave
+        echo "build ($p): $((SECONDS - t0)) s"
+    done
+fi
+
+# glibc's malloc serves a request of at least its mmap threshold with mmap (fresh pages,
+# faulted in and zeroed on first touch, unmapped on free) and smaller ones from the heap,
+# whose free top it gives back to the kernel beyond the trim threshold. Left alone both
+# move: the mmap threshold starts at 128 KiB, and whenever an mmapped chunk above it is
+# freed it rises to that chunk's size (up to 32 MiB on 64-bit) and the trim threshold to
+# twice that. Whether a 1 MiB message buffer was mmapped then depended on which sizes the
+# process happened to free first, and the 1 MiB cells moved between runs. Setting either
+# tunable turns the adjustment off. They are pinned where the adjustment ends (32 MiB and
+# 64 MiB): a long-running process that has freed large buffers before, where every buffer
+# of these workloads comes from the heap and is reused, in whatever order the runners
+# ran. glibc's starting 128 KiB (ALLOC_MMAP_THRESHOLD=131072) would instead make every
+# buffer of 128 KiB or more an mmap, page faults and an munmap each time: what only a
+# process that never freed a large buffer pays, and only a library that allocates per
+# message.
+alloc_env=()
+case "${ALLOC_STATE:-pinned}" in
+    pinned)
+        mmap_threshold="${ALLOC_MMAP_THRESHOLD:-33554432}"
+        tunables="glibc.malloc.mmap_threshold=$mmap_threshold"
+        tunables+=":glibc.malloc.trim_threshold=${ALLOC_TRIM_THRESHOLD:-$((2 * mmap_threshold))}"
+        alloc_env=(env "GLIBC_TUNABLES=${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}$tunables")
+        ;;
+    dynamic) ;;
+    *)
+        echo "ALLOC_STATE must be pinned or dynamic, not ${ALLOC_STATE}" >&2
+        exit 2
+        ;;
+esac
+step "allocator"
+echo "$(getconf GNU_LIBC_VERSION 2>/dev/null || echo 'libc: not glibc?')"
+if [[ ${#alloc_env[@]} -gt 0 ]]; then
+    echo "ALLOC_STATE=pinned: criterion and interleave run with ${alloc_env[1]}" \
+        "(fixed thresholds: no dynamic adjustment)"
+else
+    echo "ALLOC_STATE=dynamic: glibc's dynamic mmap threshold (starts at 128 KiB, moves up as" \
+        "mmapped chunks are freed)${GLIBC_TUNABLES:+; GLIBC_TUNABLES=$GLIBC_TUNABLES}"
+fi
+# What the dynamic loader makes of it (glibc 2.33 and later can list its tunables).
+for ld in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1; do
+    if [[ -x $ld ]] && "${alloc_env[@]}" "$ld" --list-tunables >/dev/null 2>&1; then
+        "${alloc_env[@]}" "$ld" --list-tunables | grep -E 'glibc.malloc.(mmap|trim)_threshold' \
+            | sed 's/^/ld.so: /' || true
+        break
+    fi
+done
 
 nice_cmd=()
 if [[ -n "${BENCH_NICE:-}" ]]; then nice_cmd=(nice -n "$BENCH_NICE"); fi
@@ -62,7 +141,7 @@ if [[ -n "${BENCH_NICE:-}" ]]; then nice_cmd=(nice -n "$BENCH_NICE"); fi
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
     step "criterion: cargo bench ${1:-}"
     t0=$SECONDS
-    "${nice_cmd[@]}" cargo bench --bench compare -- ${1:+"$1"}
+    "${alloc_env[@]}" "${nice_cmd[@]}" cargo bench --bench compare -- ${1:+"$1"}
     echo "criterion run: $((SECONDS - t0)) s"
 fi
 
@@ -72,10 +151,14 @@ python3 "$here/report.py" "$here/target/criterion" || true
 if [[ "${SKIP_INTERLEAVE:-0}" != 1 ]]; then
     # The same workloads timed one iteration per implementation in turn: load from
     # other processes hits every implementation alike (see src/bin/interleave.rs).
-    step "interleaved: target/release/interleave ${INTERLEAVE_ROUNDS:-200} ${1:-}"
-    t0=$SECONDS
-    "${nice_cmd[@]}" "$here/target/release/interleave" "${INTERLEAVE_ROUNDS:-200}" ${1:+"$1"}
-    echo "interleaved run: $((SECONDS - t0)) s"
+    # One table per profile, the same rounds each, one after the other.
+    for p in "${profiles[@]}"; do
+        step "interleaved, $(profile_label "$p"): target/$p/interleave ${INTERLEAVE_ROUNDS:-200} ${1:-}"
+        t0=$SECONDS
+        "${alloc_env[@]}" "${nice_cmd[@]}" "$here/target/$p/interleave" \
+            "${INTERLEAVE_ROUNDS:-200}" ${1:+"$1"}
+        echo "interleaved run ($p): $((SECONDS - t0)) s"
+    done
 fi
 
 # =====================================================================================

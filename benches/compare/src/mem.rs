@@ -1,8 +1,9 @@
 //! In-memory transports: a reader that replays the recv workload's bytes forever (in
 //! reads of at most `READ_CHUNK` bytes, never crossing the end of the input, so every
-//! lap is read in the same chunks wsengine gets), and writers that discard what they
-//! are given into a [`Sink`], which copies every byte as a socket write would (the send
-//! workload). Sync (`std::io`) for tungstenite, async (tokio) for
+//! implementation reads every lap in the same chunks, and each read copies into the
+//! reader's buffer as a socket read does), and writers that discard what they are given
+//! into a [`Sink`], which copies every byte as a socket write would (the send workload).
+//! Sync (`std::io`) for wsengine's host and tungstenite, async (tokio) for
 //! fastwebsockets and tokio-websockets. Reads and writes always complete at once.
 
 use std::io::{self, IoSlice, Read, Write};

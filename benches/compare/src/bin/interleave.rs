@@ -3,11 +3,17 @@
 //! rounds, so a burst of load from another process on this shared machine hits every
 //! implementation alike instead of whichever criterion happened to be measuring.
 //! Prints one markdown table: the median time per iteration and messages/s of each
-//! implementation, and wsengine's ratio to the best peer (messages/s).
+//! implementation, and for each of wsengine's runners its messages/s over the best
+//! peer's (above 1: wsengine is faster).
 //!
 //! ```sh
 //! cargo run --release --bin interleave -- [ROUNDS] [FILTER...]
+//! cargo run --profile lto --bin interleave -- [ROUNDS] [FILTER...]
 //! ```
+//!
+//! The first line names the build the numbers come from (the cargo profile directory
+//! the binary sits in, and whether it unwinds or aborts on panic), so a table is never
+//! read as the other profile's. `run.sh` runs one table per profile.
 //!
 //! `ROUNDS` (default 200) rounds per point; a `FILTER` keeps the points whose id
 //! (`recv/binary_16KiB`, `send_server/text_1KiB`, ...) contains it.
@@ -85,26 +91,35 @@ fn main() {
         eprintln!("no point matches {args:?}");
         std::process::exit(2);
     }
-    let names: Vec<&str> = points[0].runners.iter().map(|(i, _)| i.name()).collect();
-    let send = points.iter().any(|p| p.id.starts_with("send"));
-    let all: Vec<&str> = if send {
-        Impl::SEND.iter().map(|i| i.name()).collect()
-    } else {
-        names.clone()
-    };
+    // The columns: every implementation some point runs, in `Impl::ALL`'s order, then
+    // one ratio column per wsengine runner.
+    let all: Vec<Impl> = Impl::ALL
+        .into_iter()
+        .filter(|imp| {
+            points
+                .iter()
+                .any(|p| p.runners.iter().any(|(i, _)| i == imp))
+        })
+        .collect();
+    let ours: Vec<Impl> = all.iter().copied().filter(|i| i.is_wsengine()).collect();
+    println!("build: {}", build());
     println!(
-        "{rounds} interleaved rounds per point; cells: median µs per iteration · messages/s\n"
+        "{rounds} interleaved rounds per point; cells: median µs per iteration · messages/s; \
+         ratios: messages/s over the best peer's (above 1: wsengine is faster)\n"
     );
     print!("| point |");
-    for n in &all {
-        print!(" {n} |");
+    for imp in &all {
+        print!(" {} |", imp.name());
     }
-    println!(" wsengine / best peer |");
+    for imp in &ours {
+        print!(" {} / best peer |", imp.name());
+    }
+    println!();
     print!("|---|");
-    for _ in &all {
+    for _ in all.iter().chain(&ours) {
         print!("---:|");
     }
-    println!("---:|");
+    println!();
     for point in &mut points {
         let n = point.runners.len();
         let mut samples = vec![Vec::with_capacity(rounds); n];
@@ -121,43 +136,62 @@ fn main() {
             }
         }
         let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
-        print!("| {} |", point.id);
-        for name in &all {
-            match point.runners.iter().position(|(i, _)| i.name() == *name) {
-                Some(i) => print!(
-                    " {:.1} · {} |",
-                    medians[i] * 1e6,
-                    rate(point.messages as f64 / medians[i])
-                ),
-                None => print!(" – |"),
-            }
-        }
-        let ws = |imp: Impl| {
+        let median_of = |imp: Impl| {
             point
                 .runners
                 .iter()
                 .position(|(i, _)| *i == imp)
                 .map(|i| medians[i])
         };
+        print!("| {} |", point.id);
+        for &imp in &all {
+            match median_of(imp) {
+                Some(t) => print!(" {:.1} · {} |", t * 1e6, rate(point.messages as f64 / t)),
+                None => print!(" – |"),
+            }
+        }
+        // The best peer: the shortest median time (most messages/s).
         let (best_name, best) = point
             .runners
             .iter()
             .zip(&medians)
-            .filter(|((i, _), _)| !matches!(i, Impl::Wsengine | Impl::WsengineOwned))
+            .filter(|((i, _), _)| !i.is_wsengine())
             .map(|((i, _), m)| (i.name(), *m))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .expect("at least one peer");
-        let mut cell = String::new();
-        for imp in [Impl::Wsengine, Impl::WsengineOwned] {
-            if let Some(t) = ws(imp) {
-                if !cell.is_empty() {
-                    cell.push_str(" / ");
-                }
-                cell.push_str(&format!("{:.2}×", best / t));
+        for &imp in &ours {
+            match median_of(imp) {
+                // wsengine's messages/s over the peer's: the inverse ratio of the times.
+                Some(t) => print!(" {:.2}× ({best_name}) |", best / t),
+                None => print!(" – |"),
             }
         }
-        println!(" {cell} ({best_name}) |");
+        println!();
     }
+}
+
+/// The build this binary is: the profile directory it was built into (`release`, `lto`,
+/// `debug`, ...), and how it handles panics.
+fn build() -> String {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    let panic = if cfg!(panic = "abort") {
+        "abort"
+    } else {
+        "unwind"
+    };
+    let asserts = if cfg!(debug_assertions) {
+        ", debug assertions on"
+    } else {
+        ""
+    };
+    format!("target/{dir} (panic={panic}{asserts})")
 }
 
 fn rate(per_second: f64) -> String {

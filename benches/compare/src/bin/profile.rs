@@ -5,22 +5,29 @@
 //! on this shared machine cannot.
 //!
 //! ```sh
-//! cargo build --release --bin profile
+//! cargo build --release --bin profile      # or --profile lto: target/lto/profile
 //! valgrind --tool=callgrind target/release/profile recv binary 16 5
 //! target/release/profile send_server text 1024 200   # prints the best time too
 //! ```
 //!
-//! Arguments: `recv|send_client|send_server`, `text|binary`, the payload size in bytes
-//! (16, 125, 1024, 16384 or 1048576, as in the comparison), iterations (default 5).
+//! Arguments: the workload, `text|binary`, the payload size in bytes (16, 125, 1024,
+//! 16384 or 1048576, as in the comparison), iterations (default 5). Workloads:
+//! `recv` (the comparison's `wsengine` runner: read from a `MemStream` into the host's
+//! buffer, `recv` from it, `match` on `poll_event`), `recv_idiom` (its `wsengine-idiom`
+//! runner: `while let Some(event) = conn.poll_event()?`), `recv_core` (the root bench's
+//! loop: `recv` straight from the input, no host buffer), `send_client`, `send_server`,
+//! `send_server_owned`.
 
 use std::time::Instant;
 
 use wsengine_compare::engine::{self, OwnedPayload};
+use wsengine_compare::peers::{Impl, recv_runner};
 use wsengine_compare::workload::{Kind, RecvInput, SendInput, Side, Sink};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: profile recv|send_client|send_server|send_server_owned text|binary SIZE [ITERATIONS]"
+        "usage: profile recv|recv_idiom|recv_core|send_client|send_server|send_server_owned \
+         text|binary SIZE [ITERATIONS]"
     );
     std::process::exit(2);
 }
@@ -44,7 +51,16 @@ fn main() {
     let Ok(iterations) = iterations else { usage() };
 
     let mut run: Box<dyn FnMut()> = match workload.as_str() {
-        "recv" => {
+        "recv" | "recv_idiom" => {
+            let imp = if workload == "recv" {
+                Impl::Wsengine
+            } else {
+                Impl::WsengineIdiom
+            };
+            let mut runner = recv_runner(imp, &RecvInput::new(kind, size));
+            Box::new(move || runner.run())
+        }
+        "recv_core" => {
             let input = RecvInput::new(kind, size);
             let mut conn = engine::open(Side::Server);
             Box::new(move || engine::recv_all(&mut conn, &input))
