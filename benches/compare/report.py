@@ -6,7 +6,8 @@ Reads target/criterion/<workload>/<kind>_<size>/<impl>/new/{benchmark,estimates}
 send_server), messages/s and MB/s (10^6 bytes of payload per second) for every
 implementation and the ratio wsengine / best peer, its messages/s over the best peer's
 (above 1: wsengine is faster; for recv, also for wsengine-idiom, the docs' `while let
-... poll_event()?` loop; for send, also for wsengine-owned, the owned-payload API). The
+... poll_event()?` loop, and wsengine-copy, a host reading into its own buffer for
+`recv(&[u8])`; for send, also for wsengine-owned, the owned-payload API). The
 criterion results are of the bench profile (release); the interleaved timing
 (src/bin/interleave.rs) prints its own table per build profile.
 Usage: report.py [CRITERION_DIR]
@@ -22,9 +23,9 @@ import re
 import sys
 
 # The runners' names (src/peers.rs, Impl::name), in the order of the columns.
-IMPLS = ["wsengine", "wsengine-idiom", "wsengine-owned", "tungstenite", "fastwebsockets", "tokio-websockets"]
+IMPLS = ["wsengine", "wsengine-idiom", "wsengine-copy", "wsengine-owned", "tungstenite", "fastwebsockets", "tokio-websockets"]
 # wsengine's runners: each gets a ratio column, its messages/s over the best peer's.
-OURS = ["wsengine", "wsengine-idiom", "wsengine-owned"]
+OURS = ["wsengine", "wsengine-idiom", "wsengine-copy", "wsengine-owned"]
 WORKLOADS = ["recv", "send_client", "send_server"]
 SIZE_RE = re.compile(r"^(text|binary)_(\d+)(B|KiB|MiB)$")
 UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20}

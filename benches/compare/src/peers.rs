@@ -40,14 +40,18 @@ use crate::workload::{Kind, READ_CHUNK, RecvInput, SendInput, Side, Sink};
 /// An implementation under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Impl {
-    /// This crate's subject. Receive: `recv(&[u8])` from the host's read buffer, events
-    /// drained with a `match` on `poll_event()`. Send: the borrowed-payload API
+    /// This crate's subject. Receive: each read straight into the core's buffer
+    /// (`recv_buf` + `commit_recv`, as the mio and tokio hosts do), events drained with
+    /// a `match` on `poll_event()`. Send: the borrowed-payload API
     /// (`send_text`/`send_binary`, `poll_transmit`).
     Wsengine,
-    /// wsengine receiving as the crate docs teach: `while let Some(event) =
-    /// conn.poll_event()? { match event { .. } }` in a function returning `Result`.
-    /// Receive only.
+    /// wsengine receiving as the crate docs teach: reads into `recv_buf`, and `while let
+    /// Some(event) = conn.poll_event()? { match event { .. } }` in a function returning
+    /// `Result`. Receive only.
     WsengineIdiom,
+    /// wsengine with a host that reads into a buffer of its own and hands it over with
+    /// `recv(&[u8])`, which copies it into the core's: charged both copies. Receive only.
+    WsengineCopy,
     /// wsengine with the owned-payload API (`send(Message::Text | Message::Binary)`,
     /// vectored `poll_transmit_vectored`). Send only: receiving has one API.
     WsengineOwned,
@@ -61,9 +65,10 @@ pub enum Impl {
 
 impl Impl {
     /// Every implementation, in the order of the tables' columns.
-    pub const ALL: [Impl; 6] = [
+    pub const ALL: [Impl; 7] = [
         Impl::Wsengine,
         Impl::WsengineIdiom,
+        Impl::WsengineCopy,
         Impl::WsengineOwned,
         Impl::Tungstenite,
         Impl::Fastwebsockets,
@@ -71,9 +76,10 @@ impl Impl {
     ];
 
     /// The implementations of the recv workload, wsengine's first.
-    pub const RECV: [Impl; 5] = [
+    pub const RECV: [Impl; 6] = [
         Impl::Wsengine,
         Impl::WsengineIdiom,
+        Impl::WsengineCopy,
         Impl::Tungstenite,
         Impl::Fastwebsockets,
         Impl::TokioWebsockets,
@@ -93,6 +99,7 @@ impl Impl {
         match self {
             Impl::Wsengine => "wsengine",
             Impl::WsengineIdiom => "wsengine-idiom",
+            Impl::WsengineCopy => "wsengine-copy",
             Impl::WsengineOwned => "wsengine-owned",
             Impl::Tungstenite => "tungstenite",
             Impl::Fastwebsockets => "fastwebsockets",
@@ -104,7 +111,7 @@ impl Impl {
     pub fn is_wsengine(self) -> bool {
         matches!(
             self,
-            Impl::Wsengine | Impl::WsengineIdiom | Impl::WsengineOwned
+            Impl::Wsengine | Impl::WsengineIdiom | Impl::WsengineCopy | Impl::WsengineOwned
         )
     }
 }
@@ -128,10 +135,9 @@ fn runtime() -> Runtime {
 /// The recv workload on `imp`, already checked once.
 pub fn recv_runner(imp: Impl, input: &RecvInput) -> Box<dyn Runner> {
     let mut runner: Box<dyn Runner> = match imp {
-        Impl::Wsengine => Box::new(WsengineRecv::new(input, HostCopy::new(), MatchDrain)),
-        Impl::WsengineIdiom => Box::new(WsengineRecv::new(input, HostCopy::new(), IdiomDrain)),
-        // The zero-copy receive API (`recv_buf`/`commit_recv`) goes here: its own `Impl`
-        // variant, a `WsengineRecv` with a `Feed` that reads into the core's buffer.
+        Impl::Wsengine => Box::new(WsengineRecv::new(input, CoreBuf, MatchDrain)),
+        Impl::WsengineIdiom => Box::new(WsengineRecv::new(input, CoreBuf, IdiomDrain)),
+        Impl::WsengineCopy => Box::new(WsengineRecv::new(input, HostCopy::new(), MatchDrain)),
         Impl::WsengineOwned => panic!("wsengine-owned is a send runner"),
         Impl::Tungstenite => Box::new(TungsteniteRecv::new(input)),
         Impl::Fastwebsockets => Box::new(FastRecv::new(input)),
@@ -144,7 +150,7 @@ pub fn recv_runner(imp: Impl, input: &RecvInput) -> Box<dyn Runner> {
 /// The send workload on `imp` as `side`, already checked once.
 pub fn send_runner(imp: Impl, input: &SendInput, side: Side) -> Box<dyn Runner> {
     let mut runner: Box<dyn Runner> = match imp {
-        Impl::WsengineIdiom => panic!("wsengine-idiom is a recv runner"),
+        Impl::WsengineIdiom | Impl::WsengineCopy => panic!("{} is a recv runner", imp.name()),
         Impl::Wsengine | Impl::WsengineOwned => Box::new(WsengineSend {
             conn: engine::open(side),
             owned: (imp == Impl::WsengineOwned).then(|| engine::OwnedPayload::new(input)),
@@ -229,10 +235,9 @@ impl Drain for Collect {
 
 /// How a wsengine recv runner moves one read of the transport into the core.
 ///
-/// [`HostCopy`] is the `recv(&[u8])` host: read into its own buffer, then `recv` copies
-/// into the core's. A zero-copy feed (reading straight into the core's buffer with
-/// `conn.recv_buf()` and `conn.commit_recv(n)`, one copy) is another implementation of
-/// this trait, with its own `Impl` variant built in `recv_runner`; nothing else changes.
+/// [`CoreBuf`] reads straight into the core's buffer (`recv_buf`, `commit_recv`): one
+/// copy, the transport's, as for the peers. [`HostCopy`] is the `recv(&[u8])` host:
+/// read into its own buffer, then `recv` copies into the core's.
 trait Feed {
     /// Reads once from `stream` and hands all of it to `conn`, draining events with
     /// `drain` after each `recv`. Returns the bytes read (0: nothing to read, or an
@@ -244,6 +249,41 @@ trait Feed {
         drain: &mut D,
         tally: &mut Tally,
     ) -> usize;
+}
+
+/// A host that reads straight into the core's receive buffer: `std::io::Read` into
+/// `recv_buf()`, then `commit_recv(n)`.
+struct CoreBuf;
+
+impl Feed for CoreBuf {
+    fn read_once<D: Drain>(
+        &mut self,
+        conn: &mut wsengine::Connection,
+        stream: &mut MemStream,
+        drain: &mut D,
+        tally: &mut Tally,
+    ) -> usize {
+        if conn.recv_buf().is_empty() {
+            // The receive buffer is full: events first (not expected: each read is
+            // drained before the next).
+            conn.commit_recv(0);
+            drain.drain(conn, tally);
+        }
+        let room = conn.recv_buf();
+        if room.is_empty() {
+            conn.commit_recv(0);
+            tally.unexpected += 1;
+            return 0;
+        }
+        let Ok(n) = stream.read(room) else {
+            conn.commit_recv(0);
+            tally.unexpected += 1;
+            return 0;
+        };
+        conn.commit_recv(n);
+        drain.drain(conn, tally);
+        n
+    }
 }
 
 /// A host with its own read buffer (`READ_CHUNK` bytes, as big as the core's receive

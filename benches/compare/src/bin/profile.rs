@@ -12,9 +12,10 @@
 //!
 //! Arguments: the workload, `text|binary`, the payload size in bytes (16, 125, 1024,
 //! 16384 or 1048576, as in the comparison), iterations (default 5). Workloads:
-//! `recv` (the comparison's `wsengine` runner: read from a `MemStream` into the host's
-//! buffer, `recv` from it, `match` on `poll_event`), `recv_idiom` (its `wsengine-idiom`
-//! runner: `while let Some(event) = conn.poll_event()?`), `recv_core` (the root bench's
+//! `recv` (the comparison's `wsengine` runner: read from a `MemStream` into the core's
+//! `recv_buf`, `commit_recv`, `match` on `poll_event`), `recv_idiom` (its
+//! `wsengine-idiom` runner: `while let Some(event) = conn.poll_event()?`), `recv_copy`
+//! (its `wsengine-copy` runner: the host's own buffer, then `recv`), `recv_core` (the root bench's
 //! loop: `recv` straight from the input, no host buffer), `send_client`, `send_server`,
 //! `send_server_owned`.
 
@@ -26,7 +27,7 @@ use wsengine_compare::workload::{Kind, RecvInput, SendInput, Side, Sink};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: profile recv|recv_idiom|recv_core|send_client|send_server|send_server_owned \
+        "usage: profile recv|recv_idiom|recv_copy|recv_core|send_client|send_server|send_server_owned \
          text|binary SIZE [ITERATIONS]"
     );
     std::process::exit(2);
@@ -51,11 +52,11 @@ fn main() {
     let Ok(iterations) = iterations else { usage() };
 
     let mut run: Box<dyn FnMut()> = match workload.as_str() {
-        "recv" | "recv_idiom" => {
-            let imp = if workload == "recv" {
-                Impl::Wsengine
-            } else {
-                Impl::WsengineIdiom
+        "recv" | "recv_idiom" | "recv_copy" => {
+            let imp = match workload.as_str() {
+                "recv" => Impl::Wsengine,
+                "recv_idiom" => Impl::WsengineIdiom,
+                _ => Impl::WsengineCopy,
             };
             let mut runner = recv_runner(imp, &RecvInput::new(kind, size));
             Box::new(move || runner.run())
