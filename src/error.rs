@@ -218,6 +218,19 @@ impl fmt::Display for ProtocolError {
 
 impl core::error::Error for ProtocolError {}
 
+/// A server's answer to the opening request other than 101: what the client got
+/// instead of the upgrade ([`HandshakeError::Rejected`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The response headers, names as sent.
+    pub headers: Vec<Header>,
+    /// The response body: `Content-Length` bytes when given (up to
+    /// `Config::max_handshake_size`), otherwise the bytes that arrived with the head.
+    pub body: Bytes,
+}
+
 /// The opening handshake failed (RFC 6455 §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -250,15 +263,8 @@ pub enum HandshakeError {
     UnexpectedEof,
     /// The server answered with a status other than 101 (§4.1: "If the status code
     /// received from the server is not 101, the client handles the response per HTTP").
-    Rejected {
-        /// The HTTP status code.
-        status: u16,
-        /// The response headers, names as sent.
-        headers: Vec<Header>,
-        /// The response body: `Content-Length` bytes when given (up to
-        /// `Config::max_handshake_size`), otherwise the bytes that arrived with the head.
-        body: Bytes,
-    },
+    /// Boxed: the error stays small, and so does every `poll_event` result.
+    Rejected(Box<RefusedResponse>),
     /// `Sec-WebSocket-Accept` is missing or does not match the key (§4.1 response rule 4).
     AcceptMismatch,
     /// The server chose a subprotocol the client did not offer (§4.1 response rule 6).
@@ -288,7 +294,7 @@ impl HandshakeError {
             Self::HeadTooLarge { .. } | Self::TooManyHeaders => 431,
             Self::MethodNotGet => 405,
             Self::OriginRefused => 403,
-            Self::Rejected { status, .. } => *status,
+            Self::Rejected(response) => response.status,
             _ => 400,
         }
     }
@@ -310,7 +316,9 @@ impl fmt::Display for HandshakeError {
             Self::InvalidKey => f.write_str("missing or invalid Sec-WebSocket-Key"),
             Self::UnsupportedVersion => f.write_str("Sec-WebSocket-Version is not 13"),
             Self::UnexpectedEof => f.write_str("connection closed during the handshake"),
-            Self::Rejected { status, .. } => write!(f, "server answered with status {status}"),
+            Self::Rejected(response) => {
+                write!(f, "server answered with status {}", response.status)
+            }
             Self::AcceptMismatch => f.write_str("Sec-WebSocket-Accept does not match the key"),
             Self::ProtocolNotOffered(p) => write!(f, "server chose subprotocol {p:?} not offered"),
             Self::ExtensionNotOffered(e) => write!(f, "server chose extension {e:?} not offered"),

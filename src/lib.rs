@@ -149,7 +149,7 @@ pub use config::{Config, Delivery, Keepalive};
 pub use connection::{
     Connection, Event, MAX_TRANSMIT_SEGMENTS, MessageKind, Negotiated, Role, State, Utf8Bytes,
 };
-pub use error::{Error, HandshakeError, ProtocolError, SendError, Timeout};
+pub use error::{Error, HandshakeError, ProtocolError, RefusedResponse, SendError, Timeout};
 pub use frame::{CloseCode, CloseFrame, FrameHeader, OpCode};
 pub use handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
 pub use message::Message;

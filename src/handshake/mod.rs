@@ -198,18 +198,7 @@ mod tests {
     ) -> bool {
         match (prefix, whole) {
             (Ok(Status::Partial), _) => true,
-            (
-                Err(HandshakeError::Rejected {
-                    status: s1,
-                    headers: h1,
-                    body: b1,
-                }),
-                Err(HandshakeError::Rejected {
-                    status: s2,
-                    headers: h2,
-                    body: b2,
-                }),
-            ) => s1 == s2 && h1 == h2 && b1 == b2,
+            (Err(HandshakeError::Rejected(r1)), Err(HandshakeError::Rejected(r2))) => r1 == r2,
             _ => prefix == whole,
         }
     }

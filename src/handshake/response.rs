@@ -16,7 +16,7 @@ use super::{Header, accept_key, find_header, first_two, has_token, head_window};
 use super::{header_slots, header_values, httparse_reason, is_reserved, put_header};
 use super::{single_header, trim_ows, valid_header};
 use crate::Status;
-use crate::error::{HandshakeError, SendError};
+use crate::error::{HandshakeError, RefusedResponse, SendError};
 
 /// The application's acceptance of a [`Request`] (RFC 6455 §4.2.2 step 5): the chosen
 /// subprotocol, if any, and extra response headers. Written by
@@ -399,7 +399,7 @@ impl Response {
 ///   bytes and `eof` is false; call again with more.
 /// - `Ok(Status::Complete((response, head_len)))`: a 101 that passed every check. The
 ///   bytes after the first `head_len` are WebSocket frames: they are not consumed.
-/// - `Err(HandshakeError::Rejected { .. })`: any other status (§4.1: "If the status code
+/// - `Err(HandshakeError::Rejected(..))`: any other status (§4.1: "If the status code
 ///   received from the server is not 101, the client handles the response per HTTP").
 ///   The body is `Content-Length` bytes, or without `Content-Length` everything until
 ///   the end of the stream (RFC 9112 §6.3), at most `max_head` either way; `Partial`
@@ -489,11 +489,11 @@ fn rejected(
         return Ok(Status::Partial);
     }
     let body = after_head.get(..wanted).unwrap_or(after_head);
-    Err(HandshakeError::Rejected {
+    Err(HandshakeError::Rejected(Box::new(RefusedResponse {
         status,
         headers,
         body: Bytes::copy_from_slice(body),
-    })
+    })))
 }
 
 /// The `Content-Length` of a response: `None` when absent or not a number (then the
@@ -917,11 +917,11 @@ mod tests {
     #[test]
     fn error_response_for_a_client_side_rejection_is_400() {
         let mut out = Vec::new();
-        let err = HandshakeError::Rejected {
+        let err = HandshakeError::Rejected(Box::new(RefusedResponse {
             status: 302,
             headers: Vec::new(),
             body: bytes::Bytes::new(),
-        };
+        }));
         write_error_response(&err, &mut out);
         assert!(text(out).starts_with("HTTP/1.1 400 Bad Request\r\n"));
     }
@@ -1135,7 +1135,7 @@ mod tests {
     }
 
     fn rejected_403(body: &str) -> HandshakeError {
-        HandshakeError::Rejected {
+        HandshakeError::Rejected(Box::new(RefusedResponse {
             status: 403,
             headers: vec![
                 Header {
@@ -1148,7 +1148,7 @@ mod tests {
                 },
             ],
             body: Bytes::copy_from_slice(body.as_bytes()),
-        }
+        }))
     }
 
     #[test]
@@ -1193,11 +1193,12 @@ mod tests {
             parse_response(short, max_head, MAX_HEADERS, KEY, &req, false),
             Ok(Status::Partial)
         );
-        let Err(HandshakeError::Rejected { status, body, .. }) =
+        let Err(HandshakeError::Rejected(refused)) =
             parse_response(wire.as_bytes(), max_head, MAX_HEADERS, KEY, &req, false)
         else {
             panic!("not rejected")
         };
+        let RefusedResponse { status, body, .. } = *refused;
         assert_eq!((status, body.len()), (500, max_head));
     }
 
@@ -1207,14 +1208,14 @@ mod tests {
         let wire = "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n\r\nsee /elsewhere";
         // The body runs to the end of the stream, so it is not complete before EOF.
         assert_eq!(parse(wire.as_bytes(), &req, false), Ok(Status::Partial));
-        let Err(HandshakeError::Rejected {
+        let Err(HandshakeError::Rejected(refused)) = parse(wire.as_bytes(), &req, true) else {
+            panic!("not rejected")
+        };
+        let RefusedResponse {
             status,
             headers,
             body,
-        }) = parse(wire.as_bytes(), &req, true)
-        else {
-            panic!("not rejected")
-        };
+        } = *refused;
         assert_eq!(status, 302);
         assert_eq!(headers[0].value, b"/elsewhere");
         assert_eq!(&body[..], b"see /elsewhere");
@@ -1226,9 +1227,10 @@ mod tests {
         let mut wire = Vec::new();
         write_reject(&Reject::new(204), &mut wire).unwrap();
         wire.extend_from_slice(b"junk");
-        let Err(HandshakeError::Rejected { status, body, .. }) = parse(&wire, &req, false) else {
+        let Err(HandshakeError::Rejected(refused)) = parse(&wire, &req, false) else {
             panic!("not rejected")
         };
+        let RefusedResponse { status, body, .. } = *refused;
         assert_eq!((status, body.len()), (204, 0));
     }
 
@@ -1240,14 +1242,14 @@ mod tests {
             .header("WWW-Authenticate", "Basic")
             .body("who?");
         write_reject(&reject, &mut wire).unwrap();
-        let Err(HandshakeError::Rejected {
+        let Err(HandshakeError::Rejected(refused)) = parse(&wire, &req, false) else {
+            panic!("not rejected")
+        };
+        let RefusedResponse {
             status,
             headers,
             body,
-        }) = parse(&wire, &req, false)
-        else {
-            panic!("not rejected")
-        };
+        } = *refused;
         assert_eq!(status, 401);
         assert_eq!(
             find_header(&headers, "www-authenticate"),

@@ -324,7 +324,7 @@ mod tests {
         }
         let got = scan.parse_response(input, MAX_HEAD, MAX_HEADERS, KEY, &request, false);
         assert!(
-            matches!(got, Err(HandshakeError::Rejected { status: 403, ref body, .. }) if body == &b"nope!"[..]),
+            matches!(got, Err(HandshakeError::Rejected(ref r)) if r.status == 403 && r.body == b"nope!"[..]),
             "{got:?}"
         );
     }

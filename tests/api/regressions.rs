@@ -132,9 +132,13 @@ fn client_refusal_body_larger_than_the_handshake_buffer_got_stuck() {
     // `feed` asserts that the connection never stops taking bytes without an event.
     let out = feed(&mut client, &response);
     match out.error {
-        Some(Error::Handshake(HandshakeError::Rejected { status, body, .. })) => {
-            assert_eq!(status, 400);
-            assert_eq!(body.len(), 512, "the body, cut at max_handshake_size");
+        Some(Error::Handshake(HandshakeError::Rejected(refused))) => {
+            assert_eq!(refused.status, 400);
+            assert_eq!(
+                refused.body.len(),
+                512,
+                "the body, cut at max_handshake_size"
+            );
         }
         other => panic!("expected the refusal, got {other:?}"),
     }

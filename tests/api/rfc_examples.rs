@@ -467,13 +467,9 @@ fn server_rejects_and_the_client_reports_the_status() {
     pair.drive();
     assert!(pair.server.should_close_transport());
     match &pair.client_out.error {
-        Some(wsengine::Error::Handshake(wsengine::HandshakeError::Rejected {
-            status,
-            body,
-            ..
-        })) => {
-            assert_eq!(*status, 403);
-            assert_eq!(&body[..], b"not you");
+        Some(wsengine::Error::Handshake(wsengine::HandshakeError::Rejected(refused))) => {
+            assert_eq!(refused.status, 403);
+            assert_eq!(&refused.body[..], b"not you");
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -836,9 +836,9 @@ fn client_reports_a_refusal() {
     let response = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope";
     let out = feed(&mut client, response);
     match out.error {
-        Some(Error::Handshake(HandshakeError::Rejected { status, body, .. })) => {
-            assert_eq!(status, 403);
-            assert_eq!(&body[..], b"nope");
+        Some(Error::Handshake(HandshakeError::Rejected(refused))) => {
+            assert_eq!(refused.status, 403);
+            assert_eq!(&refused.body[..], b"nope");
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -864,9 +864,9 @@ fn client_refusal_without_content_length_is_the_same_however_it_is_split() {
         client.recv_eof();
         let error = out.error.or_else(|| client.poll_event().err());
         match error {
-            Some(Error::Handshake(HandshakeError::Rejected { status, body, .. })) => {
-                assert_eq!(status, 403);
-                bodies.push(body);
+            Some(Error::Handshake(HandshakeError::Rejected(refused))) => {
+                assert_eq!(refused.status, 403);
+                bodies.push(refused.body);
             }
             other => panic!("expected a refusal, got {other:?}"),
         }

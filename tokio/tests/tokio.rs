@@ -872,13 +872,11 @@ fn hook_chooses_a_subprotocol_or_rejects() {
 
         let private = url.replace("/echo", "/private");
         match connect(&private).await {
-            Err(Error::Connection(wsengine::Error::Handshake(HandshakeError::Rejected {
-                status,
-                body,
-                ..
-            }))) => {
-                assert_eq!(status, 403);
-                assert_eq!(&body[..], b"go away");
+            Err(Error::Connection(wsengine::Error::Handshake(HandshakeError::Rejected(
+                refused,
+            )))) => {
+                assert_eq!(refused.status, 403);
+                assert_eq!(&refused.body[..], b"go away");
             }
             other => panic!("expected a 403, got {other:?}"),
         }
