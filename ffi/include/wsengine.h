@@ -2,12 +2,14 @@
  * wsengine: the C API of a sans-IO WebSocket (RFC 6455) engine.
  *
  * One handle (wsengine_conn) per connection. The library owns no socket, thread or
- * clock: the host feeds received bytes in (wsengine_recv), takes events out
+ * clock: the host feeds received bytes in (wsengine_recv, or reads them straight into
+ * the connection's buffer: wsengine_recv_buf, wsengine_commit_recv), takes events out
  * (wsengine_poll_event), writes what the library queues (wsengine_poll_transmit,
  * wsengine_advance_transmit) and passes the time in (wsengine_handle_timeout).
  *
- * Calling protocol: after every input (wsengine_recv, wsengine_recv_eof,
- * wsengine_handle_timeout) or command (accept, reject, send, close):
+ * Calling protocol: after every input (wsengine_recv, or wsengine_recv_buf then
+ * wsengine_commit_recv; wsengine_recv_eof, wsengine_handle_timeout) or command (accept,
+ * reject, send, close):
  *   1. wsengine_poll_event until WSENGINE_AGAIN (react to each event: accept a request,
  *      echo a message, ...); a negative status is fatal and sticky;
  *   2. write wsengine_poll_transmit's bytes to the transport, wsengine_advance_transmit
@@ -30,7 +32,9 @@
  *   - Pointers the library hands out point into the handle: event payloads and request
  *     data stay valid until the next wsengine_poll_event or wsengine_destroy; transmit
  *     bytes until the next call on the handle other than a read-only getter. Never free
- *     them. Strings returned as const char * are NUL-terminated.
+ *     them. Strings returned as const char * are NUL-terminated. The one writable
+ *     pointer, wsengine_recv_buf's room, is valid until wsengine_commit_recv or any
+ *     other call on the handle but a read-only getter.
  *   - No call lets a Rust panic escape: a caught panic returns WSENGINE_PANIC and
  *     poisons the handle. Out of memory aborts the process (as malloc failures do in
  *     most C programs).
@@ -85,8 +89,9 @@ enum wsengine_status
     WSENGINE_OK = 0,
     /**
      * Nothing to report now: no event (wsengine_poll_event), no timer armed
-     * (wsengine_next_timeout), or the receive buffer took only part of the bytes
-     * (wsengine_recv: poll events, then offer the rest).
+     * (wsengine_next_timeout), the receive buffer took only part of the bytes
+     * (wsengine_recv: poll events, then offer the rest), or it has no room for a read
+     * (wsengine_recv_buf: poll events, then ask again).
      */
     WSENGINE_AGAIN = 1,
     /**
@@ -97,7 +102,9 @@ enum wsengine_status
      * A NULL handle or output pointer, a NULL input pointer with a nonzero length, text
      * that is not UTF-8, an out-of-range value (role, delivery mode, close code, control
      * payload over 125 bytes, close reason over 123 bytes, bad header name or value, a
-     * subprotocol the client did not offer, an HTTP status outside 100-599, ...).
+     * subprotocol the client did not offer, an HTTP status outside 100-599, a
+     * wsengine_commit_recv that claims more than wsengine_recv_buf offered or does not
+     * follow it, ...).
      */
     WSENGINE_INVALID_ARGUMENT = -1,
     /**
@@ -827,6 +834,53 @@ wsengine_status wsengine_recv(struct wsengine_conn *conn,
                               const uint8_t *data,
                               size_t len,
                               size_t *taken);
+
+/**
+ * Room in the connection's own receive buffer for the transport's next read, the
+ * zero-copy alternative to wsengine_recv(): stores its address in `*buf` and its length
+ * in `*len`. Read from the socket straight into it (at most `*len` bytes), then call
+ * wsengine_commit_recv() with the number of bytes read (0 for none, e.g. EAGAIN), with
+ * no other call on this handle in between (the read-only getters, such as
+ * wsengine_get_state() or wsengine_recv_capacity(), change nothing and are allowed).
+ *
+ * Returns WSENGINE_OK with `*len` > 0, or WSENGINE_AGAIN with `*len` 0 when the
+ * receive buffer is full, as wsengine_recv() returns WSENGINE_AGAIN when it took fewer
+ * bytes: do not read (a read of 0 bytes would look like the end of the stream), poll
+ * events (which drains the buffer), then ask again. The room is initialised memory of
+ * unspecified contents, sized by the connection: a few KiB at first, growing while
+ * reads fill it up to the receive limit, or the rest of a large frame's payload when
+ * that is read straight into its message. After the connection is over the room is
+ * still offered and what is committed is discarded, as wsengine_recv() does.
+ *
+ * `*buf` is never NULL (with `*len` 0 it points to no bytes). It is valid until
+ * wsengine_commit_recv() or any other call on this handle but a read-only getter: such
+ * a call withdraws the offer, and wsengine_commit_recv() then returns
+ * WSENGINE_INVALID_ARGUMENT. Calling wsengine_recv_buf() again replaces the offer.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle (see wsengine_destroy); `buf` and `len` are NULL
+ * (WSENGINE_INVALID_ARGUMENT) or writable. The caller writes at most `*len` bytes at
+ * `*buf`, and none once the offer is withdrawn.
+ */
+wsengine_status wsengine_recv_buf(struct wsengine_conn *conn, uint8_t **buf, size_t *len);
+
+/**
+ * Adds the first `n` bytes of the room wsengine_recv_buf() offered (what the transport
+ * read into it) to the received bytes; 0 is allowed (nothing was read). Events come
+ * from wsengine_poll_event(), as after wsengine_recv(). The offer is used up: call
+ * wsengine_recv_buf() again before the next read.
+ *
+ * Returns WSENGINE_INVALID_ARGUMENT, adding nothing, when `n` is larger than the room
+ * offered, or when wsengine_recv_buf() was not the previous call on this handle
+ * (read-only getters aside): the offer is withdrawn then too, and the connection is
+ * unchanged.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle (see wsengine_destroy).
+ */
+wsengine_status wsengine_commit_recv(struct wsengine_conn *conn, size_t n);
 
 /**
  * The peer ended the stream (a read returned 0). Events that follow report how the

@@ -293,6 +293,10 @@ pub struct wsengine_conn {
     last_error: Cow<'static, CStr>,
     /// A panic was caught while this handle was in use: its state may be inconsistent.
     pub(crate) poisoned: bool,
+    /// The length of the room `wsengine_recv_buf` handed out, while it may still be
+    /// committed: every other call that can change the connection withdraws it (the
+    /// `enter` wrapper), so `commit_recv` refuses what the core would panic on.
+    recv_offer: Option<usize>,
 }
 
 impl wsengine_conn {
@@ -347,7 +351,42 @@ impl wsengine_conn {
             fatal: None,
             last_error: Cow::Borrowed(c""),
             poisoned: false,
+            recv_offer: None,
         }
+    }
+
+    /// Room in the connection's receive buffer for the caller's next read
+    /// (`Connection::recv_buf`), remembered for `commit_recv`.
+    pub(crate) fn recv_buf(&mut self) -> &mut [u8] {
+        let room = self.conn.recv_buf();
+        self.recv_offer = Some(room.len());
+        room
+    }
+
+    /// Adds the first `n` bytes of the room `recv_buf` handed out to the received bytes
+    /// (`Connection::commit_recv`), after checking what the core would panic on: no
+    /// offer since the connection last changed, or more bytes than were offered. The
+    /// offer is used up either way.
+    pub(crate) fn commit_recv(&mut self, n: usize) -> Result<(), Failure> {
+        match self.recv_offer.take() {
+            None => Err(Failure::invalid(
+                "wsengine_commit_recv: no room to commit: call wsengine_recv_buf just \
+                 before it, with no other call on the handle in between",
+            )),
+            Some(offered) if n > offered => Err(Failure::invalid(format!(
+                "n: {n} bytes committed but wsengine_recv_buf offered {offered}"
+            ))),
+            Some(_) => {
+                self.conn.commit_recv(n);
+                Ok(())
+            }
+        }
+    }
+
+    /// Withdraws the room `recv_buf` offered: the call about to run may change the
+    /// connection, after which committing into that room would be a bug.
+    pub(crate) fn withdraw_recv_offer(&mut self) {
+        self.recv_offer = None;
     }
 
     /// The negotiated permessage-deflate parameters, if any.

@@ -13,10 +13,12 @@
 //!   function, and so in the header.
 //!
 //! The calling protocol is the core's (see `wsengine::Connection`): after every input
-//! (`wsengine_recv`, `wsengine_recv_eof`, `wsengine_handle_timeout`) or command (accept,
-//! send, close), poll events until `WSENGINE_AGAIN`, write `wsengine_poll_transmit` to
-//! the transport and `wsengine_advance_transmit`, then arm a timer for
-//! `wsengine_next_timeout`; close the transport once `wsengine_should_close_transport`.
+//! (`wsengine_recv`, or `wsengine_recv_buf` then `wsengine_commit_recv` to read into the
+//! connection's own buffer; `wsengine_recv_eof`, `wsengine_handle_timeout`) or command
+//! (accept, send, close), poll events until `WSENGINE_AGAIN`, write
+//! `wsengine_poll_transmit` to the transport and `wsengine_advance_transmit`, then arm a
+//! timer for `wsengine_next_timeout`; close the transport once
+//! `wsengine_should_close_transport`.
 
 mod handle;
 mod types;
@@ -39,13 +41,36 @@ type Result<T> = core::result::Result<T, Failure>;
 // ---- pointer plumbing: the only unsafe code of the crate ----
 
 /// Runs `f` on the handle behind `conn`, catching panics. Failures set the handle's
-/// error message.
+/// error message. Every entry point that takes a mutable handle comes through here, so
+/// it first withdraws the room `wsengine_recv_buf` offered (a later
+/// `wsengine_commit_recv` is then refused instead of committing into a buffer the call
+/// may have changed); only `wsengine_commit_recv` itself bypasses that, through
+/// [`enter_keeping_recv_offer`].
 ///
 /// # Safety
 ///
 /// `conn` is NULL or a handle from `wsengine_create` that has not been destroyed and is
 /// not in use by another thread during this call.
 unsafe fn enter(conn: *mut wsengine_conn, f: impl FnOnce(&mut wsengine_conn) -> Result<S>) -> S {
+    let body = |h: &mut wsengine_conn| {
+        h.withdraw_recv_offer();
+        f(h)
+    };
+    // SAFETY: enter_keeping_recv_offer has this function's contract, which the caller
+    // upholds.
+    unsafe { enter_keeping_recv_offer(conn, body) }
+}
+
+/// [`enter`] without withdrawing the room `wsengine_recv_buf` offered: for
+/// `wsengine_commit_recv`, which uses it up.
+///
+/// # Safety
+///
+/// As [`enter`].
+unsafe fn enter_keeping_recv_offer(
+    conn: *mut wsengine_conn,
+    f: impl FnOnce(&mut wsengine_conn) -> Result<S>,
+) -> S {
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: by this function's contract `conn` is NULL (as_mut gives None) or points
         // to a live handle that nothing else uses during this call.
@@ -664,6 +689,90 @@ pub unsafe extern "C" fn wsengine_recv(
     };
     // SAFETY: the caller guarantees `conn` is NULL or a live, unshared handle.
     unsafe { enter(conn, body) }
+}
+
+/// Room in the connection's own receive buffer for the transport's next read, the
+/// zero-copy alternative to wsengine_recv(): stores its address in `*buf` and its length
+/// in `*len`. Read from the socket straight into it (at most `*len` bytes), then call
+/// wsengine_commit_recv() with the number of bytes read (0 for none, e.g. EAGAIN), with
+/// no other call on this handle in between (the read-only getters, such as
+/// wsengine_get_state() or wsengine_recv_capacity(), change nothing and are allowed).
+///
+/// Returns WSENGINE_OK with `*len` > 0, or WSENGINE_AGAIN with `*len` 0 when the
+/// receive buffer is full, as wsengine_recv() returns WSENGINE_AGAIN when it took fewer
+/// bytes: do not read (a read of 0 bytes would look like the end of the stream), poll
+/// events (which drains the buffer), then ask again. The room is initialised memory of
+/// unspecified contents, sized by the connection: a few KiB at first, growing while
+/// reads fill it up to the receive limit, or the rest of a large frame's payload when
+/// that is read straight into its message. After the connection is over the room is
+/// still offered and what is committed is discarded, as wsengine_recv() does.
+///
+/// `*buf` is never NULL (with `*len` 0 it points to no bytes). It is valid until
+/// wsengine_commit_recv() or any other call on this handle but a read-only getter: such
+/// a call withdraws the offer, and wsengine_commit_recv() then returns
+/// WSENGINE_INVALID_ARGUMENT. Calling wsengine_recv_buf() again replaces the offer.
+///
+/// # Safety
+///
+/// `conn` is NULL or a live handle (see wsengine_destroy); `buf` and `len` are NULL
+/// (WSENGINE_INVALID_ARGUMENT) or writable. The caller writes at most `*len` bytes at
+/// `*buf`, and none once the offer is withdrawn.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wsengine_recv_buf(
+    conn: *mut wsengine_conn,
+    buf: *mut *mut u8,
+    len: *mut usize,
+) -> wsengine_status {
+    let body = |h: &mut wsengine_conn| -> Result<S> {
+        // SAFETY: the caller guarantees `buf` is NULL or writable.
+        let buf_slot = unsafe { out(buf, "buf") }?;
+        // SAFETY: the caller guarantees `len` is NULL or writable.
+        let len_slot = unsafe { out(len, "len") }?;
+        let room = h.recv_buf();
+        let n = room.len();
+        // An empty room points to EMPTY, like every empty byte string of this ABI: never
+        // NULL, and never written through (the caller may write no byte of it).
+        let ptr = if n == 0 {
+            handle::EMPTY.as_ptr().cast_mut()
+        } else {
+            room.as_mut_ptr()
+        };
+        buf_slot.write(ptr);
+        len_slot.write(n);
+        Ok(if n == 0 {
+            S::WSENGINE_AGAIN
+        } else {
+            S::WSENGINE_OK
+        })
+    };
+    // SAFETY: the caller guarantees `conn` is NULL or a live, unshared handle.
+    unsafe { enter(conn, body) }
+}
+
+/// Adds the first `n` bytes of the room wsengine_recv_buf() offered (what the transport
+/// read into it) to the received bytes; 0 is allowed (nothing was read). Events come
+/// from wsengine_poll_event(), as after wsengine_recv(). The offer is used up: call
+/// wsengine_recv_buf() again before the next read.
+///
+/// Returns WSENGINE_INVALID_ARGUMENT, adding nothing, when `n` is larger than the room
+/// offered, or when wsengine_recv_buf() was not the previous call on this handle
+/// (read-only getters aside): the offer is withdrawn then too, and the connection is
+/// unchanged.
+///
+/// # Safety
+///
+/// `conn` is NULL or a live handle (see wsengine_destroy).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wsengine_commit_recv(
+    conn: *mut wsengine_conn,
+    n: usize,
+) -> wsengine_status {
+    let body = |h: &mut wsengine_conn| -> Result<S> {
+        h.commit_recv(n)?;
+        Ok(S::WSENGINE_OK)
+    };
+    // SAFETY: the caller guarantees `conn` is NULL or a live, unshared handle.
+    unsafe { enter_keeping_recv_offer(conn, body) }
 }
 
 /// The peer ended the stream (a read returned 0). Events that follow report how the

@@ -32,15 +32,18 @@ pub enum wsengine_status {
     /// Success.
     WSENGINE_OK = 0,
     /// Nothing to report now: no event (wsengine_poll_event), no timer armed
-    /// (wsengine_next_timeout), or the receive buffer took only part of the bytes
-    /// (wsengine_recv: poll events, then offer the rest).
+    /// (wsengine_next_timeout), the receive buffer took only part of the bytes
+    /// (wsengine_recv: poll events, then offer the rest), or it has no room for a read
+    /// (wsengine_recv_buf: poll events, then ask again).
     WSENGINE_AGAIN = 1,
     /// A looked-up item is absent: a header, the Origin, a subprotocol index.
     WSENGINE_NOT_FOUND = 2,
     /// A NULL handle or output pointer, a NULL input pointer with a nonzero length, text
     /// that is not UTF-8, an out-of-range value (role, delivery mode, close code, control
     /// payload over 125 bytes, close reason over 123 bytes, bad header name or value, a
-    /// subprotocol the client did not offer, an HTTP status outside 100-599, ...).
+    /// subprotocol the client did not offer, an HTTP status outside 100-599, a
+    /// wsengine_commit_recv that claims more than wsengine_recv_buf offered or does not
+    /// follow it, ...).
     WSENGINE_INVALID_ARGUMENT = -1,
     /// The send buffer holds at least max_send_buffer bytes: transmit first, then retry.
     WSENGINE_BLOCKED = -2,

@@ -200,6 +200,40 @@ impl Conn {
         assert_eq!(self.recv(data), (WSENGINE_OK, data.len()));
     }
 
+    /// wsengine_recv_buf: the status and the room (its pointer is never NULL).
+    fn recv_buf(&mut self) -> (wsengine_status, *mut u8, usize) {
+        let mut buf = null_mut();
+        let mut len = usize::MAX;
+        // SAFETY: live handle, writable `buf` and `len`.
+        let s = unsafe { wsengine_recv_buf(self.0, &mut buf, &mut len) };
+        if matches!(s, WSENGINE_OK | WSENGINE_AGAIN) {
+            assert!(!buf.is_null(), "the room is never NULL");
+            assert_eq!(
+                s == WSENGINE_AGAIN,
+                len == 0,
+                "AGAIN exactly when the room is empty"
+            );
+        }
+        (s, buf, len)
+    }
+
+    fn commit_recv(&mut self, n: usize) -> wsengine_status {
+        // SAFETY: live handle.
+        unsafe { wsengine_commit_recv(self.0, n) }
+    }
+
+    /// "Reads" as much of `data` as the room wsengine_recv_buf offers into it, commits
+    /// that and returns how much it was (0: the buffer is full).
+    fn read_into(&mut self, data: &[u8]) -> usize {
+        let (_, buf, len) = self.recv_buf();
+        let n = len.min(data.len());
+        // SAFETY: the library offered `len` >= `n` writable bytes at `buf`, valid until
+        // the next call on the handle; `data` is ours and cannot overlap them.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), buf, n) };
+        assert_eq!(self.commit_recv(n), WSENGINE_OK);
+        n
+    }
+
     fn eof(&mut self) {
         // SAFETY: live handle.
         assert_eq!(unsafe { wsengine_recv_eof(self.0) }, WSENGINE_OK);
@@ -698,6 +732,9 @@ fn null_handle_is_refused_everywhere() {
     unsafe {
         assert_eq!(wsengine_recv(h, b"x".as_ptr(), 1, &mut n), inv);
         assert_eq!(wsengine_recv_eof(h), inv);
+        let mut room = null_mut();
+        assert_eq!(wsengine_recv_buf(h, &mut room, &mut n), inv);
+        assert_eq!(wsengine_commit_recv(h, 0), inv);
         assert_eq!(wsengine_handle_timeout(h, 0), inv);
         assert_eq!(wsengine_next_timeout(h, &mut t), inv);
         assert_eq!(wsengine_poll_event(h, ev.as_mut_ptr()), inv);
@@ -756,6 +793,10 @@ fn null_pointers_with_lengths_and_null_outputs_are_refused() {
         assert_eq!(wsengine_next_timeout(h, null_mut()), inv);
         assert_eq!(wsengine_recv_capacity(h, null_mut()), inv);
         let mut n = 0;
+        let mut room = null_mut();
+        assert_eq!(wsengine_recv_buf(h, null_mut(), &mut n), inv);
+        assert_eq!(wsengine_recv_buf(h, &mut room, null_mut()), inv);
+        assert_eq!(wsengine_commit_recv(h, 0), inv, "no room was offered");
         assert_eq!(
             wsengine_poll_transmit_segments(h, null_mut(), 4, &mut n),
             inv
@@ -2071,4 +2112,378 @@ fn an_abi_2_config_opens_with_the_default_deflate_limits() {
     let mut server = Conn(out);
     assert_eq!(server.send_text(&compressible(2000)), WSENGINE_OK);
     assert_eq!(server.transmit()[0], 0xC1, "compressed");
+}
+
+// ---- zero-copy receive: wsengine_recv_buf, wsengine_commit_recv ----
+
+#[test]
+fn recv_buf_and_commit_recv_take_a_handshake_and_a_masked_frame() {
+    let mut server = Conn::server(&test_config(), 0);
+    let mut wire = RFC_REQUEST.to_vec();
+    wire.extend_from_slice(RFC_MASKED_HELLO);
+    let (s, _, len) = server.recv_buf();
+    assert_eq!(s, WSENGINE_OK);
+    assert!(len >= wire.len(), "a first room of a few KiB");
+    assert_eq!(server.read_into(&wire), wire.len());
+    let events = server.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, WSENGINE_EVENT_REQUEST);
+    assert_eq!(server.accept(None), WSENGINE_OK);
+    assert!(server.transmit().starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
+    // A read that found nothing commits 0.
+    let (s, _, _) = server.recv_buf();
+    assert_eq!(s, WSENGINE_OK);
+    assert_eq!(server.commit_recv(0), WSENGINE_OK);
+    assert_eq!(server.events(), vec![]);
+}
+
+#[test]
+fn commit_recv_misuse_is_refused_without_a_panic() {
+    let (_client, mut server) = open_pair(&test_config(), 0);
+    let inv = WSENGINE_INVALID_ARGUMENT;
+
+    // No wsengine_recv_buf at all, with 0 or more bytes.
+    assert_eq!(server.commit_recv(0), inv);
+    assert!(
+        server.error_message().contains("wsengine_recv_buf"),
+        "{}",
+        server.error_message()
+    );
+    assert_eq!(server.commit_recv(1), inv);
+
+    // More than was offered: refused, and the offer is used up.
+    let (_, _, len) = server.recv_buf();
+    assert_eq!(server.commit_recv(len + 1), inv);
+    assert!(
+        server.error_message().contains(&format!(
+            "{} bytes committed but wsengine_recv_buf offered {len}",
+            len + 1
+        )),
+        "{}",
+        server.error_message()
+    );
+    assert_eq!(server.commit_recv(0), inv, "used up by the refused commit");
+    let (_, _, len) = server.recv_buf();
+    assert_eq!(server.commit_recv(usize::MAX), inv);
+    assert!(len < usize::MAX);
+
+    // A call that may change the connection in between withdraws the offer.
+    type Call = (&'static str, fn(&mut Conn));
+    let withdrawing: [Call; 5] = [
+        ("poll_event", |c| assert_eq!(c.poll(), Ok(None))),
+        ("recv", |c| assert_eq!(c.recv(&[]), (WSENGINE_OK, 0))),
+        ("send_text", |c| assert_eq!(c.send_text(b"x"), WSENGINE_OK)),
+        ("poll_transmit", |c| drop(c.transmit())),
+        ("handle_timeout", |c| c.handle_timeout(1)),
+    ];
+    for (name, call) in withdrawing {
+        let (s, _, _) = server.recv_buf();
+        assert_eq!(s, WSENGINE_OK);
+        call(&mut server);
+        assert_eq!(server.commit_recv(1), inv, "{name}");
+        assert_eq!(server.commit_recv(0), inv, "{name}");
+    }
+    // A refused call withdraws it too (it went through the same entry).
+    server.recv_buf();
+    assert_eq!(server.send_text(b"\xff"), inv);
+    assert_eq!(server.commit_recv(0), inv);
+
+    // Read-only getters change nothing and leave the offer; a second recv_buf replaces
+    // it. The refusals left the connection as it was: a frame read into the room arrives.
+    server.recv_buf();
+    let (_, buf, len) = server.recv_buf();
+    let mut cap = 0;
+    // SAFETY: live handle, writable `cap`.
+    let s = unsafe { wsengine_recv_capacity(server.0, &mut cap) };
+    assert_eq!(s, WSENGINE_OK);
+    assert_eq!(server.state(), wsengine_state::WSENGINE_STATE_OPEN as i32);
+    assert!(!server.wants_write());
+    let frame = RFC_MASKED_HELLO;
+    assert!(len >= frame.len());
+    // SAFETY: the room offered `len` writable bytes at `buf`, still valid: only getters
+    // ran since; `frame` is a constant, which cannot overlap it.
+    unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), buf, frame.len()) };
+    assert_eq!(
+        server.commit_recv(frame.len()),
+        WSENGINE_OK,
+        "{}",
+        server.error_message()
+    );
+    assert_eq!(server.events(), vec![ev(WSENGINE_EVENT_TEXT, b"Hello")]);
+    assert_eq!(
+        server.state(),
+        wsengine_state::WSENGINE_STATE_OPEN as i32,
+        "not poisoned"
+    );
+}
+
+#[test]
+fn commit_recv_misuse_is_refused_while_the_room_is_in_a_message() {
+    // A large frame's payload is read straight into the message being assembled: a
+    // commit after the connection changed is the misuse the core would panic on.
+    let mut config = test_config();
+    config.recv_buffer_size = 256;
+    let (_client, mut server) = open_pair(&config, 0);
+    let payload: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let frame = wsengine_test_support::masked(true, wsengine_test_support::BINARY, &payload);
+    let mut rest = &frame[..100];
+    while !rest.is_empty() {
+        let n = server.read_into(rest);
+        rest = &rest[n..];
+    }
+    assert_eq!(server.events(), vec![], "the frame has begun");
+    let (s, _, len) = server.recv_buf();
+    assert_eq!(s, WSENGINE_OK);
+    assert_eq!(server.commit_recv(len + 1), WSENGINE_INVALID_ARGUMENT);
+    server.recv_buf();
+    assert_eq!(server.poll(), Ok(None));
+    assert_eq!(server.commit_recv(1), WSENGINE_INVALID_ARGUMENT);
+    let mut rest = &frame[100..];
+    let mut got = Vec::new();
+    while !rest.is_empty() {
+        let n = server.read_into(rest);
+        rest = &rest[n..];
+        got.extend(server.events());
+    }
+    assert_eq!(got, vec![ev(WSENGINE_EVENT_BINARY, &payload)]);
+}
+
+#[test]
+fn recv_buf_offers_no_room_when_the_buffer_is_full() {
+    let mut config = test_config();
+    config.recv_buffer_size = 256;
+    let (_client, mut server) = open_pair(&config, 0);
+    // Small frames, never polled: they fill the receive buffer.
+    let frame = wsengine_test_support::masked(true, wsengine_test_support::BINARY, &[1; 10]);
+    let wire = frame.repeat(100);
+    let mut rest = &wire[..];
+    loop {
+        let n = server.read_into(rest);
+        if n == 0 {
+            break;
+        }
+        rest = &rest[n..];
+    }
+    let taken = wire.len() - rest.len();
+    assert_eq!(
+        taken,
+        256 + 14,
+        "the receive limit, as wsengine_recv_capacity says"
+    );
+    let (s, buf, len) = server.recv_buf();
+    assert_eq!((s, len), (WSENGINE_AGAIN, 0));
+    assert!(!buf.is_null());
+    assert_eq!(
+        server.commit_recv(0),
+        WSENGINE_OK,
+        "0 is allowed after an empty room"
+    );
+    // Polling drains the buffer and makes room again.
+    let mut got = server.events();
+    while !rest.is_empty() {
+        let n = server.read_into(rest);
+        rest = &rest[n..];
+        got.extend(server.events());
+    }
+    assert_eq!(got, vec![ev(WSENGINE_EVENT_BINARY, &[1; 10]); 100]);
+}
+
+/// What a server made of some bytes: its events (until the first fatal status), that
+/// status, the close code and everything it transmitted.
+#[derive(Debug, PartialEq, Eq)]
+struct Run {
+    events: Vec<Ev>,
+    fatal: Option<wsengine_status>,
+    close_code: u16,
+    transmitted: Vec<u8>,
+}
+
+/// Polls every event into `run`, accepting a request; false after a fatal status.
+fn drain_into(conn: &mut Conn, run: &mut Run) -> bool {
+    loop {
+        match conn.poll() {
+            Ok(Some(e)) => {
+                if e.kind == WSENGINE_EVENT_REQUEST {
+                    assert_eq!(conn.accept(None), WSENGINE_OK);
+                }
+                run.events.push(e);
+            }
+            Ok(None) => return true,
+            Err(s) => {
+                run.fatal = Some(s);
+                return false;
+            }
+        }
+    }
+}
+
+/// Feeds `wire` to a new server in reads of `chunk` bytes, through wsengine_recv or
+/// (`zero_copy`) wsengine_recv_buf and wsengine_commit_recv, polling events after every
+/// call that takes bytes and whenever no more are taken.
+fn run_server(config: &wsengine_config, wire: &[u8], chunk: usize, zero_copy: bool) -> Run {
+    let mut conn = Conn::server(config, 0);
+    let mut run = Run {
+        events: Vec::new(),
+        fatal: None,
+        close_code: 0,
+        transmitted: Vec::new(),
+    };
+    'reads: for piece in wire.chunks(chunk) {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let taken = if zero_copy {
+                conn.read_into(rest)
+            } else {
+                conn.recv(rest).1
+            };
+            rest = &rest[taken..];
+            let before = run.events.len();
+            if !drain_into(&mut conn, &mut run) {
+                break 'reads;
+            }
+            assert!(taken > 0 || run.events.len() > before, "stuck");
+            run.transmitted.extend(conn.transmit());
+        }
+    }
+    if run.fatal.is_none() {
+        drain_into(&mut conn, &mut run);
+    }
+    run.close_code = conn.close_code();
+    run.transmitted.extend(conn.transmit());
+    run
+}
+
+impl Run {
+    /// The run in a line, payloads by length (a large payload in full would bury a
+    /// failure message).
+    fn summary(&self) -> String {
+        let events: Vec<String> = self
+            .events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{:?}({}, last {}, code {})",
+                    e.kind,
+                    e.data.len(),
+                    e.last,
+                    e.code
+                )
+            })
+            .collect();
+        format!(
+            "events [{}], fatal {:?}, close code {}, {} bytes transmitted",
+            events.join(", "),
+            self.fatal,
+            self.close_code,
+            self.transmitted.len()
+        )
+    }
+
+    /// Consecutive pieces of a streamed message merged into one event (how a stream is
+    /// cut into pieces depends on how much each read took); before a fatal error, the
+    /// pieces of a message it interrupted dropped (how much of it arrived before the
+    /// error depends on the reads too).
+    fn whole_messages(mut self) -> Self {
+        self.events = merge_pieces(self.events);
+        if self.fatal.is_some() && self.events.last().is_some_and(|e| is_data(e) && !e.last) {
+            self.events.pop();
+        }
+        self
+    }
+}
+
+fn is_data(e: &Ev) -> bool {
+    matches!(e.kind, WSENGINE_EVENT_TEXT | WSENGINE_EVENT_BINARY)
+}
+
+fn assert_same_run(got: &Run, expected: &Run, what: &str) {
+    assert!(
+        got == expected,
+        "{what}:\n  zero-copy: {}\n  recv:      {}",
+        got.summary(),
+        expected.summary()
+    );
+}
+
+/// Consecutive pieces of a streamed message merged into one event.
+fn merge_pieces(events: Vec<Ev>) -> Vec<Ev> {
+    let mut out: Vec<Ev> = Vec::new();
+    for e in events {
+        match out.last_mut() {
+            Some(prev) if prev.kind == e.kind && !prev.last && is_data(&e) => {
+                prev.data.extend_from_slice(&e.data);
+                prev.last = e.last;
+            }
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
+#[test]
+fn recv_buf_gives_the_events_recv_gives_for_the_same_reads() {
+    use wsengine_test_support::{BINARY, CLOSE, CONT, PING, TEXT, close_body, masked};
+    let big: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+    let big_text: Vec<u8> = (0..70_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut bad_text = big_text.clone();
+    bad_text[40_000] = 0xff;
+    let messages = [
+        masked(true, TEXT, b"Hello"),
+        masked(true, BINARY, &[7; 200]),
+        masked(true, BINARY, &big),
+        masked(false, TEXT, b"frag"),
+        masked(true, PING, b"p"),
+        masked(false, CONT, "mé".as_bytes()),
+        masked(true, CONT, &big_text),
+        masked(true, CLOSE, &close_body(1000, b"bye")),
+    ]
+    .concat();
+    // Each wire with the close code it ends with: the closing handshake (a clean close
+    // reports no fatal code), an unmasked frame, invalid UTF-8 deep inside a large text
+    // frame.
+    let unmasked = [
+        RFC_REQUEST,
+        &masked(true, TEXT, b"ok")[..],
+        RFC_UNMASKED_HELLO,
+    ];
+    let wires = [
+        ([RFC_REQUEST, &messages[..]].concat(), 0),
+        (unmasked.concat(), 1002),
+        (
+            [RFC_REQUEST, &masked(true, TEXT, &bad_text)[..]].concat(),
+            1007,
+        ),
+    ];
+    let mut small = test_config();
+    small.recv_buffer_size = 256;
+    let mut streaming = test_config();
+    streaming.delivery = wsengine_delivery::WSENGINE_DELIVERY_STREAMING as i32;
+    let mut small_streaming = small;
+    small_streaming.delivery = streaming.delivery;
+    let configs = [
+        ("default", test_config()),
+        ("small", small),
+        ("streaming", streaming),
+        ("small streaming", small_streaming),
+    ];
+    for (name, config) in &configs {
+        let whole = config.delivery == wsengine_delivery::WSENGINE_DELIVERY_WHOLE as i32;
+        for (w, (wire, code)) in wires.iter().enumerate() {
+            for chunk in [1, 3, 100, 1000, 4096, 65_536, usize::MAX] {
+                let copied = run_server(config, wire, chunk, false);
+                let zero_copy = run_server(config, wire, chunk, true);
+                let what = format!("{name}, wire {w}, reads of {chunk}");
+                assert_eq!(copied.close_code, *code, "{what}");
+                let fatal = (*code != 0).then_some(WSENGINE_PROTOCOL_ERROR);
+                assert_eq!(copied.fatal, fatal, "{what}");
+                if whole {
+                    assert_same_run(&zero_copy, &copied, &what);
+                } else {
+                    let (zero_copy, copied) = (zero_copy.whole_messages(), copied.whole_messages());
+                    assert_same_run(&zero_copy, &copied, &what);
+                }
+            }
+        }
+    }
 }
