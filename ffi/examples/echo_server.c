@@ -57,7 +57,7 @@ static size_t client_count;
 static size_t client_cap;
 static int listen_fd = -1;
 static int signal_pipe[2] = {-1, -1};
-static unsigned char buf[READ_CHUNK];
+static unsigned char buf[READ_CHUNK]; /* lingering reads, discarded */
 static int log_enabled;
 static wsengine_config config; /* every connection's, set up in main */
 
@@ -179,33 +179,38 @@ static void progress(client *c) {
     }
 }
 
-/* Reads what the socket has (at most what the connection takes), then progresses. */
+/* Reads what the socket has straight into the connection's receive buffer (no copy:
+ * wsengine_recv_buf offers the room, wsengine_commit_recv takes what was read), then
+ * progresses. */
 static void service_read(client *c) {
     int i;
     for (i = 0; i < READS_PER_WAKEUP && c->ws && !c->dead && !c->peer_eof; i++) {
-        size_t cap = 0;
+        uint8_t *room = NULL;
+        size_t room_len = 0;
+        ssize_t n;
+        int err;
         if (wsengine_is_send_blocked(c->ws) == 1) {
             return; /* backpressure: let the peer read first */
         }
-        wsengine_recv_capacity(c->ws, &cap);
-        if (cap == 0) {
+        if (wsengine_recv_buf(c->ws, &room, &room_len) != WSENGINE_OK) {
+            /* WSENGINE_AGAIN: the receive buffer is full (no room: a read into it would
+             * return 0, which is not EOF). Handling the events drains it. */
             progress(c);
             continue;
         }
-        if (cap > sizeof buf) {
-            cap = sizeof buf;
-        }
-        ssize_t n = read(c->fd, buf, cap);
-        if (n > 0) {
-            wsengine_recv(c->ws, buf, (size_t)n, NULL); /* n <= capacity: all taken */
-        } else if (n == 0) {
+        n = read(c->fd, room, room_len);
+        err = errno;
+        /* Commit at once, 0 when nothing was read: no other call on the handle may come
+         * between wsengine_recv_buf and wsengine_commit_recv. */
+        wsengine_commit_recv(c->ws, n > 0 ? (size_t)n : 0);
+        if (n == 0) {
             c->peer_eof = 1;
             wsengine_recv_eof(c->ws);
-        } else if (errno == EINTR) {
+        } else if (n < 0 && err == EINTR) {
             continue;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        } else if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
             return;
-        } else {
+        } else if (n < 0) {
             c->peer_eof = 1; /* a reset: treat as the end of the stream */
             wsengine_recv_eof(c->ws);
         }
