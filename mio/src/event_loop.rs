@@ -232,6 +232,9 @@ pub struct EventLoop<H> {
     /// turn: every connection gets the same read budget per turn, whatever the mix of
     /// readiness events and leftovers that brought it there.
     ready: Vec<ConnId>,
+    /// What a turn services (the listener as `None`): kept between turns so that a turn
+    /// allocates nothing.
+    touched: Vec<Option<ConnId>>,
     scratch: Vec<u8>,
     shutdown_deadline: Option<Instant>,
     /// Accepting failed for want of descriptors (or the like): try again then.
@@ -286,6 +289,7 @@ impl<H: Handler> EventLoop<H> {
             }),
             timers: BinaryHeap::new(),
             ready: Vec::new(),
+            touched: Vec::new(),
             shutdown_deadline: None,
             accept_retry: None,
             recently_active: Vec::new(),
@@ -400,7 +404,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) => return Err(e),
             }
             self.conns.now = Instant::now();
-            let mut touched = Vec::new();
+            let mut touched = std::mem::take(&mut self.touched);
             for event in self.events.iter() {
                 match event.token() {
                     LISTENER => touched.push(None),
@@ -430,7 +434,7 @@ impl<H: Handler> EventLoop<H> {
                     touched.push(Some(id));
                 }
             }
-            for t in touched {
+            for &t in &touched {
                 match t {
                     None => self.accept_all(),
                     Some(id) => self.service(id),
@@ -438,6 +442,8 @@ impl<H: Handler> EventLoop<H> {
                 self.flush_dirty();
                 self.enforce_budget();
             }
+            touched.clear();
+            self.touched = touched;
         }
     }
 
