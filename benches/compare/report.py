@@ -298,6 +298,10 @@ def load_tables(directory):
             " server CPU per message."
         )
     print("\nA load generator near 100% of its core caps msgs/s: compare server CPU µs/msg then.")
+    print(
+        "At 1 in flight per connection (the `_if1` points) neither core saturates: msgs/s"
+        " follows wake-up latency and the shared machine, so compare server CPU µs/msg there too."
+    )
     return 0
 
 

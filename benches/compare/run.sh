@@ -167,9 +167,10 @@ fi
 # =====================================================================================
 
 # The standard points (name=ARGS, commas for spaces). uWebSockets' load_test points (one
-# message in flight per connection, binary), then the server-CPU points (8 in flight per
-# connection: there the generator's core saturates first, so compare server CPU per
-# message, not messages/s).
+# message in flight per connection, binary), then the server-CPU points, each size at
+# one message in flight per connection (request-response: one read and one write per
+# echo, nothing to batch, so the calls per wakeup decide) and at 8 (there the
+# generator's core saturates first, so compare server CPU per message, not messages/s).
 default_scenarios=(
     "c100_20B=--connections,100,--size,20"
     "c10_1KiB=--connections,10,--size,1024"
@@ -177,8 +178,11 @@ default_scenarios=(
     "c200_16KiB=--connections,200,--size,16384"
     "c500_16KiB=--connections,500,--size,16384"
     "c1_1MiB=--connections,1,--size,1048576"
+    "cpu_c64_16B_if1=--connections,64,--size,16,--in-flight,1"
     "cpu_c64_16B_if8=--connections,64,--size,16,--in-flight,8"
+    "cpu_c64_1KiB_if1=--connections,64,--size,1024,--in-flight,1"
     "cpu_c64_1KiB_if8=--connections,64,--size,1024,--in-flight,8"
+    "cpu_c8_64KiB_if1=--connections,8,--size,65536,--in-flight,1"
     "cpu_c8_64KiB_if8=--connections,8,--size,65536,--in-flight,8"
 )
 # permessage-deflate points: text, run against the servers that have deflate. `--text`

@@ -98,6 +98,9 @@ pub(crate) struct Conn {
     listed: bool,
     /// In `EventLoop::ready` (at most once: see `EventLoop::schedule`).
     queued: bool,
+    /// The byte a read took beyond what the core could take (see `EventLoop::service`):
+    /// the core gets it before anything read after it.
+    carry: Option<u8>,
 }
 
 /// Connection bookkeeping shared by the loop and the handler's [`Context`].
@@ -153,6 +156,7 @@ impl Conns {
             active: false,
             listed: false,
             queued: false,
+            carry: None,
         };
         let id = self
             .slab
@@ -228,6 +232,9 @@ pub struct EventLoop<H> {
     /// turn: every connection gets the same read budget per turn, whatever the mix of
     /// readiness events and leftovers that brought it there.
     ready: Vec<ConnId>,
+    /// What a turn services (the listener as `None`): kept between turns so that a turn
+    /// allocates nothing.
+    touched: Vec<Option<ConnId>>,
     scratch: Vec<u8>,
     shutdown_deadline: Option<Instant>,
     /// Accepting failed for want of descriptors (or the like): try again then.
@@ -251,15 +258,20 @@ impl<H: Handler> EventLoop<H> {
             listener: None,
             handler,
             // At least what one connection's receive buffer takes (its limit plus a
-            // frame header), so a message of exactly that size arrives in one read.
+            // frame header), so a message of exactly that size arrives in one read, and
+            // one byte more: the probe that tells a read that drained the socket from
+            // one that filled the buffer (see `service`).
             scratch: vec![
                 0;
-                config.read_chunk.max(
-                    config
-                        .connection
-                        .recv_limit()
-                        .saturating_add(wsengine::frame::MAX_HEADER_LEN)
-                )
+                config
+                    .read_chunk
+                    .max(
+                        config
+                            .connection
+                            .recv_limit()
+                            .saturating_add(wsengine::frame::MAX_HEADER_LEN)
+                    )
+                    .saturating_add(1)
             ],
             conns: Conns {
                 slab: Slab::new(),
@@ -277,6 +289,7 @@ impl<H: Handler> EventLoop<H> {
             }),
             timers: BinaryHeap::new(),
             ready: Vec::new(),
+            touched: Vec::new(),
             shutdown_deadline: None,
             accept_retry: None,
             recently_active: Vec::new(),
@@ -391,7 +404,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) => return Err(e),
             }
             self.conns.now = Instant::now();
-            let mut touched = Vec::new();
+            let mut touched = std::mem::take(&mut self.touched);
             for event in self.events.iter() {
                 match event.token() {
                     LISTENER => touched.push(None),
@@ -421,7 +434,7 @@ impl<H: Handler> EventLoop<H> {
                     touched.push(Some(id));
                 }
             }
-            for t in touched {
+            for &t in &touched {
                 match t {
                     None => self.accept_all(),
                     Some(id) => self.service(id),
@@ -429,6 +442,8 @@ impl<H: Handler> EventLoop<H> {
                 self.flush_dirty();
                 self.enforce_budget();
             }
+            touched.clear();
+            self.touched = touched;
         }
     }
 
@@ -613,17 +628,40 @@ impl<H: Handler> EventLoop<H> {
                 break;
             }
             let mut read_something = false;
-            if c.readable && !c.paused && budget > 0 {
+            let may_read = c.readable && !c.paused && budget > 0;
+            if may_read
+                && let Some(byte) = c.carry
+                && c.core.recv(&[byte]) == 1
+            {
+                // The byte carried from the last read goes first: `dispatch` has
+                // drained the core since, so it has room.
+                c.carry = None;
+            }
+            let cap = c.core.recv_capacity();
+            // No room, or a carry the core could not take, cannot happen once `dispatch`
+            // has drained the core; if it did, nothing is read past the carry, and no
+            // zero-length read is made (its 0 would look like the end of stream).
+            if may_read && c.carry.is_none() && cap > 0 {
                 budget -= 1;
-                let cap = c.core.recv_capacity().min(self.scratch.len());
-                match c.stream.read(&mut self.scratch[..cap]) {
+                // One byte more than the core takes: a read that returns no more than
+                // the core takes is short, so it drained the socket, even when it
+                // brought exactly what the core takes (a message of the receive
+                // buffer's size at one in flight, or the rest of a frame the buffer
+                // holds part of). Without the extra byte such a read looked full and
+                // cost a read that only said WouldBlock. A byte beyond what the core
+                // takes is carried to the next read.
+                let want = cap.saturating_add(1).min(self.scratch.len());
+                match c.stream.read(&mut self.scratch[..want]) {
                     Ok(0) => {
                         c.readable = false;
                         c.core.recv_eof();
                     }
                     Ok(n) => {
-                        // n <= recv_capacity, so the core takes it all.
-                        let _ = c.core.recv(&self.scratch[..n]);
+                        // n <= cap + 1: the core takes all but at most one byte.
+                        let taken = c.core.recv(&self.scratch[..n]);
+                        if taken < n {
+                            c.carry = Some(self.scratch[n - 1]);
+                        }
                         read_something = true;
                         // A short read drained the socket: skip the read that would only
                         // say WouldBlock (one syscall per wakeup saved). Safe with
@@ -631,7 +669,7 @@ impl<H: Handler> EventLoop<H> {
                         // after this read (tokio makes the same call) -- but not an end
                         // of stream that came with this very event: then read on to
                         // the 0.
-                        if cfg!(target_os = "linux") && n < cap && !c.read_closed {
+                        if cfg!(target_os = "linux") && n < want && !c.read_closed {
                             c.readable = false;
                         }
                     }

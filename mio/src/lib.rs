@@ -13,9 +13,12 @@
 //!
 //! # What the loop does for each connection
 //!
-//! - Reads straight into the core in chunks no larger than
-//!   [`Connection::recv_capacity`](wsengine::Connection::recv_capacity), until `WouldBlock` (with a per-wakeup budget so one
-//!   busy peer cannot starve the others); `Interrupted` is retried; `Ok(0)` is EOF.
+//! - Reads into the core in chunks of at most
+//!   [`Connection::recv_capacity`](wsengine::Connection::recv_capacity) plus one byte
+//!   (carried to the next read if the core cannot take it), until `WouldBlock` or, on
+//!   Linux, a read that returned less than it asked for (the socket is drained, and
+//!   edge-triggered epoll reports whatever arrives after it); with a per-wakeup budget
+//!   so one busy peer cannot starve the others. `Interrupted` is retried; `Ok(0)` is EOF.
 //! - Hands every event of a read to the handler, then writes the transmit buffer once
 //!   until `WouldBlock`: replies to a whole read go out in as few writes as possible.
 //! - Registers write interest only while the core [`wants_write`](wsengine::Connection::wants_write).

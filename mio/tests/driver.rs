@@ -472,6 +472,108 @@ fn data_and_end_of_stream_in_one_wakeup_still_close_the_connection() {
     );
 }
 
+/// Writes `bytes` on a clone of `s` from another thread (the test reads the echoes
+/// meanwhile, so neither side's buffers fill up); returns the writer to join.
+fn write_in_background(s: &TcpStream, bytes: Vec<u8>) -> JoinHandle<()> {
+    let mut w = s.try_clone().unwrap();
+    std::thread::spawn(move || w.write_all(&bytes).unwrap())
+}
+
+/// Reads `n` echoes of binary messages; panics (after the 5 s read timeout) if one is
+/// missing.
+fn read_echoes(s: &mut TcpStream, n: usize) -> Vec<Vec<u8>> {
+    let mut pending = Vec::new();
+    (0..n)
+        .map(|i| {
+            let (op, payload) = read_frame(s, &mut pending)
+                .unwrap_or_else(|| panic!("echo {i} of {n} never came (input left unread?)"));
+            assert_eq!(op, OpCode::Binary);
+            payload
+        })
+        .collect()
+}
+
+/// A message of exactly the receive buffer's size (64 KiB, 65,550 bytes with its
+/// header: what the core takes) with another right behind it, in one write. The driver
+/// reads one byte more than the core takes, so such a read that ends on the message is
+/// known to have drained the socket; here the extra byte is the start of the second
+/// message, carried to the next read: both must come back whole and in order.
+#[test]
+fn a_message_of_the_receive_buffers_size_and_one_behind_it_are_both_echoed() {
+    let mut server = RunningServer::start(DriverConfig::default());
+    let mut s = raw_client(server.addr);
+    let big: Vec<u8> = (0..64u32 << 10)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
+    for round in 0..20u8 {
+        let small = vec![round; 1 + usize::from(round)];
+        let mut burst = client_frame(wsengine_test_support::BINARY, &big);
+        assert_eq!(burst.len(), (64 << 10) + wsengine::frame::MAX_HEADER_LEN);
+        burst.extend(client_frame(wsengine_test_support::BINARY, &small));
+        let writer = write_in_background(&s, burst);
+        let echoes = read_echoes(&mut s, 2);
+        writer.join().unwrap();
+        assert!(echoes[0] == big, "round {round}: the large echo differs");
+        assert_eq!(echoes[1], small, "round {round}");
+    }
+    // One at a time too: each read that brings exactly one message drained the socket,
+    // and the next message, sent only after the echo, still wakes the server.
+    for round in 0..5 {
+        s.write_all(&client_frame(wsengine_test_support::BINARY, &big))
+            .unwrap();
+        assert!(read_echoes(&mut s, 1)[0] == big, "round {round}");
+    }
+    drop(s);
+    server.stop();
+    let log = server.log.lock().unwrap();
+    // Our end of stream, not a protocol error from bytes lost or reordered.
+    assert_eq!(
+        log.closed,
+        vec!["Closed { code: CloseCode(1006), clean: false }".to_owned()]
+    );
+}
+
+/// A read that fills what it asked for leaves the socket undrained: the driver must read
+/// on (within its budget, then on a later turn) although no further readiness event
+/// comes, since nothing more is sent. And a message whose first part arrived in an
+/// earlier (short) read is completed by the event for its rest.
+#[test]
+fn input_is_read_to_the_end_without_a_further_event_and_after_a_short_read() {
+    let mut server = RunningServer::start(DriverConfig::default());
+    let mut s = raw_client(server.addr);
+    // Several reads' worth (more than the read budget of one turn) in one write.
+    let messages: Vec<Vec<u8>> = (0..12u8)
+        .map(|i| vec![i; (40 << 10) + usize::from(i) * 997])
+        .collect();
+    let burst: Vec<u8> = messages
+        .iter()
+        .flat_map(|m| client_frame(wsengine_test_support::BINARY, m))
+        .collect();
+    let writer = write_in_background(&s, burst);
+    let echoes = read_echoes(&mut s, messages.len());
+    writer.join().unwrap();
+    assert!(echoes == messages, "the echoes differ");
+    // Half a frame, a pause long enough for the server to read it (a short read), then
+    // the rest, for frames that stay in the receive buffer and for larger ones.
+    for size in [16, 1000, 64 << 10, 200 << 10] {
+        let payload = vec![7u8; size];
+        let frame = client_frame(wsengine_test_support::BINARY, &payload);
+        let (head, tail) = frame.split_at(frame.len() / 2);
+        s.write_all(head).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.write_all(tail).unwrap();
+        assert!(read_echoes(&mut s, 1)[0] == payload, "size {size}");
+    }
+    drop(s);
+    server.stop();
+    let log = server.log.lock().unwrap();
+    // Our end of stream, not a protocol error from bytes lost or reordered.
+    assert_eq!(
+        log.closed,
+        vec!["Closed { code: CloseCode(1006), clean: false }".to_owned()]
+    );
+}
+
 /// Writes echo requests on `s` without reading until the server stops taking them (its
 /// socket buffers full and reading paused) for 500 ms; returns the bytes written.
 fn stuff(s: &mut TcpStream, frame: &[u8]) -> usize {
