@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::vec::IntoIter;
@@ -257,22 +257,9 @@ impl<H: Handler> EventLoop<H> {
             events: Events::with_capacity(1024),
             listener: None,
             handler,
-            // At least what one connection's receive buffer takes (its limit plus a
-            // frame header), so a message of exactly that size arrives in one read, and
-            // one byte more: the probe that tells a read that drained the socket from
-            // one that filled the buffer (see `service`).
-            scratch: vec![
-                0;
-                config
-                    .read_chunk
-                    .max(
-                        config
-                            .connection
-                            .recv_limit()
-                            .saturating_add(wsengine::frame::MAX_HEADER_LEN)
-                    )
-                    .saturating_add(1)
-            ],
+            // Reads after a connection is over are discarded into it (`linger_read`);
+            // live connections read into their core's own buffer.
+            scratch: vec![0; config.read_chunk.max(1)],
             conns: Conns {
                 slab: Slab::new(),
                 dirty: Vec::new(),
@@ -637,48 +624,56 @@ impl<H: Handler> EventLoop<H> {
                 // drained the core since, so it has room.
                 c.carry = None;
             }
-            let cap = c.core.recv_capacity();
-            // No room, or a carry the core could not take, cannot happen once `dispatch`
-            // has drained the core; if it did, nothing is read past the carry, and no
-            // zero-length read is made (its 0 would look like the end of stream).
-            if may_read && c.carry.is_none() && cap > 0 {
-                budget -= 1;
-                // One byte more than the core takes: a read that returns no more than
-                // the core takes is short, so it drained the socket, even when it
-                // brought exactly what the core takes (a message of the receive
-                // buffer's size at one in flight, or the rest of a frame the buffer
-                // holds part of). Without the extra byte such a read looked full and
-                // cost a read that only said WouldBlock. A byte beyond what the core
-                // takes is carried to the next read.
-                let want = cap.saturating_add(1).min(self.scratch.len());
-                match c.stream.read(&mut self.scratch[..want]) {
-                    Ok(0) => {
-                        c.readable = false;
-                        c.core.recv_eof();
-                    }
-                    Ok(n) => {
-                        // n <= cap + 1: the core takes all but at most one byte.
-                        let taken = c.core.recv(&self.scratch[..n]);
-                        if taken < n {
-                            c.carry = Some(self.scratch[n - 1]);
-                        }
-                        read_something = true;
-                        // A short read drained the socket: skip the read that would only
-                        // say WouldBlock (one syscall per wakeup saved). Safe with
-                        // Linux's edge-triggered epoll, which reports every new arrival
-                        // after this read (tokio makes the same call) -- but not an end
-                        // of stream that came with this very event: then read on to
-                        // the 0.
-                        if cfg!(target_os = "linux") && n < want && !c.read_closed {
+            // The read goes straight into the core's buffer (`recv_buf`), plus one byte
+            // beyond it: a read that fills no more than the core's room is short, so it
+            // drained the socket, even when it brought exactly what the room holds (a
+            // message of the receive buffer's size at one in flight, or the rest of a
+            // large frame read into its message). Without the extra byte such a read
+            // looked full and cost a read that only said WouldBlock. The extra byte is
+            // carried to the next read. No room, or a carry the core could not take,
+            // cannot happen once `dispatch` has drained the core; if it did, nothing is
+            // read past the carry, and no zero-length read is made (its 0 would look
+            // like the end of stream).
+            if may_read && c.carry.is_none() {
+                let room = c.core.recv_buf();
+                let room_len = room.len();
+                if room_len == 0 {
+                    c.core.commit_recv(0);
+                } else {
+                    budget -= 1;
+                    let mut extra = [0u8; 1];
+                    let result = c
+                        .stream
+                        .read_vectored(&mut [IoSliceMut::new(room), IoSliceMut::new(&mut extra)]);
+                    let n = *result.as_ref().unwrap_or(&0);
+                    c.core.commit_recv(n.min(room_len));
+                    match result {
+                        Ok(0) => {
                             c.readable = false;
+                            c.core.recv_eof();
                         }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => read_something = true,
-                    Err(e) => {
-                        self.finish(id, Disconnect::Io(e));
-                        self.remove(id);
-                        return;
+                        Ok(n) => {
+                            if n > room_len {
+                                c.carry = Some(extra[0]);
+                            }
+                            read_something = true;
+                            // A short read drained the socket: skip the read that would
+                            // only say WouldBlock (one syscall per wakeup saved). Safe
+                            // with Linux's edge-triggered epoll, which reports every new
+                            // arrival after this read (tokio makes the same call) -- but
+                            // not an end of stream that came with this very event: then
+                            // read on to the 0.
+                            if cfg!(target_os = "linux") && n <= room_len && !c.read_closed {
+                                c.readable = false;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => read_something = true,
+                        Err(e) => {
+                            self.finish(id, Disconnect::Io(e));
+                            self.remove(id);
+                            return;
+                        }
                     }
                 }
             }

@@ -13,10 +13,10 @@
 //!
 //! # What the loop does for each connection
 //!
-//! - Reads into the core in chunks of at most
-//!   [`Connection::recv_capacity`](wsengine::Connection::recv_capacity) plus one byte
-//!   (carried to the next read if the core cannot take it), until `WouldBlock` or, on
-//!   Linux, a read that returned less than it asked for (the socket is drained, and
+//! - Reads straight into the core's buffer
+//!   ([`Connection::recv_buf`](wsengine::Connection::recv_buf), no copy) plus one byte
+//!   (a second `readv` slice, carried to the next read), until `WouldBlock` or, on
+//!   Linux, a read that returned no more than the core's room (the socket is drained, and
 //!   edge-triggered epoll reports whatever arrives after it); with a per-wakeup budget
 //!   so one busy peer cannot starve the others. `Interrupted` is retried; `Ok(0)` is EOF.
 //! - Hands every event of a read to the handler, then writes the transmit buffer once
@@ -134,8 +134,10 @@ pub struct DriverConfig {
     pub connection: Config,
     /// Most connections at once (default 10 000); more are answered 503 and closed.
     pub max_connections: usize,
-    /// Size of the one read buffer shared by all connections (default 64 KiB; at least
-    /// the connections' `recv_buffer_size` plus a frame header is used).
+    /// Size of the one buffer shared by all connections that reads are discarded into
+    /// once a connection is over (default 64 KiB). Live connections read straight into
+    /// their core's buffer ([`Connection::recv_buf`](wsengine::Connection::recv_buf)),
+    /// sized by the core.
     pub read_chunk: usize,
     /// Longest wait for Close replies during graceful shutdown (default 5 s).
     pub shutdown_timeout: Duration,
