@@ -24,21 +24,12 @@ impl Connection {
     /// An `Err` is fatal and sticky (see the type's docs): every later call returns it.
     #[must_use = "events carry messages and errors that must be handled"]
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
-        // The common case, an open connection with a frame to report, returns the frame
-        // reader's result as it is: rebuilding it here (`?`, then `Ok(..)` around an
-        // `Option` combinator) copied the whole result through the stack once more per
-        // message.
+        // The common case, an open connection: the frame reader's result is returned as
+        // it is (a tail call, built where the caller receives it). Rebuilding or even
+        // inspecting it here copied the whole result through the stack once more per
+        // message, with loads that straddle the stores that wrote it.
         if matches!(self.phase, Phase::Open | Phase::Closing) && self.closed_event.is_none() {
-            let event = self.read_frames();
-            match &event {
-                Ok(Some(_)) => self.after_event(),
-                Ok(None) => {
-                    self.at_rest();
-                    return Ok(self.closed_event.take());
-                }
-                Err(_) => {}
-            }
-            return event;
+            return self.read_frames();
         }
         self.poll_event_outside_frames()
     }
@@ -173,13 +164,36 @@ impl Connection {
         }
     }
 
+    /// The frames of an open connection: the common frame on its own path, the rest
+    /// through the general one; then what `poll_event` does after an event or when
+    /// input runs out.
     fn read_frames(&mut self) -> Result<Option<Event>, Error> {
         if self.recv.frame.is_none() && self.recv.message.is_none() {
-            let event = self.whole_frame_in_buffer()?;
-            if event.is_some() {
-                return Ok(event);
+            match self.whole_frame_in_buffer() {
+                WholeFrame::Message(kind, data) => {
+                    self.after_event();
+                    return Ok(Some(data_event(kind, data, true)));
+                }
+                WholeFrame::Invalid(e) => return Err(self.fail_protocol(e)),
+                WholeFrame::Other => {}
             }
         }
+        match self.read_frames_general() {
+            Ok(Some(event)) => {
+                self.after_event();
+                Ok(Some(event))
+            }
+            Ok(None) => {
+                self.at_rest();
+                Ok(self.closed_event.take())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every frame the common path does not take: header by header, each checked by
+    /// `begin_frame`, payload by payload, control frames, fragments, large frames.
+    fn read_frames_general(&mut self) -> Result<Option<Event>, Error> {
         loop {
             let Some(frame) = self.recv.frame else {
                 match FrameHeader::decode(&self.rx, self.allowed_rsv()) {
@@ -210,31 +224,31 @@ impl Connection {
     /// The common case, one path from header to event: a whole unfragmented text or
     /// binary frame (RSV clear, up to 64 KiB, within the limits, masked as the role
     /// requires) at the front of the receive buffer, with no message in progress. It is
-    /// unmasked and validated where it lies and split out as the message. `Ok(None)`:
-    /// anything else, which the general path below handles (and checks, with the same
+    /// unmasked and validated where it lies and split out as the message.
+    /// `WholeFrame::Other`: anything else, which the general path handles (and checks, with the same
     /// outcome for frames taken here: every rule it would apply holds for them).
     #[inline(always)]
-    fn whole_frame_in_buffer(&mut self) -> Result<Option<Event>, Error> {
+    fn whole_frame_in_buffer(&mut self) -> WholeFrame {
         let (Some(&b0), Some(&b1)) = (self.rx.first(), self.rx.get(1)) else {
-            return Ok(None);
+            return WholeFrame::Other;
         };
         // FIN set, RSV clear, opcode 1 (text) or 2 (binary): §5.2, §5.4.
         let kind = match b0 {
             0x81 => MessageKind::Text,
             0x82 => MessageKind::Binary,
-            _ => return Ok(None),
+            _ => return WholeFrame::Other,
         };
         // §5.1: a server takes only masked frames, a client only unmasked ones.
         let masked = b1 & 0x80 != 0;
         if masked != (self.role == Role::Server) {
-            return Ok(None);
+            return WholeFrame::Other;
         }
         let (payload_len, ext) = match b1 & 0x7F {
             126 => match self.rx.get(2..4) {
                 Some(&[hi, lo]) => (usize::from(u16::from_be_bytes([hi, lo])), 2),
-                _ => return Ok(None),
+                _ => return WholeFrame::Other,
             },
-            127 => return Ok(None),
+            127 => return WholeFrame::Other,
             len7 => (usize::from(len7), 0),
         };
         let key_at = 2 + ext;
@@ -245,7 +259,7 @@ impl Connection {
             || wire_len(payload_len) > self.config.max_frame_size
             || wire_len(payload_len) > self.config.max_message_size
         {
-            return Ok(None);
+            return WholeFrame::Other;
         }
         let key = match self.rx.get(key_at..header_len) {
             Some(&[a, b, c, d]) => Some([a, b, c, d]),
@@ -261,10 +275,10 @@ impl Connection {
         if kind == MessageKind::Text {
             let mut utf8 = crate::utf8::Utf8Validator::new();
             if utf8.feed(&payload).and_then(|()| utf8.finish()).is_err() {
-                return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+                return WholeFrame::Invalid(ProtocolError::InvalidUtf8);
             }
         }
-        Ok(Some(data_event(kind, payload.freeze(), true)))
+        WholeFrame::Message(kind, payload.freeze())
     }
 
     /// All buffered input is used up: if the peer has ended the stream, the connection
@@ -715,6 +729,17 @@ impl Connection {
         }
         Progress::Event(data_event(kind, data.freeze(), last))
     }
+}
+
+/// What the common frame's path found (`whole_frame_in_buffer`): small, so the event
+/// is built once, where `poll_event`'s caller receives it.
+enum WholeFrame {
+    /// A whole message, unmasked and validated.
+    Message(MessageKind, Bytes),
+    /// The frame breaks a rule (invalid UTF-8): the connection fails.
+    Invalid(ProtocolError),
+    /// Not the common frame: the general path takes it.
+    Other,
 }
 
 /// The bytes of an unfinished code point the UTF-8 validator held back at the end of the
