@@ -168,15 +168,28 @@ impl Connection {
     /// through the general one; then what `poll_event` does after an event or when
     /// input runs out.
     fn read_frames(&mut self) -> Result<Option<Event>, Error> {
-        if self.recv.frame.is_none() && self.recv.message.is_none() {
-            match self.whole_frame_in_buffer() {
-                WholeFrame::Message(kind, data) => {
-                    self.after_event();
-                    return Ok(Some(data_event(kind, data, true)));
-                }
-                WholeFrame::Invalid(e) => return Err(self.fail_protocol(e)),
-                WholeFrame::Other => {}
+        if self.recv.frame.is_none()
+            && self.recv.message.is_none()
+            && let Some(frame) = self.whole_frame_in_buffer()
+        {
+            // A new message: a timer left from the previous one is not this one's.
+            self.timers.message = Timer::Off;
+            self.rx.advance(frame.header_len);
+            let mut payload = self.rx.split_to(frame.payload_len);
+            if let Some(key) = frame.key {
+                apply_mask(&mut payload, key, 0);
             }
+            if frame.kind == MessageKind::Text {
+                let mut utf8 = crate::utf8::Utf8Validator::new();
+                if utf8.feed(&payload).and_then(|()| utf8.finish()).is_err() {
+                    return Err(self.fail_protocol(ProtocolError::InvalidUtf8));
+                }
+            }
+            self.after_event();
+            // Built here, in the returned value, from the split-out bytes: moving them
+            // through an intermediate enum first cost a copy whose loads straddle the
+            // stores that wrote them.
+            return Ok(Some(data_event(frame.kind, payload.freeze(), true)));
         }
         match self.read_frames_general() {
             Ok(Some(event)) => {
@@ -224,31 +237,31 @@ impl Connection {
     /// The common case, one path from header to event: a whole unfragmented text or
     /// binary frame (RSV clear, up to 64 KiB, within the limits, masked as the role
     /// requires) at the front of the receive buffer, with no message in progress. It is
-    /// unmasked and validated where it lies and split out as the message.
-    /// `WholeFrame::Other`: anything else, which the general path handles (and checks, with the same
+    /// unmasked and validated where it lies and split out as the message (by
+    /// `read_frames`). `None`: anything else, which the general path handles (and checks, with the same
     /// outcome for frames taken here: every rule it would apply holds for them).
     #[inline(always)]
-    fn whole_frame_in_buffer(&mut self) -> WholeFrame {
+    fn whole_frame_in_buffer(&self) -> Option<WholeFrame> {
         let (Some(&b0), Some(&b1)) = (self.rx.first(), self.rx.get(1)) else {
-            return WholeFrame::Other;
+            return None;
         };
         // FIN set, RSV clear, opcode 1 (text) or 2 (binary): §5.2, §5.4.
         let kind = match b0 {
             0x81 => MessageKind::Text,
             0x82 => MessageKind::Binary,
-            _ => return WholeFrame::Other,
+            _ => return None,
         };
         // §5.1: a server takes only masked frames, a client only unmasked ones.
         let masked = b1 & 0x80 != 0;
         if masked != (self.role == Role::Server) {
-            return WholeFrame::Other;
+            return None;
         }
         let (payload_len, ext) = match b1 & 0x7F {
             126 => match self.rx.get(2..4) {
                 Some(&[hi, lo]) => (usize::from(u16::from_be_bytes([hi, lo])), 2),
-                _ => return WholeFrame::Other,
+                _ => return None,
             },
-            127 => return WholeFrame::Other,
+            127 => return None,
             len7 => (usize::from(len7), 0),
         };
         let key_at = 2 + ext;
@@ -259,26 +272,18 @@ impl Connection {
             || wire_len(payload_len) > self.config.max_frame_size
             || wire_len(payload_len) > self.config.max_message_size
         {
-            return WholeFrame::Other;
+            return None;
         }
         let key = match self.rx.get(key_at..header_len) {
             Some(&[a, b, c, d]) => Some([a, b, c, d]),
             _ => None,
         };
-        // A new message: a timer left from the previous one is not this one's.
-        self.timers.message = Timer::Off;
-        self.rx.advance(header_len);
-        let mut payload = self.rx.split_to(payload_len);
-        if let Some(key) = key {
-            apply_mask(&mut payload, key, 0);
-        }
-        if kind == MessageKind::Text {
-            let mut utf8 = crate::utf8::Utf8Validator::new();
-            if utf8.feed(&payload).and_then(|()| utf8.finish()).is_err() {
-                return WholeFrame::Invalid(ProtocolError::InvalidUtf8);
-            }
-        }
-        WholeFrame::Message(kind, payload.freeze())
+        Some(WholeFrame {
+            kind,
+            header_len,
+            payload_len,
+            key,
+        })
     }
 
     /// All buffered input is used up: if the peer has ended the stream, the connection
@@ -731,15 +736,14 @@ impl Connection {
     }
 }
 
-/// What the common frame's path found (`whole_frame_in_buffer`): small, so the event
-/// is built once, where `poll_event`'s caller receives it.
-enum WholeFrame {
-    /// A whole message, unmasked and validated.
-    Message(MessageKind, Bytes),
-    /// The frame breaks a rule (invalid UTF-8): the connection fails.
-    Invalid(ProtocolError),
-    /// Not the common frame: the general path takes it.
-    Other,
+/// The common frame at the front of the receive buffer (`whole_frame_in_buffer`):
+/// plain numbers, so nothing but the payload's own handle moves on the way to the event.
+#[derive(Clone, Copy)]
+struct WholeFrame {
+    kind: MessageKind,
+    header_len: usize,
+    payload_len: usize,
+    key: Option<[u8; 4]>,
 }
 
 /// The bytes of an unfinished code point the UTF-8 validator held back at the end of the
