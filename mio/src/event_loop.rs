@@ -19,6 +19,7 @@ use wsengine::{
 use crate::handle::{Command, Handle, Shared};
 use crate::handler::{Context, Decision, Disconnect, Handler};
 use crate::slab::Slab;
+use crate::tls_layer::{self, Session};
 use crate::{ConnId, DriverConfig, TRY_AGAIN_LATER};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -65,6 +66,8 @@ pub(crate) struct Connecting {
 /// One connection: its socket, its core, and the loop's bookkeeping.
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
+    /// TLS between the socket and the core (`wss://`), if any.
+    tls: Option<Session>,
     pub(crate) core: Connection,
     pub(crate) peer: SocketAddr,
     /// A readable edge was seen and reads have not hit `WouldBlock` since.
@@ -127,6 +130,7 @@ impl Conns {
         &mut self,
         registry: &Registry,
         stream: TcpStream,
+        tls: Option<Session>,
         peer: SocketAddr,
         core: Connection,
         connecting: Option<Box<Connecting>>,
@@ -139,6 +143,7 @@ impl Conns {
         };
         let conn = Conn {
             stream,
+            tls,
             core,
             peer,
             readable: false,
@@ -179,12 +184,12 @@ impl Conns {
         registry: &Registry,
         request: ClientRequest,
     ) -> io::Result<ConnId> {
-        if request.is_secure() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "wss:// needs TLS, which the mio driver does not provide yet",
-            ));
-        }
+        // RFC 6455 §4.1 step 5: wss:// runs the handshake over TLS.
+        let tls = if request.is_secure() {
+            Some(tls_layer::client_session(&mut self.config, request.host())?)
+        } else {
+            None
+        };
         // A core now checks the request at once; the one that runs is made when the TCP
         // connect completes, so its handshake timeout starts then.
         let core = Connection::client(request.clone(), self.config.connection.clone(), self.now)
@@ -200,7 +205,7 @@ impl Conns {
             rest,
             deadline: self.now + self.config.connect_timeout,
         });
-        self.add(registry, stream, peer, core, Some(connecting))
+        self.add(registry, stream, tls, peer, core, Some(connecting))
     }
 }
 
@@ -560,11 +565,16 @@ impl<H: Handler> EventLoop<H> {
                         continue;
                     }
                     let _ = stream.set_nodelay(self.conns.config.nodelay);
+                    // The core's handshake timeout starts now, so it covers the TLS
+                    // handshake too.
+                    let Ok(tls) = tls_layer::server_session(&self.conns.config) else {
+                        continue;
+                    };
                     let core =
                         Connection::server(self.conns.config.connection.clone(), self.conns.now);
                     let _ = self
                         .conns
-                        .add(self.poll.registry(), stream, peer, core, None);
+                        .add(self.poll.registry(), stream, tls, peer, core, None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -616,7 +626,37 @@ impl<H: Handler> EventLoop<H> {
             }
             let mut read_something = false;
             let may_read = c.readable && !c.paused && budget > 0;
-            if may_read
+            if let Some(session) = c.tls.as_mut() {
+                // TLS: decrypted bytes left from an earlier read go first (the core had
+                // no room for them then); only when rustls holds none is the socket read.
+                if !c.paused {
+                    let mut moved = session.deliver(&mut c.core);
+                    if moved == 0 && may_read && !session.at_end() {
+                        budget -= 1;
+                        match session.receive(&mut c.stream) {
+                            Ok(0) => c.readable = false,
+                            Ok(_) => read_something = true,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                c.readable = false;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                                read_something = true;
+                            }
+                            Err(e) => {
+                                self.finish(id, Disconnect::Io(e));
+                                self.remove(id);
+                                return;
+                            }
+                        }
+                        moved = session.deliver(&mut c.core);
+                    }
+                    read_something |= moved > 0;
+                    if session.at_end() && c.core.state() != State::Closed {
+                        c.readable = false;
+                        c.core.recv_eof();
+                    }
+                }
+            } else if may_read
                 && let Some(byte) = c.carry
                 && c.core.recv(&[byte]) == 1
             {
@@ -634,7 +674,7 @@ impl<H: Handler> EventLoop<H> {
             // cannot happen once `dispatch` has drained the core; if it did, nothing is
             // read past the carry, and no zero-length read is made (its 0 would look
             // like the end of stream).
-            if may_read && c.carry.is_none() {
+            if may_read && c.carry.is_none() && c.tls.is_none() {
                 let room = c.core.recv_buf();
                 let room_len = room.len();
                 if room_len == 0 {
@@ -684,7 +724,8 @@ impl<H: Handler> EventLoop<H> {
             let Some(c) = self.conns.slab.get(id) else {
                 return;
             };
-            let more = c.readable && !c.paused;
+            let more =
+                (c.readable || c.tls.as_ref().is_some_and(Session::has_plaintext)) && !c.paused;
             if !more || !read_something {
                 break;
             }
@@ -814,7 +855,7 @@ impl<H: Handler> EventLoop<H> {
         let was_paused = c.paused;
         c.paused = blocked;
         let resume = was_paused && !blocked && c.readable;
-        let wants_write = c.core.wants_write();
+        let wants_write = c.core.wants_write() || c.tls.as_ref().is_some_and(Session::wants_write);
         if wants_write != c.writable_interest {
             let interest = if wants_write {
                 Interest::READABLE | Interest::WRITABLE
@@ -853,6 +894,21 @@ impl<H: Handler> EventLoop<H> {
         };
         if c.connecting.is_some() {
             return true;
+        }
+        if let Some(session) = c.tls.as_mut() {
+            return match tls_layer::flush(session, &mut c.stream, &mut c.core) {
+                Ok(progress) => {
+                    if progress {
+                        c.last_progress = self.conns.now;
+                    }
+                    true
+                }
+                Err(e) => {
+                    self.finish(id, Disconnect::Io(e));
+                    self.remove(id);
+                    false
+                }
+            };
         }
         loop {
             // One (vectored) write for everything queued: the replies to a whole read
@@ -1003,6 +1059,11 @@ impl<H: Handler> EventLoop<H> {
         };
         if c.linger_until.is_some() {
             return;
+        }
+        // The TLS stream ends with close_notify (RFC 8446 §6.1), so the peer can tell
+        // this end from a truncation.
+        if let Some(session) = c.tls.as_mut() {
+            session.close_notify(&mut c.stream);
         }
         let lingers =
             c.core.role() == wsengine::Role::Server && c.stream.shutdown(Shutdown::Write).is_ok();

@@ -62,7 +62,15 @@
 //!   [`DriverConfig::shutdown_timeout`]. (`wsengine serve` does this on SIGTERM and
 //!   SIGINT.)
 //!
-//! TLS (`wss://`) is not supported by this driver yet.
+//! - TLS (`wss://`, feature `tls`, on by default): with [`DriverConfig::tls_server`] every
+//!   accepted connection runs a rustls session under its core, and `wss://` URLs
+//!   connect through one with [`DriverConfig::tls_client`] (Mozilla's roots when unset;
+//!   the host name is verified). The core's handshake timeout covers the TLS handshake
+//!   (a client that stops half-way through its ClientHello is dropped like any
+//!   slowloris); a TLS error is written as rustls' alert and reported as
+//!   [`Disconnect::Io`] with the `rustls::Error` inside (see
+//!   [`tls::describe_io_error`]). Configurations come from [`tls`] (the
+//!   `wsengine-tls` crate). See the `tls_layer` module of the source for the pipe.
 
 // This crate is the one place that reads the clock and owns sockets.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -71,6 +79,12 @@ mod event_loop;
 mod handle;
 mod handler;
 mod slab;
+mod tls_layer;
+
+/// TLS configurations (certificates from PEM files with SNI and reload, the client's
+/// trust store, errors in words): the `wsengine-tls` crate, with rustls inside it.
+#[cfg(feature = "tls")]
+pub use wsengine_tls as tls;
 
 use wsengine::time::Duration;
 use wsengine::{CloseCode, Config};
@@ -172,6 +186,17 @@ pub struct DriverConfig {
     pub linger: Duration,
     /// Set `TCP_NODELAY` on every socket (default true: frames are written whole).
     pub nodelay: bool,
+    /// Serve TLS (`wss://`) on the listener with this configuration (default none: plain
+    /// TCP). Build it with [`tls::server_config`] (TLS 1.3 and 1.2, ALPN `http/1.1`,
+    /// certificates re-read by [`tls::ServerCertificates::reload`] without touching open
+    /// connections) or bring your own.
+    #[cfg(feature = "tls")]
+    pub tls_server: Option<std::sync::Arc<tls::rustls::ServerConfig>>,
+    /// The TLS configuration of `wss://` connections (default none: Mozilla's roots,
+    /// [`tls::client_config`], made on first use). Add a private CA with
+    /// [`tls::root_store`].
+    #[cfg(feature = "tls")]
+    pub tls_client: Option<std::sync::Arc<tls::rustls::ClientConfig>>,
 }
 
 impl Default for DriverConfig {
@@ -187,6 +212,10 @@ impl Default for DriverConfig {
             slow_consumer: SlowConsumer::default(),
             linger: Duration::from_secs(2),
             nodelay: true,
+            #[cfg(feature = "tls")]
+            tls_server: None,
+            #[cfg(feature = "tls")]
+            tls_client: None,
         }
     }
 }

@@ -1235,3 +1235,7 @@ mod conformance {
         drop(server);
     }
 }
+
+#[cfg(feature = "tls")]
+#[path = "driver/tls.rs"]
+mod tls;

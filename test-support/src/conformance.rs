@@ -3,7 +3,7 @@
 //! vector over a fresh TCP connection on 127.0.0.1; for the in-memory ones (the core,
 //! the C ABI), the loop that feeds a vector to an echo server ([`run_in_memory`]).
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -36,20 +36,74 @@ pub const QUIET: Duration = Duration::from_millis(200);
 /// [`DEADLINE`]. The socket is closed on return.
 pub fn tcp_exchange(addr: SocketAddr, vector: &Vector) -> Observed {
     let mut observed = Observed::default();
-    if let Err(e) = exchange(addr, vector, &mut observed) {
+    let result = connect(addr).and_then(|mut s| exchange(&mut s, vector, &mut observed));
+    if let Err(e) = result {
         observed.error = Some(e);
     }
     observed
 }
 
-fn exchange(addr: SocketAddr, vector: &Vector, observed: &mut Observed) -> Result<(), String> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut s = TcpStream::connect_timeout(&addr, DEADLINE).map_err(|e| format!("connect: {e}"))?;
+/// [`tcp_exchange`] over TLS (feature `tls`): the same vector through a rustls client
+/// session with `config`, verifying the server's certificate for `server_name`.
+#[cfg(feature = "tls")]
+pub fn tls_exchange(
+    addr: SocketAddr,
+    config: std::sync::Arc<wsengine_tls::rustls::ClientConfig>,
+    server_name: &str,
+    vector: &Vector,
+) -> Observed {
+    use wsengine_tls::rustls;
+    let mut observed = Observed::default();
+    let result = connect(addr).and_then(|tcp| {
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| format!("server name: {e}"))?;
+        let session = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+        let mut s = rustls::StreamOwned::new(session, tcp);
+        exchange(&mut s, vector, &mut observed)
+    });
+    if let Err(e) = result {
+        observed.error = Some(e);
+    }
+    observed
+}
+
+/// A TCP connection to `addr` with [`DEADLINE`] as its timeouts.
+fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let s = TcpStream::connect_timeout(&addr, DEADLINE).map_err(|e| format!("connect: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(DEADLINE))
         .map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(DEADLINE))
         .map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+/// A byte stream the exchange runs over: TCP, or TLS over TCP.
+trait Transport: Read + Write {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Transport
+    for wsengine_tls::rustls::StreamOwned<wsengine_tls::rustls::ClientConnection, TcpStream>
+{
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(timeout)
+    }
+}
+
+fn exchange(
+    s: &mut impl Transport,
+    vector: &Vector,
+    observed: &mut Observed,
+) -> Result<(), String> {
+    let deadline = Instant::now() + DEADLINE;
     s.write_all(REQUEST)
         .map_err(|e| format!("writing the request: {e}"))?;
     // The head, one byte at a time so that no frame byte is taken with it.

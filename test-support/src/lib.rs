@@ -28,6 +28,8 @@ pub use vectors::REQUEST as RFC_REQUEST;
 pub use vectors::{BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT};
 
 pub mod conformance;
+#[cfg(feature = "tls")]
+pub mod pki;
 pub mod vectors;
 
 /// The base instant of every test's fake clock: tests add durations to it and never sleep.
