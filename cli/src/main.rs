@@ -7,7 +7,9 @@
 
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,6 +18,7 @@ use wsengine::handshake::AllowedOrigins;
 use wsengine::{
     Accept, ClientRequest, CloseCode, Event, Keepalive, Message, Request, Response, SendError,
 };
+use wsengine_mio::tls::{self, ServerCertificates};
 use wsengine_mio::{
     ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler, SlowConsumer,
     SlowConsumerAction,
@@ -146,6 +149,14 @@ enum Command {
         /// hold up to this much before they are closed.
         #[arg(long, default_value = "512KiB", value_parser = parse_bytes)]
         slow_consumer_max_queued: usize,
+        /// Serve TLS (wss://) with this certificate chain (PEM, the server's certificate
+        /// first); needs --tls-key. SIGHUP re-reads both files (open connections keep
+        /// theirs; a pair that fails to load is logged and the old one stays).
+        #[arg(long, requires = "tls_key", value_name = "CERT.pem")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM: PKCS #8, PKCS #1 or SEC1).
+        #[arg(long, requires = "tls_cert", value_name = "KEY.pem")]
+        tls_key: Option<PathBuf>,
         /// On SIGTERM or SIGINT, close every connection with 1001 (going away) and wait
         /// this long for the closing handshakes before exiting 0 (e.g. 5s, 500ms; a
         /// second signal exits at once, with status 1). mio runtime only.
@@ -157,8 +168,12 @@ enum Command {
     /// Connect, send each stdin line as a text message, print what arrives, and close
     /// cleanly on EOF.
     Client {
-        /// The ws:// URL to connect to.
+        /// The ws:// or wss:// URL to connect to.
         url: String,
+        /// For wss://: also trust the CA certificates in this PEM file (repeatable), besides
+        /// Mozilla's roots (webpki-roots).
+        #[arg(long = "ca", value_name = "CA.pem")]
+        cas: Vec<PathBuf>,
         /// Subprotocols to offer (repeatable).
         #[arg(long = "protocol")]
         protocols: Vec<String>,
@@ -172,9 +187,12 @@ enum Command {
     /// Run every case of an Autobahn fuzzingserver as a client, echoing messages, then
     /// ask the server to write its reports.
     AutobahnClient {
-        /// The fuzzingserver's base URL.
+        /// The fuzzingserver's base URL (ws:// or wss://).
         #[arg(long, default_value = "ws://127.0.0.1:9001")]
         server: String,
+        /// For wss://: also trust the CA certificates in this PEM file (repeatable).
+        #[arg(long = "ca", value_name = "CA.pem")]
+        cas: Vec<PathBuf>,
         /// The agent name the reports use.
         #[arg(long, default_value = "wsengine")]
         agent: String,
@@ -372,6 +390,8 @@ fn main() -> ExitCode {
             max_memory,
             slow_consumer,
             slow_consumer_max_queued,
+            tls_cert,
+            tls_key,
             drain_timeout,
             connection,
         } => {
@@ -395,19 +415,31 @@ fn main() -> ExitCode {
                 },
             };
             config.shutdown_timeout = drain_timeout;
-            serve(listen, mode, config, runtime)
+            let tls = match tls_cert.zip(tls_key) {
+                Some((cert, key)) => match ServerCertificates::from_files(cert, key) {
+                    Ok(certificates) => Some(Arc::new(certificates)),
+                    Err(e) => {
+                        log!(Level::Error, "{e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => None,
+            };
+            serve(listen, mode, config, runtime, tls)
         }
         Command::Client {
             url,
+            cas,
             protocols,
             origin,
             no_deflate,
-        } => client(&url, protocols, origin, !no_deflate),
+        } => client_tls(&cas).and_then(|tls| client(&url, protocols, origin, !no_deflate, tls)),
         Command::AutobahnClient {
             server,
+            cas,
             agent,
             no_deflate,
-        } => autobahn_client(&server, &agent, !no_deflate),
+        } => client_tls(&cas).and_then(|tls| autobahn_client(&server, &agent, !no_deflate, tls)),
         Command::Load(args) => load::run(args),
     };
     match result {
@@ -425,6 +457,7 @@ fn describe(why: &Disconnect) -> String {
         Disconnect::Closed { code, clean: false } => format!("closed abnormally ({code})"),
         Disconnect::Failed(e) => format!("failed: {e}"),
         Disconnect::Rejected => "handshake rejected".to_owned(),
+        Disconnect::Io(e) if is_tls_error(e) => format!("TLS: {}", tls::describe_io_error(e)),
         Disconnect::Io(e) => format!("socket error: {e}"),
         Disconnect::ShutdownTimeout => "no close reply before shutdown".to_owned(),
         Disconnect::MemoryBudget { code } => format!("closed ({code}): over the memory budget"),
@@ -502,18 +535,61 @@ fn driver_config(deflate: bool) -> DriverConfig {
     config
 }
 
-fn serve(listen: SocketAddr, mode: Mode, config: DriverConfig, runtime: Runtime) -> io::Result<()> {
-    if runtime == Runtime::Tokio {
-        return serve_tokio(listen, mode, config);
+/// Whether an I/O error carries a TLS failure (rustls' error inside).
+fn is_tls_error(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<tls::rustls::Error>())
+}
+
+/// The client's TLS configuration: Mozilla's roots plus the `--ca` files.
+fn client_tls(cas: &[PathBuf]) -> io::Result<Arc<tls::rustls::ClientConfig>> {
+    Ok(tls::client_config(tls::root_store(cas)?)?)
+}
+
+/// Re-reads the certificate files on SIGHUP (see `serve --tls-cert`).
+fn reload(certificates: Option<&ServerCertificates>) {
+    match certificates.map(ServerCertificates::reload) {
+        Some(Ok(())) => log!(Level::Info, "SIGHUP: certificate and key re-read"),
+        Some(Err(e)) => log!(Level::Error, "SIGHUP: the certificate stays as it was: {e}"),
+        None => log!(Level::Info, "SIGHUP: no TLS certificate to re-read"),
     }
+}
+
+fn serve(
+    listen: SocketAddr,
+    mode: Mode,
+    mut config: DriverConfig,
+    runtime: Runtime,
+    certificates: Option<Arc<ServerCertificates>>,
+) -> io::Result<()> {
+    if runtime == Runtime::Tokio {
+        if let Some(certificates) = &certificates {
+            // SIGHUP re-reads the certificate here too; SIGTERM and SIGINT keep their
+            // default action (the tokio runtime has no drain).
+            let signals = signals::block(&[libc::SIGHUP])?;
+            let certificates = Arc::clone(certificates);
+            signals::spawn_waiter(signals, move |_| reload(Some(&certificates)))?;
+        }
+        return serve_tokio(listen, mode, config, certificates);
+    }
+    if let Some(certificates) = &certificates {
+        config.tls_server = Some(tls::server_config(Arc::clone(certificates))?);
+    }
+    let scheme = if certificates.is_some() { "wss" } else { "ws" };
     // Before any thread starts, so that every thread inherits the blocked mask and the
     // signals reach only the thread waiting for them.
-    let signals = signals::block()?;
+    let signals = signals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
     let mut event_loop = EventLoop::new(config, ServeHandler { mode })?;
     let local = event_loop.listen(listen)?;
     let handle = event_loop.handle();
-    signals::spawn_waiter(signals, move |first| {
-        if first {
+    let mut stops = 0;
+    signals::spawn_waiter(signals, move |signal| {
+        if signal == signals::Signal::Hangup {
+            reload(certificates.as_deref());
+            return;
+        }
+        stops += 1;
+        if stops == 1 {
             log!(
                 Level::Info,
                 "signal: closing every connection (1001), draining"
@@ -524,28 +600,39 @@ fn serve(listen: SocketAddr, mode: Mode, config: DriverConfig, runtime: Runtime)
             std::process::exit(1);
         }
     })?;
-    log!(Level::Info, "listening on ws://{local} ({mode:?})");
+    log!(Level::Info, "listening on {scheme}://{local} ({mode:?})");
     event_loop.run()?;
     log!(Level::Info, "stopped");
     Ok(())
 }
 
-/// SIGTERM and SIGINT for `serve`: blocked in every thread and taken by one thread with
-/// `sigwait`, so the reaction runs as ordinary code (no async-signal-safety limits).
+/// SIGTERM, SIGINT and SIGHUP for `serve`: blocked in every thread and taken by one
+/// thread with `sigwait`, so the reaction runs as ordinary code (no async-signal-safety
+/// limits).
 // Two libc calls with plain-data arguments; std has no signal API.
 #[allow(unsafe_code)]
 mod signals {
     use std::io;
 
-    /// Blocks SIGTERM and SIGINT in this thread (and the threads it starts later).
-    pub(crate) fn block() -> io::Result<libc::sigset_t> {
+    /// A signal `serve` acts on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Signal {
+        /// SIGTERM or SIGINT: drain and stop.
+        Stop,
+        /// SIGHUP: re-read the TLS certificate.
+        Hangup,
+    }
+
+    /// Blocks `signals` in this thread (and the threads it starts later).
+    pub(crate) fn block(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
         // SAFETY: sigset_t is plain data that sigemptyset initialises; the calls get
         // valid pointers to it.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
+            for &signal in signals {
+                libc::sigaddset(&mut set, signal);
+            }
             let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             if rc != 0 {
                 return Err(io::Error::from_raw_os_error(rc));
@@ -554,15 +641,14 @@ mod signals {
         }
     }
 
-    /// A thread that waits for the blocked signals and calls `on_signal(first)` for each.
+    /// A thread that waits for the blocked signals and calls `on_signal` for each.
     pub(crate) fn spawn_waiter(
         set: libc::sigset_t,
-        mut on_signal: impl FnMut(bool) + Send + 'static,
+        mut on_signal: impl FnMut(Signal) + Send + 'static,
     ) -> io::Result<()> {
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                let mut first = true;
                 loop {
                     let mut signal = 0;
                     // SAFETY: `set` is an initialised sigset_t, `signal` a valid out
@@ -571,8 +657,11 @@ mod signals {
                     if rc != 0 {
                         return;
                     }
-                    on_signal(first);
-                    first = false;
+                    on_signal(if signal == libc::SIGHUP {
+                        Signal::Hangup
+                    } else {
+                        Signal::Stop
+                    });
                 }
             })
             .map(drop)
@@ -580,13 +669,23 @@ mod signals {
 }
 
 /// `serve --runtime tokio`: the echo server on the tokio adapter.
-fn serve_tokio(listen: SocketAddr, mode: Mode, config: DriverConfig) -> io::Result<()> {
+fn serve_tokio(
+    listen: SocketAddr,
+    mode: Mode,
+    config: DriverConfig,
+    certificates: Option<Arc<ServerCertificates>>,
+) -> io::Result<()> {
     if mode != Mode::Echo {
         return Err(io::Error::other(
             "--runtime tokio serves --mode echo only (broadcast runs on mio)",
         ));
     }
-    serve_tokio::run(listen, config.connection, config.max_connections)
+    serve_tokio::run(
+        listen,
+        config.connection,
+        config.max_connections,
+        certificates,
+    )
 }
 
 struct ClientHandler {
@@ -629,6 +728,7 @@ fn client(
     protocols: Vec<String>,
     origin: Option<String>,
     deflate: bool,
+    tls: Arc<tls::rustls::ClientConfig>,
 ) -> io::Result<()> {
     let mut request =
         ClientRequest::new(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -643,7 +743,9 @@ fn client(
         failed: None,
         opened: false,
     };
-    let mut event_loop = EventLoop::new(driver_config(deflate), handler)?;
+    let mut config = driver_config(deflate);
+    config.tls_client = Some(tls);
+    let mut event_loop = EventLoop::new(config, handler)?;
     let id = event_loop.connect(request)?;
     let handle = event_loop.handle();
     std::thread::spawn(move || {
@@ -729,8 +831,14 @@ impl Handler for AutobahnHandler {
     }
 }
 
-fn autobahn_client(server: &str, agent: &str, deflate: bool) -> io::Result<()> {
+fn autobahn_client(
+    server: &str,
+    agent: &str,
+    deflate: bool,
+    tls: Arc<tls::rustls::ClientConfig>,
+) -> io::Result<()> {
     let mut config = driver_config(deflate);
+    config.tls_client = Some(tls);
     config.connect_timeout = Duration::from_secs(5);
     let handler = AutobahnHandler {
         server: server.to_owned(),

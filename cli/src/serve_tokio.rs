@@ -2,7 +2,9 @@
 //! adapter (`wsengine_tokio`), one task per connection on a current-thread runtime.
 //! It behaves as the mio server's echo mode: every text and binary message goes back
 //! unchanged, Pong and Close replies come from the core, connections past
-//! `--max-connections` are answered 503 (after their request is read).
+//! `--max-connections` are answered 503 (after their request is read). With
+//! `--tls-cert`, each connection runs its TLS handshake with tokio-rustls first, bounded
+//! by the handshake timeout (the core's own starts after it).
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,14 +12,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use wsengine::{Accept, Config, Reject};
+use wsengine_tokio::tls::{self, ServerCertificates, TlsAcceptor};
 use wsengine_tokio::{Message, accept_with};
 
 use super::{Level, max_level};
 
+/// A TLS handshake that has not finished by then fails the connection when the core
+/// has no handshake timeout (`--handshake-timeout off`).
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
 /// Runs the echo server until the process is stopped.
-pub(crate) fn run(listen: SocketAddr, config: Config, max_connections: usize) -> io::Result<()> {
+pub(crate) fn run(
+    listen: SocketAddr,
+    config: Config,
+    max_connections: usize,
+    certificates: Option<Arc<ServerCertificates>>,
+) -> io::Result<()> {
+    let acceptor = match certificates {
+        Some(certificates) => Some(TlsAcceptor::from(tls::server_config(certificates)?)),
+        None => None,
+    };
+    let scheme = if acceptor.is_some() { "wss" } else { "ws" };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -25,7 +43,7 @@ pub(crate) fn run(listen: SocketAddr, config: Config, max_connections: usize) ->
         let listener = TcpListener::bind(listen).await?;
         log!(
             Level::Info,
-            "listening on ws://{} (Echo, tokio runtime)",
+            "listening on {scheme}://{} (Echo, tokio runtime)",
             listener.local_addr()?
         );
         let active = Arc::new(AtomicUsize::new(0));
@@ -47,9 +65,22 @@ pub(crate) fn run(listen: SocketAddr, config: Config, max_connections: usize) ->
             let over_cap = active.fetch_add(1, Ordering::Relaxed) >= max_connections;
             let slot = Slot(Arc::clone(&active));
             let config = config.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                echo(id, peer, socket, config, over_cap).await;
+                let Some(acceptor) = acceptor else {
+                    return echo(id, peer, socket, config, over_cap).await;
+                };
+                let limit = config.handshake_timeout.unwrap_or(TLS_HANDSHAKE_LIMIT);
+                match tokio::time::timeout(limit, acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => echo(id, peer, stream, config, over_cap).await,
+                    Ok(Err(e)) => log!(
+                        Level::Warn,
+                        "c{id}: {peer}: TLS: {}",
+                        tls::describe_io_error(&e)
+                    ),
+                    Err(_) => log!(Level::Warn, "c{id}: {peer}: TLS handshake timed out"),
+                }
             });
         }
     })
@@ -64,7 +95,10 @@ impl Drop for Slot {
     }
 }
 
-async fn echo(id: u64, peer: SocketAddr, socket: TcpStream, config: Config, over_cap: bool) {
+async fn echo<S>(id: u64, peer: SocketAddr, socket: S, config: Config, over_cap: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let accepted = accept_with(socket, config, |request| {
         if over_cap {
             return Err(Reject::new(503));

@@ -26,6 +26,12 @@ impl Drop for Server {
 
 /// Starts `wsengine serve` with `args` and returns it with its address.
 fn start(args: &[&str]) -> (Server, SocketAddr) {
+    let (server, addr, _log) = start_logged(args);
+    (server, addr)
+}
+
+/// [`start`], and the server's later stderr lines.
+fn start_logged(args: &[&str]) -> (Server, SocketAddr, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsengine"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -37,17 +43,20 @@ fn start(args: &[&str]) -> (Server, SocketAddr) {
     let stderr = child.stderr.take().unwrap();
     let server = Server(child);
     let (tx, rx) = mpsc::channel();
+    let (log_tx, log_rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some((_, addr)) = line.split_once("listening on ws://") {
-                let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
-                let _ = tx.send(addr);
+            if let Some((_, url)) = line.split_once("listening on ") {
+                let addr = url.split("://").nth(1).unwrap_or("");
+                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
+            } else {
+                let _ = log_tx.send(line);
             }
         }
     });
     let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    (server, addr.parse().unwrap())
+    (server, addr.parse().unwrap(), log_rx)
 }
 
 const REQUEST: &[u8] =
@@ -151,4 +160,189 @@ fn a_second_signal_exits_at_once() {
     let status = wait_exit(&mut server, Duration::from_secs(4)).expect("the server exits");
     assert!(!status.success(), "{status:?}");
     drop(s);
+}
+
+mod tls {
+    //! `serve --tls-cert/--tls-key` (both runtimes), `client --ca` and SIGHUP, with
+    //! certificates made by rcgen when each test starts.
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::path::Path;
+    use std::process::{Command, Output, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use wsengine_mio::tls::{self, rustls};
+    use wsengine_test_support::pki::{self, TestPki};
+
+    use super::{Server, signal, start_logged};
+
+    fn serve_tls(
+        cert: &Path,
+        key: &Path,
+        runtime: &str,
+    ) -> (Server, SocketAddr, mpsc::Receiver<String>) {
+        start_logged(&[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--runtime",
+            runtime,
+        ])
+    }
+
+    /// `wsengine client [--ca CA] wss://localhost:PORT/` with `input` on stdin.
+    fn run_client(addr: SocketAddr, ca: Option<&Path>, input: &str) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wsengine"));
+        command.arg("client");
+        if let Some(ca) = ca {
+            command.args(["--ca", ca.to_str().unwrap()]);
+        }
+        let mut child = command
+            .arg(format!("wss://localhost:{}/", addr.port()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_owned();
+        // Lines go out after the connection opened (the client queues them until then);
+        // EOF closes it.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        rx.recv_timeout(Duration::from_secs(20)).unwrap().unwrap()
+    }
+
+    fn stderr_lines(output: &Output) -> Vec<String> {
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn wss_echo_through_the_cli_on_both_runtimes() {
+        let pki = pki::make("cli-echo");
+        for runtime in ["mio", "tokio"] {
+            let (server, addr, _log) = serve_tls(&pki.cert, &pki.key, runtime);
+            let output = run_client(addr, Some(&pki.ca), "hello over tls\nsecond line\n");
+            assert!(
+                output.status.success(),
+                "{runtime}: {:?}",
+                stderr_lines(&output)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout),
+                "hello over tls\nsecond line\n",
+                "{runtime}"
+            );
+            drop(server);
+        }
+    }
+
+    /// The client's one-line refusal of a server presenting `cert`.
+    fn refusal(cert: &Path, key: &Path, ca: Option<&Path>) -> String {
+        let (server, addr, _log) = serve_tls(cert, key, "mio");
+        let output = run_client(addr, ca, "never sent\n");
+        drop(server);
+        assert!(!output.status.success());
+        let lines = stderr_lines(&output);
+        // One line, the error, and nothing else (no panic, no backtrace).
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("[ERROR] "), "{lines:?}");
+        lines[0].clone()
+    }
+
+    #[test]
+    fn certificate_problems_are_one_line_and_a_failure_exit() {
+        let pki = pki::make("cli-refusals");
+        let ca = Some(pki.ca.as_path());
+        let no_ca = refusal(&pki.cert, &pki.key, None);
+        assert!(no_ca.contains("unknown issuer"), "{no_ca}");
+        let expired = refusal(&pki.expired_cert, &pki.expired_key, ca);
+        assert!(expired.contains("expired"), "{expired}");
+        let wrong = refusal(&pki.wrong_name_cert, &pki.wrong_name_key, ca);
+        assert!(wrong.contains("not valid for"), "{wrong}");
+    }
+
+    #[test]
+    fn a_missing_key_file_is_one_line_and_a_failure_exit() {
+        let pki = pki::make("cli-missing");
+        let missing = pki.dir.join("no-such-key.pem");
+        let output = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&pki.cert)
+            .arg("--tls-key")
+            .arg(&missing)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let lines = stderr_lines(&output);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("no-such-key.pem"), "{lines:?}");
+    }
+
+    /// The certificate a new TLS connection to `addr` is shown.
+    fn presented(pki: &TestPki, addr: SocketAddr) -> Vec<u8> {
+        let config =
+            tls::client_config(tls::root_store(std::slice::from_ref(&pki.ca)).unwrap()).unwrap();
+        let mut session =
+            rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+        let mut socket = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        while session.is_handshaking() {
+            session.complete_io(&mut socket).unwrap();
+        }
+        let der = session.peer_certificates().unwrap()[0].to_vec();
+        let _ = socket.flush();
+        let mut rest = [0u8; 1];
+        let _ = socket.set_read_timeout(Some(Duration::from_millis(1)));
+        let _ = socket.read(&mut rest);
+        der
+    }
+
+    fn wait_for(log: &mpsc::Receiver<String>, needle: &str) -> String {
+        loop {
+            let line = log.recv_timeout(Duration::from_secs(10)).unwrap();
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    #[test]
+    fn sighup_re_reads_the_certificate_on_both_runtimes() {
+        let pki = pki::make("cli-sighup");
+        let first = tls::load_certificates(&pki.cert).unwrap()[0].to_vec();
+        let second = tls::load_certificates(&pki.cert2).unwrap()[0].to_vec();
+        for runtime in ["mio", "tokio"] {
+            let cert = pki.dir.join(format!("{runtime}-cert.pem"));
+            let key = pki.dir.join(format!("{runtime}-key.pem"));
+            std::fs::copy(&pki.cert, &cert).unwrap();
+            std::fs::copy(&pki.key, &key).unwrap();
+            let (server, addr, log) = serve_tls(&cert, &key, runtime);
+            assert_eq!(presented(&pki, addr), first, "{runtime}");
+            // Half a pair: refused, the old one stays.
+            std::fs::copy(&pki.cert2, &cert).unwrap();
+            signal(&server, "HUP");
+            let refused = wait_for(&log, "SIGHUP");
+            assert!(refused.contains("stays as it was"), "{runtime}: {refused}");
+            assert_eq!(presented(&pki, addr), first, "{runtime}");
+            std::fs::copy(&pki.key2, &key).unwrap();
+            signal(&server, "HUP");
+            let done = wait_for(&log, "SIGHUP");
+            assert!(done.contains("re-read"), "{runtime}: {done}");
+            assert_eq!(presented(&pki, addr), second, "{runtime}");
+            drop(server);
+        }
+    }
 }

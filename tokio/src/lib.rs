@@ -27,9 +27,16 @@
 //!
 //! - Server: [`accept`], or [`accept_with`] to look at the [`Request`] (path, `Origin`,
 //!   subprotocols) and answer with an [`Accept`] or a [`Reject`].
-//! - Client: [`connect`] (`ws://` over a tokio `TcpStream`; `wss://` needs TLS, which this
-//!   adapter does not provide: [`Error::TlsUnsupported`]), or [`client`] over a stream
-//!   you opened yourself (a TLS stream, say).
+//! - Client: [`connect`] (`ws://` over a tokio `TcpStream`, `wss://` over tokio-rustls
+//!   with Mozilla's roots and the host name verified, feature `tls`, on by default;
+//!   [`connect_tls`] takes your own rustls configuration, a private CA say), or
+//!   [`client`] over a stream you opened yourself.
+//! - Server over TLS: accept the TCP connection, run the TLS handshake with
+//!   [`tls::TlsAcceptor`] (tokio-rustls) built from [`tls::server_config`], and hand the
+//!   TLS stream to [`accept`] or [`accept_with`]: the adapter works over any
+//!   `AsyncRead + AsyncWrite`. Bound the TLS handshake with a timeout of your own, as the
+//!   core's handshake timeout starts with [`accept`]; `examples/tls_echo_server.rs`
+//!   shows it.
 //! - After an HTTP server has done the upgrade itself (hyper, axum, ...): check the
 //!   request with [`check_request`](wsengine::handshake::check_request), answer with the
 //!   headers of [`accept_headers`](wsengine::handshake::accept_headers), then wrap the
@@ -147,6 +154,7 @@
 //! that peer: messages the core holds already are still delivered, and reading resumes
 //! once writes make room.
 
+mod maybe_tls;
 mod reader;
 mod shared;
 mod stream;
@@ -160,11 +168,21 @@ use wsengine::error::SendError;
 use wsengine::handshake::{Accept, ClientRequest, Reject, Request, RequestError, Response};
 use wsengine::{Config, Connection};
 
+pub use maybe_tls::MaybeTlsStream;
 pub use reader::WebSocketReader;
 pub use stream::WebSocketStream;
 pub use writer::WebSocketWriter;
 /// The core's owned message type: what the stream yields and the sink takes.
 pub use wsengine::Message;
+
+/// TLS for this adapter (feature `tls`): the configurations of `wsengine-tls`
+/// (certificates from PEM files with SNI and reload, the client's trust store, errors in
+/// words) and tokio-rustls' acceptor and connector.
+#[cfg(feature = "tls")]
+pub mod tls {
+    pub use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+    pub use wsengine_tls::*;
+}
 
 /// After the transport is shut down, how long a server keeps reading (and discarding)
 /// while it waits for the client's EOF; also, once the connection is over, how long the
@@ -192,8 +210,8 @@ pub enum Error {
     /// Server: the [`accept_with`] hook refused the upgrade; the response with this
     /// status was sent.
     Rejected(u16),
-    /// A `wss://` URL: TLS is not part of this adapter. Open a TLS stream yourself and
-    /// use [`client`].
+    /// A `wss://` URL in a build without the `tls` feature. Open a TLS stream yourself
+    /// and use [`client`], or turn the feature on.
     TlsUnsupported,
     /// A pending [`send`](WebSocketStream::send), [`flush`](WebSocketStream::flush) or
     /// [`close`](WebSocketStream::close) was cut short by the end of the connection:
@@ -215,7 +233,9 @@ impl fmt::Display for Error {
             Self::Send(e) => write!(f, "send refused: {e}"),
             Self::Request(e) => fmt::Display::fmt(e, f),
             Self::Rejected(status) => write!(f, "upgrade refused with status {status}"),
-            Self::TlsUnsupported => f.write_str("wss:// needs TLS, which this adapter lacks"),
+            Self::TlsUnsupported => {
+                f.write_str("wss:// needs TLS: build wsengine-tokio with its `tls` feature")
+            }
             Self::ConnectionClosed => {
                 f.write_str("the connection ended before the operation completed")
             }
@@ -308,12 +328,12 @@ where
     Ok(ws)
 }
 
-/// Client: connects to a `ws://` URL over TCP (`TCP_NODELAY` set) with default
-/// [`Config`], and returns the stream and the server's `101` response. `wss://` is
-/// [`Error::TlsUnsupported`].
-pub async fn connect(
-    url: &str,
-) -> Result<(WebSocketStream<::tokio::net::TcpStream>, Response), Error> {
+/// Client: connects to a `ws://` URL over TCP (`TCP_NODELAY` set), or to a `wss://` URL
+/// over TLS on it (feature `tls`: Mozilla's roots, the host name verified; without the
+/// feature [`Error::TlsUnsupported`]), with default [`Config`], and returns the stream
+/// and the server's `101` response. A certificate the client refuses is [`Error::Io`]
+/// with the `rustls::Error` inside ([`tls::describe_io_error`] words it).
+pub async fn connect(url: &str) -> Result<(WebSocketStream<MaybeTlsStream>, Response), Error> {
     connect_with(ClientRequest::new(url)?, Config::default()).await
 }
 
@@ -322,13 +342,53 @@ pub async fn connect(
 pub async fn connect_with(
     request: ClientRequest,
     config: Config,
-) -> Result<(WebSocketStream<::tokio::net::TcpStream>, Response), Error> {
+) -> Result<(WebSocketStream<MaybeTlsStream>, Response), Error> {
+    #[cfg(feature = "tls")]
+    if request.is_secure() {
+        let roots = tls::root_store(&[]).map_err(io::Error::from)?;
+        let tls_config = tls::client_config(roots).map_err(io::Error::from)?;
+        return connect_tls(request, config, tls_config).await;
+    }
     if request.is_secure() {
         return Err(Error::TlsUnsupported);
     }
+    let socket = tcp_connect(&request).await?;
+    client(MaybeTlsStream::Plain(socket), request, config).await
+}
+
+/// Client: [`connect_with`] over TLS with your rustls configuration (a private CA from
+/// [`tls::root_store`], client certificates, ...), whatever the URL's scheme says.
+#[cfg(feature = "tls")]
+pub async fn connect_tls(
+    request: ClientRequest,
+    config: Config,
+    tls_config: std::sync::Arc<tls::rustls::ClientConfig>,
+) -> Result<(WebSocketStream<MaybeTlsStream>, Response), Error> {
+    let host = request.host().trim_start_matches('[').trim_end_matches(']');
+    let name = tls::rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{host:?} is not a host name TLS can verify"),
+        )
+    })?;
+    let socket = tcp_connect(&request).await?;
+    let connector = tls::TlsConnector::from(tls_config);
+    // The core's handshake timeout starts with `client`: bound the TLS handshake by it
+    // too, so that a server that stalls mid-handshake cannot hang the connect.
+    let handshake = connector.connect(name, socket);
+    let stream = match config.handshake_timeout {
+        Some(limit) => ::tokio::time::timeout(limit, handshake)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??,
+        None => handshake.await?,
+    };
+    client(MaybeTlsStream::Tls(Box::new(stream)), request, config).await
+}
+
+async fn tcp_connect(request: &ClientRequest) -> io::Result<::tokio::net::TcpStream> {
     let socket = ::tokio::net::TcpStream::connect((request.host(), request.port())).await?;
     socket.set_nodelay(true)?;
-    client(socket, request, config).await
+    Ok(socket)
 }
 
 /// Client: runs the opening handshake of `request` over a stream you opened (plain TCP,

@@ -889,6 +889,7 @@ fn hook_chooses_a_subprotocol_or_rejects() {
     });
 }
 
+#[cfg(not(feature = "tls"))]
 #[test]
 fn wss_is_refused_without_tls() {
     run(Duration::from_secs(5), async {
@@ -896,6 +897,12 @@ fn wss_is_refused_without_tls() {
             connect("wss://127.0.0.1:1/").await,
             Err(Error::TlsUnsupported)
         ));
+    });
+}
+
+#[test]
+fn urls_that_are_not_websocket_are_refused() {
+    run(Duration::from_secs(5), async {
         assert!(matches!(
             connect("http://127.0.0.1:1/").await,
             Err(Error::Request(_))
@@ -1538,4 +1545,108 @@ fn the_reader_stops_reading_a_peer_that_does_not_read_while_the_send_buffer_is_f
         );
         assert!(received < 200, "{received} messages taken in while blocked");
     });
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    //! `wss://` through the adapter: tokio-rustls under it on both ends, certificates
+    //! made by rcgen when each test starts.
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+    use wsengine::ClientRequest;
+    use wsengine_test_support::pki::{self, TestPki};
+    use wsengine_tokio::tls::{self, ServerCertificates, TlsAcceptor};
+    use wsengine_tokio::{Error, Message, accept, connect, connect_tls};
+
+    use super::{config, echo, run};
+
+    /// A TLS echo server for one connection, presenting `cert`: its address.
+    async fn tls_echo_server(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> (std::net::SocketAddr, tokio::task::JoinHandle<Option<usize>>) {
+        let certificates = Arc::new(ServerCertificates::from_files(cert, key).unwrap());
+        let acceptor = TlsAcceptor::from(tls::server_config(certificates).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            // A client that refuses the certificate ends the TLS handshake here.
+            let stream = acceptor.accept(socket).await.ok()?;
+            let ws = accept(stream).await.unwrap();
+            Some(echo(ws).await.0)
+        });
+        (addr, task)
+    }
+
+    fn trusting(pki: &TestPki) -> Arc<tls::rustls::ClientConfig> {
+        tls::client_config(tls::root_store(std::slice::from_ref(&pki.ca)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn echo_over_wss_with_tokio_rustls_on_both_ends() {
+        let pki = pki::make("tokio-echo");
+        run(Duration::from_secs(30), async move {
+            for host in ["localhost", "127.0.0.1"] {
+                let (addr, server) = tls_echo_server(&pki.cert, &pki.key).await;
+                let url = format!("wss://{host}:{}/echo", addr.port());
+                let request = ClientRequest::new(&url).unwrap();
+                let (mut ws, response) = connect_tls(request, config(), trusting(&pki))
+                    .await
+                    .expect("connect");
+                assert_eq!(response.status(), 101);
+                let big = "x".repeat(100_000);
+                for text in ["hello", big.as_str()] {
+                    ws.send(Message::text(text)).await.unwrap();
+                    match ws.next().await {
+                        Some(Ok(Message::Text(echoed))) => assert_eq!(echoed.as_str(), text),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                ws.close(None).await.unwrap();
+                while ws.next().await.is_some() {}
+                assert_eq!(ws.closed(), Some((wsengine::CloseCode::NORMAL, true)));
+                assert_eq!(server.await.unwrap(), Some(2), "{host}");
+            }
+        });
+    }
+
+    /// Why a client trusting the test CA refuses a server presenting `cert`.
+    async fn refusal(pki: &TestPki, cert: &std::path::Path, key: &std::path::Path) -> String {
+        let (addr, server) = tls_echo_server(cert, key).await;
+        let url = format!("wss://localhost:{}/", addr.port());
+        let outcome = connect_tls(ClientRequest::new(&url).unwrap(), config(), trusting(pki)).await;
+        assert_eq!(server.await.unwrap(), None);
+        match outcome {
+            Err(Error::Io(e)) => tls::describe_io_error(&e),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("connected to {cert:?}"),
+        }
+    }
+
+    #[test]
+    fn the_client_refuses_unknown_issuers_expired_certificates_and_wrong_names() {
+        let pki = pki::make("tokio-refusals");
+        run(Duration::from_secs(30), async move {
+            let unknown = refusal(&pki, &pki.untrusted_cert, &pki.untrusted_key).await;
+            assert!(unknown.contains("unknown issuer"), "{unknown}");
+            let expired = refusal(&pki, &pki.expired_cert, &pki.expired_key).await;
+            assert!(expired.contains("expired"), "{expired}");
+            let wrong = refusal(&pki, &pki.wrong_name_cert, &pki.wrong_name_key).await;
+            assert!(wrong.contains("not valid for"), "{wrong}");
+            // `connect` trusts Mozilla's roots only: the private CA is unknown there.
+            let (addr, server) = tls_echo_server(&pki.cert, &pki.key).await;
+            match connect(&format!("wss://localhost:{}/", addr.port())).await {
+                Err(Error::Io(e)) => {
+                    let why = tls::describe_io_error(&e);
+                    assert!(why.contains("unknown issuer"), "{why}");
+                }
+                Err(other) => panic!("{other}"),
+                Ok(_) => panic!("a private CA was trusted by default"),
+            }
+            assert_eq!(server.await.unwrap(), None);
+        });
+    }
 }
