@@ -310,6 +310,89 @@ mod tls {
         der
     }
 
+    /// A real third-party TLS client: OpenSSL's `s_client` over TLS 1.2, asking for a
+    /// renegotiation (`R`) once connected. rustls refuses it (a `no_renegotiation`
+    /// alert), OpenSSL gives up, and the server ends that connection only.
+    #[test]
+    fn a_renegotiation_attempt_from_openssl_ends_that_connection_only() {
+        let pki = pki::make("cli-renegotiation");
+        let (server, addr, log) = serve_tls(&pki.cert, &pki.key, "mio");
+        let mut healthy = wss_session(&pki, addr);
+        echo_through(&mut healthy, b"before");
+        let mut openssl = Command::new("openssl")
+            .args([
+                "s_client",
+                "-tls1_2",
+                "-servername",
+                "localhost",
+                "-connect",
+            ])
+            .arg(addr.to_string())
+            .arg("-CAfile")
+            .arg(&pki.ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("openssl is installed (.ci/run installs it)");
+        let mut stdin = openssl.stdin.take().unwrap();
+        // Once its handshake is done (the server logs nothing for it until the end),
+        // ask for the renegotiation; keep stdin open so that only the refusal ends it.
+        std::thread::sleep(Duration::from_millis(500));
+        stdin.write_all(b"R\n").unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(openssl.wait_with_output());
+        });
+        let output = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        drop(stdin);
+        let said =
+            String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains("RENEGOTIATING"), "{said}");
+        assert!(said.contains("no renegotiation"), "{said}");
+        let ended = wait_for(&log, "TLS:");
+        assert!(ended.contains("refused the TLS handshake"), "{ended}");
+        // The other connection never noticed.
+        echo_through(&mut healthy, b"after");
+        drop(server);
+    }
+
+    type Session = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+    /// An open WebSocket connection over TLS to the server at `addr`.
+    fn wss_session(pki: &TestPki, addr: SocketAddr) -> Session {
+        let config =
+            tls::client_config(tls::root_store(std::slice::from_ref(&pki.ca)).unwrap()).unwrap();
+        let session =
+            rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+        let socket = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut stream = rustls::StreamOwned::new(session, socket);
+        stream.write_all(super::REQUEST).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        stream
+    }
+
+    /// Sends `text` (at most 125 bytes) in a masked frame and reads its echo.
+    fn echo_through(stream: &mut Session, text: &[u8]) {
+        let key = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | u8::try_from(text.len()).unwrap()];
+        frame.extend_from_slice(&key);
+        frame.extend(text.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        stream.write_all(&frame).unwrap();
+        let mut reply = vec![0u8; 2 + text.len()];
+        stream.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply[2..], text);
+    }
+
     fn wait_for(log: &mpsc::Receiver<String>, needle: &str) -> String {
         loop {
             let line = log.recv_timeout(Duration::from_secs(10)).unwrap();
