@@ -17,7 +17,8 @@
 //! `wsengine-idiom` runner: `while let Some(event) = conn.poll_event()?`), `recv_copy`
 //! (its `wsengine-copy` runner: the host's own buffer, then `recv`), `recv_core` (the root bench's
 //! loop: `recv` straight from the input, no host buffer), `send_client`, `send_server`,
-//! `send_server_owned`.
+//! `send_server_owned`, and the peers' receive runners of the comparison, measured the
+//! same way: `recv_tungstenite`, `recv_fastwebsockets`, `recv_tokio_websockets`.
 
 use std::time::Instant;
 
@@ -27,8 +28,8 @@ use wsengine_compare::workload::{Kind, RecvInput, SendInput, Side, Sink};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: profile recv|recv_idiom|recv_copy|recv_core|send_client|send_server|send_server_owned \
-         text|binary SIZE [ITERATIONS]"
+        "usage: profile recv|recv_idiom|recv_copy|recv_core|send_client|send_server|send_server_owned\
+         |recv_tungstenite|recv_fastwebsockets|recv_tokio_websockets text|binary SIZE [ITERATIONS]"
     );
     std::process::exit(2);
 }
@@ -52,11 +53,19 @@ fn main() {
     let Ok(iterations) = iterations else { usage() };
 
     let mut run: Box<dyn FnMut()> = match workload.as_str() {
-        "recv" | "recv_idiom" | "recv_copy" => {
+        "recv"
+        | "recv_idiom"
+        | "recv_copy"
+        | "recv_tungstenite"
+        | "recv_fastwebsockets"
+        | "recv_tokio_websockets" => {
             let imp = match workload.as_str() {
                 "recv" => Impl::Wsengine,
                 "recv_idiom" => Impl::WsengineIdiom,
-                _ => Impl::WsengineCopy,
+                "recv_copy" => Impl::WsengineCopy,
+                "recv_tungstenite" => Impl::Tungstenite,
+                "recv_fastwebsockets" => Impl::Fastwebsockets,
+                _ => Impl::TokioWebsockets,
             };
             let mut runner = recv_runner(imp, &RecvInput::new(kind, size));
             Box::new(move || runner.run())
