@@ -896,7 +896,7 @@ impl<H: Handler> EventLoop<H> {
             return true;
         }
         if let Some(session) = c.tls.as_mut() {
-            return match tls_layer::flush(session, &mut c.stream, &mut c.core) {
+            return match session.flush(&mut c.stream, &mut c.core) {
                 Ok(progress) => {
                     if progress {
                         c.last_progress = self.conns.now;

@@ -17,6 +17,10 @@
 //!   files, host-name verification, ALPN `http/1.1`.
 //! - [`describe_error`]: a certificate or TLS failure in one line (unknown issuer,
 //!   expired, wrong host name) for logs and the command line.
+//! - [`TlsSession`]: one connection's rustls session stacked under a core
+//!   [`Connection`](wsengine::Connection), for hosts that own their sockets (the mio
+//!   host, the load generator): TLS records in, plaintext into the core's buffer; the
+//!   core's transmit into rustls, records out.
 //!
 //! The crypto provider is aws-lc-rs ([`provider`]), passed to every configuration
 //! explicitly rather than installed as rustls' process-wide default (an embedder's own
@@ -30,6 +34,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use rustls;
+pub use session::{SEND_BUFFER_LIMIT, TlsSession};
+
+mod session;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};

@@ -16,11 +16,16 @@
 //!
 //! Every message's payload is determined by its connection and sequence number (see
 //! [`Tape`]); echoes must come back whole, of the same kind, in order, byte for byte.
+//!
+//! `wss://` runs a [`TlsSession`] (rustls) under each core: the TLS handshake is part of
+//! opening, and every read goes through rustls (records of at most 16 KiB, read 4 KiB at
+//! a time by rustls' rule).
 
 use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -28,6 +33,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use wsengine::{ClientRequest, CloseCode, Config, Connection, Event};
+use wsengine_mio::tls::{self, TlsSession, rustls};
 
 use super::{Level, max_level};
 
@@ -55,8 +61,12 @@ const MAX_SAMPLES: usize = 10;
 
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct LoadArgs {
-    /// The ws:// URL of an echo server.
+    /// The ws:// or wss:// URL of an echo server.
     url: String,
+    /// For wss://: also trust the CA certificates in this PEM file (repeatable), besides
+    /// Mozilla's roots.
+    #[arg(long = "ca", value_name = "CA.pem")]
+    cas: Vec<PathBuf>,
     /// Connections that send messages.
     #[arg(long, default_value_t = 100)]
     connections: usize,
@@ -137,6 +147,8 @@ pub(crate) struct Settings {
     pub(crate) duration: Duration,
     pub(crate) hold: Duration,
     pub(crate) server_pid: Option<u32>,
+    /// Extra trusted CAs for wss:// (`--ca`).
+    pub(crate) cas: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +196,7 @@ impl Settings {
             duration: args.duration,
             hold: args.hold,
             server_pid: args.server_pid,
+            cas: args.cas.clone(),
         })
     }
 }
@@ -246,12 +259,12 @@ pub(crate) fn execute(settings: &Settings, progress: ProgressMode) -> io::Result
             format!("{}: {e}", settings.url),
         )
     })?;
-    if request.is_secure() {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "wss:// is not supported (the mio driver has no TLS yet)",
-        ));
-    }
+    // RFC 6455 §4.1 step 5: wss:// runs the handshake over TLS.
+    let tls_config = if request.is_secure() {
+        Some(tls::client_config(tls::root_store(&settings.cas)?)?)
+    } else {
+        None
+    };
     let addr = (request.host(), request.port())
         .to_socket_addrs()?
         .next()
@@ -264,7 +277,7 @@ pub(crate) fn execute(settings: &Settings, progress: ProgressMode) -> io::Result
     let client_before = ProcSample::read_self().ok();
     let started = SystemTime::now();
 
-    let mut engine = Engine::new(settings)?;
+    let mut engine = Engine::new(settings, tls_config)?;
     let mut progress = Progress::new(progress, settings);
     let open_start = Instant::now();
     engine.open_all(settings.connections, addr, &request, &mut progress)?;
@@ -543,6 +556,8 @@ impl Pacer {
 
 struct Conn {
     stream: TcpStream,
+    /// TLS between the socket and the core (`wss://`).
+    tls: Option<TlsSession>,
     core: Connection,
     id: u32,
     open: bool,
@@ -594,10 +609,12 @@ struct Engine {
     pacer: Option<Pacer>,
     waiting: VecDeque<usize>,
     errors: Errors,
+    /// The TLS configuration of every connection (`wss://`).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Engine {
-    fn new(settings: &Settings) -> io::Result<Self> {
+    fn new(settings: &Settings, tls: Option<Arc<rustls::ClientConfig>>) -> io::Result<Self> {
         let mut config = Config::default();
         let size = u64::try_from(settings.size).unwrap_or(u64::MAX);
         config.max_message_size = config.max_message_size.max(size);
@@ -634,6 +651,7 @@ impl Engine {
             pacer: settings.rate.map(|r| Pacer::new(r, Instant::now())),
             waiting: VecDeque::with_capacity(settings.connections),
             errors: Errors::default(),
+            tls,
         })
     }
 
@@ -673,8 +691,13 @@ impl Engine {
             let core =
                 Connection::client(request.clone(), self.config.clone(), Instant::now().into())
                     .map_err(|e| io::Error::other(format!("handshake request: {e}")))?;
+            let tls = match &self.tls {
+                Some(config) => Some(TlsSession::client(config, request.host())?),
+                None => None,
+            };
             let mut conn = Conn {
                 stream,
+                tls,
                 core,
                 id: u32::try_from(i).unwrap_or(u32::MAX),
                 open: false,
@@ -841,6 +864,13 @@ impl Engine {
 
     /// Reads, verifies, sends and writes for connection `i`.
     fn service(&mut self, i: usize, readable: bool) {
+        if self
+            .conns
+            .get(i)
+            .is_some_and(|c| c.as_ref().is_some_and(|c| c.tls.is_some()))
+        {
+            return self.service_tls(i, readable);
+        }
         let mut budget = READ_BUDGET;
         let mut failed = None;
         let mut now = None;
@@ -892,6 +922,72 @@ impl Engine {
         }
         if let Some(e) = failed {
             self.drop_conn(i, Kind::Io, format!("socket error: {e}"));
+            return;
+        }
+        self.settle(i, now.unwrap_or_else(Instant::now));
+    }
+
+    /// [`service`](Self::service) through the connection's TLS session: decrypted bytes
+    /// left over first, then one read of records at a time (rustls reads at most 4 KiB
+    /// more than it holds), until the socket would block or the budget is spent.
+    fn service_tls(&mut self, i: usize, readable: bool) {
+        let mut budget = READ_BUDGET * 4;
+        let mut failed = None;
+        let mut now = None;
+        loop {
+            let Some(Some(c)) = self.conns.get_mut(i) else {
+                return;
+            };
+            let Some(session) = c.tls.as_mut() else {
+                return;
+            };
+            let mut moved = session.deliver(&mut c.core);
+            // Whether this round got anywhere: bytes to the core, or records read (a
+            // partial record delivers nothing yet, but the socket may hold the rest:
+            // read on to `WouldBlock`, since the next edge comes only with new data).
+            let mut progressed = moved > 0;
+            if moved == 0 && readable && !session.at_end() {
+                if budget == 0 {
+                    if !c.in_again {
+                        c.in_again = true;
+                        self.again.push(i);
+                    }
+                    break;
+                }
+                budget -= 1;
+                match session.receive(&mut c.stream) {
+                    Ok(_) => {
+                        progressed = true;
+                        moved = session.deliver(&mut c.core);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let at_end = session.at_end();
+            if at_end {
+                c.core.recv_eof();
+            }
+            if moved > 0 || at_end {
+                let t = Instant::now();
+                now = Some(t);
+                self.events_of(i, t);
+            }
+            if !progressed || at_end {
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            let why = if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                format!("TLS: {}", tls::describe_io_error(&e))
+            } else {
+                format!("socket error: {e}")
+            };
+            self.drop_conn(i, Kind::Io, why);
             return;
         }
         self.settle(i, now.unwrap_or_else(Instant::now));
@@ -1063,6 +1159,9 @@ impl Engine {
 /// Writes the transmit buffer until it is empty or the socket would block (a writable
 /// edge then brings the connection back).
 fn flush(c: &mut Conn) -> io::Result<()> {
+    if let Some(session) = c.tls.as_mut() {
+        return session.flush(&mut c.stream, &mut c.core).map(drop);
+    }
     loop {
         let out = c.core.poll_transmit();
         if out.is_empty() {

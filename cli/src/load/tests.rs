@@ -170,6 +170,7 @@ fn settings(addr: SocketAddr, mode: Mode) -> Settings {
         duration: Duration::from_millis(300),
         hold: Duration::from_millis(200),
         server_pid: None,
+        cas: Vec::new(),
     }
 }
 
@@ -255,4 +256,90 @@ fn a_refused_connection_is_an_error() {
         .unwrap();
     let error = execute(&settings(addr, Mode::Echo), ProgressMode::Quiet).unwrap_err();
     assert!(error.to_string().contains("connection 1 of 8"), "{error}");
+}
+
+/// A TLS echo server presenting `cert`.
+fn tls_server(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    corrupt_every: u64,
+) -> (SocketAddr, Handle, JoinHandle<()>) {
+    let certificates =
+        std::sync::Arc::new(wsengine_mio::tls::ServerCertificates::from_files(cert, key).unwrap());
+    let mut config = DriverConfig::default();
+    config.tls_server = Some(wsengine_mio::tls::server_config(certificates).unwrap());
+    let mut event_loop = EventLoop::new(
+        config,
+        Echo {
+            corrupt_every,
+            seen: 0,
+        },
+    )
+    .unwrap();
+    let addr = event_loop.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let handle = event_loop.handle();
+    let thread = std::thread::spawn(move || event_loop.run().unwrap());
+    (addr, handle, thread)
+}
+
+fn wss_settings(addr: SocketAddr, mode: Mode, ca: &std::path::Path) -> Settings {
+    let mut s = settings(addr, mode);
+    s.url = format!("wss://localhost:{}/load", addr.port());
+    s.cas = vec![ca.to_owned()];
+    s
+}
+
+#[test]
+fn a_run_over_wss_is_clean_and_checks_every_echo() {
+    let pki = wsengine_test_support::pki::make("load-wss");
+    let (addr, handle, thread) = tls_server(&pki.cert, &pki.key, 0);
+    // Small messages several to a record, and 64 KiB ones over several records.
+    for (size, text) in [(100, false), (100, true), (65_536, false)] {
+        let mut s = wss_settings(addr, Mode::Echo, &pki.ca);
+        s.size = size;
+        s.text = text;
+        let results = execute(&s, ProgressMode::Quiet).unwrap();
+        assert_eq!(
+            results.errors.total(),
+            0,
+            "{size} {text}: {:?}",
+            results.errors
+        );
+        assert!(results.messages > 20, "{size}: {}", results.messages);
+    }
+    let results = execute(
+        &wss_settings(addr, Mode::Idle, &pki.ca),
+        ProgressMode::Quiet,
+    )
+    .unwrap();
+    assert_eq!(results.errors.total(), 0, "{:?}", results.errors);
+    handle.stop().unwrap();
+    thread.join().unwrap();
+    // Through TLS, a corrupted echo is still caught.
+    let (addr, handle, thread) = tls_server(&pki.cert, &pki.key, 50);
+    let results = execute(
+        &wss_settings(addr, Mode::Echo, &pki.ca),
+        ProgressMode::Quiet,
+    )
+    .unwrap();
+    assert!(
+        results.errors.get(Kind::Mismatch) > 0,
+        "{:?}",
+        results.errors
+    );
+    handle.stop().unwrap();
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_server_certificate_the_generator_does_not_trust_is_an_error() {
+    let pki = wsengine_test_support::pki::make("load-untrusted");
+    let (addr, handle, thread) = tls_server(&pki.cert, &pki.key, 0);
+    // Mozilla's roots only: the private CA is unknown.
+    let mut s = wss_settings(addr, Mode::Echo, &pki.ca);
+    s.cas.clear();
+    let error = execute(&s, ProgressMode::Quiet).unwrap_err().to_string();
+    assert!(error.contains("unknown issuer"), "{error}");
+    handle.stop().unwrap();
+    thread.join().unwrap();
 }
