@@ -96,6 +96,13 @@ pub(crate) struct LoadArgs {
     /// close them (with --server-pid: the server's memory per connection).
     #[arg(long, conflicts_with_all = ["connections", "size", "duration", "warmup", "in_flight", "text", "rate", "plot"])]
     idle: Option<usize>,
+    /// Handshake mode: each of --connections connections opens (TCP connect, TLS
+    /// handshake for wss://, WebSocket handshake), closes cleanly and opens again, for
+    /// --duration after --warmup; reports opening handshakes per second (with wss://,
+    /// full TLS handshakes: no session resumption), their latency (connect to 101), and
+    /// with --server-pid the server's CPU per connection.
+    #[arg(long, conflicts_with_all = ["idle", "size", "in_flight", "text", "rate"])]
+    handshakes: bool,
     /// Idle mode: how long to hold the connections open.
     #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "idle")]
     hold: Duration,
@@ -157,12 +164,15 @@ pub(crate) enum Mode {
     Echo,
     /// Open connections and hold them, sending nothing.
     Idle,
+    /// Open, close and open again: connection setups per second.
+    Handshakes,
 }
 
 impl Settings {
     fn from_args(args: &LoadArgs) -> Result<Self, String> {
         let (mode, connections) = match args.idle {
             Some(n) => (Mode::Idle, n),
+            None if args.handshakes => (Mode::Handshakes, args.connections),
             None => (Mode::Echo, args.connections),
         };
         if connections == 0 {
@@ -177,7 +187,7 @@ impl Settings {
         if args.rate == Some(0) {
             return Err("--rate must be at least 1".into());
         }
-        if args.duration.is_zero() && mode == Mode::Echo {
+        if args.duration.is_zero() && mode != Mode::Idle {
             return Err("--duration must be longer than 0".into());
         }
         if args.size > 1 << 30 {
@@ -261,7 +271,15 @@ pub(crate) fn execute(settings: &Settings, progress: ProgressMode) -> io::Result
     })?;
     // RFC 6455 §4.1 step 5: wss:// runs the handshake over TLS.
     let tls_config = if request.is_secure() {
-        Some(tls::client_config(tls::root_store(&settings.cas)?)?)
+        let config = tls::client_config(tls::root_store(&settings.cas)?)?;
+        if settings.mode == Mode::Handshakes {
+            // Every setup a full TLS handshake, as a new client's is.
+            let mut full = (*config).clone();
+            full.resumption = rustls::client::Resumption::disabled();
+            Some(Arc::new(full))
+        } else {
+            Some(config)
+        }
     } else {
         None
     };
@@ -286,7 +304,7 @@ pub(crate) fn execute(settings: &Settings, progress: ProgressMode) -> io::Result
     let mut results = Results::new(settings.clone(), started, open_time);
 
     match settings.mode {
-        Mode::Echo => {
+        Mode::Echo | Mode::Handshakes => {
             let measure_start = opened + settings.warmup;
             let measure_end = measure_start + settings.duration;
             engine.start(opened, measure_start, measure_end);
@@ -370,7 +388,7 @@ pub(crate) fn execute(settings: &Settings, progress: ProgressMode) -> io::Result
     }
     progress.finish();
 
-    if settings.mode == Mode::Echo {
+    if settings.mode != Mode::Idle {
         results.measured = settings.duration;
         results.messages = engine.measured;
         results.latency = Some(engine.hist);
@@ -555,6 +573,8 @@ impl Pacer {
 }
 
 struct Conn {
+    /// When its TCP connect started (handshake mode: the setup's latency).
+    started: Instant,
     stream: TcpStream,
     /// TLS between the socket and the core (`wss://`).
     tls: Option<TlsSession>,
@@ -611,6 +631,10 @@ struct Engine {
     errors: Errors,
     /// The TLS configuration of every connection (`wss://`).
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Handshake mode: connections close once open and open again.
+    cycling: bool,
+    /// Where connections go, and with which request (set by `open_all`).
+    target: Option<(SocketAddr, ClientRequest)>,
 }
 
 impl Engine {
@@ -652,6 +676,8 @@ impl Engine {
             waiting: VecDeque::with_capacity(settings.connections),
             errors: Errors::default(),
             tls,
+            cycling: settings.mode == Mode::Handshakes,
+            target: None,
         })
     }
 
@@ -665,57 +691,18 @@ impl Engine {
         progress: &mut Progress,
     ) -> io::Result<()> {
         progress.phase("open");
+        self.target = Some((addr, request.clone()));
         for i in 0..n {
-            let stream = std::net::TcpStream::connect_timeout(&addr, OPEN_TIMEOUT)
-                .and_then(|s| {
-                    s.set_nonblocking(true)?;
-                    s.set_nodelay(true)?;
-                    Ok(s)
-                })
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!(
-                            "connection {} of {n} to {addr}: {e} ({} open)",
-                            i + 1,
-                            self.opened
-                        ),
-                    )
-                })?;
-            let mut stream = TcpStream::from_std(stream);
-            self.poll.registry().register(
-                &mut stream,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            let core =
-                Connection::client(request.clone(), self.config.clone(), Instant::now().into())
-                    .map_err(|e| io::Error::other(format!("handshake request: {e}")))?;
-            let tls = match &self.tls {
-                Some(config) => Some(TlsSession::client(config, request.host())?),
-                None => None,
-            };
-            let mut conn = Conn {
-                stream,
-                tls,
-                core,
-                id: u32::try_from(i).unwrap_or(u32::MAX),
-                open: false,
-                closing: false,
-                next_send: 0,
-                next_echo: 0,
-                sent_at: vec![Instant::now(); usize::try_from(self.in_flight).unwrap_or(1)]
-                    .into_boxed_slice(),
-                queued: false,
-                in_again: false,
-                hup: false,
-            };
-            if let Err(e) = flush(&mut conn) {
-                return Err(io::Error::new(
+            let conn = self.connect(i, addr, request).map_err(|e| {
+                io::Error::new(
                     e.kind(),
-                    format!("connection {}: {e}", i + 1),
-                ));
-            }
+                    format!(
+                        "connection {} of {n} to {addr}: {e} ({} open)",
+                        i + 1,
+                        self.opened
+                    ),
+                )
+            })?;
             self.conns.push(Some(conn));
             self.live += 1;
             if (i + 1) % CONNECT_BATCH == 0 {
@@ -747,6 +734,68 @@ impl Engine {
             )));
         }
         Ok(())
+    }
+
+    /// A new connection in slot `i`: a blocking TCP connect, registered with the poll,
+    /// its core (and TLS session), and its opening handshake written.
+    fn connect(&mut self, i: usize, addr: SocketAddr, request: &ClientRequest) -> io::Result<Conn> {
+        let started = Instant::now();
+        let stream = std::net::TcpStream::connect_timeout(&addr, OPEN_TIMEOUT).and_then(|s| {
+            s.set_nonblocking(true)?;
+            s.set_nodelay(true)?;
+            Ok(s)
+        })?;
+        let mut stream = TcpStream::from_std(stream);
+        self.poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let core = Connection::client(request.clone(), self.config.clone(), Instant::now().into())
+            .map_err(|e| io::Error::other(format!("handshake request: {e}")))?;
+        let tls = match &self.tls {
+            Some(config) => Some(TlsSession::client(config, request.host())?),
+            None => None,
+        };
+        let mut conn = Conn {
+            started,
+            stream,
+            tls,
+            core,
+            id: u32::try_from(i).unwrap_or(u32::MAX),
+            open: false,
+            closing: false,
+            next_send: 0,
+            next_echo: 0,
+            sent_at: vec![Instant::now(); usize::try_from(self.in_flight).unwrap_or(1)]
+                .into_boxed_slice(),
+            queued: false,
+            in_again: false,
+            hup: false,
+        };
+        flush(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Handshake mode: slot `i`'s connection is over; open the next one while sending.
+    fn reopen(&mut self, i: usize) {
+        let sending = self.send_until.is_some_and(|t| Instant::now() < t);
+        let Some((addr, request)) = self.target.clone() else {
+            return;
+        };
+        if !self.cycling || !sending {
+            return;
+        }
+        match self.connect(i, addr, &request) {
+            Ok(conn) => {
+                self.conns[i] = Some(conn);
+                self.live += 1;
+            }
+            Err(e) => self.errors.count(
+                Kind::Io,
+                format!("connection {}: reconnecting to {addr}: {e}", i + 1),
+            ),
+        }
     }
 
     /// Starts sending on every connection; sending stops at `send_until`, echoes in
@@ -1019,6 +1068,23 @@ impl Engine {
                 Event::Accepted(_) => {
                     c.open = true;
                     self.opened += 1;
+                    // `close_all` came while this one was still opening (its close was
+                    // refused then): close it now.
+                    if c.closing {
+                        let _ = c.core.close(CloseCode::NORMAL, "");
+                    }
+                    // Handshake mode: a setup in the window is measured, connect to 101.
+                    if self.cycling
+                        && let Some((from, to)) = self.window
+                        && now >= from
+                        && now < to
+                    {
+                        let latency = now.saturating_duration_since(c.started);
+                        self.hist.saturating_record(
+                            u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX),
+                        );
+                        self.measured += 1;
+                    }
                 }
                 Event::Text { .. } | Event::Binary { .. } => {
                     if c.next_echo == c.next_send {
@@ -1084,6 +1150,14 @@ impl Engine {
                 return;
             };
             let sending = self.send_until.is_some_and(|t| now < t);
+            if self.cycling {
+                // Handshake mode: close as soon as it is open; `settle` opens the next.
+                if sending && c.open && !c.closing {
+                    c.closing = true;
+                    let _ = c.core.close(CloseCode::NORMAL, "");
+                }
+                return;
+            }
             if !sending || !c.open || c.closing || c.next_send - c.next_echo >= self.in_flight {
                 return;
             }
@@ -1143,6 +1217,7 @@ impl Engine {
                 let _ = self.poll.registry().deregister(&mut c.stream);
             }
             self.live -= 1;
+            self.reopen(i);
         }
     }
 
@@ -1195,7 +1270,7 @@ impl Progress {
     fn new(mode: ProgressMode, settings: &Settings) -> Self {
         let now = Instant::now();
         let total = match settings.mode {
-            Mode::Echo => settings.warmup + settings.duration,
+            Mode::Echo | Mode::Handshakes => settings.warmup + settings.duration,
             Mode::Idle => settings.hold,
         };
         let bar = (mode == ProgressMode::Bar).then(|| {

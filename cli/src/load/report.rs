@@ -212,9 +212,20 @@ impl Results {
         if self.settings.text { "text" } else { "binary" }
     }
 
+    /// What the counted unit is: an echoed message, or an opened connection.
+    fn unit(&self) -> &'static str {
+        match self.settings.mode {
+            Mode::Handshakes => "connection",
+            _ => "message",
+        }
+    }
+
     /// One line saying what ran (the plot's caption).
     pub(crate) fn title(&self) -> String {
         let s = &self.settings;
+        if s.mode == Mode::Handshakes {
+            return format!("{} connections opening and closing in turn", s.connections);
+        }
         format!(
             "{} x {} {}, {} in flight{}",
             s.connections,
@@ -328,6 +339,31 @@ impl Results {
                     secs(self.measured)
                 );
             }
+            Mode::Handshakes => {
+                let _ = writeln!(
+                    out,
+                    "  {n} connections, each opening (TCP, TLS for wss:// with no resumption, \
+                     WebSocket handshake) and closing in turn; warmup {}; measured {}",
+                    secs(s.warmup),
+                    secs(self.measured)
+                );
+                let _ = writeln!(
+                    out,
+                    "handshakes   {} ({} connections/s)",
+                    count(self.messages as f64),
+                    count(self.per_sec())
+                );
+                if let Some(h) = self.latency.as_ref().filter(|h| !h.is_empty()) {
+                    let _ = writeln!(
+                        out,
+                        "setup time   p50 {}  p90 {}  p99 {}  max {}  (connect to 101)",
+                        nanos(h.value_at_quantile(0.5) as f64),
+                        nanos(h.value_at_quantile(0.9) as f64),
+                        nanos(h.value_at_quantile(0.99) as f64),
+                        nanos(h.max() as f64),
+                    );
+                }
+            }
         }
         let _ = write!(out, "errors       {}", self.errors.total());
         if self.errors.total() > 0 {
@@ -350,7 +386,7 @@ impl Results {
                 secs(self.cpu_window),
                 self.cpu_percent(cpu),
                 self.us_per_message(cpu)
-                    .map(|us| format!(", {us:.2} µs per message"))
+                    .map(|us| format!(", {us:.2} µs per {}", self.unit()))
                     .unwrap_or_default()
             );
         }
@@ -362,7 +398,7 @@ impl Results {
                 secs(self.cpu_window),
                 self.cpu_percent(server.cpu),
                 self.us_per_message(server.cpu)
-                    .map(|us| format!(", {us:.2} µs per message"))
+                    .map(|us| format!(", {us:.2} µs per {}", self.unit()))
                     .unwrap_or_default(),
                 server.pid
             );
@@ -398,6 +434,7 @@ impl Results {
         let mode = match s.mode {
             Mode::Echo => "echo",
             Mode::Idle => "idle",
+            Mode::Handshakes => "handshakes",
         };
         let _ = writeln!(o, "  \"mode\": \"{mode}\",");
         let _ = writeln!(o, "  \"url\": {},", json_str(&s.url));
@@ -408,6 +445,15 @@ impl Results {
                 s.in_flight.to_string(),
                 s.text.to_string(),
                 s.rate.map_or("null".into(), |r| r.to_string()),
+                num(s.warmup.as_secs_f64()),
+                num(s.duration.as_secs_f64()),
+                "null".to_owned(),
+            ),
+            Mode::Handshakes => (
+                "null".to_owned(),
+                "null".to_owned(),
+                "null".to_owned(),
+                "null".to_owned(),
                 num(s.warmup.as_secs_f64()),
                 num(s.duration.as_secs_f64()),
                 "null".to_owned(),

@@ -343,3 +343,32 @@ fn a_server_certificate_the_generator_does_not_trust_is_an_error() {
     handle.stop().unwrap();
     thread.join().unwrap();
 }
+
+#[test]
+fn handshake_mode_opens_and_closes_connections_in_turn_over_ws_and_wss() {
+    let pki = wsengine_test_support::pki::make("load-handshakes");
+    let (addr, handle, thread) = server(0);
+    let (tls_addr, tls_handle, tls_thread) = tls_server(&pki.cert, &pki.key, 0);
+    for s in [
+        settings(addr, Mode::Handshakes),
+        wss_settings(tls_addr, Mode::Handshakes, &pki.ca),
+    ] {
+        let mut s = s;
+        s.connections = 4;
+        s.server_pid = Some(std::process::id());
+        let results = execute(&s, ProgressMode::Quiet).unwrap();
+        assert_eq!(results.errors.total(), 0, "{}: {:?}", s.url, results.errors);
+        // Far more setups than connections: each one closed and was opened again.
+        assert!(results.messages > 40, "{}: {}", s.url, results.messages);
+        let hist = results.latency.as_ref().unwrap();
+        assert_eq!(hist.len(), results.messages);
+        let text = results.text();
+        assert!(text.contains("connections/s"), "{text}");
+        assert!(text.contains("per connection"), "{text}");
+        assert!(results.json().contains("\"mode\": \"handshakes\""));
+    }
+    handle.stop().unwrap();
+    thread.join().unwrap();
+    tls_handle.stop().unwrap();
+    tls_thread.join().unwrap();
+}
