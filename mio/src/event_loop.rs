@@ -828,7 +828,8 @@ impl<H: Handler> EventLoop<H> {
         };
         // The memory budget's count, O(1), with the allocator's share (see
         // `ALLOCATOR_SHARE`).
-        let bytes = c.core.buffered_bytes();
+        let tls_bytes = c.tls.as_ref().map_or(0, Session::buffered_bytes);
+        let bytes = c.core.buffered_bytes().saturating_add(tls_bytes);
         let bytes = bytes.saturating_add(bytes / ALLOCATOR_SHARE);
         self.conns.buffered_total = (self.conns.buffered_total - c.accounted) + bytes;
         c.accounted = bytes;
@@ -1225,7 +1226,9 @@ impl<H: Handler> EventLoop<H> {
             .filter_map(|id| {
                 let c = self.conns.slab.get(id)?;
                 let stalled = now.saturating_duration_since(c.last_progress) >= PROGRESS_WINDOW;
-                let holds = c.core.transmit_len() > 0 || c.accounted > idle_size;
+                let holds = c.core.transmit_len() > 0
+                    || c.tls.as_ref().is_some_and(Session::wants_write)
+                    || c.accounted > idle_size;
                 let stalled_holder = c.linger_until.is_some() || (stalled && holds);
                 (c.accounted > 0).then_some((stalled_holder, c.accounted, id))
             })

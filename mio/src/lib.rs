@@ -164,7 +164,8 @@ pub struct DriverConfig {
     pub backlog: u32,
     /// One memory budget for the whole loop, in bytes (default 256 MiB): the sum of
     /// [`Connection::buffered_bytes`](wsengine::Connection::buffered_bytes) over all
-    /// connections (queued for sending, incomplete incoming messages, inflate buffers),
+    /// connections (queued for sending, incomplete incoming messages, inflate buffers;
+    /// with TLS, what rustls holds too, [`tls::TlsSession::buffered_bytes`]),
     /// each counted with 1/8 more for the allocator's rounding (its size classes), kept
     /// up to date as connections are serviced; over it, no connection reads more until
     /// the largest holders are closed. Over it, the connections holding the

@@ -81,6 +81,9 @@ mod stub {
         pub(crate) fn wants_write(&self) -> bool {
             match *self {}
         }
+        pub(crate) fn buffered_bytes(&self) -> usize {
+            match *self {}
+        }
         pub(crate) fn flush(
             &mut self,
             _stream: &mut TcpStream,

@@ -169,6 +169,20 @@ impl TlsSession {
         }
     }
 
+    /// What this session holds for the memory budget of a host, an upper bound: the
+    /// decrypted bytes the core has not taken, plus, while records wait for the socket,
+    /// rustls' outgoing buffer at its limit ([`SEND_BUFFER_LIMIT`]; rustls does not say
+    /// how full it is). Its fixed state (keys, a 4 KiB read buffer: about 8 KiB per
+    /// connection in all) is not counted.
+    pub fn buffered_bytes(&self) -> usize {
+        let outgoing = if self.tls.wants_write() {
+            SEND_BUFFER_LIMIT
+        } else {
+            0
+        };
+        self.plaintext + outgoing
+    }
+
     /// rustls has records to write.
     pub fn wants_write(&self) -> bool {
         self.tls.wants_write()

@@ -341,3 +341,60 @@ fn conformance_vectors_over_tls() {
     });
     server.stop();
 }
+
+#[test]
+fn a_tls_client_that_never_reads_cannot_grow_the_server_send_buffer() {
+    let pki = pki::make("mio-non-reader");
+    let mut config = server_config(&pki.cert, &pki.key);
+    config.connection.max_send_buffer = 256 << 10;
+    let mut server = RunningServer::start(config);
+    let mut stream = tls_stream(&pki, server.addr);
+    echo_through(&mut stream);
+    // Echo requests through TLS, never reading the echoes: once the socket buffers on
+    // both sides, rustls' outgoing buffer and the core's send buffer are full, the server
+    // pauses reading and our writes stop going through.
+    stream.sock.set_nonblocking(true).unwrap();
+    let frame = super::client_frame(wsengine_test_support::BINARY, &[0xAB; 16 << 10]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut written = 0usize;
+    let mut stalled_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if !stream.conn.wants_write() {
+            // rustls takes plaintext up to its own buffer limit; keep frames whole.
+            let at = written % frame.len();
+            written += stream.conn.writer().write(&frame[at..]).unwrap();
+        }
+        match stream.conn.write_tls(&mut stream.sock) {
+            Ok(_) => stalled_since = None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    assert!(
+        stalled_since.is_some(),
+        "the server kept reading {written} bytes without limit"
+    );
+    assert!(written < 256 << 20, "wrote {written} bytes");
+    {
+        let log = server.log.lock().unwrap();
+        assert!(
+            log.blocked >= 1,
+            "the handler was told the connection is blocked"
+        );
+        // The core's limit is a high-water mark: one message may cross it. (rustls holds
+        // at most its own 64 KiB of records on top.)
+        assert!(
+            log.max_transmit <= (256 << 10) + (16 << 10) + 14,
+            "send buffer reached {}",
+            log.max_transmit
+        );
+    }
+    drop(stream);
+    server.stop();
+}
