@@ -7,6 +7,7 @@
 #                                 (the tokio adapter, wsengine-tokio)
 #   bash autobahn/run.sh server-tls     as `server` over wss://, against `wsengine serve
 #                                 --tls-cert ... --tls-key ...`; sections 1-10 by default
+#   bash autobahn/run.sh server-tokio-tls   as `server-tls`, with --runtime tokio
 #   bash autobahn/run.sh client-tls     as `client` over wss://: wstest's fuzzingserver
 #                                 serves TLS, `wsengine autobahn-client --ca ...` connects;
 #                                 sections 1-10 by default
@@ -45,11 +46,11 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: bash autobahn/run.sh server|client|server-tokio|server-tls|client-tls" >&2
+    echo "usage: bash autobahn/run.sh server|client|server-tokio|server-tls|server-tokio-tls|client-tls" >&2
     exit 2
 }
 [[ $# -eq 1 && ($1 == server || $1 == client || $1 == server-tokio || $1 == server-tls ||
-    $1 == client-tls) ]] || usage
+    $1 == server-tokio-tls || $1 == client-tls) ]] || usage
 MODE=$1
 # `server-tokio` is the server direction against the tokio host: more arguments for
 # `wsengine serve`, its own report directory. The -tls directions are `server` and
@@ -64,8 +65,12 @@ server-tokio)
     MODE=server
     SERVE_ARGS=(--runtime tokio)
     ;;
-server-tls | client-tls)
+server-tls | server-tokio-tls | client-tls)
+    if [[ ${MODE} == server-tokio-tls ]]; then
+        SERVE_ARGS=(--runtime tokio)
+    fi
     MODE=${MODE%-tls}
+    MODE=${MODE%-tokio}
     TLS=1
     AUTOBAHN_CASES="${AUTOBAHN_CASES:-${SECTIONS_1_10}}"
     AUTOBAHN_MIN_CASES="${AUTOBAHN_MIN_CASES:-301}"
