@@ -5,6 +5,17 @@
 #   bash autobahn/run.sh client   `wsengine autobahn-client` is tested by wstest (fuzzingserver)
 #   bash autobahn/run.sh server-tokio   as `server`, against `wsengine serve --runtime tokio`
 #                                 (the tokio adapter, wsengine-tokio)
+#   bash autobahn/run.sh server-tls     as `server` over wss://, against `wsengine serve
+#                                 --tls-cert ... --tls-key ...`; sections 1-10 by default
+#   bash autobahn/run.sh server-tokio-tls   as `server-tls`, with --runtime tokio
+#   bash autobahn/run.sh client-tls     as `client` over wss://: wstest's fuzzingserver
+#                                 serves TLS, `wsengine autobahn-client --ca ...` connects;
+#                                 sections 1-10 by default
+#
+# The TLS directions make a throwaway CA and a server certificate for localhost and
+# 127.0.0.1 (ECDSA P-256, openssl) in a temporary directory removed on exit; nothing is
+# committed. wstest's TLS client (Twisted's ClientContextFactory) verifies nothing and
+# sends no SNI; wsengine's client verifies the certificate against that CA.
 #
 # Builds the release binary, installs wstest (autobahn/install.sh), runs the direction on
 # 127.0.0.1 with a port picked at run time, stops every process it started (process groups,
@@ -16,7 +27,8 @@
 #   WSENGINE_BIN=path          test this executable instead of building target/release/wsengine
 #   AUTOBAHN_TIMEOUT=600       seconds for the test run of a direction
 #   AUTOBAHN_BUILD_TIMEOUT=1800, AUTOBAHN_INSTALL_TIMEOUT=1800   seconds for those steps
-#   AUTOBAHN_MIN_CASES=250     fewer judged cases than this fails the run
+#   AUTOBAHN_MIN_CASES=250     fewer judged cases than this fails the run (301, all of
+#                              sections 1-10, for the TLS directions)
 #   AUTOBAHN_WSTEST=docker     run wstest from the crossbario/autobahn-testsuite image
 #   AUTOBAHN_DOCKER_IMAGE=...  that image (default crossbario/autobahn-testsuite)
 #
@@ -27,25 +39,43 @@
 #   WSENGINE_SERVER_STOP_CHECK=1   after the run, stop the server with SIGTERM and fail
 #                              unless it exits 0 within 120 s (e.g. valgrind's verdict)
 #   AUTOBAHN_CASES='1.*,2.*'   run only these case patterns (replaces the spec's "cases";
-#                              lower AUTOBAHN_MIN_CASES to match)
+#                              lower AUTOBAHN_MIN_CASES to match; every direction; the TLS
+#                              directions default to '1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*')
 #   AUTOBAHN_REPORT_NAME=name  write autobahn/reports/<name> (default: the direction, or
 #                              server-cmd with WSENGINE_SERVER_CMD)
 set -euo pipefail
 
 usage() {
-    echo "usage: bash autobahn/run.sh server|client|server-tokio" >&2
+    echo "usage: bash autobahn/run.sh server|client|server-tokio|server-tls|server-tokio-tls|client-tls" >&2
     exit 2
 }
-[[ $# -eq 1 && ($1 == server || $1 == client || $1 == server-tokio) ]] || usage
+[[ $# -eq 1 && ($1 == server || $1 == client || $1 == server-tokio || $1 == server-tls ||
+    $1 == server-tokio-tls || $1 == client-tls) ]] || usage
 MODE=$1
 # `server-tokio` is the server direction against the tokio host: more arguments for
-# `wsengine serve`, its own report directory.
+# `wsengine serve`, its own report directory. The -tls directions are `server` and
+# `client` over wss:// (sections 1-10 unless AUTOBAHN_CASES says otherwise).
 DEFAULT_REPORT=${MODE}
+DIRECTION=${MODE} # as given, for the log
 SERVE_ARGS=()
-if [[ ${MODE} == server-tokio ]]; then
+TLS=0
+SECTIONS_1_10='1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*' # 301 cases, no permessage-deflate
+case ${MODE} in
+server-tokio)
     MODE=server
     SERVE_ARGS=(--runtime tokio)
-fi
+    ;;
+server-tls | server-tokio-tls | client-tls)
+    if [[ ${MODE} == server-tokio-tls ]]; then
+        SERVE_ARGS=(--runtime tokio)
+    fi
+    MODE=${MODE%-tls}
+    MODE=${MODE%-tokio}
+    TLS=1
+    AUTOBAHN_CASES="${AUTOBAHN_CASES:-${SECTIONS_1_10}}"
+    AUTOBAHN_MIN_CASES="${AUTOBAHN_MIN_CASES:-301}"
+    ;;
+esac
 
 AB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "${AB_DIR}/.." && pwd)"
@@ -57,7 +87,7 @@ INSTALL_TIMEOUT="${AUTOBAHN_INSTALL_TIMEOUT:-1800}"
 MIN_CASES="${AUTOBAHN_MIN_CASES:-250}"
 AGENT=wsengine
 SERVER_CMD="${WSENGINE_SERVER_CMD:-}"
-[[ -z ${SERVER_CMD} || ${MODE} == server ]] || {
+[[ -z ${SERVER_CMD} || ${DEFAULT_REPORT} == server ]] || {
     echo "WSENGINE_SERVER_CMD applies to the server direction only" >&2
     exit 2
 }
@@ -78,7 +108,7 @@ else
 fi
 CFG="${OUT}/wstest-config.json" # the effective spec: SPEC with the port and outdir filled in
 
-log() { printf '[autobahn %s] %s\n' "${MODE}" "$*" >&2; }
+log() { printf '[autobahn %s] %s\n' "${DIRECTION}" "$*" >&2; }
 die() {
     log "error: $*"
     exit 1
@@ -87,6 +117,7 @@ die() {
 # --- Process bookkeeping: every background process leads its own group; all die on exit ----
 PGIDS=()
 CONTAINER=""
+TLS_DIR="" # the throwaway CA, certificate and key of a TLS direction
 stop_all() {
     local pid i alive
     for pid in "${PGIDS[@]}"; do kill -TERM -- "-${pid}" 2>/dev/null || true; done
@@ -108,6 +139,7 @@ on_exit() {
     local rc=$?
     trap - EXIT INT TERM HUP
     stop_all
+    [[ -z ${TLS_DIR} ]] || rm -rf "${TLS_DIR}"
     exit "${rc}"
 }
 trap on_exit EXIT
@@ -185,20 +217,52 @@ export PYTHONUNBUFFERED=1 # wstest's progress reaches its log even when it is ki
 # --- 3. The effective spec ------------------------------------------------------------------
 rm -rf "${OUT}"
 mkdir -p "${OUT}"
+SCHEME=ws
+if ((TLS)); then
+    # A throwaway CA and a server certificate signed by it (localhost, 127.0.0.1), made
+    # here for this run only and removed on exit.
+    SCHEME=wss
+    command -v openssl >/dev/null || die "the TLS directions need openssl (apt-get install openssl)"
+    TLS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/wsengine-autobahn-tls.XXXXXX")"
+    CA_PEM="${TLS_DIR}/ca.pem"
+    CERT_PEM="${TLS_DIR}/server.pem"
+    KEY_PEM="${TLS_DIR}/server.key"
+    printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+        extendedKeyUsage=serverAuth subjectAltName=DNS:localhost,IP:127.0.0.1 >"${TLS_DIR}/server.ext"
+    {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj "/CN=wsengine Autobahn throwaway CA" -keyout "${TLS_DIR}/ca.key" -out "${CA_PEM}" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -subj "/CN=localhost" -keyout "${KEY_PEM}" -out "${TLS_DIR}/server.csr" &&
+            openssl x509 -req -days 2 -in "${TLS_DIR}/server.csr" -CA "${CA_PEM}" \
+                -CAkey "${TLS_DIR}/ca.key" -CAcreateserial -CAserial "${TLS_DIR}/ca.srl" \
+                -extfile "${TLS_DIR}/server.ext" -out "${CERT_PEM}"
+    } >"${TLS_DIR}/openssl.log" 2>&1 || {
+        show_log openssl "${TLS_DIR}/openssl.log"
+        die "could not make the throwaway CA and certificate with openssl"
+    }
+    log "throwaway CA and localhost/127.0.0.1 certificate in ${TLS_DIR} (removed on exit)"
+fi
 PORT="$(free_port)"
-python3 - "${SPEC}" "${CFG}" "${MODE}" "${PORT}" "${OUT}" "${AUTOBAHN_CASES:-}" <<'EOF'
+python3 - "${SPEC}" "${CFG}" "${MODE}" "${PORT}" "${OUT}" "${AUTOBAHN_CASES:-}" "${SCHEME}" \
+    "${CERT_PEM:-}" "${KEY_PEM:-}" <<'EOF'
 import json, re, sys
-src, dst, mode, port, outdir, cases = sys.argv[1:]
+src, dst, mode, port, outdir, cases, scheme, cert, key = sys.argv[1:]
 with open(src) as f:
     spec = json.load(f)
 if cases.strip():
     spec["cases"] = [c for c in re.split(r"[\s,]+", cases) if c]
-url = "ws://127.0.0.1:%s" % port
+url = "%s://127.0.0.1:%s" % (scheme, port)
 if mode == "server":
     for server in spec["servers"]:
         server["url"] = url
 else:
     spec["url"] = url
+    if cert:
+        # The fuzzingserver serves TLS with these (wstest's -k/-c are not passed to it).
+        spec["cert"] = cert
+        spec["key"] = key
 spec["outdir"] = outdir
 with open(dst, "w") as f:
     json.dump(spec, f, indent=2)
@@ -219,6 +283,10 @@ if [[ ${MODE} == server ]]; then
         start_bg "${OUT}/wsengine.log" bash -c "exec ${cmd}"
     else
         SERVER_DESC="wsengine serve${SERVE_ARGS[*]:+ ${SERVE_ARGS[*]}}"
+        if ((TLS)); then
+            SERVER_DESC+=" --tls-cert server.pem --tls-key server.key"
+            SERVE_ARGS+=(--tls-cert "${CERT_PEM}" --tls-key "${KEY_PEM}")
+        fi
         start_bg "${OUT}/wsengine.log" "${BIN}" serve --listen "127.0.0.1:${PORT}" "${SERVE_ARGS[@]}"
     fi
     peer_pid=${BG_PID}
@@ -226,7 +294,7 @@ if [[ ${MODE} == server ]]; then
         show_log "${SERVER_DESC}" "${OUT}/wsengine.log"
         die "${SERVER_DESC} did not accept connections on 127.0.0.1:${PORT}"
     }
-    log "${SERVER_DESC} on 127.0.0.1:${PORT}; running wstest -m fuzzingclient (limit ${TIMEOUT} s)"
+    log "${SERVER_DESC} on ${SCHEME}://127.0.0.1:${PORT}; running wstest -m fuzzingclient (limit ${TIMEOUT} s)"
     start_bg "${OUT}/wstest.log" timeout -k 10 "${TIMEOUT}" "${WSTEST[@]}" -m fuzzingclient -s "${CFG}"
     rc=0
     wait "${BG_PID}" || rc=$?
@@ -267,9 +335,12 @@ else
         show_log "wstest" "${OUT}/wstest.log"
         die "wstest -m fuzzingserver did not accept connections on 127.0.0.1:${PORT}"
     }
-    log "wstest fuzzingserver on 127.0.0.1:${PORT}; running wsengine autobahn-client (limit ${TIMEOUT} s)"
-    start_bg "${OUT}/wsengine.log" timeout -k 10 "${TIMEOUT}" \
-        "${BIN}" autobahn-client --server "ws://127.0.0.1:${PORT}" --agent "${AGENT}"
+    CLIENT_ARGS=(--server "${SCHEME}://127.0.0.1:${PORT}" --agent "${AGENT}")
+    if ((TLS)); then
+        CLIENT_ARGS+=(--ca "${CA_PEM}")
+    fi
+    log "wstest fuzzingserver on ${SCHEME}://127.0.0.1:${PORT}; running wsengine autobahn-client ${CLIENT_ARGS[*]} (limit ${TIMEOUT} s)"
+    start_bg "${OUT}/wsengine.log" timeout -k 10 "${TIMEOUT}" "${BIN}" autobahn-client "${CLIENT_ARGS[@]}"
     rc=0
     wait "${BG_PID}" || rc=$?
     if ((rc == 124 || rc == 137)); then
@@ -305,6 +376,9 @@ elif [[ ${MODE} == server ]]; then
     title="Server: wstest -m fuzzingclient against ${SERVER_DESC}"
 else
     title="Client: wsengine autobahn-client against wstest -m fuzzingserver"
+fi
+if ((TLS)); then
+    title="${title} over wss:// (TLS)"
 fi
 if ((status != 0)); then
     show_log "wstest" "${OUT}/wstest.log"
