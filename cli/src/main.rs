@@ -157,6 +157,11 @@ enum Command {
         /// The private key of --tls-cert (PEM: PKCS #8, PKCS #1 or SEC1).
         #[arg(long, requires = "tls_cert", value_name = "KEY.pem")]
         tls_key: Option<PathBuf>,
+        /// Serve clients that ask for NAME (SNI) with their own certificate and key
+        /// (repeatable); others, and clients that send no name, get --tls-cert. SIGHUP
+        /// re-reads these too.
+        #[arg(long, requires = "tls_cert", value_name = "NAME,CERT.pem,KEY.pem", value_parser = parse_sni)]
+        tls_sni: Vec<(String, PathBuf, PathBuf)>,
         /// On SIGTERM or SIGINT, close every connection with 1001 (going away) and wait
         /// this long for the closing handshakes before exiting 0 (e.g. 5s, 500ms; a
         /// second signal exits at once, with status 1). mio runtime only.
@@ -321,6 +326,16 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 /// A duration: a number (of seconds) with an optional unit: ms, s, m.
+/// `--tls-sni NAME,CERT.pem,KEY.pem`.
+fn parse_sni(text: &str) -> Result<(String, PathBuf, PathBuf), String> {
+    match text.split(',').collect::<Vec<_>>()[..] {
+        [name, cert, key] if !name.is_empty() && !cert.is_empty() && !key.is_empty() => {
+            Ok((name.to_owned(), cert.into(), key.into()))
+        }
+        _ => Err("expected NAME,CERT.pem,KEY.pem".into()),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -392,6 +407,7 @@ fn main() -> ExitCode {
             slow_consumer_max_queued,
             tls_cert,
             tls_key,
+            tls_sni,
             drain_timeout,
             connection,
         } => {
@@ -416,13 +432,21 @@ fn main() -> ExitCode {
             };
             config.shutdown_timeout = drain_timeout;
             let tls = match tls_cert.zip(tls_key) {
-                Some((cert, key)) => match ServerCertificates::from_files(cert, key) {
-                    Ok(certificates) => Some(Arc::new(certificates)),
-                    Err(e) => {
-                        log!(Level::Error, "{e}");
-                        return ExitCode::FAILURE;
+                Some((cert, key)) => {
+                    let loaded = ServerCertificates::from_files(cert, key).and_then(|c| {
+                        for (name, cert, key) in tls_sni {
+                            c.add_name(&name, cert, key)?;
+                        }
+                        Ok(c)
+                    });
+                    match loaded {
+                        Ok(certificates) => Some(Arc::new(certificates)),
+                        Err(e) => {
+                            log!(Level::Error, "{e}");
+                            return ExitCode::FAILURE;
+                        }
                     }
-                },
+                }
                 None => None,
             };
             serve(listen, mode, config, runtime, tls)

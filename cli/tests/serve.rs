@@ -393,6 +393,60 @@ mod tls {
         assert_eq!(&reply[2..], text);
     }
 
+    /// The certificate a TLS client asking for `name` (SNI) is shown.
+    fn presented_for(pki: &TestPki, addr: SocketAddr, name: &str) -> Vec<u8> {
+        let config =
+            tls::client_config(tls::root_store(std::slice::from_ref(&pki.ca)).unwrap()).unwrap();
+        let mut session =
+            rustls::ClientConnection::new(config, name.to_owned().try_into().unwrap()).unwrap();
+        let mut socket = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        while session.is_handshaking() {
+            session.complete_io(&mut socket).unwrap();
+        }
+        session.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    #[test]
+    fn tls_sni_serves_a_named_certificate_beside_the_default() {
+        let pki = pki::make("cli-sni");
+        let sni = format!(
+            "elsewhere.example,{},{}",
+            pki.wrong_name_cert.display(),
+            pki.wrong_name_key.display()
+        );
+        let (server, addr, _log) = start_logged(&[
+            "--tls-cert",
+            pki.cert.to_str().unwrap(),
+            "--tls-key",
+            pki.key.to_str().unwrap(),
+            "--tls-sni",
+            &sni,
+        ]);
+        let named = tls::load_certificates(&pki.wrong_name_cert).unwrap()[0].to_vec();
+        let default = tls::load_certificates(&pki.cert).unwrap()[0].to_vec();
+        assert_eq!(presented_for(&pki, addr, "elsewhere.example"), named);
+        assert_eq!(presented_for(&pki, addr, "localhost"), default);
+        drop(server);
+        // A malformed flag is refused before anything starts.
+        let output = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+            .args([
+                "serve",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+                "--tls-sni",
+                "x,y",
+            ])
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("NAME,CERT.pem,KEY.pem"));
+    }
+
     fn wait_for(log: &mpsc::Receiver<String>, needle: &str) -> String {
         loop {
             let line = log.recv_timeout(Duration::from_secs(10)).unwrap();
