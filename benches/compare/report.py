@@ -202,8 +202,16 @@ def load_tables(directory):
         st = r.get("settings") or {}
         size = st.get("size")
         kind = "text" if st.get("text") else "binary"
+        wss = "over wss:// (TLS), " if str(r.get("url", "")).startswith("wss:") else ""
+        if r.get("mode") == "handshakes":
+            return (
+                f"{st.get('connections')} connection(s) opening and closing in turn, {wss}"
+                f"each a full handshake (msgs/s: connection setups/s; server CPU µs/msg: per "
+                f"connection; p50/p99: connect to 101), "
+                f"warmup {st.get('warmup_s')} s, measured {st.get('duration_s')} s"
+            )
         return (
-            f"{st.get('connections')} connection(s) x {label(size) if size else '?'} {kind}, "
+            f"{wss}{st.get('connections')} connection(s) x {label(size) if size else '?'} {kind}, "
             f"{st.get('in_flight')} in flight each, "
             f"{'permessage-deflate offered, ' if st.get('deflate') else ''}"
             f"warmup {st.get('warmup_s')} s, measured {st.get('duration_s')} s"

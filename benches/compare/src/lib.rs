@@ -14,42 +14,96 @@ pub mod engine;
 pub mod mem;
 pub mod peers;
 
-/// The echo servers' command line: `--listen ADDR` (default `127.0.0.1:9001`), or
-/// `--help`.
-pub fn listen_addr(name: &str) -> std::net::SocketAddr {
+/// The echo servers' command line: `--listen ADDR` (default `127.0.0.1:9001`), and
+/// for `wss://` both `--tls-cert CERT.pem` and `--tls-key KEY.pem`.
+pub struct EchoArgs {
+    /// Where to listen.
+    pub addr: std::net::SocketAddr,
+    /// With `--tls-cert` and `--tls-key`: the TLS acceptor every connection goes
+    /// through before the WebSocket handshake.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Parses the echo servers' command line (see [`EchoArgs`]), or prints the usage and
+/// exits (`--help`, or a bad argument).
+///
+/// With TLS, the rustls configuration is wsengine's own,
+/// `wsengine_tls::server_config`: the aws-lc-rs provider, TLS 1.3 and 1.2, ALPN
+/// `http/1.1`, the certificate and key read by `ServerCertificates::from_files`. Every
+/// server of the comparison (`wsengine serve --tls-cert` included) so offers the same
+/// protocol versions, cipher suites, key exchange groups and certificate, and only the
+/// way each library drives rustls differs: here tokio-rustls' `TlsAcceptor`, as the
+/// peers' own TLS examples do.
+pub fn echo_args(name: &str) -> EchoArgs {
     let usage = format!(
-        "usage: {name} [--listen ADDR]\n\
+        "usage: {name} [--listen ADDR] [--tls-cert CERT.pem --tls-key KEY.pem]\n\
          A single-threaded WebSocket echo server: every text or binary message goes back \
-         to its sender. Default ADDR 127.0.0.1:9001."
+         to its sender. Default ADDR 127.0.0.1:9001. With --tls-cert and --tls-key it \
+         serves wss:// (rustls with wsengine-tls' configuration: aws-lc-rs, TLS 1.3 and \
+         1.2, ALPN http/1.1)."
     );
     let mut args = std::env::args().skip(1);
     let mut addr = "127.0.0.1:9001".to_owned();
+    let (mut cert, mut key) = (None, None);
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => match args.next() {
-                Some(a) => addr = a,
-                None => exit_usage(&usage),
-            },
+        let (flag, mut inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || match inline.take().or_else(|| args.next()) {
+            Some(v) => v,
+            None => exit_usage(&usage),
+        };
+        match flag.as_str() {
+            "--listen" => addr = value(),
+            "--tls-cert" => cert = Some(std::path::PathBuf::from(value())),
+            "--tls-key" => key = Some(std::path::PathBuf::from(value())),
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0);
             }
-            _ => {
-                if let Some(a) = arg.strip_prefix("--listen=") {
-                    addr = a.to_owned();
-                } else {
-                    exit_usage(&usage);
-                }
-            }
+            _ => exit_usage(&usage),
         }
     }
-    match addr.parse() {
+    let addr = match addr.parse() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("bad --listen address {addr:?}: {e}");
             exit_usage(&usage)
         }
-    }
+    };
+    let tls = match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key).unwrap_or_else(|e| {
+            eprintln!("{name}: {e}");
+            std::process::exit(1)
+        })),
+        _ => {
+            eprintln!("--tls-cert and --tls-key go together");
+            exit_usage(&usage)
+        }
+    };
+    EchoArgs { addr, tls }
+}
+
+/// A TLS acceptor over wsengine's server configuration for one certificate and key.
+fn tls_acceptor(
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+) -> Result<tokio_rustls::TlsAcceptor, wsengine_tls::TlsError> {
+    let certificates = wsengine_tls::ServerCertificates::from_files(cert, key)?;
+    let config = wsengine_tls::server_config(std::sync::Arc::new(certificates))?;
+    Ok(tokio_rustls::TlsAcceptor::from(config))
+}
+
+/// "ws" or "wss", for the servers' first line.
+pub fn scheme(args: &EchoArgs) -> &'static str {
+    if args.tls.is_some() { "wss" } else { "ws" }
+}
+
+/// A failed TLS handshake in one line (the certificate check or alert, in words).
+pub fn tls_error(e: &std::io::Error) -> String {
+    wsengine_tls::describe_io_error(e)
 }
 
 fn exit_usage(usage: &str) -> ! {
