@@ -1,6 +1,12 @@
 //! A slab of connections addressed by [`ConnId`]: an index (the mio token) and a
 //! generation, so an id kept by the application after its connection ended can never
 //! reach the connection that reuses the slot.
+//!
+//! Each connection is boxed: the table itself grows to the most connections ever held
+//! and keeps that size (16 bytes a slot), but a connection's memory (about 1 KiB: its
+//! core, socket and bookkeeping) goes back to the allocator when it ends. Inline, a
+//! burst of thousands of connections left their slots' kilobytes resident after they
+//! were gone (benches/hostile/README.md, the tls-garbage attack).
 
 use core::fmt;
 
@@ -25,7 +31,7 @@ impl fmt::Display for ConnId {
 
 struct Slot<T> {
     generation: u32,
-    value: Option<T>,
+    value: Option<Box<T>>,
 }
 
 pub(crate) struct Slab<T> {
@@ -66,7 +72,7 @@ impl<T> Slab<T> {
         };
         let slot = self.slots.get_mut(index as usize)?;
         slot.generation = slot.generation.wrapping_add(1);
-        slot.value = Some(value);
+        slot.value = Some(Box::new(value));
         self.len += 1;
         Some(ConnId {
             index,
@@ -77,7 +83,7 @@ impl<T> Slab<T> {
     pub(crate) fn get(&self, id: ConnId) -> Option<&T> {
         let slot = self.slots.get(id.index as usize)?;
         if slot.generation == id.generation {
-            slot.value.as_ref()
+            slot.value.as_deref()
         } else {
             None
         }
@@ -86,7 +92,7 @@ impl<T> Slab<T> {
     pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
         let slot = self.slots.get_mut(id.index as usize)?;
         if slot.generation == id.generation {
-            slot.value.as_mut()
+            slot.value.as_deref_mut()
         } else {
             None
         }
@@ -110,7 +116,7 @@ impl<T> Slab<T> {
         let value = slot.value.take()?;
         self.free.push(id.index);
         self.len -= 1;
-        Some(value)
+        Some(*value)
     }
 
     pub(crate) fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
