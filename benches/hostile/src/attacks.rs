@@ -1,4 +1,5 @@
-//! The seven attacks of issue #14, each against a fresh server.
+//! The seven attacks of issue #14 and the TLS one of issue #16 (in tls.rs), each
+//! against a fresh server.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -23,7 +24,7 @@ pub const CANARY_P99: Duration = Duration::from_millis(250);
 const DEFAULT_BUDGET: u64 = 256 << 20;
 
 /// Name and one-line description of each attack, in order.
-pub const ATTACKS: [(&str, &str); 7] = [
+pub const ATTACKS: [(&str, &str); 8] = [
     (
         "ping-flood",
         "50 clients send 125-byte Pings as fast as they can, never reading",
@@ -52,6 +53,10 @@ pub const ATTACKS: [(&str, &str); 7] = [
         "emfile",
         "server limited to 64 descriptors, filled; 15 clients wait in the backlog; some fillers close",
     ),
+    (
+        "tls-garbage",
+        "a TLS server (wss canaries): plain HTTP, random bytes, half ClientHellos, TLS handshakes then silence",
+    ),
 ];
 
 /// Runs attack `i` (an index into ATTACKS).
@@ -65,7 +70,8 @@ pub fn run(env: &Env, i: usize) -> Block {
         3 => broadcast_stall(env, &mut block),
         4 => stuffed(env, &mut block),
         5 => idle(env, &mut block),
-        _ => emfile(env, &mut block),
+        6 => emfile(env, &mut block),
+        _ => crate::tls::tls_garbage(env, &mut block),
     };
     if let Err(e) = result {
         block.check("the attack ran", false, e);

@@ -14,7 +14,6 @@ use crate::ws::{self, Conn};
 
 /// How a canary connects: plain ws, or wss through a rustls client (the TLS attack).
 #[derive(Clone)]
-#[allow(dead_code)] // Tls: the TLS attack's (next commit)
 pub enum Dial {
     Plain,
     Tls(Arc<ClientConfig>, ServerName<'static>),
