@@ -570,11 +570,11 @@ fn count_fds(pid: u32, stop: &AtomicBool) -> usize {
 }
 
 /// RSS growth allowed per attacker the server holds at once, and a fixed allowance on
-/// top. Measured on this machine (README, "tls-garbage"): 9.7-9.9 KB per held attacker
+/// top. Measured on this machine (README, "tls-garbage"): 9.6-9.9 KB per held attacker
 /// at the peak with this mix (a quarter half ClientHellos, three quarters completed
 /// handshakes), at 800 and at 4,000 held at once; separately, a completed TLS 1.3
-/// handshake held idle costs the server 8.9 KB (rustls' session and record layer, the
-/// core's connection, its slot) and a silent socket on the TLS port 2.5 KB (the rustls
+/// handshake held idle costs the server 9.1 KB (rustls' session and record layer, the
+/// core's connection, its slot) and a silent socket on the TLS port 2.6 KB (the rustls
 /// ServerConnection made at accept, the slot). 12 KiB leaves a quarter for the
 /// handshakes in flight and the machine's noise; 4 MiB is the allocator's and the
 /// accept burst's.
