@@ -1,4 +1,5 @@
-//! The seven attacks of issue #14, each against a fresh server.
+//! The seven attacks of issue #14 and the TLS one of issue #16 (in tls.rs), each
+//! against a fresh server.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -10,20 +11,20 @@ use std::time::{Duration, Instant};
 
 use flate2::{Compress, Compression, FlushCompress};
 
-use crate::canary::Canaries;
+use crate::canary::{Canaries, Dial};
 use crate::server::{Sampler, Server, Watcher, parse_bytes, parse_duration};
 use crate::ws::{self, Conn, Drained, End};
 use crate::{Block, Env};
 
 /// Canary clients during every attack.
-const CANARIES: usize = 20;
+pub const CANARIES: usize = 20;
 /// Canary round trips must stay under this (p99).
-const CANARY_P99: Duration = Duration::from_millis(250);
+pub const CANARY_P99: Duration = Duration::from_millis(250);
 /// The budget assumed when `serve --help` lists no `--max-memory`.
 const DEFAULT_BUDGET: u64 = 256 << 20;
 
 /// Name and one-line description of each attack, in order.
-pub const ATTACKS: [(&str, &str); 7] = [
+pub const ATTACKS: [(&str, &str); 8] = [
     (
         "ping-flood",
         "50 clients send 125-byte Pings as fast as they can, never reading",
@@ -52,6 +53,10 @@ pub const ATTACKS: [(&str, &str); 7] = [
         "emfile",
         "server limited to 64 descriptors, filled; 15 clients wait in the backlog; some fillers close",
     ),
+    (
+        "tls-garbage",
+        "a TLS server (wss canaries): plain HTTP, random bytes, half ClientHellos, TLS handshakes then silence",
+    ),
 ];
 
 /// Runs attack `i` (an index into ATTACKS).
@@ -65,7 +70,8 @@ pub fn run(env: &Env, i: usize) -> Block {
         3 => broadcast_stall(env, &mut block),
         4 => stuffed(env, &mut block),
         5 => idle(env, &mut block),
-        _ => emfile(env, &mut block),
+        6 => emfile(env, &mut block),
+        _ => crate::tls::tls_garbage(env, &mut block),
     };
     if let Err(e) = result {
         block.check("the attack ran", false, e);
@@ -73,15 +79,15 @@ pub fn run(env: &Env, i: usize) -> Block {
     block
 }
 
-fn mib(b: u64) -> String {
+pub fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / f64::from(1 << 20))
 }
 
-fn secs(d: Duration) -> String {
+pub fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn ms(d: Duration) -> String {
+pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
@@ -108,7 +114,7 @@ fn budget(env: &Env, block: &mut Block) -> u64 {
 
 /// A timer of the server: the default `serve --help` gives for the first of `names`, or
 /// `fallback` (saying which).
-fn timer(env: &Env, block: &mut Block, names: &[&str], fallback: Duration) -> Duration {
+pub fn timer(env: &Env, block: &mut Block, names: &[&str], fallback: Duration) -> Duration {
     match env.help.flag(names) {
         Some((name, Some(d))) if parse_duration(&d).is_some() => {
             block.line(format!("{name}: default {d} (from serve --help)"));
@@ -133,19 +139,31 @@ fn timer(env: &Env, block: &mut Block, names: &[&str], fallback: Duration) -> Du
 }
 
 /// A server with canaries running and its RSS before the attack.
-struct Stage {
-    server: Server,
-    sampler: Sampler,
+pub struct Stage {
+    pub server: Server,
+    pub sampler: Sampler,
     canaries: Canaries,
-    before: u64,
+    pub before: u64,
 }
 
 fn stage(
     env: &Env,
     block: &mut Block,
     tag: &str,
+    args: Vec<String>,
+    nofile: Option<u64>,
+) -> Result<Stage, String> {
+    stage_dial(env, block, tag, args, nofile, &Dial::Plain)
+}
+
+/// `stage`, with canaries that connect as `dial` says.
+pub fn stage_dial(
+    env: &Env,
+    block: &mut Block,
+    tag: &str,
     mut args: Vec<String>,
     nofile: Option<u64>,
+    dial: &Dial,
 ) -> Result<Stage, String> {
     args.extend(env.server_args.iter().cloned());
     let log = env.logdir.join(format!("{tag}.log"));
@@ -153,7 +171,7 @@ fn stage(
         .map_err(|e| format!("starting the server: {e}"))?;
     block.line(format!("server: {}", server.command));
     let sampler = Sampler::start(server.pid, server.addr.port());
-    let canaries = Canaries::start(server.addr, CANARIES);
+    let canaries = Canaries::start(server.addr, CANARIES, dial);
     thread::sleep(Duration::from_millis(300));
     let before = server.rss();
     Ok(Stage {
@@ -165,20 +183,26 @@ fn stage(
 }
 
 /// RSS before, peak (since `from`) and now.
-struct Mem {
-    before: u64,
-    peak: u64,
-    after: u64,
+pub struct Mem {
+    pub before: u64,
+    pub peak: u64,
+    pub after: u64,
 }
 
 impl Mem {
-    fn growth(&self) -> u64 {
+    pub fn growth(&self) -> u64 {
         self.peak.saturating_sub(self.before)
     }
 }
 
 /// Ends a stage: RSS after, the canaries' report and checks, the server still running.
-fn finish(block: &mut Block, st: &mut Stage, from: Instant, after_label: &str, tag: &str) -> Mem {
+pub fn finish(
+    block: &mut Block,
+    st: &mut Stage,
+    from: Instant,
+    after_label: &str,
+    tag: &str,
+) -> Mem {
     st.sampler.freeze();
     let after = st.server.rss();
     let peak = st.sampler.peak_since(from).max(after).max(st.before);
@@ -216,7 +240,7 @@ fn finish(block: &mut Block, st: &mut Stage, from: Instant, after_label: &str, t
         block.line(format!("  ... {} more", canaries.failures.len() - 5));
     }
     block.check(
-        format!("canary p99 under 250 ms{tag}"),
+        format!("canary p99 under {} ms{tag}", CANARY_P99.as_millis()),
         p99.is_some_and(|p| p < CANARY_P99),
         show(p99),
     );

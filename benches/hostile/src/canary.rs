@@ -7,7 +7,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+
 use crate::ws::{self, Conn};
+
+/// How a canary connects: plain ws, or wss through a rustls client (the TLS attack).
+#[derive(Clone)]
+pub enum Dial {
+    Plain,
+    Tls(Arc<ClientConfig>, ServerName<'static>),
+}
+
+impl Dial {
+    pub fn open(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Conn> {
+        match self {
+            Dial::Plain => Conn::open(addr, false, timeout),
+            Dial::Tls(config, name) => Conn::open_tls(addr, config, name.clone(), timeout),
+        }
+    }
+}
 
 /// The interval between two messages of one canary.
 const PERIOD: Duration = Duration::from_millis(50);
@@ -43,13 +62,13 @@ pub struct Canaries {
 
 impl Canaries {
     /// Starts `n` canaries and waits until each is connected (or failed).
-    pub fn start(addr: SocketAddr, n: usize) -> Canaries {
+    pub fn start(addr: SocketAddr, n: usize, dial: &Dial) -> Canaries {
         let stop = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(std::sync::Barrier::new(n + 1));
         let handles = (0..n)
             .map(|id| {
-                let (stop, ready) = (stop.clone(), ready.clone());
-                thread::spawn(move || run(addr, id, &stop, &ready))
+                let (stop, ready, dial) = (stop.clone(), ready.clone(), dial.clone());
+                thread::spawn(move || run(addr, &dial, id, &stop, &ready))
             })
             .collect();
         ready.wait();
@@ -83,9 +102,15 @@ impl Canaries {
     }
 }
 
-fn run(addr: SocketAddr, id: usize, stop: &AtomicBool, ready: &std::sync::Barrier) -> Stats {
+fn run(
+    addr: SocketAddr,
+    dial: &Dial,
+    id: usize,
+    stop: &AtomicBool,
+    ready: &std::sync::Barrier,
+) -> Stats {
     let mut stats = Stats::default();
-    let conn = Conn::open(addr, false, Duration::from_secs(5));
+    let conn = dial.open(addr, Duration::from_secs(5));
     ready.wait();
     let mut conn = match conn {
         Ok(c) => c,

@@ -1,4 +1,4 @@
-//! The hostile-load suite (issue #14): each attack against a fresh release
+//! The hostile-load suite (issues #14 and #16): each attack against a fresh release
 //! `wsengine serve`, with 20 canary clients echoing meanwhile and the server's RSS
 //! sampled every 100 ms; one block per attack and a PASS/FAIL per target.
 //!
@@ -12,6 +12,7 @@
 mod attacks;
 mod canary;
 mod server;
+mod tls;
 mod ws;
 
 use std::path::PathBuf;
@@ -79,7 +80,7 @@ impl Block {
 }
 
 const USAGE: &str = "\
-wsengine-hostile: the hostile-load suite of issue #14 against a release `wsengine serve`
+wsengine-hostile: the hostile-load suite of issues #14 and #16 against a release `wsengine serve`
 
 Usage: wsengine-hostile [OPTIONS]
   --short            the CI version: shorter attacks, fewer attackers, shorter waits

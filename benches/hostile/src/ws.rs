@@ -1,9 +1,14 @@
-//! A raw WebSocket client: hand-made handshakes and frames, as an attacker sends them.
+//! A raw WebSocket client: hand-made handshakes and frames, as an attacker sends them;
+//! over plain TCP or (the canaries of the TLS attack) through a rustls client.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 
 /// The masking key of every client frame (fixed: the server cannot tell, and a masked
 /// buffer can then be built once and sent many times).
@@ -166,7 +171,10 @@ pub struct Drained {
 
 /// A client connection after its handshake.
 pub struct Conn {
+    /// The socket (under `tls` when there is one: write to it directly only without).
     pub stream: TcpStream,
+    /// The TLS client session of a wss connection.
+    tls: Option<Box<ClientConnection>>,
     buf: Vec<u8>,
     pos: usize,
     /// permessage-deflate was agreed.
@@ -182,6 +190,36 @@ impl Conn {
         Conn::handshake(stream, deflate, timeout)
     }
 
+    /// Connects over TLS (`config`, the server named `name`), then completes the
+    /// WebSocket handshake, all within `timeout`.
+    pub fn open_tls(
+        addr: SocketAddr,
+        config: &Arc<ClientConfig>,
+        name: ServerName<'static>,
+        timeout: Duration,
+    ) -> io::Result<Conn> {
+        let deadline = Instant::now() + timeout;
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        let mut tls =
+            Box::new(ClientConnection::new(config.clone(), name).map_err(io::Error::other)?);
+        tls_handshake(&mut tls, &mut stream, deadline)?;
+        let mut conn = Conn::new(stream, Some(tls));
+        conn.send(request(false).as_bytes(), timeout)?;
+        conn.read_response(deadline)
+    }
+
+    fn new(stream: TcpStream, tls: Option<Box<ClientConnection>>) -> Conn {
+        Conn {
+            stream,
+            tls,
+            buf: Vec::new(),
+            pos: 0,
+            deflate: false,
+            rx_bytes: 0,
+        }
+    }
+
     /// Sends the upgrade request on `stream` and waits `timeout` for a 101.
     pub fn handshake(mut stream: TcpStream, deflate: bool, timeout: Duration) -> io::Result<Conn> {
         stream.set_write_timeout(Some(timeout))?;
@@ -191,13 +229,11 @@ impl Conn {
 
     /// Reads the handshake response (the request was sent already).
     pub fn finish_handshake(stream: TcpStream, deadline: Instant) -> io::Result<Conn> {
-        let mut conn = Conn {
-            stream,
-            buf: Vec::new(),
-            pos: 0,
-            deflate: false,
-            rx_bytes: 0,
-        };
+        Conn::new(stream, None).read_response(deadline)
+    }
+
+    fn read_response(self, deadline: Instant) -> io::Result<Conn> {
+        let mut conn = self;
         let end = loop {
             if let Some(i) = conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
@@ -239,7 +275,10 @@ impl Conn {
             .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         let old = self.buf.len();
         self.buf.resize(old + (64 << 10), 0);
-        let r = self.stream.read(&mut self.buf[old..]);
+        let r = match self.tls.as_deref_mut() {
+            Some(tls) => rustls::Stream::new(tls, &mut self.stream).read(&mut self.buf[old..]),
+            None => self.stream.read(&mut self.buf[old..]),
+        };
         let n = *r.as_ref().unwrap_or(&0);
         self.buf.truncate(old + n);
         match r {
@@ -269,7 +308,14 @@ impl Conn {
     /// Writes all of `bytes` (bounded by a write timeout).
     pub fn send(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
         self.stream.set_write_timeout(Some(timeout))?;
-        self.stream.write_all(bytes)
+        match self.tls.as_deref_mut() {
+            Some(tls) => {
+                let mut s = rustls::Stream::new(tls, &mut self.stream);
+                s.write_all(bytes)?;
+                s.flush()
+            }
+            None => self.stream.write_all(bytes),
+        }
     }
 
     /// Reads everything the server still sends: until EOF, an error, `idle` without
@@ -296,6 +342,31 @@ impl Conn {
             bytes: self.rx_bytes - before,
         }
     }
+}
+
+/// Completes a TLS handshake on a blocking socket by `deadline`.
+pub fn tls_handshake(
+    tls: &mut ClientConnection,
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> io::Result<()> {
+    while tls.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake not done in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        stream.set_write_timeout(Some(left))?;
+        tls.complete_io(stream)?;
+    }
+    // The client's Finished (and, in TLS 1.2, what follows) may still wait.
+    while tls.wants_write() {
+        tls.write_tls(stream)?;
+    }
+    Ok(())
 }
 
 /// Writes copies of `pattern` (whole frames) until `deadline`, `max` bytes, an error, or
