@@ -30,6 +30,9 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// turn: a small budget keeps that wait short under a flood, at the cost of one more
 /// `epoll_wait` per budget for a bulk reader (the measurements: benches/hostile/README.md).
 const READ_BUDGET: usize = 4;
+/// With TLS, one read of the budget is as many of rustls' reads (4 KiB at most each) as
+/// make this much, so a TLS connection gets about what a plain one gets per turn.
+const TLS_READ_BATCH: usize = 64 << 10;
 
 /// The memory budget counts a connection's buffered bytes plus 1/8 of them: what its
 /// buffers cost the process beyond their bytes, since allocators hand out blocks in size
@@ -633,22 +636,49 @@ impl<H: Handler> EventLoop<H> {
                     let mut moved = session.deliver(&mut c.core);
                     if moved == 0 && may_read && !session.at_end() {
                         budget -= 1;
-                        match session.receive(&mut c.stream) {
-                            Ok(0) => c.readable = false,
-                            Ok(_) => read_something = true,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                c.readable = false;
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                                read_something = true;
-                            }
-                            Err(e) => {
-                                self.finish(id, Disconnect::Io(e));
-                                self.remove(id);
-                                return;
+                        // rustls reads at most 4 KiB at a time: read records on until
+                        // about what one plain read takes (TLS_READ_BATCH), the core
+                        // has no room for more, or the socket is drained, and only then
+                        // hand the events to the handler (not once per 4 KiB).
+                        let mut batch = 0;
+                        loop {
+                            match session.receive(&mut c.stream) {
+                                Ok(0) => {
+                                    c.readable = false;
+                                    break;
+                                }
+                                Ok(n) => {
+                                    read_something = true;
+                                    batch += n;
+                                    moved += session.deliver(&mut c.core);
+                                    // A short read drained the socket (as for plain
+                                    // reads: Linux's edge-triggered epoll reports what
+                                    // comes next), unless its end came with this event.
+                                    if cfg!(target_os = "linux")
+                                        && session.drained()
+                                        && !c.read_closed
+                                    {
+                                        c.readable = false;
+                                        break;
+                                    }
+                                    if batch >= TLS_READ_BATCH || session.has_plaintext() {
+                                        break;
+                                    }
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                    c.readable = false;
+                                    break;
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                                    read_something = true;
+                                }
+                                Err(e) => {
+                                    self.finish(id, Disconnect::Io(e));
+                                    self.remove(id);
+                                    return;
+                                }
                             }
                         }
-                        moved = session.deliver(&mut c.core);
                     }
                     read_something |= moved > 0;
                     if session.at_end() && c.core.state() != State::Closed {

@@ -84,6 +84,9 @@ mod stub {
         pub(crate) fn buffered_bytes(&self) -> usize {
             match *self {}
         }
+        pub(crate) fn drained(&self) -> bool {
+            match *self {}
+        }
         pub(crate) fn flush(
             &mut self,
             _stream: &mut TcpStream,

@@ -39,6 +39,8 @@ pub struct TlsSession {
     plaintext: usize,
     /// The peer sent close_notify, or the socket reached its end.
     peer_closed: bool,
+    /// The last [`receive`](Self::receive) read fewer bytes than rustls had room for.
+    short_read: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -47,6 +49,7 @@ impl std::fmt::Debug for TlsSession {
             .field("handshaking", &self.tls.is_handshaking())
             .field("plaintext", &self.plaintext)
             .field("peer_closed", &self.peer_closed)
+            .field("short_read", &self.short_read)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +87,7 @@ impl TlsSession {
             tls: Box::new(tls),
             plaintext: 0,
             peer_closed: false,
+            short_read: false,
         }
     }
 
@@ -125,7 +129,13 @@ impl TlsSession {
     /// to `stream` at once (best effort), and comes back as `InvalidData` with the
     /// `rustls::Error` inside.
     pub fn receive<S: Read + Write + ?Sized>(&mut self, stream: &mut S) -> io::Result<usize> {
-        let n = match self.tls.read_tls(&mut ReadOf(stream)) {
+        let mut reader = ReadOf {
+            inner: stream,
+            short: false,
+        };
+        let read = self.tls.read_tls(&mut reader);
+        self.short_read = reader.short;
+        let n = match read {
             Ok(0) => {
                 self.peer_closed = true;
                 0
@@ -142,10 +152,18 @@ impl TlsSession {
                 Ok(n)
             }
             Err(e) => {
-                let _ = self.tls.write_tls(&mut WriteOf(stream));
+                let _ = self.tls.write_tls(&mut WriteOf(reader.inner));
                 Err(tls_error(e))
             }
         }
+    }
+
+    /// The last [`receive`](Self::receive) got fewer bytes than rustls had room for
+    /// (rustls reads at most 4 KiB beyond what it holds): the socket had nothing more
+    /// then. A host on an edge-triggered poll (Linux's epoll) can skip the read that
+    /// would only say `WouldBlock`, as a plain host does after a short read.
+    pub fn drained(&self) -> bool {
+        self.short_read
     }
 
     /// Moves what the core has queued into rustls (encrypting it), up to rustls' buffer
@@ -224,12 +242,17 @@ impl TlsSession {
     }
 }
 
-/// `&mut S` as a `dyn Read` for rustls, whatever `S`'s size.
-struct ReadOf<'a, S: ?Sized>(&'a mut S);
+/// `&mut S` as a `dyn Read` for rustls, whatever `S`'s size, noting a short read.
+struct ReadOf<'a, S: ?Sized> {
+    inner: &'a mut S,
+    short: bool,
+}
 
 impl<S: Read + ?Sized> Read for ReadOf<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        let n = self.inner.read(buf)?;
+        self.short = n > 0 && n < buf.len();
+        Ok(n)
     }
 }
 
