@@ -87,6 +87,62 @@ macro_rules! log {
     };
 }
 
+/// Per-connection lines (upgrades, closes, failures) are rate-limited: a flood of bad
+/// connections (thousands a second on the TLS port, say) must not become a flood of log
+/// lines, each a write to stderr. Up to this many a second; the rest are counted and
+/// said in one line when the next second begins.
+const CONNECTION_LINES_PER_SECOND: u32 = 50;
+
+/// Whether a per-connection line may be written now (see
+/// [`CONNECTION_LINES_PER_SECOND`]); prints the count of lines held back in the last
+/// window when a new one starts.
+fn connection_line_allowed() -> bool {
+    struct Window {
+        start: Option<std::time::Instant>,
+        written: u32,
+        held_back: u64,
+    }
+    static WINDOW: std::sync::Mutex<Window> = std::sync::Mutex::new(Window {
+        start: None,
+        written: 0,
+        held_back: 0,
+    });
+    let mut w = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    if w.start
+        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+    {
+        if w.held_back > 0 {
+            eprintln!(
+                "[WARN ] {} connection log line(s) held back (more than {CONNECTION_LINES_PER_SECOND} a second)",
+                w.held_back
+            );
+        }
+        *w = Window {
+            start: Some(now),
+            written: 0,
+            held_back: 0,
+        };
+    }
+    if w.written < CONNECTION_LINES_PER_SECOND {
+        w.written += 1;
+        true
+    } else {
+        w.held_back += 1;
+        false
+    }
+}
+
+/// [`log!`] for a line about one connection: rate-limited (see
+/// [`CONNECTION_LINES_PER_SECOND`]).
+macro_rules! conn_log {
+    ($level:expr, $($arg:tt)*) => {
+        if $level <= max_level() && connection_line_allowed() {
+            eprintln!("[{:<5}] {}", format!("{:?}", $level).to_uppercase(), format_args!($($arg)*));
+        }
+    };
+}
+
 // `wsengine load`, the load generator (src/load/).
 mod load;
 
@@ -505,7 +561,7 @@ impl ServeHandler {
                 if let Err(SendError::Blocked) = sent {
                     // The loop stops reading from a blocked peer, so this only happens
                     // when one read carried more echoes than the send buffer holds.
-                    log!(Level::Warn, "{id}: peer is not reading; closing");
+                    conn_log!(Level::Warn, "{id}: peer is not reading; closing");
                     let _ = ctx.close(id, CloseCode::POLICY, "send buffer full");
                 }
             }
@@ -520,7 +576,7 @@ impl ServeHandler {
 impl Handler for ServeHandler {
     fn on_request(&mut self, ctx: &mut Context<'_>, id: ConnId, request: &Request) -> Decision {
         let peer = ctx.peer_addr(id).map(|a| a.to_string()).unwrap_or_default();
-        log!(Level::Info, "{id}: {peer} upgrades {}", request.path());
+        conn_log!(Level::Info, "{id}: {peer} upgrades {}", request.path());
         Decision::Accept(Accept::new())
     }
 
@@ -547,7 +603,7 @@ impl Handler for ServeHandler {
             Disconnect::Closed { clean: true, .. } => Level::Info,
             _ => Level::Warn,
         };
-        log!(level, "{id}: {}", describe(&why));
+        conn_log!(level, "{id}: {}", describe(&why));
     }
 }
 

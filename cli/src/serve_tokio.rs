@@ -18,7 +18,7 @@ use wsengine::{Accept, Config, Reject};
 use wsengine_tokio::tls::{self, ServerCertificates, TlsAcceptor};
 use wsengine_tokio::{Message, accept_with};
 
-use super::{Level, max_level};
+use super::{Level, connection_line_allowed, max_level};
 
 /// A TLS handshake that has not finished by then fails the connection when the core
 /// has no handshake timeout (`--handshake-timeout off`).
@@ -74,12 +74,12 @@ pub(crate) fn run(
                 let limit = config.handshake_timeout.unwrap_or(TLS_HANDSHAKE_LIMIT);
                 match tokio::time::timeout(limit, acceptor.accept(socket)).await {
                     Ok(Ok(stream)) => echo(id, peer, stream, config, over_cap).await,
-                    Ok(Err(e)) => log!(
+                    Ok(Err(e)) => conn_log!(
                         Level::Warn,
                         "c{id}: {peer}: TLS: {}",
                         tls::describe_io_error(&e)
                     ),
-                    Err(_) => log!(Level::Warn, "c{id}: {peer}: TLS handshake timed out"),
+                    Err(_) => conn_log!(Level::Warn, "c{id}: {peer}: TLS handshake timed out"),
                 }
             });
         }
@@ -103,14 +103,14 @@ where
         if over_cap {
             return Err(Reject::new(503));
         }
-        log!(Level::Info, "c{id}: {peer} upgrades {}", request.path());
+        conn_log!(Level::Info, "c{id}: {peer} upgrades {}", request.path());
         Ok(Accept::new())
     })
     .await;
     let mut ws = match accepted {
         Ok(ws) => ws,
         Err(e) => {
-            log!(Level::Warn, "c{id}: {peer}: handshake failed: {e}");
+            conn_log!(Level::Warn, "c{id}: {peer}: handshake failed: {e}");
             return;
         }
     };
@@ -126,12 +126,12 @@ where
             }
             Ok(Message::Close(frame)) => log!(Level::Debug, "c{id}: peer sent close {frame:?}"),
             Ok(_) => {}
-            Err(e) => log!(Level::Warn, "c{id}: failed: {e}"),
+            Err(e) => conn_log!(Level::Warn, "c{id}: failed: {e}"),
         }
     }
     match ws.closed() {
-        Some((code, true)) => log!(Level::Info, "c{id}: closed ({code})"),
-        Some((code, false)) => log!(Level::Warn, "c{id}: closed abnormally ({code})"),
+        Some((code, true)) => conn_log!(Level::Info, "c{id}: closed ({code})"),
+        Some((code, false)) => conn_log!(Level::Warn, "c{id}: closed abnormally ({code})"),
         None => {}
     }
 }

@@ -483,3 +483,38 @@ mod tls {
         }
     }
 }
+
+#[test]
+fn per_connection_log_lines_are_rate_limited() {
+    let (server, addr, log) = start_logged(&[]);
+    // 300 requests that are not WebSocket upgrades: each connection fails its handshake
+    // and would log one line.
+    let bad = |n: usize| {
+        for _ in 0..n {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        }
+    };
+    bad(300);
+    // After the window, one more: its line comes with the count of those held back.
+    std::thread::sleep(Duration::from_millis(1100));
+    bad(1);
+    let mut lines = Vec::new();
+    while let Ok(line) = log.recv_timeout(Duration::from_millis(500)) {
+        lines.push(line);
+    }
+    let per_connection = lines.iter().filter(|l| l.contains("failed")).count();
+    assert!(
+        (50..300).contains(&per_connection),
+        "{per_connection} lines: {lines:?}"
+    );
+    let held = lines
+        .iter()
+        .find(|l| l.contains("held back"))
+        .unwrap_or_else(|| panic!("no count of held-back lines: {lines:?}"));
+    assert!(held.starts_with("[WARN ]"), "{held}");
+    drop(server);
+}
