@@ -1,0 +1,7 @@
+//! `wsengine hub`: the application server on top of the wsengine hosts, speaking the hub
+//! protocol (`docs/HUB-PROTOCOL.md`): channels and namespaces, JWT auth, history with
+//! offsets and epochs and recovery after reconnects, presence, slow-consumer and rate
+//! limits, an HTTP API for backends and Prometheus metrics.
+//!
+//! Built in slices (issue #17). This crate is never inside the core: it sits on the
+//! hosts.
