@@ -6,4 +6,5 @@
 //! Built in slices (issue #17). This crate is never inside the core: it sits on the
 //! hosts.
 
+pub mod config;
 pub mod protocol;
