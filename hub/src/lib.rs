@@ -6,5 +6,6 @@
 //! Built in slices (issue #17). This crate is never inside the core: it sits on the
 //! hosts.
 
+pub mod auth;
 pub mod config;
 pub mod protocol;
