@@ -5,3 +5,5 @@
 //!
 //! Built in slices (issue #17). This crate is never inside the core: it sits on the
 //! hosts.
+
+pub mod engine;
