@@ -22,6 +22,8 @@
 //!   was read at ([`Subscription::start`]), so the recovered publications and the live ones
 //!   meet with nothing lost and nothing repeated ("Channels, history, recovery").
 
+pub mod memory;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
