@@ -64,13 +64,21 @@ pub struct ClientInfo {
 /// as [`ClientInfo`].
 pub type PresenceEntry = ClientInfo;
 
+/// A publication's payload: the JSON text the publisher sent, validated but not parsed
+/// into a tree, so that it passes through untouched ("Transport": payloads are passed
+/// through untouched; key order and number precision included) and goes out to every
+/// subscriber without being encoded again. Make one from a `Box<RawValue>` the request
+/// was read into (`Arc::from`), or from any value with
+/// [`serde_json::value::to_raw_value`].
+pub type Payload = Arc<serde_json::value::RawValue>;
+
 /// One publication of a channel's stream: the fields of a `publication` message ("Server to
 /// client"; "Details": items of `publications` have these fields without `type`), plus
 /// the time the engine stored it.
 ///
 /// The engine makes each one once and shares it (`Arc<Publication>`) between history and
 /// every subscriber, so the payload is neither copied nor re-encoded per receiver.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Publication {
     /// The channel it was published to.
     pub channel: Arc<str>,
@@ -80,7 +88,7 @@ pub struct Publication {
     /// The epoch of the stream it belongs to.
     pub epoch: Arc<str>,
     /// The payload, any JSON value, passed through untouched ("Transport").
-    pub payload: serde_json::Value,
+    pub payload: Payload,
     /// The publisher; `None` for the HTTP API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<ClientInfo>,
@@ -88,6 +96,20 @@ pub struct Publication {
     /// protocol's fields; history ages by it).
     pub time: u64,
 }
+
+impl PartialEq for Publication {
+    /// Equal when every field is; payloads compare as JSON text.
+    fn eq(&self, other: &Self) -> bool {
+        self.channel == other.channel
+            && self.offset == other.offset
+            && self.epoch == other.epoch
+            && self.payload.get() == other.payload.get()
+            && self.info == other.info
+            && self.time == other.time
+    }
+}
+
+impl Eq for Publication {}
 
 /// How much history one channel keeps: its namespace's `history_size` and `history_ttl`
 /// ("Running it", `[namespaces.*]`). Given with each publish, so the engine needs no
@@ -111,7 +133,7 @@ impl Default for HistoryOptions {
 }
 
 /// The answer to [`Engine::history`]: the `history` reply's fields ("Client to server").
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryResult {
     /// The publications, oldest first.
     pub publications: Vec<Arc<Publication>>,
@@ -121,7 +143,7 @@ pub struct HistoryResult {
 
 /// The answer to a recovery from `since` ([`Engine::recover`], [`Engine::subscribe`]):
 /// the `subscribe` reply's fields ("Client to server").
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
     /// True when the epoch matched, every publication after `since.offset` was still in
     /// history and there were at most `recovery_max` of them ("Details": recovery size).
@@ -134,7 +156,7 @@ pub struct Recovery {
 }
 
 /// What a channel's subscribers receive, in the stream's order ("Server to client").
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelEvent {
     /// A publication (`publication` message).
     Publication(Arc<Publication>),
@@ -298,7 +320,7 @@ pub trait Engine: Send + Sync + 'static {
     fn publish<'a>(
         &'a self,
         channel: &'a str,
-        payload: serde_json::Value,
+        payload: Payload,
         info: Option<ClientInfo>,
         opts: HistoryOptions,
     ) -> EngineFuture<'a, Arc<Publication>>;
