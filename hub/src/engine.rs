@@ -95,6 +95,42 @@ pub struct Publication {
     /// When the engine stored it, in milliseconds since the Unix epoch (an addition to the
     /// protocol's fields; history ages by it).
     pub time: u64,
+    /// The `publication` message as a prepared WebSocket frame, made by the first
+    /// subscriber of this node that delivers it and shared by every other one (the
+    /// server's fan-out: encoded once per node, the same bytes to every subscriber).
+    #[serde(skip)]
+    pub wire: WireCache,
+}
+
+/// The encoded frame of a [`Publication`] (its `wire` field): empty until a node's first
+/// delivery makes it. Ignored by equality and cloned empty (a clone may be re-encoded).
+#[derive(Default)]
+pub struct WireCache(std::sync::OnceLock<crate::session::shim::PreparedMessage>);
+
+impl WireCache {
+    /// The frame, made by `make` on the first call.
+    pub fn get_or_init(
+        &self,
+        make: impl FnOnce() -> crate::session::shim::PreparedMessage,
+    ) -> &crate::session::shim::PreparedMessage {
+        self.0.get_or_init(make)
+    }
+}
+
+impl Clone for WireCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for WireCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "WireCache(encoded)"
+        } else {
+            "WireCache(empty)"
+        })
+    }
 }
 
 impl PartialEq for Publication {

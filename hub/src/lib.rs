@@ -9,4 +9,11 @@
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod http_api;
+pub mod limits;
+pub mod metrics;
 pub mod protocol;
+pub mod server;
+pub mod session;
+
+pub use server::{Hub, Server, ServerOptions};

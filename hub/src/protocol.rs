@@ -135,6 +135,11 @@ impl Payload {
     pub fn as_raw(&self) -> &RawValue {
         &self.0
     }
+
+    /// The payload as an owned [`RawValue`] (what the engine keeps, as an `Arc`).
+    pub fn into_raw(self) -> Box<RawValue> {
+        self.0
+    }
 }
 
 impl From<Box<RawValue>> for Payload {

@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 
 use super::{
     ChannelEvent, ClientInfo, Clock, Engine, EngineFuture, HistoryOptions, HistoryResult, Payload,
-    PresenceEntry, Publication, Recovery, StreamPosition, Subscription, SystemClock,
+    PresenceEntry, Publication, Recovery, StreamPosition, Subscription, SystemClock, WireCache,
 };
 
 /// The memory engine's settings.
@@ -306,6 +306,7 @@ impl MemoryEngine {
                 payload,
                 info,
                 time: now_ms,
+                wire: WireCache::default(),
             });
             if opts.history_size == 0 || opts.history_ttl.is_zero() {
                 state.history.clear();
@@ -740,6 +741,7 @@ mod tests {
                 payload: json("null"),
                 info: None,
                 time: 0,
+                wire: WireCache::default(),
             })
         };
         let recovery = Recovery {

@@ -1,0 +1,1022 @@
+//! One WebSocket client of the hub, from the upgrade to the close: the protocol's
+//! per-connection rules (`docs/HUB-PROTOCOL.md`) as one task.
+//!
+//! The task waits on four things at once: the client's next message (whose poll also
+//! writes what is queued), the events of the channels it subscribed to, one timer
+//! (`connect_timeout`, the next `ping`, the token's `exp`) and the server's shutdown.
+//! Everything it sends is queued in the core without waiting ([`Session::queue`]), so
+//! a client that reads slowly never blocks the publisher or other subscribers; its
+//! backlog is checked against `outbound_cap` before each delivery (close 4003).
+//!
+//! A publication is encoded once per node: the first subscriber that delivers it
+//! makes its frame ([`Publication::wire`](crate::engine::Publication)), every other
+//! one queues the same bytes.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use shim::{PreparedMessage, WsExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use wsengine::frame::CloseFrame;
+use wsengine::{CloseCode, Keepalive};
+use wsengine_tokio::{Message, WebSocketStream};
+
+use crate::auth::{Claims, token_allows};
+use crate::config::{Config, PublishPolicy, SubscribePolicy};
+use crate::engine::{
+    ChannelEvent, ClientInfo, EngineError, HistoryOptions, Publication, RecvError, StreamPosition,
+    Subscription,
+};
+use crate::limits::{PublishLimiter, PublishVerdict};
+use crate::protocol::{
+    self, ClientMessage, ConnectResult, Empty, ErrorCode, MAX_MALFORMED, PresenceResult,
+    PublishResult, RefreshResult, ReplyResult, Request, RequestId, ServerMessage, Since, close,
+    parse_client, validate_channel,
+};
+use crate::server::{Hub, stopped};
+
+/// Events delivered per wake before the socket is written: one write carries many
+/// publications when they come fast, and the client's messages are read in between.
+const DELIVERY_BATCH: usize = 64;
+
+/// How long the closing handshake may take once the server has sent its Close (the
+/// core's own close timeout ends it sooner; this bounds the task whatever happens).
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// How many distinct channels one connection may name over its life, per
+/// `max_channels_per_client` (subscribe, publish, history, presence: each makes the
+/// engine keep a position for a day, so a client must not name channels without end).
+const TOUCHED_PER_CHANNEL_LIMIT: usize = 4;
+
+/// The core's configuration for a hub connection: the message size limit
+/// (`max_message_size`: the core closes with 1009 above it), a send buffer the hub
+/// bounds itself (`outbound_cap`, checked before each delivery), and keepalive Pings
+/// every `ping_interval` so that a peer gone without a FIN is noticed.
+pub fn websocket_config(config: &Config) -> wsengine::Config {
+    let limits = &config.limits;
+    let mut ws = wsengine::Config::default();
+    ws.max_message_size = limits.max_message_size;
+    ws.max_frame_size = limits.max_message_size;
+    ws.max_send_buffer = usize::MAX;
+    ws.keepalive = Some(Keepalive {
+        interval: Duration::from_secs(limits.ping_interval),
+        timeout: Duration::from_secs(limits.ping_interval.max(10)),
+    });
+    ws
+}
+
+/// Seconds since the Unix epoch, for tokens' `exp`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the hub is a host: it reads the clock"
+)]
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A publication's fields on the wire (items of `publications`; with `type`, the
+/// `publication` message), borrowed from the engine's publication.
+#[derive(Serialize)]
+struct WirePublication<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    ty: Option<&'static str>,
+    channel: &'a str,
+    offset: u64,
+    epoch: &'a str,
+    payload: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    info: Option<&'a ClientInfo>,
+}
+
+impl<'a> WirePublication<'a> {
+    fn item(p: &'a Publication) -> Self {
+        Self {
+            ty: None,
+            channel: &p.channel,
+            offset: p.offset,
+            epoch: &p.epoch,
+            payload: &p.payload,
+            info: p.info.as_ref(),
+        }
+    }
+}
+
+/// The `publication` message of `p`, encoded once per node.
+pub fn publication_frame(p: &Publication) -> &PreparedMessage {
+    p.wire.get_or_init(|| {
+        let mut message = WirePublication::item(p);
+        message.ty = Some("publication");
+        let text = serde_json::to_string(&message).unwrap_or_default();
+        PreparedMessage::text(text)
+    })
+}
+
+/// A `reply` whose result borrows from the engine (subscribe, history).
+#[derive(Serialize)]
+struct Reply<T> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    id: RequestId,
+    result: T,
+}
+
+#[derive(Serialize)]
+struct SubscribeReply<'a> {
+    epoch: &'a str,
+    offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publications: Option<Vec<WirePublication<'a>>>,
+}
+
+#[derive(Serialize)]
+struct HistoryReply<'a> {
+    publications: Vec<WirePublication<'a>>,
+    epoch: &'a str,
+    offset: u64,
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+type NextEvent =
+    Pin<Box<dyn Future<Output = (Result<ChannelEvent, RecvError>, Subscription)> + Send>>;
+
+enum SlotState {
+    /// Not waited on: events are read with `try_recv` first.
+    Idle(Subscription),
+    /// Waiting for the next event (owns the subscription meanwhile).
+    Waiting(NextEvent),
+    /// Only while the state is being replaced.
+    Moving,
+}
+
+struct Slot {
+    channel: Arc<str>,
+    presence: bool,
+    state: SlotState,
+}
+
+/// The connection's subscriptions, polled together: a ready event of any of them wakes
+/// the task. A subscription that has events is read without allocating (`try_recv`);
+/// one that has none gets a boxed future that waits (one allocation per time it runs
+/// dry, not per event).
+#[derive(Default)]
+struct Subscriptions {
+    slots: Vec<Slot>,
+    start: usize,
+}
+
+impl Subscriptions {
+    fn contains(&self, channel: &str) -> bool {
+        self.slots.iter().any(|s| &*s.channel == channel)
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn add(&mut self, channel: Arc<str>, presence: bool, subscription: Subscription) {
+        self.slots.push(Slot {
+            channel,
+            presence,
+            state: SlotState::Idle(subscription),
+        });
+    }
+
+    fn remove(&mut self, channel: &str) -> Option<Slot> {
+        let index = self.slots.iter().position(|s| &*s.channel == channel)?;
+        Some(self.slots.swap_remove(index))
+    }
+
+    /// The next event of any subscription if one is ready now, without waiting.
+    fn try_next(&mut self) -> Option<(Arc<str>, Result<ChannelEvent, RecvError>)> {
+        let n = self.slots.len();
+        for k in 0..n {
+            let i = (self.start + k) % n;
+            let slot = &mut self.slots[i];
+            if let SlotState::Idle(sub) = &mut slot.state {
+                match sub.try_recv() {
+                    Ok(Some(event)) => {
+                        self.start = i;
+                        return Some((Arc::clone(&slot.channel), Ok(event)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Some((Arc::clone(&slot.channel), Err(e))),
+                }
+            }
+        }
+        None
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<(Arc<str>, Result<ChannelEvent, RecvError>)> {
+        let n = self.slots.len();
+        for k in 0..n {
+            let i = (self.start + k) % n;
+            let slot = &mut self.slots[i];
+            if let SlotState::Idle(sub) = &mut slot.state {
+                match sub.try_recv() {
+                    Ok(Some(event)) => {
+                        self.start = (i + 1) % n;
+                        return Poll::Ready((Arc::clone(&slot.channel), Ok(event)));
+                    }
+                    Ok(None) => {
+                        let SlotState::Idle(mut sub) =
+                            std::mem::replace(&mut slot.state, SlotState::Moving)
+                        else {
+                            continue;
+                        };
+                        slot.state = SlotState::Waiting(Box::pin(async move {
+                            let event = sub.recv().await;
+                            (event, sub)
+                        }));
+                    }
+                    Err(e) => return Poll::Ready((Arc::clone(&slot.channel), Err(e))),
+                }
+            }
+            if let SlotState::Waiting(future) = &mut slot.state
+                && let Poll::Ready((event, sub)) = future.as_mut().poll(cx)
+            {
+                slot.state = SlotState::Idle(sub);
+                self.start = (i + 1) % n;
+                return Poll::Ready((Arc::clone(&slot.channel), event));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn next(&mut self) -> impl Future<Output = (Arc<str>, Result<ChannelEvent, RecvError>)> + '_ {
+        std::future::poll_fn(|cx| self.poll_next(cx))
+    }
+
+    fn drain(&mut self) -> Vec<Slot> {
+        std::mem::take(&mut self.slots)
+    }
+}
+
+/// Who the client is, once `connect` succeeded.
+struct Client {
+    info: ClientInfo,
+    /// The token's claims (`channels` decides the namespaces with `token` rights); empty
+    /// for an anonymous client.
+    claims: Claims,
+    /// The token's `exp` (unix seconds).
+    exp: Option<u64>,
+}
+
+/// What woke the task.
+enum Wake {
+    Message(Option<Result<Message, wsengine_tokio::Error>>),
+    Event(Arc<str>, Result<ChannelEvent, RecvError>),
+    Timer,
+    Shutdown,
+}
+
+struct Session<S> {
+    hub: Arc<Hub>,
+    ws: WebSocketStream<S>,
+    query_token: Option<String>,
+    client: Option<Client>,
+    subs: Subscriptions,
+    touched: HashSet<Arc<str>>,
+    malformed: u32,
+    publish: PublishLimiter,
+    connect_deadline: Instant,
+    next_ping: Option<Instant>,
+    exp_deadline: Option<Instant>,
+    /// Bytes ever handed to the core, and the mark up to which they are exempt from
+    /// `outbound_cap` (a `subscribe` reply: "Details", recovery size).
+    queued_total: u64,
+    exempt_until: u64,
+    /// The close code the server sent, once it did.
+    closing: Option<u16>,
+}
+
+/// Runs one client's session to its end.
+pub async fn run<S>(
+    hub: Arc<Hub>,
+    ws: WebSocketStream<S>,
+    query_token: Option<String>,
+    _peer: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    hub.metrics.connections.inc();
+    let now = Instant::now();
+    let limits = &hub.config.limits;
+    let mut session = Session {
+        publish: PublishLimiter::new(limits.publish_rate, now),
+        connect_deadline: now + Duration::from_secs(limits.connect_timeout),
+        hub: Arc::clone(&hub),
+        ws,
+        query_token,
+        client: None,
+        subs: Subscriptions::default(),
+        touched: HashSet::new(),
+        malformed: 0,
+        next_ping: None,
+        exp_deadline: None,
+        queued_total: 0,
+        exempt_until: 0,
+        closing: None,
+    };
+    session.run().await;
+    session.leave_all().await;
+    hub.metrics.connections.dec();
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn run(&mut self) {
+        let mut shutdown = self.hub.shutdown_signal();
+        let timer = tokio::time::sleep_until(self.connect_deadline);
+        tokio::pin!(timer);
+        let mut armed = self.connect_deadline;
+        loop {
+            if self.closing.is_some() {
+                break;
+            }
+            let deadline = self.next_deadline();
+            if deadline != armed {
+                timer.as_mut().reset(deadline);
+                armed = deadline;
+            }
+            let connected = self.client.is_some();
+            let wake = tokio::select! {
+                biased;
+                message = self.ws.next() => Wake::Message(message),
+                (channel, event) = self.subs.next(), if connected => Wake::Event(channel, event),
+                () = timer.as_mut() => Wake::Timer,
+                () = stopped(&mut shutdown) => Wake::Shutdown,
+            };
+            match wake {
+                Wake::Message(None) => {
+                    self.hub.metrics.closed(close_code_seen(&self.ws));
+                    return;
+                }
+                Wake::Message(Some(Err(_))) => {
+                    self.hub.metrics.closed(close_code_seen(&self.ws));
+                    return;
+                }
+                Wake::Message(Some(Ok(message))) => self.on_message(message).await,
+                Wake::Event(channel, event) => self.on_events(channel, event),
+                Wake::Timer => self.on_timer(),
+                Wake::Shutdown => self.close(close::GOING_AWAY),
+            }
+        }
+        // Our Close is queued: let the core finish the closing handshake (bounded by
+        // its close timeout, and by CLOSE_GRACE whatever happens).
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+
+    fn next_deadline(&self) -> Instant {
+        if self.client.is_none() {
+            return self.connect_deadline;
+        }
+        let far = Instant::now() + Duration::from_secs(24 * 3600);
+        [self.next_ping, self.exp_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far)
+    }
+
+    /// Queues a Close with `code` (and its reason) and stops serving the connection.
+    fn close(&mut self, code: u16) {
+        if self.closing.is_some() {
+            return;
+        }
+        self.closing = Some(code);
+        self.hub.metrics.closed(code);
+        let frame = CloseFrame {
+            code: CloseCode(code),
+            reason: close::reason(code).to_owned(),
+        };
+        // `close` queues the frame when called; its future only waits for the closing
+        // handshake, which `run` does by reading on.
+        drop(self.ws.close(Some(frame)));
+    }
+
+    /// Queues `text` (a reply, an error, a ping).
+    fn send_text(&mut self, text: String) {
+        let before = self.ws.pending_bytes();
+        let len = text.len();
+        if self.ws.queue(Message::text(text)).is_err() {
+            return;
+        }
+        self.account(before, len);
+    }
+
+    fn account(&mut self, before: usize, payload: usize) {
+        let after = self.ws.pending_bytes();
+        self.queued_total += after.saturating_sub(before) as u64;
+        self.hub.metrics.bytes_sent.inc_by(payload as u64);
+    }
+
+    fn send(&mut self, message: &ServerMessage) {
+        self.send_text(message.to_json());
+    }
+
+    fn reply(&mut self, id: RequestId, result: ReplyResult) {
+        self.send(&ServerMessage::reply(id, result));
+    }
+
+    fn error(&mut self, id: RequestId, code: ErrorCode, message: impl Into<String>) {
+        self.send(&ServerMessage::error(Some(id), code, message));
+    }
+
+    fn engine_error(&mut self, id: RequestId, e: &EngineError) {
+        let code = match e {
+            EngineError::Unavailable(_) => ErrorCode::Unavailable,
+            EngineError::Internal(_) => ErrorCode::Internal,
+        };
+        self.error(id, code, e.to_string());
+    }
+
+    /// The backlog that counts toward `outbound_cap`: what waits for the transport,
+    /// less what is left of an exempt `subscribe` reply (it goes out first).
+    fn backlog(&self) -> u64 {
+        let pending = self.ws.pending_bytes() as u64;
+        let written = self.queued_total.saturating_sub(pending);
+        let exempt_left = self.exempt_until.saturating_sub(written);
+        pending.saturating_sub(exempt_left)
+    }
+
+    /// Queues one delivery unless it would take the backlog over `outbound_cap`: then
+    /// the client is a slow consumer and gets 4003 ("Slow consumers and limits").
+    fn deliver(&mut self, frame: &PreparedMessage, payload: usize) -> bool {
+        let cap = self.hub.config.limits.outbound_cap;
+        if self.backlog() + frame.len() as u64 > cap {
+            self.close(close::SLOW_CONSUMER);
+            return false;
+        }
+        let before = self.ws.pending_bytes();
+        if self.ws.queue_prepared(frame).is_err() {
+            return false;
+        }
+        self.account(before, payload);
+        true
+    }
+
+    fn on_events(&mut self, channel: Arc<str>, first: Result<ChannelEvent, RecvError>) {
+        let mut delivered = 0usize;
+        let mut next = Some((channel, first));
+        while let Some((channel, event)) = next.take() {
+            match event {
+                Err(RecvError::Lagged(_)) => {
+                    // The engine's buffer overran this subscriber: it lost events.
+                    self.close(close::SLOW_CONSUMER);
+                    break;
+                }
+                Err(RecvError::Closed) => {
+                    self.close(close::GOING_AWAY);
+                    break;
+                }
+                Ok(ChannelEvent::Publication(p)) => {
+                    let frame = publication_frame(&p);
+                    if !self.deliver(frame, p.payload.get().len()) {
+                        break;
+                    }
+                    delivered += 1;
+                }
+                Ok(ChannelEvent::Join(info) | ChannelEvent::Leave(info)) if self.is_me(&info) => {}
+                Ok(ChannelEvent::Join(info)) => {
+                    let message = ServerMessage::Join {
+                        channel: channel.to_string(),
+                        info: wire_info(&info),
+                    };
+                    if !self.deliver_message(&message) {
+                        break;
+                    }
+                    delivered += 1;
+                }
+                Ok(ChannelEvent::Leave(info)) => {
+                    let message = ServerMessage::Leave {
+                        channel: channel.to_string(),
+                        info: wire_info(&info),
+                    };
+                    if !self.deliver_message(&message) {
+                        break;
+                    }
+                    delivered += 1;
+                }
+            }
+            if delivered >= DELIVERY_BATCH {
+                break;
+            }
+            next = self.subs.try_next();
+        }
+        if delivered > 0 {
+            self.hub.metrics.deliveries.inc_by(delivered as u64);
+        }
+    }
+
+    /// A join or leave: encoded for this subscriber (rare next to publications).
+    fn deliver_message(&mut self, message: &ServerMessage) -> bool {
+        let frame = PreparedMessage::text(message.to_json());
+        self.deliver(&frame, frame.len())
+    }
+
+    fn is_me(&self, info: &ClientInfo) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|c| c.info.client == info.client)
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.client.is_none() {
+            if now >= self.connect_deadline {
+                self.close(close::BAD_REQUEST);
+            }
+            return;
+        }
+        if self.exp_deadline.is_some_and(|exp| now >= exp) {
+            self.close(close::TOKEN_EXPIRED);
+            return;
+        }
+        if let Some(at) = self.next_ping
+            && now >= at
+        {
+            self.send(&ServerMessage::Ping);
+            self.next_ping = Some(now + Duration::from_secs(self.hub.config.limits.ping_interval));
+        }
+    }
+
+    async fn on_message(&mut self, message: Message) {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => return self.close(close::UNSUPPORTED_DATA),
+            // Pings are answered by the core; a Close is echoed by it.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return,
+        };
+        self.hub.metrics.bytes_received.inc_by(text.len() as u64);
+        let parsed = parse_client(text.as_str());
+        if self.client.is_none() {
+            // "connect must be the first message": anything else first is 4005.
+            return match parsed {
+                Ok(ClientMessage::Request {
+                    id,
+                    request: Request::Connect { token, .. },
+                }) => self.connect(id, token),
+                _ => self.close(close::BAD_REQUEST),
+            };
+        }
+        match parsed {
+            Ok(ClientMessage::Pong) => {}
+            Ok(ClientMessage::Request { id, request }) => self.request(id, request).await,
+            Err(malformed) => {
+                self.send(&malformed.to_error());
+                self.malformed += 1;
+                if self.malformed > MAX_MALFORMED {
+                    self.close(close::BAD_REQUEST);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, id: RequestId, token: Option<String>) {
+        let token = token.or_else(|| self.query_token.take());
+        let auth = &self.hub.config.auth;
+        let now_ms = unix_now_ms();
+        let (claims, exp) = match (token, &self.hub.verifier) {
+            (Some(token), Some(verifier)) => match verifier.verify(&token, now_ms / 1000) {
+                Ok(claims) => {
+                    let exp = Some(claims.exp);
+                    (claims, exp)
+                }
+                Err(e) => return self.close(e.close_code()),
+            },
+            // No key to check a token with: only anonymous access can let it in (the
+            // token is not looked at).
+            (_, None) | (None, Some(_)) if auth.allow_anonymous => (
+                Claims {
+                    sub: String::new(),
+                    exp: 0,
+                    channels: Vec::new(),
+                },
+                None,
+            ),
+            _ => return self.close(close::UNAUTHORIZED),
+        };
+        let client = self.hub.new_client_id();
+        let ping_interval = self.hub.config.limits.ping_interval;
+        self.reply(
+            id,
+            ReplyResult::Connect(ConnectResult {
+                client: client.to_string(),
+                user: claims.sub.clone(),
+                ping_interval,
+                expires_at: exp,
+            }),
+        );
+        let now = Instant::now();
+        self.next_ping = Some(now + Duration::from_secs(ping_interval));
+        self.exp_deadline = exp.map(|exp| deadline_of(exp, now_ms, now));
+        self.client = Some(Client {
+            info: ClientInfo {
+                client,
+                user: claims.sub.as_str().into(),
+            },
+            claims,
+            exp,
+        });
+    }
+
+    async fn request(&mut self, id: RequestId, request: Request) {
+        if let Some(channel) = request.channel() {
+            if let Err(e) = validate_channel(channel) {
+                return self.error(id, ErrorCode::BadRequest, e.to_string());
+            }
+            if !self.touch(channel) {
+                return self.error(
+                    id,
+                    ErrorCode::LimitExceeded,
+                    "this connection named too many channels",
+                );
+            }
+        }
+        match request {
+            Request::Connect { .. } => self.error(id, ErrorCode::BadRequest, "already connected"),
+            Request::Subscribe { channel, since } => self.subscribe(id, channel, since).await,
+            Request::Unsubscribe { channel } => {
+                self.unsubscribe(&channel).await;
+                self.reply(id, ReplyResult::Empty(Empty {}));
+            }
+            Request::Publish { channel, payload } => self.publish(id, channel, payload).await,
+            Request::Presence { channel } => self.presence(id, &channel).await,
+            Request::History {
+                channel,
+                limit,
+                since,
+            } => self.history(id, &channel, limit, since).await,
+            Request::Refresh { token } => self.refresh(id, &token),
+        }
+    }
+
+    /// Remembers that the connection named `channel`; false over the limit.
+    fn touch(&mut self, channel: &str) -> bool {
+        if self.touched.contains(channel) {
+            return true;
+        }
+        let limit =
+            self.hub.config.limits.max_channels_per_client as usize * TOUCHED_PER_CHANNEL_LIMIT;
+        if self.touched.len() >= limit {
+            return false;
+        }
+        self.touched.insert(channel.into());
+        true
+    }
+
+    fn may_subscribe(&self, channel: &str) -> bool {
+        let Some(client) = &self.client else {
+            return false;
+        };
+        match self.hub.config.channel_namespace(channel).subscribe {
+            SubscribePolicy::Any => true,
+            SubscribePolicy::Token => token_allows(&client.claims, channel),
+        }
+    }
+
+    async fn subscribe(&mut self, id: RequestId, channel: String, since: Option<Since>) {
+        if self.subs.contains(&channel) {
+            return self.error(
+                id,
+                ErrorCode::BadRequest,
+                "already subscribed to this channel",
+            );
+        }
+        if !self.may_subscribe(&channel) {
+            return self.error(id, ErrorCode::PermissionDenied, "not allowed to subscribe");
+        }
+        let limits = &self.hub.config.limits;
+        if self.subs.len() >= limits.max_channels_per_client as usize {
+            return self.error(
+                id,
+                ErrorCode::LimitExceeded,
+                "too many channels on this connection",
+            );
+        }
+        let channel: Arc<str> = channel.into();
+        if !self.hub.add_subscriber(&channel) {
+            return self.error(
+                id,
+                ErrorCode::LimitExceeded,
+                "the channel has too many subscribers",
+            );
+        }
+        let recovery_max = limits.recovery_max as usize;
+        let since_given = since.is_some();
+        let since = since.map(|s| StreamPosition {
+            offset: s.offset,
+            epoch: s.epoch.into(),
+        });
+        let started = Instant::now();
+        let result = self
+            .hub
+            .engine
+            .subscribe(&channel, since, recovery_max)
+            .await;
+        self.observe(started);
+        let subscription = match result {
+            Ok(s) => s,
+            Err(e) => {
+                self.hub.remove_subscriber(&channel);
+                return self.engine_error(id, &e);
+            }
+        };
+        let recovery = &subscription.recovery;
+        let reply = Reply {
+            ty: "reply",
+            id,
+            result: SubscribeReply {
+                epoch: &recovery.position.epoch,
+                offset: recovery.position.offset,
+                recovered: since_given.then_some(recovery.recovered),
+                publications: (since_given && recovery.recovered).then(|| {
+                    recovery
+                        .publications
+                        .iter()
+                        .map(|p| WirePublication::item(p))
+                        .collect()
+                }),
+            },
+        };
+        let text = to_json(&reply);
+        // "Details": the reply is exempt from outbound_cap; only the backlog behind it
+        // counts.
+        self.send_text(text);
+        self.exempt_until = self.queued_total;
+        let presence = self.hub.config.channel_namespace(&channel).presence;
+        self.subs.add(Arc::clone(&channel), presence, subscription);
+        self.hub.metrics.subscriptions.inc();
+        if presence && let Some(client) = &self.client {
+            let info = client.info.clone();
+            let started = Instant::now();
+            let _ = self.hub.engine.presence_add(&channel, info).await;
+            self.observe(started);
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) {
+        let Some(slot) = self.subs.remove(channel) else {
+            return;
+        };
+        self.forget(slot).await;
+    }
+
+    async fn forget(&mut self, slot: Slot) {
+        self.hub.remove_subscriber(&slot.channel);
+        self.hub.metrics.subscriptions.dec();
+        if slot.presence
+            && let Some(client) = &self.client
+        {
+            let client_id = Arc::clone(&client.info.client);
+            let _ = self
+                .hub
+                .engine
+                .presence_remove(&slot.channel, &client_id)
+                .await;
+        }
+        drop(slot);
+    }
+
+    async fn leave_all(&mut self) {
+        for slot in self.subs.drain() {
+            self.forget(slot).await;
+        }
+    }
+
+    async fn publish(&mut self, id: RequestId, channel: String, payload: protocol::Payload) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        let namespace = self.hub.config.channel_namespace(&channel);
+        let allowed = match namespace.publish {
+            PublishPolicy::Any => true,
+            PublishPolicy::Token => token_allows(&client.claims, &channel),
+            PublishPolicy::Api => false,
+        };
+        if !allowed {
+            return self.error(id, ErrorCode::PermissionDenied, "not allowed to publish");
+        }
+        match self.publish.attempt(Instant::now()) {
+            PublishVerdict::Allowed => {}
+            PublishVerdict::Refused => {
+                return self.error(id, ErrorCode::LimitExceeded, "publish rate exceeded");
+            }
+            PublishVerdict::Close => return self.close(close::RATE_LIMITED),
+        }
+        let opts = HistoryOptions {
+            history_size: usize::try_from(namespace.history_size).unwrap_or(usize::MAX),
+            history_ttl: Duration::from_secs(namespace.history_ttl),
+        };
+        let info = Some(client.info.clone());
+        let started = Instant::now();
+        let result = self
+            .hub
+            .engine
+            .publish(&channel, Arc::from(payload.into_raw()), info, opts)
+            .await;
+        self.observe(started);
+        match result {
+            Ok(p) => {
+                self.hub.metrics.publications.inc();
+                self.reply(
+                    id,
+                    ReplyResult::Publish(PublishResult {
+                        offset: p.offset,
+                        epoch: p.epoch.to_string(),
+                    }),
+                );
+            }
+            Err(e) => self.engine_error(id, &e),
+        }
+    }
+
+    async fn presence(&mut self, id: RequestId, channel: &str) {
+        if !self.may_subscribe(channel) {
+            return self.error(id, ErrorCode::PermissionDenied, "not allowed to subscribe");
+        }
+        if !self.hub.config.channel_namespace(channel).presence {
+            return self.error(
+                id,
+                ErrorCode::Disabled,
+                "presence is off for this namespace",
+            );
+        }
+        let started = Instant::now();
+        let result = self.hub.engine.presence(channel).await;
+        self.observe(started);
+        match result {
+            Ok(entries) => self.reply(
+                id,
+                ReplyResult::Presence(PresenceResult {
+                    clients: entries.iter().map(wire_info).collect(),
+                }),
+            ),
+            Err(e) => self.engine_error(id, &e),
+        }
+    }
+
+    async fn history(
+        &mut self,
+        id: RequestId,
+        channel: &str,
+        limit: Option<u64>,
+        since: Option<Since>,
+    ) {
+        if !self.may_subscribe(channel) {
+            return self.error(id, ErrorCode::PermissionDenied, "not allowed to subscribe");
+        }
+        let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+        let since = since.map(|s| StreamPosition {
+            offset: s.offset,
+            epoch: s.epoch.into(),
+        });
+        let started = Instant::now();
+        let result = self.hub.engine.history(channel, limit, since).await;
+        self.observe(started);
+        match result {
+            Ok(history) => {
+                let reply = Reply {
+                    ty: "reply",
+                    id,
+                    result: HistoryReply {
+                        publications: history
+                            .publications
+                            .iter()
+                            .map(|p| WirePublication::item(p))
+                            .collect(),
+                        epoch: &history.position.epoch,
+                        offset: history.position.offset,
+                    },
+                };
+                let text = to_json(&reply);
+                self.send_text(text);
+            }
+            Err(e) => self.engine_error(id, &e),
+        }
+    }
+
+    fn refresh(&mut self, id: RequestId, token: &str) {
+        let Some(verifier) = &self.hub.verifier else {
+            return self.error(id, ErrorCode::Unauthorized, "no token can be checked here");
+        };
+        let now_ms = unix_now_ms();
+        let claims = match verifier.verify(token, now_ms / 1000) {
+            Ok(claims) => claims,
+            Err(e) => return self.error(id, ErrorCode::Unauthorized, e.to_string()),
+        };
+        let Some(client) = &mut self.client else {
+            return;
+        };
+        if *client.info.user != *claims.sub {
+            return self.error(
+                id,
+                ErrorCode::PermissionDenied,
+                "the token is another user's",
+            );
+        }
+        let exp = claims.exp;
+        client.exp = Some(exp);
+        client.claims = claims;
+        self.exp_deadline = Some(deadline_of(exp, now_ms, Instant::now()));
+        self.reply(
+            id,
+            ReplyResult::Refresh(RefreshResult {
+                expires_at: Some(exp),
+            }),
+        );
+    }
+
+    fn observe(&self, started: Instant) {
+        self.hub
+            .metrics
+            .broker_round_trip
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+fn wire_info(info: &ClientInfo) -> protocol::ClientInfo {
+    protocol::ClientInfo {
+        client: info.client.to_string(),
+        user: info.user.to_string(),
+    }
+}
+
+/// The tokio instant at which unix time `exp` (seconds) comes.
+fn deadline_of(exp: u64, now_ms: u64, now: Instant) -> Instant {
+    let left = exp.saturating_mul(1000).saturating_sub(now_ms);
+    now + Duration::from_millis(left)
+}
+
+/// The close code to count for a connection that ended without our Close: the peer's
+/// code, or 1006 (abnormal).
+fn close_code_seen<S: AsyncRead + AsyncWrite>(ws: &WebSocketStream<S>) -> u16 {
+    ws.closed().map_or(1006, |(code, _)| code.0)
+}
+
+// Until the core's prepared messages land (wsengine::PreparedMessage and the tokio
+// adapter's non-blocking hand-over): the same calls over `send`, which hands a message
+// to the core when called (the send buffer is unbounded here: `websocket_config`).
+pub(crate) mod shim {
+    use wsengine::utf8::Utf8Bytes;
+    use wsengine_tokio::{Error, Message, WebSocketStream};
+
+    /// A text message encoded once and shared.
+    #[derive(Debug, Clone)]
+    pub struct PreparedMessage(Utf8Bytes);
+
+    impl PreparedMessage {
+        pub(crate) fn text(s: String) -> Self {
+            Self(Utf8Bytes::from(s))
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    pub(crate) trait WsExt {
+        fn pending_bytes(&self) -> usize;
+        fn queue(&mut self, m: Message) -> Result<(), Error>;
+        fn queue_prepared(&mut self, p: &PreparedMessage) -> Result<(), Error>;
+    }
+
+    impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> WsExt for WebSocketStream<S> {
+        fn pending_bytes(&self) -> usize {
+            self.buffered_bytes()
+        }
+
+        fn queue(&mut self, m: Message) -> Result<(), Error> {
+            drop(self.send(m));
+            Ok(())
+        }
+
+        fn queue_prepared(&mut self, p: &PreparedMessage) -> Result<(), Error> {
+            drop(self.send(Message::Text(p.0.clone())));
+            Ok(())
+        }
+    }
+}

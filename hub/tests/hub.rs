@@ -1,0 +1,40 @@
+//! The hub over real sockets on 127.0.0.1: one server per test, started in-process on a
+//! free port, spoken to with wsengine's tokio client (and plain HTTP for the API).
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_subscribe_publish_round_trip() {
+    let hub = TestHub::start(demo_config()).await;
+    let mut alice = hub.client().await;
+    let connected = alice.request(json!({"type": "connect"})).await;
+    assert_eq!(connected["type"], "reply", "{connected}");
+    assert_eq!(connected["result"]["user"], "");
+    let mut bob = hub.client().await;
+    bob.request(json!({"type": "connect"})).await;
+    let sub = bob
+        .request(json!({"type": "subscribe", "channel": "chat:lobby"}))
+        .await;
+    assert_eq!(sub["result"]["offset"], 0, "{sub}");
+    // Raw text, so that the payload's spelling (key order, `1.50`) is the publisher's.
+    alice
+        .send_text(r#"{"type":"publish","id":7,"channel":"chat:lobby","payload":{"text": "hi", "n": 1.50}}"#)
+        .await;
+    let published = alice.recv().await;
+    assert_eq!(published["id"], 7, "{published}");
+    assert_eq!(published["result"]["offset"], 1, "{published}");
+    let publication = bob.recv_text().await;
+    assert_eq!(
+        publication,
+        format!(
+            r#"{{"type":"publication","channel":"chat:lobby","offset":1,"epoch":{},"payload":{{"text": "hi", "n": 1.50}},"info":{{"client":{},"user":""}}}}"#,
+            sub["result"]["epoch"], connected["result"]["client"]
+        )
+    );
+    hub.stop().await;
+}

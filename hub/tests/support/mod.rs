@@ -1,0 +1,183 @@
+//! The test harness: a hub on 127.0.0.1:0 and a protocol client.
+
+#![allow(
+    dead_code,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "test harness: a failed step fails the test"
+)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use wsengine::{ClientRequest, Config as WsConfig};
+use wsengine_hub::config::Config;
+use wsengine_hub::{Server, ServerOptions};
+use wsengine_tokio::{MaybeTlsStream, Message, WebSocketStream};
+
+/// How long a test waits for any one thing before failing.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// The demo configuration on a free port.
+pub fn demo_config() -> Config {
+    let mut config = Config::demo();
+    config.listen = Some("127.0.0.1:0".to_owned());
+    config
+}
+
+/// A running hub.
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub hub: std::sync::Arc<wsengine_hub::Hub>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestHub {
+    pub async fn start(config: Config) -> Self {
+        Self::start_with(ServerOptions {
+            config,
+            demo: false,
+            static_dir: None,
+            tls: None,
+            engine: None,
+        })
+        .await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Self {
+        let server = Server::bind(options).await.expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let hub = std::sync::Arc::clone(server.hub());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            hub,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// A WebSocket client at `/ws` offering the hub's subprotocol.
+    pub async fn client(&self) -> TestClient {
+        self.client_with(
+            ClientRequest::new(&self.url("/ws"))
+                .expect("url")
+                .protocol("wsengine.hub.v1"),
+        )
+        .await
+        .expect("handshake")
+    }
+
+    pub async fn client_with(
+        &self,
+        request: ClientRequest,
+    ) -> Result<TestClient, wsengine_tokio::Error> {
+        let (ws, _) = tokio::time::timeout(
+            STEP,
+            wsengine_tokio::connect_with(request, WsConfig::default()),
+        )
+        .await
+        .expect("handshake in time")?;
+        Ok(TestClient { ws, next_id: 1 })
+    }
+
+    /// Stops the server (graceful: 1001 to every client) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(STEP, task)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server result");
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A protocol client: requests with automatic ids, replies matched by id.
+pub struct TestClient {
+    pub ws: WebSocketStream<MaybeTlsStream>,
+    pub next_id: u64,
+}
+
+impl TestClient {
+    /// Sends one text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("send");
+    }
+
+    /// The next text message (pings from the server included).
+    pub async fn recv_text(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(STEP, self.ws.next())
+                .await
+                .expect("a message in time")
+            {
+                Some(Ok(Message::Text(t))) => return t.as_str().to_owned(),
+                Some(Ok(Message::Close(frame))) => panic!("closed: {frame:?}"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("error: {e}"),
+                None => panic!("connection ended"),
+            }
+        }
+    }
+
+    /// The next JSON message.
+    pub async fn recv(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text().await).expect("json")
+    }
+
+    /// Sends `request` with the next id and returns the reply or error with that id
+    /// (messages before it, publications say, are dropped).
+    pub async fn request(&mut self, mut request: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        request["id"] = id.into();
+        self.send_text(&request.to_string()).await;
+        loop {
+            let message = self.recv().await;
+            if message["id"] == id && (message["type"] == "reply" || message["type"] == "error") {
+                return message;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code it sent.
+    pub async fn closed_with(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(STEP, self.ws.next())
+                .await
+                .expect("closed in time")
+            {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.0),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return self.ws.closed().map(|(c, _)| c.0),
+            }
+        }
+    }
+}
