@@ -87,7 +87,7 @@ fn unix_now_ms() -> u64 {
 /// A publication's fields on the wire (items of `publications`; with `type`, the
 /// `publication` message), borrowed from the engine's publication.
 #[derive(Serialize)]
-struct WirePublication<'a> {
+pub(crate) struct WirePublication<'a> {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     ty: Option<&'static str>,
     channel: &'a str,
@@ -99,7 +99,7 @@ struct WirePublication<'a> {
 }
 
 impl<'a> WirePublication<'a> {
-    fn item(p: &'a Publication) -> Self {
+    pub(crate) fn item(p: &'a Publication) -> Self {
         Self {
             ty: None,
             channel: &p.channel,

@@ -38,3 +38,5 @@ async fn connect_subscribe_publish_round_trip() {
     );
     hub.stop().await;
 }
+
+mod http_api;
