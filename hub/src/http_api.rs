@@ -18,7 +18,11 @@
 //!   API-only).
 //! - `GET /api/history`: `channel`, optional `limit` (absent: everything retained), and
 //!   optional `since_offset` with `since_epoch` (both or neither), with the `history`
-//!   request's meaning ("Details": `history`).
+//!   request's meaning ("Details": `history`). Query values are percent-decoded.
+//! - `GET /api/channels` counts this node's subscribers (`Hub::channels`); the protocol's
+//!   "counted across the cluster" needs a cluster engine to sum the nodes' counts.
+//! - `POST /api/send` (the fallback transports' upstream) does not exist yet: 404 like
+//!   any unknown path, after the key check.
 //! - `/health` asks the engine for the position of the channel [`HEALTH_CHANNEL`] (a
 //!   valid channel name: the engine's cheapest call), bounded by 5 s; any engine error or
 //!   the timeout is `degraded` with `broker: "down"` and 503.

@@ -193,6 +193,18 @@ async fn api_publish_body_over_the_limit_is_413() {
     );
     let answer = http(hub.addr, "POST", "/api/publish", &[KEY], Some(&body)).await;
     assert_error(&answer, 413, "limit_exceeded");
+    // Without a declared length: the body is cut off at the limit while it is read.
+    let chunk = "x".repeat(4096);
+    let mut request = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{KEY}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        hub.addr
+    );
+    for part in [r#"{"channel":"c","payload":""#, &chunk, &chunk, r#""}"#] {
+        request.push_str(&format!("{:x}\r\n{part}\r\n", part.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    let answer = http_raw(hub.addr, &request).await;
+    assert_error(&answer, 413, "limit_exceeded");
     // Under it (the 4 KiB slack is for the JSON around the payload).
     let body = format!(r#"{{"channel":"c","payload":"{}"}}"#, "x".repeat(1024));
     let answer = http(hub.addr, "POST", "/api/publish", &[KEY], Some(&body)).await;

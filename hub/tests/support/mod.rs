@@ -216,7 +216,6 @@ pub async fn http(
     headers: &[&str],
     body: Option<&str>,
 ) -> HttpAnswer {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut request =
         format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for h in headers {
@@ -231,6 +230,13 @@ pub async fn http(
     }
     request.push_str("\r\n");
     request.push_str(body.unwrap_or(""));
+    http_raw(addr, &request).await
+}
+
+/// Writes `request` (a whole HTTP/1.1 request, with `Connection: close`) on a new TCP
+/// connection to `addr` and reads the answer to EOF.
+pub async fn http_raw(addr: SocketAddr, request: &str) -> HttpAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let raw = tokio::time::timeout(STEP, async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         stream.write_all(request.as_bytes()).await.expect("write");
