@@ -361,6 +361,11 @@ pub enum SendError {
     /// A header name or value that would corrupt the HTTP head (CR, LF, or a bad name),
     /// or a status code outside 100-599.
     InvalidHeader,
+    /// [`send_prepared`](crate::Connection::send_prepared) on a client connection: a
+    /// [`PreparedMessage`](crate::PreparedMessage) is an unmasked frame, and RFC 6455
+    /// §5.3 says "a client MUST mask all frames that it sends to the server". Send the
+    /// message with [`send`](crate::Connection::send) instead, which masks it.
+    ClientMustMask,
 }
 
 impl fmt::Display for SendError {
@@ -378,6 +383,7 @@ impl fmt::Display for SendError {
             Self::NoPendingRequest => f.write_str("no handshake request awaits an answer"),
             Self::ProtocolNotOffered(p) => write!(f, "subprotocol {p:?} was not offered"),
             Self::InvalidHeader => f.write_str("invalid header name, value or status"),
+            Self::ClientMustMask => f.write_str("a client cannot send an unmasked prepared frame"),
         }
     }
 }

@@ -152,7 +152,8 @@ pub mod fuzzing {
 
 pub use config::{Config, Delivery, Keepalive};
 pub use connection::{
-    Connection, Event, MAX_TRANSMIT_SEGMENTS, MessageKind, Negotiated, Role, State, Utf8Bytes,
+    Connection, Event, MAX_TRANSMIT_SEGMENTS, MessageKind, Negotiated, PreparedMessage, Role,
+    State, Utf8Bytes,
 };
 pub use error::{Error, HandshakeError, ProtocolError, RefusedResponse, SendError, Timeout};
 pub use frame::{CloseCode, CloseFrame, FrameHeader, OpCode};

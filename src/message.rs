@@ -1,7 +1,9 @@
 //! One owned message type for every host: what [`Connection::send`](crate::Connection::send)
 //! takes and what the hosts' streams and handlers hand out. Text is [`Utf8Bytes`]
 //! (validated once, shared without copying) and binary is [`Bytes`], so a received
-//! message can be sent on, to one peer or many, without a copy.
+//! message can be sent on, to one peer or many, without a copy. A message sent to many
+//! server connections can also be encoded once, frame header included:
+//! [`PreparedMessage`](crate::PreparedMessage).
 
 use crate::prelude::*;
 

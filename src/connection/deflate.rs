@@ -9,7 +9,7 @@ use crate::prelude::*;
 use bytes::{Bytes, BytesMut};
 
 use super::recv::{Carried, Progress, data_event};
-use super::{Connection, MessageKind, Negotiated, RecvFrame, RecvMessage};
+use super::{Connection, MessageKind, Negotiated, PreparedMessage, RecvFrame, RecvMessage};
 use crate::config::{Config, Delivery};
 use crate::error::{HandshakeError, ProtocolError, SendError};
 use crate::extensions::deflate::{
@@ -175,6 +175,34 @@ impl Connection {
         }
         keep_scratch(self.deflate.as_deref_mut(), out);
         compressed
+    }
+
+    /// Which of a prepared message's frames this connection sends: the one compressed on
+    /// its own, or the uncompressed one.
+    ///
+    /// The compressed frame was made from an empty window. That is what the client
+    /// expects of every message once `server_no_context_takeover` is negotiated
+    /// (RFC 7692 §7.1.1.1: the client may reset its window per message), so it fits
+    /// there, if the client can hold the window it was compressed with
+    /// (`server_max_window_bits`, §7.1.2.1). With context takeover it does not: the
+    /// client's decompressor would add the message to its window, while our compressor,
+    /// which never saw it, goes on from its own history, so the next message it
+    /// compresses could refer back by a distance that in the client's window lands in
+    /// the wrong bytes (silently wrong data, or a failed connection). Resetting our
+    /// compressor after each prepared message would keep the two in step, but would throw
+    /// away the context that shrinks everything else sent on the connection; the
+    /// uncompressed frame goes out instead, which §6 allows for any message and which
+    /// leaves the client's window as it was (it bypasses the decompressor).
+    pub(super) fn prepared_frame<'m>(&self, message: &'m PreparedMessage) -> &'m Bytes {
+        let (Some(state), Some(deflated)) = (self.deflate.as_deref(), &message.deflated) else {
+            return &message.frame;
+        };
+        let ours = state.params.outgoing(self.role);
+        if ours.no_context_takeover && deflated.window_bits <= ours.max_window_bits {
+            &deflated.frame
+        } else {
+            &message.frame
+        }
     }
 
     /// Encodes one fragment of a compressed message: with permessage-deflate negotiated

@@ -8,6 +8,7 @@ use crate::prelude::*;
 #[cfg_attr(feature = "deflate", path = "deflate.rs")]
 #[cfg_attr(not(feature = "deflate"), path = "no_deflate.rs")]
 mod deflate;
+mod prepared;
 mod recv;
 mod recv_buffer;
 mod send;
@@ -30,6 +31,7 @@ use crate::time::Instant;
 pub use crate::utf8::Utf8Bytes;
 use crate::utf8::Utf8Validator;
 
+pub use self::prepared::PreparedMessage;
 use self::recv_buffer::RecvBuffer;
 use self::state::{Input, Phase, Violation};
 use self::timers::{Timer, Timers};
@@ -221,7 +223,8 @@ enum Handshake {
 ///   (server, after [`Event::Request`]), [`send`](Self::send) (an owned
 ///   [`Message`](crate::Message): text, binary, ping, pong or close), the borrowed
 ///   shortcuts [`send_text`](Self::send_text) and [`send_binary`](Self::send_binary),
-///   [`send_uncompressed`](Self::send_uncompressed),
+///   [`send_prepared`](Self::send_prepared) (server: one frame encoded for many
+///   connections), [`send_uncompressed`](Self::send_uncompressed),
 ///   [`send_fragment`](Self::send_fragment), [`close`](Self::close). Which command is
 ///   legal in which [`State`] is one table (`connection/state.rs`); a command it refuses
 ///   is a [`SendError`](crate::SendError) and changes nothing.

@@ -3,8 +3,10 @@
 //! exist (an enum without variants), so `Connection::deflate` is always `None`, RSV1 is
 //! never allowed, and no message is ever marked compressed.
 
+use bytes::Bytes;
+
 use super::recv::Progress;
-use super::{Connection, Negotiated, RecvFrame, RecvMessage};
+use super::{Connection, Negotiated, PreparedMessage, RecvFrame, RecvMessage};
 use crate::config::Config;
 use crate::error::{HandshakeError, ProtocolError, SendError};
 use crate::frame::OpCode;
@@ -68,6 +70,11 @@ impl Connection {
     /// Never compresses.
     pub(super) fn encode_compressed_message(&mut self, _opcode: OpCode, _payload: &[u8]) -> bool {
         false
+    }
+
+    /// No compressed frame exists: always the uncompressed one.
+    pub(super) fn prepared_frame<'m>(&self, message: &'m PreparedMessage) -> &'m Bytes {
+        &message.frame
     }
 
     /// Never compresses.

@@ -6,7 +6,9 @@ use crate::prelude::*;
 use bytes::Bytes;
 
 use super::state::{Command, Input};
-use super::{Connection, Handshake, MAX_UNWRITTEN_PONGS, MessageKind, Role, wire_len};
+use super::{
+    Connection, Handshake, MAX_UNWRITTEN_PONGS, MessageKind, PreparedMessage, Role, wire_len,
+};
 use crate::error::SendError;
 use crate::frame::{
     CloseCode, CloseFrame, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, OpCode,
@@ -19,8 +21,9 @@ use crate::message::Message;
 /// while still in L1).
 const MASK_BLOCK: usize = 16 << 10;
 
-/// A server queues owned payloads of at least this size as their own transmit segment;
-/// smaller ones are cheaper to copy than to write as a separate `iovec`.
+/// A server queues owned payloads (and prepared frames) of at least this size as their
+/// own transmit segment; smaller ones are cheaper to copy than to write as a separate
+/// `iovec`.
 const ZERO_COPY_MIN: usize = 4 << 10;
 
 /// RFC 6455 §5.5: a Close body is a 2-byte code plus a reason, within 125 bytes.
@@ -119,6 +122,40 @@ impl Connection {
             Message::Close(None) => self.close(CloseCode::NORMAL, ""),
             Message::Close(Some(frame)) => self.close(frame.code, &frame.reason),
         }
+    }
+
+    /// Server: queues a message encoded once for many connections (fan-out), sharing
+    /// its bytes: a frame of at least 4 KiB becomes its own segment of
+    /// [`poll_transmit_vectored`](Self::poll_transmit_vectored) (a reference count, no
+    /// copy); a smaller one is copied behind the frames already queued, which costs less
+    /// than one more `iovec` per write and keeps a run of small frames contiguous.
+    ///
+    /// The same rules as [`send_text`](Self::send_text) apply (an open connection, no
+    /// fragmented send in progress, room in the send buffer). With permessage-deflate
+    /// negotiated, the frame [`PreparedMessage::with_deflate`] compressed goes out when
+    /// the connection can inflate it (`server_no_context_takeover` negotiated, and a
+    /// `server_max_window_bits` at least the window it was compressed with), the
+    /// uncompressed frame otherwise (RFC 7692 §6 lets any message go uncompressed); the
+    /// connection's own compressor is never involved.
+    ///
+    /// A client connection refuses it ([`SendError::ClientMustMask`]): RFC 6455 §5.3,
+    /// "a client MUST mask all frames that it sends to the server", each with a fresh
+    /// key, so there are no bytes to share; use [`send`](Self::send).
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
+        if self.role == Role::Client {
+            return Err(SendError::ClientMustMask);
+        }
+        self.check_data_send(true)?;
+        let frame = self.prepared_frame(message);
+        if frame.len() < ZERO_COPY_MIN {
+            let tail = self.tx.tail();
+            let before = tail.len();
+            super::append(tail, frame);
+            self.tx.appended(before);
+        } else {
+            self.tx.push_bytes(frame.clone());
+        }
+        Ok(())
     }
 
     /// Queues one fragment of a message (RFC 6455 §5.4). The first call starts a message

@@ -69,6 +69,12 @@
 //!   it when called. (The [`Sink`](futures_sink::Sink) impl follows the `Sink` contract:
 //!   `poll_ready` waits for room, `start_send` hands the item over; futures-util's
 //!   `SinkExt::send` keeps the item in its future until `poll_ready`.)
+//! - [`try_send`](WebSocketStream::try_send) and
+//!   [`try_send_prepared`](WebSocketStream::try_send_prepared) are not futures: the
+//!   message is in the core when they return `Ok`, and was never queued when they return
+//!   an error ([`TrySendError::Full`] gives it back), so there is nothing to cancel.
+//!   They write nothing themselves: the reader's poll (`next`), `flush` or a `send`
+//!   writes it, as any queued byte.
 //! - Bytes partly written stay accounted in the core (`advance_transmit`), so a
 //!   cancelled write never repeats or skips a byte.
 //!
@@ -153,6 +159,14 @@
 //! peer that does not read what is sent to it), the reader reads nothing more from
 //! that peer: messages the core holds already are still delivered, and reading resumes
 //! once writes make room.
+//!
+//! [`WebSocketStream::pending_bytes`] is what waits for the transport, for a limit of the
+//! application's own. There is one limit in the core, [`Config::max_send_buffer`], and
+//! no way around it: a host that fans out, and must not have a reply refused where it
+//! would drop a publication, sets `max_send_buffer` to the most a connection may hold
+//! (past it even replies get [`TrySendError::Full`], and the peer is beyond saving),
+//! and checks `pending_bytes` against a lower limit of its own before each
+//! [`try_send_prepared`](WebSocketStream::try_send_prepared) of a publication.
 
 mod maybe_tls;
 mod reader;
@@ -174,6 +188,9 @@ pub use stream::WebSocketStream;
 pub use writer::WebSocketWriter;
 /// The core's owned message type: what the stream yields and the sink takes.
 pub use wsengine::Message;
+/// A message encoded once for many server connections:
+/// [`try_send_prepared`](WebSocketStream::try_send_prepared) queues the same bytes on each.
+pub use wsengine::PreparedMessage;
 
 /// TLS for this adapter (feature `tls`): the configurations of `wsengine-tls`
 /// (certificates from PEM files with SNI and reload, the client's trust store, errors in
@@ -251,6 +268,55 @@ impl std::error::Error for Error {
             Self::Send(e) => Some(e),
             Self::Request(e) => Some(e),
             Self::Rejected(_) | Self::TlsUnsupported | Self::ConnectionClosed => None,
+        }
+    }
+}
+
+/// Why [`try_send`](WebSocketStream::try_send) did not hand a message over;
+/// [`try_send_prepared`](WebSocketStream::try_send_prepared) gives `TrySendError<()>`
+/// (the caller still holds the prepared message).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TrySendError<T = Message> {
+    /// The send buffer is full: [`Config::max_send_buffer`] bytes or more wait for the
+    /// transport (a peer that reads slowly or not at all), or a message the
+    /// [`Sink`](futures_sink::Sink) took waits to go first. Nothing was queued, and the
+    /// message is given back untouched. Room appears as the queued bytes are written
+    /// ([`pending_bytes`](WebSocketStream::pending_bytes) falls); `send` waits for it.
+    Full(T),
+    /// Refused with the error [`send`](WebSocketStream::send) gives a message it cannot
+    /// take: the transport failed ([`Error::Io`]), or the core refused it
+    /// ([`Error::Send`]: the closing handshake has started or the connection is over, a
+    /// control payload over 125 bytes, a prepared message on a client connection, ...).
+    /// The message is dropped.
+    Refused(Error),
+}
+
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("send buffer full"),
+            Self::Refused(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for TrySendError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Full(_) => None,
+            Self::Refused(e) => e.source(),
+        }
+    }
+}
+
+/// `Full` becomes [`SendError::Blocked`] (the message is dropped), for `?` in code that
+/// gives up on a connection whose send buffer is full.
+impl<T> From<TrySendError<T>> for Error {
+    fn from(e: TrySendError<T>) -> Self {
+        match e {
+            TrySendError::Full(_) => Self::Send(SendError::Blocked),
+            TrySendError::Refused(e) => e,
         }
     }
 }

@@ -16,10 +16,12 @@ use futures_sink::Sink;
 use crate::reader::{Item, WebSocketReader};
 use crate::shared::{READER, Shared};
 use crate::writer::WebSocketWriter;
-use crate::{Error, Message, now};
+use crate::{Error, Message, TrySendError, now};
 use wsengine::frame::CloseFrame;
 use wsengine::handshake::{Accept, Reject, Request, Response};
-use wsengine::{CloseCode, Config, Connection, HandshakeError, Negotiated, Role, State};
+use wsengine::{
+    CloseCode, Config, Connection, HandshakeError, Negotiated, PreparedMessage, Role, State,
+};
 
 /// A WebSocket connection over a tokio stream: a [`Stream`] of received [`Message`]s
 /// and a [`Sink`] of messages to send. Open one with [`accept`](super::accept),
@@ -199,6 +201,50 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
     /// [`Error::ConnectionClosed`]). Same as futures-util's `SinkExt::send`.
     pub fn send(&mut self, message: Message) -> impl Future<Output = Result<(), Error>> + '_ {
         self.writer.send(message)
+    }
+
+    /// Hands `message` to the core now if it takes it, never waiting: `Ok` once it is
+    /// queued; [`TrySendError::Full`] with the message, untouched and not queued, while
+    /// the send buffer is full ([`Config::max_send_buffer`] bytes or more wait for the
+    /// transport: the peer reads slowly or not at all); [`TrySendError::Refused`] with
+    /// the error [`send`](Self::send) gives when the connection failed or is closing, or
+    /// the message is invalid. A Close always fits, as for `send`.
+    ///
+    /// The call writes nothing: the bytes go out when the reader half is next polled
+    /// ([`next`](Self::next); a reader already waiting in `next`, in this task or
+    /// another, is woken for it), or when [`flush`](Self::flush) or a `send` runs. So
+    /// keep polling `next` (as a server does anyway, to see the peer's messages and
+    /// Close) or call `flush`; a message handed over and never written ends with the
+    /// connection.
+    ///
+    /// There is no variant that queues above `max_send_buffer`: the core refuses
+    /// ([`SendError::Blocked`](wsengine::SendError::Blocked)) so that what one
+    /// connection holds stays bounded. For replies that must not be refused where other
+    /// messages may be, make `max_send_buffer` the hard limit and keep a lower one of
+    /// your own with [`pending_bytes`](Self::pending_bytes) (see the
+    /// [module docs](super), "Memory and backpressure").
+    pub fn try_send(&mut self, message: Message) -> Result<(), TrySendError> {
+        self.writer.try_send(message)
+    }
+
+    /// [`try_send`](Self::try_send) for a message encoded once for many connections:
+    /// the core queues the prepared frame's bytes without copying them
+    /// ([`Connection::send_prepared`], which says which frame goes out with
+    /// permessage-deflate). [`TrySendError::Full`] carries no message (the caller still
+    /// holds it); a client connection refuses it
+    /// ([`SendError::ClientMustMask`](wsengine::SendError::ClientMustMask)). Nothing is
+    /// written by the call, as for `try_send`.
+    pub fn try_send_prepared(&mut self, message: &PreparedMessage) -> Result<(), TrySendError<()>> {
+        self.writer.try_send_prepared(message)
+    }
+
+    /// Bytes encoded and waiting for the transport ([`Connection::transmit_len`]): what
+    /// the messages handed over and not yet written take, headers included (a shared
+    /// prepared frame counted in full). It grows with each hand-over and falls as
+    /// writes go out; `max_send_buffer` is the core's limit on it, and an application
+    /// may keep a lower one of its own (drop or refuse publications past it, say).
+    pub fn pending_bytes(&self) -> usize {
+        self.writer.pending_bytes()
     }
 
     /// Waits until every message handed over so far is written; an error once that can

@@ -2,7 +2,8 @@
 //! called if the core has room for it, otherwise the send waits for room (holding the
 //! message) and then hands it over; from then on the futures and the [`Sink`] only wait
 //! for the bytes to be written, or for the end of the connection, which ends them with
-//! an error.
+//! an error. `try_send` and `try_send_prepared` hand a message over at once or give it
+//! back, and wait for nothing.
 
 use core::fmt;
 use std::future::Future;
@@ -13,10 +14,10 @@ use std::task::{Context, Poll, ready};
 use ::tokio::io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
 use wsengine::frame::CloseFrame;
-use wsengine::{SendError, State};
+use wsengine::{Connection, PreparedMessage, SendError, State};
 
-use crate::shared::{Shared, WRITER, send_now, waits_for_room};
-use crate::{Error, Message, now};
+use crate::shared::{READER, Shared, WRITER, send_now, waits_for_room};
+use crate::{Error, Message, TrySendError, now};
 
 /// The sending half: a [`Sink`] of [`Message`]s. See [`WebSocketStream::split`](crate::WebSocketStream::split).
 pub struct WebSocketWriter<S> {
@@ -58,6 +59,59 @@ impl<S: AsyncRead + AsyncWrite> WebSocketWriter<S> {
             }
             self.poll_flush_inner(cx)
         })
+    }
+
+    /// Hands `message` to the core now, never waiting; see
+    /// [`WebSocketStream::try_send`](crate::WebSocketStream::try_send).
+    pub fn try_send(&mut self, message: Message) -> Result<(), TrySendError> {
+        self.try_hand_over(message, waits_for_room, |core, message| {
+            send_now(core, message)
+        })
+    }
+
+    /// Hands a prepared message to the core now, never waiting; see
+    /// [`WebSocketStream::try_send_prepared`](crate::WebSocketStream::try_send_prepared).
+    pub fn try_send_prepared(&mut self, message: &PreparedMessage) -> Result<(), TrySendError<()>> {
+        self.try_hand_over(
+            (),
+            // As `waits_for_room` says of a data message.
+            |core, ()| core.is_send_blocked() && core.state() == State::Open,
+            |core, ()| core.send_prepared(message),
+        )
+    }
+
+    /// Bytes waiting for the transport; see
+    /// [`WebSocketStream::pending_bytes`](crate::WebSocketStream::pending_bytes).
+    pub fn pending_bytes(&self) -> usize {
+        self.shared.lock().core.transmit_len()
+    }
+
+    /// What `try_send` and `try_send_prepared` share: under the lock, `send` hands
+    /// `item` to the core unless the transport failed, or it must wait for room
+    /// (`waits`, or the Sink holds a message that must go first), and the reader is
+    /// woken to write it.
+    fn try_hand_over<T>(
+        &mut self,
+        item: T,
+        waits: impl FnOnce(&Connection, &T) -> bool,
+        send: impl FnOnce(&mut Connection, T) -> Result<(), SendError>,
+    ) -> Result<(), TrySendError<T>> {
+        let shared = &*self.shared;
+        let mut inner = shared.lock();
+        if let Some(e) = inner.io_error() {
+            return Err(TrySendError::Refused(Error::Io(e)));
+        }
+        if self.held.is_some() || waits(&inner.core, &item) {
+            return Err(TrySendError::Full(item));
+        }
+        send(&mut inner.core, item).map_err(|e| TrySendError::Refused(Error::Send(e)))?;
+        drop(inner);
+        // Nothing here writes, and nothing else may be about to: a reader parked in
+        // `next` (in another task, say) waits for input, not for this message. Woken,
+        // its poll writes what is queued. The slot empties on waking, so a burst of
+        // hand-overs costs the reader one poll, not one per message.
+        shared.fan.wake_half(READER);
+        Ok(())
     }
 
     /// Waits until everything handed over is written; see

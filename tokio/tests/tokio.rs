@@ -1,7 +1,8 @@
 //! The tokio adapter: echo over a real 127.0.0.1 socket, futures
 //! cancelled at random points over a transport that trickles one byte per poll, split
 //! halves in separate tasks, the closing handshake and its timers, and the
-//! already-upgraded path (`check_request` + `accept_headers` + `from_upgraded`).
+//! already-upgraded path (`check_request` + `accept_headers` + `from_upgraded`), and the
+//! non-blocking hand-over (`try_send`, `try_send_prepared`, `pending_bytes`).
 //!
 //! Every test runs on its own current-thread runtime under a time limit.
 // Test code: a failed unwrap is a failed test; the tests read the real clock.
@@ -29,7 +30,8 @@ use wsengine::{
     State,
 };
 use wsengine_tokio::{
-    Error, LINGER, Message, WebSocketStream, accept, accept_with, client, connect, connect_with,
+    Error, LINGER, Message, PreparedMessage, TrySendError, WebSocketStream, accept, accept_with,
+    client, connect, connect_with,
 };
 
 /// Runs `test` on a fresh current-thread runtime, failing it after `limit`.
@@ -1544,6 +1546,247 @@ fn the_reader_stops_reading_a_peer_that_does_not_read_while_the_send_buffer_is_f
             "the flood was stopped at the transport: {sent} sent"
         );
         assert!(received < 200, "{received} messages taken in while blocked");
+    });
+}
+
+// ---- the non-blocking hand-over: try_send, try_send_prepared, pending_bytes ----
+
+/// A server stream and the client stream at the other end of an in-memory pipe of
+/// `capacity` bytes; the client reads nothing unless polled.
+async fn piped(
+    capacity: usize,
+) -> (
+    WebSocketStream<tokio::io::DuplexStream>,
+    WebSocketStream<tokio::io::DuplexStream>,
+) {
+    let (a, b) = tokio::io::duplex(capacity);
+    let request = ClientRequest::new("ws://hand-over.test/").expect("url");
+    let server = tokio::spawn(accept(b));
+    let (peer, _) = client(a, request, config())
+        .await
+        .expect("client handshake");
+    let ws = server.await.expect("task").expect("server handshake");
+    (ws, peer)
+}
+
+#[test]
+fn try_send_gives_the_message_back_intact_when_the_peer_does_not_read() {
+    run(Duration::from_secs(30), async {
+        const MESSAGE: usize = 1 << 20;
+        let limit = Config::default().max_send_buffer;
+        let (mut ws, peer) = piped(64 << 10).await;
+        let mut accepted = 0u8;
+        let given_back = loop {
+            let data = Bytes::from(vec![accepted; MESSAGE]);
+            match ws.try_send(Message::Binary(data.clone())) {
+                Ok(()) => accepted += 1,
+                Err(TrySendError::Full(Message::Binary(back))) => {
+                    assert_eq!(back, data);
+                    assert_eq!(back.as_ptr(), data.as_ptr(), "the caller's buffer");
+                    break back;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+            assert!(accepted <= 64, "never full");
+        };
+        // The core took messages up to its limit; the calls wrote nothing.
+        assert_eq!(usize::from(accepted) * MESSAGE, limit);
+        assert_eq!(ws.pending_bytes(), limit + usize::from(accepted) * 10);
+        // A prepared message and a Ping wait for room too; a Close always fits.
+        let prepared = PreparedMessage::text("a publication");
+        assert!(matches!(
+            ws.try_send_prepared(&prepared),
+            Err(TrySendError::Full(()))
+        ));
+        assert!(matches!(
+            ws.try_send(Message::Ping(Bytes::from_static(b"?"))),
+            Err(TrySendError::Full(Message::Ping(_)))
+        ));
+        ws.try_send(Message::Close(None))
+            .expect("a Close always fits");
+        // After the Close: refused with the error `send` gives.
+        let refused = ws.try_send(Message::Binary(given_back));
+        assert!(
+            matches!(
+                refused,
+                Err(TrySendError::Refused(Error::Send(
+                    wsengine::SendError::Closing
+                )))
+            ),
+            "{refused:?}"
+        );
+        let refused = ws.try_send_prepared(&prepared);
+        assert!(
+            matches!(
+                refused,
+                Err(TrySendError::Refused(Error::Send(
+                    wsengine::SendError::Closing
+                )))
+            ),
+            "{refused:?}"
+        );
+        let sent = ws.send(Message::text("late")).await;
+        assert!(
+            matches!(sent, Err(Error::Send(wsengine::SendError::Closing))),
+            "{sent:?}"
+        );
+        // `Full` converts for `?` as a refusal for lack of room.
+        let full: Error = TrySendError::Full(Message::text("x")).into();
+        assert!(matches!(full, Error::Send(wsengine::SendError::Blocked)));
+        drop(peer);
+    });
+}
+
+/// The hub's fan-out: one prepared message to several server connections over real
+/// sockets, handed over with `try_send_prepared` by a task that then awaits `next`,
+/// which writes it. The client that negotiated permessage-deflate (the server answers
+/// `server_no_context_takeover`) gets the frame compressed once, the other the plain
+/// frame; both read the same messages.
+#[test]
+fn try_send_prepared_over_tcp_reaches_wsengine_clients_once_next_is_polled() {
+    use wsengine::extensions::deflate::DeflateConfig;
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let policy = DeflateConfig::low_memory();
+        let text = "a publication for every subscriber, ".repeat(100);
+        let data: Bytes = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let prepared = [
+            PreparedMessage::text(text.clone()).with_deflate(&policy),
+            PreparedMessage::binary(data.clone()).with_deflate(&policy),
+        ];
+        for p in &prepared {
+            assert!(p.deflated_frame().is_some(), "both compress");
+        }
+        let mut server_config = config();
+        server_config.deflate = Some(policy);
+        let to_send = prepared.clone();
+        let server = tokio::spawn(async move {
+            let mut queued = Vec::new();
+            for _ in 0..2 {
+                let (socket, _) = listener.accept().await.expect("accept");
+                let hook = |_: &wsengine::handshake::Request| Ok(Accept::new());
+                let mut ws = accept_with(socket, server_config.clone(), hook)
+                    .await
+                    .expect("handshake");
+                let mut sizes = Vec::new();
+                for p in &to_send {
+                    let before = ws.pending_bytes();
+                    ws.try_send_prepared(p).expect("room");
+                    sizes.push(ws.pending_bytes() - before);
+                }
+                ws.try_send(Message::text("and a reply of its own"))
+                    .expect("room");
+                // This task only reads from here on: `next` writes what was handed over.
+                let mut received = Vec::new();
+                while let Some(message) = ws.next().await {
+                    received.push(message.expect("no error"));
+                }
+                assert!(matches!(received.as_slice(), [Message::Close(_)]));
+                queued.push(sizes);
+            }
+            queued
+        });
+        for deflate in [true, false] {
+            let mut client_config = config();
+            client_config.deflate = deflate.then(DeflateConfig::default);
+            let request = ClientRequest::new(&url).expect("url");
+            let (mut ws, _) = connect_with(request, client_config).await.expect("connect");
+            for expected in [
+                Message::text(text.clone()),
+                Message::Binary(data.clone()),
+                Message::text("and a reply of its own"),
+            ] {
+                let got = ws.next().await.expect("a message").expect("no error");
+                assert_eq!(got, expected, "deflate: {deflate}");
+            }
+            ws.close(None).await.expect("close");
+            while ws.next().await.is_some() {}
+            assert_eq!(ws.closed(), Some((CloseCode::NORMAL, true)));
+        }
+        let queued = server.await.expect("server");
+        let frame_len = |p: &PreparedMessage, deflate: bool| match deflate {
+            true => p.deflated_frame().expect("compressed").len(),
+            false => p.frame().len(),
+        };
+        for (sizes, deflate) in queued.iter().zip([true, false]) {
+            let expected: Vec<usize> = prepared.iter().map(|p| frame_len(p, deflate)).collect();
+            assert_eq!(sizes, &expected, "the frames queued, deflate: {deflate}");
+        }
+    });
+}
+
+/// The split halves as a fan-out server uses them: the reader parked in `next` in its
+/// own task, another task hands messages over with `try_send` and never flushes. The
+/// hand-over wakes the reader, whose poll writes them.
+#[test]
+fn try_send_wakes_a_reader_waiting_in_next_to_write_the_message() {
+    run(Duration::from_secs(30), async {
+        let (listener, url) = listen().await;
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let (mut writer, mut reader) = accept(socket).await.expect("handshake").split();
+            let reading = tokio::spawn(async move {
+                let mut received = Vec::new();
+                while let Some(message) = reader.next().await {
+                    received.push(message.expect("no error"));
+                }
+                (reader, received)
+            });
+            // Let the reader park in `next`, waiting for input.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            writer
+                .try_send_prepared(&PreparedMessage::text("fanned out"))
+                .expect("room");
+            writer
+                .try_send(Message::binary(vec![7u8; 100_000]))
+                .expect("room");
+            let (reader, received) = reading.await.expect("reader");
+            assert!(reader.reunite(writer).is_ok());
+            received
+        });
+        let (mut ws, _) = connect(&url).await.expect("connect");
+        let first = ws.next().await.expect("a message").expect("no error");
+        assert_eq!(first, Message::text("fanned out"));
+        let second = ws.next().await.expect("a message").expect("no error");
+        assert_eq!(second, Message::binary(vec![7u8; 100_000]));
+        ws.close(None).await.expect("close");
+        while ws.next().await.is_some() {}
+        let received = server.await.expect("server");
+        assert!(matches!(received.as_slice(), [Message::Close(_)]));
+    });
+}
+
+#[test]
+fn pending_bytes_grows_with_each_hand_over_and_drains_as_writes_go_out() {
+    run(Duration::from_secs(30), async {
+        const MESSAGE: usize = 50_000;
+        let (ws, mut peer) = piped(16 << 10).await;
+        let (mut writer, _reader) = ws.split();
+        assert_eq!(writer.pending_bytes(), 0);
+        let mut queued = 0;
+        for i in 0..5u8 {
+            writer
+                .try_send(Message::binary(vec![i; MESSAGE]))
+                .expect("room");
+            queued += MESSAGE + 4; // a 16-bit length: 4 header bytes
+            assert_eq!(writer.pending_bytes(), queued);
+        }
+        // The peer does not read: a flush fills the pipe and waits.
+        let stalled = tokio::time::timeout(Duration::from_millis(50), writer.flush()).await;
+        assert!(stalled.is_err(), "the pipe is full");
+        let left = writer.pending_bytes();
+        assert!(left < queued && left > 0, "{left} of {queued} bytes left");
+        // The peer reads: everything goes out.
+        let reading = tokio::spawn(async move {
+            for i in 0..5u8 {
+                let message = peer.next().await.expect("a message").expect("no error");
+                assert_eq!(message, Message::binary(vec![i; MESSAGE]));
+            }
+            peer
+        });
+        writer.flush().await.expect("flush");
+        assert_eq!(writer.pending_bytes(), 0);
+        drop(reading.await.expect("peer"));
     });
 }
 
