@@ -105,14 +105,14 @@ pub struct Publication {
 /// The encoded frame of a [`Publication`] (its `wire` field): empty until a node's first
 /// delivery makes it. Ignored by equality and cloned empty (a clone may be re-encoded).
 #[derive(Default)]
-pub struct WireCache(std::sync::OnceLock<crate::session::shim::PreparedMessage>);
+pub struct WireCache(std::sync::OnceLock<wsengine::PreparedMessage>);
 
 impl WireCache {
     /// The frame, made by `make` on the first call.
     pub fn get_or_init(
         &self,
-        make: impl FnOnce() -> crate::session::shim::PreparedMessage,
-    ) -> &crate::session::shim::PreparedMessage {
+        make: impl FnOnce() -> wsengine::PreparedMessage,
+    ) -> &wsengine::PreparedMessage {
         self.0.get_or_init(make)
     }
 }

@@ -89,6 +89,9 @@ pub struct Hub {
     next_client: AtomicU64,
     subscribers: Mutex<HashMap<Arc<str>, u32>>,
     shutdown: watch::Receiver<bool>,
+    /// WebSocket sessions running (spawned after their upgrade, outside the HTTP
+    /// connections' tasks): a graceful stop waits for them to reach zero.
+    sessions: watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -216,6 +219,7 @@ impl Server {
             next_client: AtomicU64::new(1),
             subscribers: Mutex::new(HashMap::new()),
             shutdown: shutdown_rx,
+            sessions: watch::Sender::new(0),
             config,
         };
         Ok(Self {
@@ -264,8 +268,12 @@ impl Server {
         }
         drop(self.listener);
         let _ = self.shutdown.send(true);
+        // The HTTP connections end (an upgraded one already has), and the sessions
+        // finish their closing handshakes after the 1001 each of them sends.
+        let mut sessions = self.hub.sessions.subscribe();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while tasks.join_next().await.is_some() {}
+            let _ = sessions.wait_for(|n| *n == 0).await;
         })
         .await;
         tasks.abort_all();
@@ -398,6 +406,15 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Counts a session as ended when its task ends, however it ends.
+struct SessionGuard(Arc<Hub>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.sessions.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// `GET /ws`: the checks before the upgrade, the 101, and the session after it.
 fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
     if let Err(retry_after) = hub.admit_connection() {
@@ -488,7 +505,9 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, peer: SocketAddr) -> HttpR
         }
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
+    hub.sessions.send_modify(|n| *n += 1);
     tokio::spawn(async move {
+        let _running = SessionGuard(Arc::clone(&hub));
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };

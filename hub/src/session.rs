@@ -22,11 +22,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use shim::{PreparedMessage, WsExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use wsengine::frame::CloseFrame;
-use wsengine::{CloseCode, Keepalive};
+use wsengine::{CloseCode, Keepalive, PreparedMessage};
 use wsengine_tokio::{Message, WebSocketStream};
 
 use crate::auth::{Claims, token_allows};
@@ -421,7 +420,9 @@ where
     fn send_text(&mut self, text: String) {
         let before = self.ws.pending_bytes();
         let len = text.len();
-        if self.ws.queue(Message::text(text)).is_err() {
+        // Never `Full`: the core's send buffer is unbounded here (`websocket_config`);
+        // the hub bounds it with `outbound_cap`. Refused: the connection is ending.
+        if self.ws.try_send(Message::text(text)).is_err() {
             return;
         }
         self.account(before, len);
@@ -466,12 +467,12 @@ where
     /// the client is a slow consumer and gets 4003 ("Slow consumers and limits").
     fn deliver(&mut self, frame: &PreparedMessage, payload: usize) -> bool {
         let cap = self.hub.config.limits.outbound_cap;
-        if self.backlog() + frame.len() as u64 > cap {
+        if self.backlog() + frame.frame().len() as u64 > cap {
             self.close(close::SLOW_CONSUMER);
             return false;
         }
         let before = self.ws.pending_bytes();
-        if self.ws.queue_prepared(frame).is_err() {
+        if self.ws.try_send_prepared(frame).is_err() {
             return false;
         }
         self.account(before, payload);
@@ -534,7 +535,8 @@ where
     /// A join or leave: encoded for this subscriber (rare next to publications).
     fn deliver_message(&mut self, message: &ServerMessage) -> bool {
         let frame = PreparedMessage::text(message.to_json());
-        self.deliver(&frame, frame.len())
+        let len = frame.frame().len();
+        self.deliver(&frame, len)
     }
 
     fn is_me(&self, info: &ClientInfo) -> bool {
@@ -975,48 +977,4 @@ fn deadline_of(exp: u64, now_ms: u64, now: Instant) -> Instant {
 /// code, or 1006 (abnormal).
 fn close_code_seen<S: AsyncRead + AsyncWrite>(ws: &WebSocketStream<S>) -> u16 {
     ws.closed().map_or(1006, |(code, _)| code.0)
-}
-
-// Until the core's prepared messages land (wsengine::PreparedMessage and the tokio
-// adapter's non-blocking hand-over): the same calls over `send`, which hands a message
-// to the core when called (the send buffer is unbounded here: `websocket_config`).
-pub(crate) mod shim {
-    use wsengine::utf8::Utf8Bytes;
-    use wsengine_tokio::{Error, Message, WebSocketStream};
-
-    /// A text message encoded once and shared.
-    #[derive(Debug, Clone)]
-    pub struct PreparedMessage(Utf8Bytes);
-
-    impl PreparedMessage {
-        pub(crate) fn text(s: String) -> Self {
-            Self(Utf8Bytes::from(s))
-        }
-
-        pub(crate) fn len(&self) -> usize {
-            self.0.len()
-        }
-    }
-
-    pub(crate) trait WsExt {
-        fn pending_bytes(&self) -> usize;
-        fn queue(&mut self, m: Message) -> Result<(), Error>;
-        fn queue_prepared(&mut self, p: &PreparedMessage) -> Result<(), Error>;
-    }
-
-    impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> WsExt for WebSocketStream<S> {
-        fn pending_bytes(&self) -> usize {
-            self.buffered_bytes()
-        }
-
-        fn queue(&mut self, m: Message) -> Result<(), Error> {
-            drop(self.send(m));
-            Ok(())
-        }
-
-        fn queue_prepared(&mut self, p: &PreparedMessage) -> Result<(), Error> {
-            drop(self.send(Message::Text(p.0.clone())));
-            Ok(())
-        }
-    }
 }
