@@ -2,6 +2,8 @@
 //! connect/subscribe/publish round trip over a raw WebSocket, configuration errors (exit 2,
 //! one line), the engines not built yet, and SIGTERM (1001 to every client, exit 0). Each
 //! test starts its own hub on an ephemeral 127.0.0.1 port and kills it if anything fails.
+// Test code: the helpers fail the test with a message, as the tests themselves do.
+#![allow(clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
