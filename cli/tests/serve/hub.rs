@@ -57,6 +57,7 @@ fn start(args: &[&str]) -> Hub {
     let line = line_rx.recv_timeout(LIMIT).expect("the listening line");
     let addr = line
         .strip_prefix("listening on http://")
+        .or_else(|| line.strip_prefix("listening on https://"))
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("{line}"))
         .parse()
@@ -270,6 +271,25 @@ fn hub_sigterm_closes_with_1001_and_exits_0() {
 }
 
 #[test]
+fn hub_second_signal_exits_1_at_once() {
+    let mut hub = start(&[]);
+    let mut client = Client::connect(hub.addr);
+    client.request(json!({"type": "connect", "id": 1}));
+    signal(&hub.server, "INT");
+    loop {
+        if let Frame::Close(code) = client.recv_frame() {
+            assert_eq!(code, 1001);
+            break;
+        }
+    }
+    // No Close reply: the hub would wait for it; the second signal does not.
+    signal(&hub.server, "INT");
+    let status = wait_exit(&mut hub.server, LIMIT).expect("the hub exits");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    drop(client);
+}
+
+#[test]
 fn hub_config_with_an_unknown_key_exits_2_naming_it() {
     let dir = std::env::temp_dir().join(format!("wsengine-hub-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -303,4 +323,58 @@ fn hub_static_must_be_a_directory() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not a directory"), "{stderr}");
+}
+
+/// `--tls-cert/--tls-key`: the line says https and wss, and `wsengine client --ca` speaks
+/// the protocol over wss:// (certificates made by rcgen when the test starts).
+#[test]
+fn hub_serves_wss_with_tls_cert_and_key() {
+    let pki = wsengine_test_support::pki::make("cli-hub");
+    let hub = start(&[
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        pki.key.to_str().unwrap(),
+    ]);
+    let port = hub.addr.port();
+    assert_eq!(
+        hub.line,
+        format!(
+            "listening on https://{0} (WebSocket at wss://{0}/ws)",
+            hub.addr
+        )
+    );
+    let mut client = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+        .args(["client", "--ca", pki.ca.to_str().unwrap()])
+        .arg(format!("wss://localhost:{port}/ws"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let mut stdout = client.stdout.take().unwrap();
+    let mut stderr = client.stderr.take().unwrap();
+    let mut client = Server(client);
+    stdin
+        .write_all(b"{\"type\":\"connect\",\"id\":7}\n")
+        .unwrap();
+    // The reply before EOF: the client closes on EOF.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(&mut stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(LIMIT).expect("the connect reply");
+    drop(stdin);
+    let status = wait_exit(&mut client, LIMIT).expect("the client exits");
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(status.success(), "{log}");
+    let reply: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(reply["type"], "reply", "{reply}");
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert!(reply["result"]["client"].is_string(), "{reply}");
+    drop(hub);
 }
