@@ -143,6 +143,9 @@ macro_rules! conn_log {
     };
 }
 
+// `wsengine hub`, the application server (src/hub.rs).
+mod hub;
+
 // `wsengine load`, the load generator (src/load/).
 mod load;
 
@@ -265,6 +268,12 @@ enum Command {
     /// every echoed byte, report messages/s, MB/s and latency percentiles (or, with
     /// --idle, hold idle connections to measure the server's memory per connection).
     Load(load::LoadArgs),
+    /// Run the application server (docs/HUB-PROTOCOL.md): channels, JWT auth, history
+    /// and recovery, presence, limits, an HTTP API and metrics, WebSocket at /ws. Prints
+    /// `listening on http://ADDR (WebSocket at ws://ADDR/ws)` on stdout once it listens;
+    /// SIGTERM or SIGINT closes every WebSocket with 1001 and exits 0 (a second signal
+    /// exits at once with 1); a configuration it cannot start with exits 2.
+    Hub(hub::HubArgs),
 }
 
 /// Per-connection timers and limits of `serve` (the core's `Config`), for both runtimes.
@@ -521,6 +530,8 @@ fn main() -> ExitCode {
             no_deflate,
         } => client_tls(&cas).and_then(|tls| autobahn_client(&server, &agent, !no_deflate, tls)),
         Command::Load(args) => load::run(args),
+        // Its own exit statuses (2 for configuration errors).
+        Command::Hub(args) => return hub::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

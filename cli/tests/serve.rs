@@ -14,6 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+// `wsengine hub`: in this test binary, which has the process helpers. Under serve/ with an
+// explicit path: a tests/hub.rs would be a test binary of its own.
+#[path = "serve/hub.rs"]
+mod hub;
+
 /// The server process, killed on drop unless it already exited.
 struct Server(Child);
 

@@ -1,0 +1,297 @@
+//! `wsengine hub`: the application server of the `wsengine-hub` crate (the hub protocol,
+//! docs/HUB-PROTOCOL.md, "Running it") on a multi-threaded tokio runtime.
+//!
+//! Exit status: 0 after a graceful stop (SIGTERM or SIGINT: every WebSocket closed with
+//! 1001), 2 for a configuration it cannot start with (the file, a flag, a key or
+//! certificate file, an engine not built yet), 1 when it cannot listen or fails while
+//! running, or on a second signal during the stop.
+
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use wsengine_hub::auth::Verifier;
+use wsengine_hub::config::{self, Config, EngineConfig, EngineKind, Overrides};
+use wsengine_hub::{Server, ServerOptions};
+use wsengine_mio::tls::{self, ServerCertificates};
+
+use crate::{Level, max_level, reload, signals};
+
+/// Status of a configuration the hub cannot start with (like clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
+/// Status of a failure to listen or to run.
+const EXIT_RUNTIME: u8 = 1;
+
+/// How long the WebSocket sessions may take to finish their closing handshakes once the
+/// server has stopped accepting (the server's own grace for its HTTP connections).
+const SESSION_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the end of the sessions is checked during [`SESSION_GRACE`].
+const SESSION_POLL: Duration = Duration::from_millis(20);
+
+/// How long the runtime's remaining tasks may take to finish once the sessions are done
+/// (or the grace is over): dropped after this.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// `wsengine hub` flags ("Running it"); each one given replaces the file's value.
+#[derive(clap::Args, Debug)]
+pub(crate) struct HubArgs {
+    /// Address to listen on (HOST:PORT; port 0 takes a free port, printed at start).
+    /// Default: the file's `listen`, else 127.0.0.1:8000.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// The TOML configuration file (docs/HUB-PROTOCOL.md, "Running it"; every key
+    /// optional). Without a file and without --jwt-secret, --jwt-public-key or --api-key,
+    /// the hub serves the demo configuration: anonymous access, no API key, not for
+    /// production.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check HS256/384/512 tokens with this shared secret (`[auth] jwt_secret`; default
+    /// none). Other users can read command lines (`ps`): prefer the file for secrets.
+    #[arg(long, value_name = "SECRET")]
+    jwt_secret: Option<String>,
+    /// Check RS256/384/512 and ES256/384 tokens with the public key in this PEM file
+    /// (`[auth] jwt_public_key`; default none).
+    #[arg(long, value_name = "PATH")]
+    jwt_public_key: Option<PathBuf>,
+    /// Accept `connect` without a token (`[auth] allow_anonymous`; default off, except in
+    /// the demo configuration). Only turns it on.
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Accept browsers only from this Origin (repeatable; replaces the file's
+    /// `allowed_origins`). Others get HTTP 403; requests without an Origin header (not a
+    /// browser) are accepted. Default: any Origin.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// The HTTP API's key, sent as `Authorization: apikey KEY` (`[auth] api_key`; default
+    /// none). Other users can read command lines (`ps`): prefer the file for secrets.
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Use the Redis engine at URL (`[engine] kind = "redis"`). Not built yet (issue
+    /// #19): refused at start. Default: the memory engine (one node).
+    #[arg(long, value_name = "URL", conflicts_with = "nats")]
+    redis: Option<String>,
+    /// Use the NATS engine at URL (`[engine] kind = "nats"`). Not built yet (issue #19):
+    /// refused at start. Default: the memory engine (one node).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// Serve the files of this directory at `/`. Default: none.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+    /// Serve TLS (https://, wss://) with this certificate chain (PEM, the server's
+    /// certificate first); needs --tls-key. Default: plain TCP. SIGHUP re-reads both
+    /// files (open connections keep theirs; a pair that fails to load is logged and the
+    /// old one stays).
+    #[arg(long, requires = "tls_key", value_name = "CERT.pem")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS #8, PKCS #1 or SEC1).
+    #[arg(long, requires = "tls_cert", value_name = "KEY.pem")]
+    tls_key: Option<PathBuf>,
+}
+
+/// Why the hub did not run to a graceful stop: the exit status and one line saying why.
+struct Failure {
+    status: u8,
+    message: String,
+}
+
+impl Failure {
+    fn config(message: impl Into<String>) -> Self {
+        Self {
+            status: EXIT_CONFIG,
+            message: message.into(),
+        }
+    }
+
+    fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            status: EXIT_RUNTIME,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs `wsengine hub` to its end and returns the process's exit status.
+pub(crate) fn run(args: HubArgs) -> ExitCode {
+    match run_hub(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            // One line: scripts and tests read it, and a multi-line message would be
+            // interleaved with other output.
+            let one_line = failure.message.split_whitespace().collect::<Vec<_>>();
+            log!(Level::Error, "{}", one_line.join(" "));
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+/// The file (if any) with the flags over it, checked as far as can be before binding.
+struct Prepared {
+    options: ServerOptions,
+    certificates: Option<Arc<ServerCertificates>>,
+}
+
+fn prepare(args: HubArgs) -> Result<Prepared, Failure> {
+    if let Some(dir) = &args.static_dir
+        && !dir.is_dir()
+    {
+        return Err(Failure::config(format!(
+            "--static {}: not a directory",
+            dir.display()
+        )));
+    }
+    let file = match &args.config {
+        Some(path) => Some(Config::load(path).map_err(|e| Failure::config(e.to_string()))?),
+        None => None,
+    };
+    let engine = match (args.redis, args.nats) {
+        (Some(url), _) => Some(EngineConfig {
+            kind: EngineKind::Redis,
+            url,
+        }),
+        (None, Some(url)) => Some(EngineConfig {
+            kind: EngineKind::Nats,
+            url,
+        }),
+        (None, None) => None,
+    };
+    let flags = Overrides {
+        listen: args.listen,
+        jwt_secret: args.jwt_secret,
+        jwt_public_key: args.jwt_public_key,
+        allow_anonymous: args.allow_anonymous,
+        allowed_origins: args.allowed_origins,
+        api_key: args.api_key,
+        engine,
+    };
+    let resolved = config::resolve(file, flags).map_err(|e| Failure::config(e.to_string()))?;
+    // The server has only the memory engine: refusing is honest, serving one node's
+    // memory to a user who asked for a shared broker would not be.
+    let kind = resolved.config.engine.kind;
+    if kind != EngineKind::Memory {
+        return Err(Failure::config(format!(
+            "the {} engine is not built yet (issue #19)",
+            kind.as_str()
+        )));
+    }
+    // `Server::bind` reads the key too, but after binding and with the same error kind
+    // as some bind failures: checked here, a bad key file is a configuration error (2).
+    Verifier::from_config(&resolved.config.auth).map_err(|e| Failure::config(e.to_string()))?;
+    let (certificates, tls) = match args.tls_cert.zip(args.tls_key) {
+        Some((cert, key)) => {
+            let certificates = ServerCertificates::from_files(cert, key)
+                .map(Arc::new)
+                .map_err(|e| Failure::config(e.to_string()))?;
+            let tls = tls::server_config(Arc::clone(&certificates))
+                .map_err(|e| Failure::config(e.to_string()))?;
+            (Some(certificates), Some(tls))
+        }
+        None => (None, None),
+    };
+    Ok(Prepared {
+        options: ServerOptions {
+            config: resolved.config,
+            demo: resolved.demo,
+            static_dir: args.static_dir,
+            tls,
+            engine: None,
+        },
+        certificates,
+    })
+}
+
+fn run_hub(args: HubArgs) -> Result<(), Failure> {
+    let Prepared {
+        options,
+        certificates,
+    } = prepare(args)?;
+    let demo = options.demo;
+    let secure = options.tls.is_some();
+    // Before the runtime's threads start, so that they inherit the blocked mask and the
+    // signals reach only the thread waiting for them.
+    let signal_set = signals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .map_err(|e| Failure::runtime(format!("blocking signals: {e}")))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop_tx = Mutex::new(Some(stop_tx));
+    signals::spawn_waiter(signal_set, move |signal| {
+        if signal == signals::Signal::Hangup {
+            reload(certificates.as_deref());
+            return;
+        }
+        let first = stop_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match first {
+            Some(stop) => {
+                log!(Level::Info, "signal: closing every WebSocket (1001)");
+                let _ = stop.send(());
+            }
+            None => {
+                log!(Level::Warn, "second signal: exiting now");
+                std::process::exit(1);
+            }
+        }
+    })
+    .map_err(|e| Failure::runtime(format!("starting the signal thread: {e}")))?;
+    let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("hub")
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("starting the tokio runtime: {e}")))?;
+    let result = runtime.block_on(async move {
+        // Its error already names the address ("cannot listen on ADDR: ...").
+        let server = Server::bind(options)
+            .await
+            .map_err(|e| Failure::runtime(e.to_string()))?;
+        let addr = server
+            .local_addr()
+            .map_err(|e| Failure::runtime(format!("the listening address: {e}")))?;
+        if demo {
+            log!(
+                Level::Warn,
+                "demo configuration (no --config and no auth flag): anonymous access, no API key; not for production"
+            );
+        }
+        let (http, ws) = if secure {
+            ("https", "wss")
+        } else {
+            ("http", "ws")
+        };
+        // On stdout, flushed: scripts and tests wait for this line to connect. A closed
+        // stdout must not stop the server.
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "listening on {http}://{addr} (WebSocket at {ws}://{addr}/ws)")
+            .and_then(|()| out.flush());
+        drop(out);
+        let hub = Arc::clone(server.hub());
+        let served = server
+            .run(async move {
+                // The sender lives as long as the signal thread; should it go, keep
+                // serving rather than stop on no signal.
+                if stop_rx.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await
+            .map_err(|e| Failure::runtime(format!("serving on {addr}: {e}")));
+        // `run` returns once its HTTP connections are done, but each WebSocket session
+        // is a task of its own that it does not wait for: dropping the runtime now would
+        // cut every client before its 1001. The sessions got the stop; wait for them to
+        // finish their closing handshakes (the connections gauge back to 0), bounded.
+        let deadline = tokio::time::Instant::now() + SESSION_GRACE;
+        while hub.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(SESSION_POLL).await;
+        }
+        served
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result?;
+    log!(Level::Info, "stopped");
+    Ok(())
+}

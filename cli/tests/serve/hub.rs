@@ -1,0 +1,380 @@
+//! `wsengine hub` as a process: the listening line on stdout, the demo warning, a
+//! connect/subscribe/publish round trip over a raw WebSocket, configuration errors (exit 2,
+//! one line), the engines not built yet, and SIGTERM (1001 to every client, exit 0). Each
+//! test starts its own hub on an ephemeral 127.0.0.1 port and kills it if anything fails.
+// Test code: the helpers fail the test with a message, as the tests themselves do.
+#![allow(clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Server, signal, wait_exit};
+
+/// Bound of every wait for the hub: starting, a reply, exiting.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A running hub, its address, its listening line and its stderr lines.
+struct Hub {
+    server: Server,
+    addr: SocketAddr,
+    line: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+/// Starts `wsengine hub --listen 127.0.0.1:0` with `args` and waits for its listening
+/// line on stdout.
+fn start(args: &[&str]) -> Hub {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+        .args(["hub", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let (line_tx, line_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = line_tx.send(line);
+        }
+    });
+    let (err_tx, err_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = err_tx.send(line);
+        }
+    });
+    let line = line_rx.recv_timeout(LIMIT).expect("the listening line");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .or_else(|| line.strip_prefix("listening on https://"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    Hub {
+        server,
+        addr,
+        line,
+        stderr: err_rx,
+    }
+}
+
+/// Runs `wsengine hub --listen 127.0.0.1:0` with `args`, expecting it to exit within
+/// [`LIMIT`]; returns its status and stderr.
+fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+        .args(["hub", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut server = Server(child);
+    let status = wait_exit(&mut server, LIMIT).expect("the hub exits");
+    let mut text = String::new();
+    stderr.read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
+/// A WebSocket frame from the hub (unmasked).
+#[derive(Debug)]
+enum Frame {
+    Text(String),
+    Close(u16),
+}
+
+/// A blocking WebSocket client on `/ws`, raw frames (no subprotocol offered: served v1).
+struct Client(TcpStream);
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Self {
+        let mut s = TcpStream::connect_timeout(&addr, LIMIT).unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        write!(
+            s,
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "EOF in the response head");
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        Self(s)
+    }
+
+    /// Sends one masked frame.
+    fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            n @ 0..=125 => frame.push(0x80 | u8::try_from(n).unwrap()),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.0.write_all(&frame).unwrap();
+    }
+
+    fn send(&mut self, message: &Value) {
+        self.send_frame(0x1, message.to_string().as_bytes());
+    }
+
+    /// The next Text or Close frame (Pings skipped).
+    fn recv_frame(&mut self) -> Frame {
+        loop {
+            let mut head = [0u8; 2];
+            self.0.read_exact(&mut head).unwrap();
+            assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut n = [0u8; 2];
+                    self.0.read_exact(&mut n).unwrap();
+                    usize::from(u16::from_be_bytes(n))
+                }
+                127 => {
+                    let mut n = [0u8; 8];
+                    self.0.read_exact(&mut n).unwrap();
+                    usize::try_from(u64::from_be_bytes(n)).unwrap()
+                }
+                n => usize::from(n),
+            };
+            let mut payload = vec![0u8; len];
+            self.0.read_exact(&mut payload).unwrap();
+            match head[0] {
+                0x81 => return Frame::Text(String::from_utf8(payload).unwrap()),
+                0x88 => {
+                    assert!(payload.len() >= 2, "a Close with a code");
+                    return Frame::Close(u16::from_be_bytes([payload[0], payload[1]]));
+                }
+                0x89 => {}
+                other => panic!("unexpected frame {other:#x}"),
+            }
+        }
+    }
+
+    /// The next message, skipping the protocol's `ping`.
+    fn recv(&mut self) -> Value {
+        loop {
+            match self.recv_frame() {
+                Frame::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if value["type"] != "ping" {
+                        return value;
+                    }
+                }
+                Frame::Close(code) => panic!("closed with {code}"),
+            }
+        }
+    }
+
+    /// Sends `request` and returns the `result` of its reply (same `id`).
+    fn request(&mut self, request: Value) -> Value {
+        let id = request["id"].clone();
+        self.send(&request);
+        let reply = self.recv();
+        assert_eq!(reply["type"], "reply", "{reply}");
+        assert_eq!(reply["id"], id, "{reply}");
+        reply["result"].clone()
+    }
+}
+
+#[test]
+fn hub_demo_serves_connect_subscribe_publish() {
+    let hub = start(&[]);
+    assert_eq!(
+        hub.line,
+        format!(
+            "listening on http://{0} (WebSocket at ws://{0}/ws)",
+            hub.addr
+        )
+    );
+    let warning = hub.stderr.recv_timeout(LIMIT).expect("the demo warning");
+    assert!(
+        warning.starts_with("[WARN ]")
+            && warning.contains("demo")
+            && warning.contains("not for production"),
+        "{warning}"
+    );
+
+    let mut subscriber = Client::connect(hub.addr);
+    let connected = subscriber.request(json!({"type": "connect", "id": 1}));
+    assert!(connected["client"].is_string(), "{connected}");
+    let subscribed =
+        subscriber.request(json!({"type": "subscribe", "id": 2, "channel": "chat:lobby"}));
+    assert_eq!(subscribed["offset"], 0, "{subscribed}");
+
+    let mut publisher = Client::connect(hub.addr);
+    publisher.request(json!({"type": "connect", "id": 1}));
+    let published = publisher.request(json!({
+        "type": "publish", "id": 2, "channel": "chat:lobby", "payload": {"text": "hi"}
+    }));
+    assert_eq!(published["offset"], 1, "{published}");
+    assert_eq!(published["epoch"], subscribed["epoch"]);
+
+    let publication = subscriber.recv();
+    assert_eq!(publication["type"], "publication", "{publication}");
+    assert_eq!(publication["channel"], "chat:lobby");
+    assert_eq!(publication["offset"], 1);
+    assert_eq!(publication["payload"], json!({"text": "hi"}));
+    drop(hub);
+}
+
+#[test]
+fn hub_sigterm_closes_with_1001_and_exits_0() {
+    let mut hub = start(&[]);
+    let mut client = Client::connect(hub.addr);
+    client.request(json!({"type": "connect", "id": 1}));
+    let started = Instant::now();
+    signal(&hub.server, "TERM");
+    loop {
+        match client.recv_frame() {
+            Frame::Close(code) => {
+                assert_eq!(code, 1001);
+                break;
+            }
+            Frame::Text(text) => assert!(text.contains("\"ping\""), "{text}"),
+        }
+    }
+    // Our Close reply: the closing handshake completes, nothing left to wait for.
+    client.send_frame(0x8, &1001u16.to_be_bytes());
+    let status = wait_exit(&mut hub.server, LIMIT).expect("the hub exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn hub_second_signal_exits_1_at_once() {
+    let mut hub = start(&[]);
+    let mut client = Client::connect(hub.addr);
+    client.request(json!({"type": "connect", "id": 1}));
+    signal(&hub.server, "INT");
+    loop {
+        if let Frame::Close(code) = client.recv_frame() {
+            assert_eq!(code, 1001);
+            break;
+        }
+    }
+    // No Close reply: the hub would wait for it; the second signal does not.
+    signal(&hub.server, "INT");
+    let status = wait_exit(&mut hub.server, LIMIT).expect("the hub exits");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    drop(client);
+}
+
+#[test]
+fn hub_config_with_an_unknown_key_exits_2_naming_it() {
+    let dir = std::env::temp_dir().join(format!("wsengine-hub-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hub.toml");
+    std::fs::write(&path, "[limits]\npublish_rate = 5\nping = 3\n").unwrap();
+    let (status, stderr) = run_to_exit(&["--config", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let line = stderr.trim_end();
+    assert!(line.contains(path.to_str().unwrap()), "{line}");
+    assert!(line.contains("line 3"), "{line}");
+    assert!(line.contains("`ping`"), "{line}");
+}
+
+#[test]
+fn hub_refuses_the_engines_not_built_yet() {
+    for (flag, name) in [("--redis", "redis"), ("--nats", "nats")] {
+        let (status, stderr) = run_to_exit(&[flag, "redis://127.0.0.1:6379/"]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("[ERROR] the {name} engine is not built yet (issue #19)")
+        );
+    }
+}
+
+#[test]
+fn hub_static_must_be_a_directory() {
+    let (status, stderr) = run_to_exit(&["--static", "/nonexistent/wsengine-hub-static"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
+}
+
+/// `--tls-cert/--tls-key`: the line says https and wss, and `wsengine client --ca` speaks
+/// the protocol over wss:// (certificates made by rcgen when the test starts).
+#[test]
+fn hub_serves_wss_with_tls_cert_and_key() {
+    let pki = wsengine_test_support::pki::make("cli-hub");
+    let hub = start(&[
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        pki.key.to_str().unwrap(),
+    ]);
+    let port = hub.addr.port();
+    assert_eq!(
+        hub.line,
+        format!(
+            "listening on https://{0} (WebSocket at wss://{0}/ws)",
+            hub.addr
+        )
+    );
+    let mut client = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+        .args(["client", "--ca", pki.ca.to_str().unwrap()])
+        .arg(format!("wss://localhost:{port}/ws"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let mut stdout = client.stdout.take().unwrap();
+    let mut stderr = client.stderr.take().unwrap();
+    let mut client = Server(client);
+    stdin
+        .write_all(b"{\"type\":\"connect\",\"id\":7}\n")
+        .unwrap();
+    // The reply before EOF: the client closes on EOF.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(&mut stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(LIMIT).expect("the connect reply");
+    drop(stdin);
+    let status = wait_exit(&mut client, LIMIT).expect("the client exits");
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(status.success(), "{log}");
+    let reply: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(reply["type"], "reply", "{reply}");
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert!(reply["result"]["client"].is_string(), "{reply}");
+    drop(hub);
+}
