@@ -25,13 +25,6 @@ const EXIT_CONFIG: u8 = 2;
 /// Status of a failure to listen or to run.
 const EXIT_RUNTIME: u8 = 1;
 
-/// How long the WebSocket sessions may take to finish their closing handshakes once the
-/// server has stopped accepting (the server's own grace for its HTTP connections).
-const SESSION_GRACE: Duration = Duration::from_secs(5);
-
-/// How often the end of the sessions is checked during [`SESSION_GRACE`].
-const SESSION_POLL: Duration = Duration::from_millis(20);
-
 /// How long the runtime's remaining tasks may take to finish once the sessions are done
 /// (or the grace is over): dropped after this.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
@@ -269,8 +262,9 @@ fn run_hub(args: HubArgs) -> Result<(), Failure> {
         let _ = writeln!(out, "listening on {http}://{addr} (WebSocket at {ws}://{addr}/ws)")
             .and_then(|()| out.flush());
         drop(out);
-        let hub = Arc::clone(server.hub());
-        let served = server
+        // `run` closes every WebSocket with 1001 and waits (bounded) for the sessions'
+        // closing handshakes before it returns.
+        server
             .run(async move {
                 // The sender lives as long as the signal thread; should it go, keep
                 // serving rather than stop on no signal.
@@ -279,16 +273,7 @@ fn run_hub(args: HubArgs) -> Result<(), Failure> {
                 }
             })
             .await
-            .map_err(|e| Failure::runtime(format!("serving on {addr}: {e}")));
-        // `run` returns once its HTTP connections are done, but each WebSocket session
-        // is a task of its own that it does not wait for: dropping the runtime now would
-        // cut every client before its 1001. The sessions got the stop; wait for them to
-        // finish their closing handshakes (the connections gauge back to 0), bounded.
-        let deadline = tokio::time::Instant::now() + SESSION_GRACE;
-        while hub.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(SESSION_POLL).await;
-        }
-        served
+            .map_err(|e| Failure::runtime(format!("serving on {addr}: {e}")))
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     result?;
