@@ -147,7 +147,10 @@ async fn channels_claim_and_namespace_policies() {
     plain.connect(Some(&good("pat", 600))).await;
     for ty in ["subscribe", "presence", "history"] {
         plain
-            .err(json!({"type": ty, "channel": "chat:lobby"}), "permission_denied")
+            .err(
+                json!({"type": ty, "channel": "chat:lobby"}),
+                "permission_denied",
+            )
             .await;
     }
     plain
@@ -178,8 +181,11 @@ async fn channels_claim_and_namespace_policies() {
     lee.connect(Some(&t)).await;
     lee.ok(json!({"type": "subscribe", "channel": "chat:one"}))
         .await;
-    lee.err(json!({"type": "subscribe", "channel": "chat:two"}), "permission_denied")
-        .await;
+    lee.err(
+        json!({"type": "subscribe", "channel": "chat:two"}),
+        "permission_denied",
+    )
+    .await;
     // publish = "api": no WebSocket publish, whatever the token says; subscribing is fine.
     let t = token(&json!({"sub": "root", "exp": unix_now() + 600, "channels": ["*"]}));
     let mut root = hub.client().await;

@@ -61,7 +61,8 @@ async fn metrics_counters_move() {
     b.ws.close(None).await.expect("close");
     hub.wait_metric("wsengine_hub_closes_total{code=\"1000\"}", |v| v == 1.0)
         .await;
-    hub.wait_metric("wsengine_hub_connections", |v| v == 2.0).await;
+    hub.wait_metric("wsengine_hub_connections", |v| v == 2.0)
+        .await;
     hub.wait_metric("wsengine_hub_subscriptions", |v| v == 1.0)
         .await;
     hub.stop().await;

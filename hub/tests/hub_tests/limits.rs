@@ -27,7 +27,9 @@ async fn publish_burst_over_the_rate_is_limit_exceeded() {
     )
     .await;
     // The refused one was not published; other requests are not limited.
-    let h = c.ok(json!({"type": "history", "channel": "r", "limit": 0})).await;
+    let h = c
+        .ok(json!({"type": "history", "channel": "r", "limit": 0}))
+        .await;
     assert_eq!(h["offset"], 5);
     // The bucket refills at the rate.
     tokio::time::sleep(Duration::from_millis(450)).await;
@@ -92,16 +94,22 @@ async fn channel_and_subscriber_limits() {
     let (mut a, _) = hub.connected().await;
     a.ok(json!({"type": "subscribe", "channel": "one"})).await;
     a.ok(json!({"type": "subscribe", "channel": "two"})).await;
-    a.err(json!({"type": "subscribe", "channel": "three"}), "limit_exceeded")
-        .await;
+    a.err(
+        json!({"type": "subscribe", "channel": "three"}),
+        "limit_exceeded",
+    )
+    .await;
     // Room again after an unsubscribe.
     a.ok(json!({"type": "unsubscribe", "channel": "two"})).await;
     a.ok(json!({"type": "subscribe", "channel": "three"})).await;
 
     // One subscriber per channel: B is refused "one", then served once A leaves it.
     let (mut b, _) = hub.connected().await;
-    b.err(json!({"type": "subscribe", "channel": "one"}), "limit_exceeded")
-        .await;
+    b.err(
+        json!({"type": "subscribe", "channel": "one"}),
+        "limit_exceeded",
+    )
+    .await;
     b.ok(json!({"type": "subscribe", "channel": "two"})).await;
     a.ok(json!({"type": "unsubscribe", "channel": "one"})).await;
     b.ok(json!({"type": "subscribe", "channel": "one"})).await;

@@ -43,7 +43,8 @@ async fn join_leave_and_presence() {
     assert_eq!(p["clients"].as_array().map(Vec::len), Some(2), "{p}");
 
     // Leave on unsubscribe.
-    b.ok(json!({"type": "unsubscribe", "channel": channel})).await;
+    b.ok(json!({"type": "unsubscribe", "channel": channel}))
+        .await;
     let leave = a.recv().await;
     assert_eq!(
         leave,
@@ -90,11 +91,17 @@ async fn presence_off_is_disabled_and_silent() {
     .await;
     let (mut a, _) = hub.connected().await;
     let (mut b, _) = hub.connected().await;
-    a.ok(json!({"type": "subscribe", "channel": "quiet:x"})).await;
-    b.ok(json!({"type": "subscribe", "channel": "quiet:x"})).await;
-    a.err(json!({"type": "presence", "channel": "quiet:x"}), "disabled")
+    a.ok(json!({"type": "subscribe", "channel": "quiet:x"}))
         .await;
-    b.ok(json!({"type": "unsubscribe", "channel": "quiet:x"})).await;
+    b.ok(json!({"type": "subscribe", "channel": "quiet:x"}))
+        .await;
+    a.err(
+        json!({"type": "presence", "channel": "quiet:x"}),
+        "disabled",
+    )
+    .await;
+    b.ok(json!({"type": "unsubscribe", "channel": "quiet:x"}))
+        .await;
     // No join or leave in a namespace without presence.
     a.quiet_for(Duration::from_millis(100)).await;
     // Other namespaces keep it.

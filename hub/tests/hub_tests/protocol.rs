@@ -47,9 +47,7 @@ async fn every_request_and_reply_shape() {
     );
 
     // presence: clients with client and user.
-    let presence = c
-        .ok(json!({"type": "presence", "channel": "room:a"}))
-        .await;
+    let presence = c.ok(json!({"type": "presence", "channel": "room:a"})).await;
     assert_eq!(presence, json!({"clients": [{"client": me, "user": ""}]}));
 
     // history: publications (fields of a publication without type), epoch, offset.
@@ -66,8 +64,11 @@ async fn every_request_and_reply_shape() {
     c.ok(json!({"type": "presence", "channel": "room:a"})).await;
 
     // Subscribing twice is bad_request; the subscription stays.
-    c.err(json!({"type": "subscribe", "channel": "room:a"}), "bad_request")
-        .await;
+    c.err(
+        json!({"type": "subscribe", "channel": "room:a"}),
+        "bad_request",
+    )
+    .await;
 
     // unsubscribe: {}; again (not subscribed): {} as well.
     let un = c
@@ -86,7 +87,10 @@ async fn every_request_and_reply_shape() {
     // Invalid channel names: bad_request, with the request's id.
     for channel in ["", "has space", "bad/slash", &"x".repeat(256)] {
         let e = c
-            .err(json!({"type": "subscribe", "channel": channel}), "bad_request")
+            .err(
+                json!({"type": "subscribe", "channel": channel}),
+                "bad_request",
+            )
             .await;
         assert!(e["id"].is_u64(), "{e}");
         c.err(
@@ -134,8 +138,10 @@ async fn every_request_and_reply_shape() {
 
     // Replies come in the order requests arrived.
     for id in 1000..1005u64 {
-        c.send_text(&json!({"type": "history", "id": id, "channel": "room:a", "limit": 0}).to_string())
-            .await;
+        c.send_text(
+            &json!({"type": "history", "id": id, "channel": "room:a", "limit": 0}).to_string(),
+        )
+        .await;
     }
     for id in 1000..1005u64 {
         let reply = c.recv().await;
@@ -164,8 +170,11 @@ async fn more_than_100_malformed_close_4005() {
     }
     // Well-formed but refused requests do not count.
     for _ in 0..5 {
-        c.err(json!({"type": "subscribe", "channel": "bad channel"}), "bad_request")
-            .await;
+        c.err(
+            json!({"type": "subscribe", "channel": "bad channel"}),
+            "bad_request",
+        )
+        .await;
     }
     c.ok(json!({"type": "presence", "channel": "ok"})).await;
     // The 101st malformed message: its error, then close 4005.

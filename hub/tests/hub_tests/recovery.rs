@@ -66,7 +66,10 @@ async fn reconnect_recovers_missed_then_live_without_gap_or_repeat() {
         publish_n(&mut publisher, channel, 5000, 10).await;
         publisher
     });
-    let recovered = sub["publications"].as_array().expect("publications").clone();
+    let recovered = sub["publications"]
+        .as_array()
+        .expect("publications")
+        .clone();
     let reply_offset = sub["offset"].as_u64().expect("offset");
     assert_eq!(recovered.len() as u64, reply_offset - since, "{sub}");
     // Exactly the 20 missed ones first, in order, with their payloads.
@@ -103,16 +106,20 @@ async fn more_than_recovery_max_missed_is_not_recovered() {
     let hub = TestHub::start(recovery_config(5)).await;
     let (mut p, _) = hub.connected().await;
     let (mut a, _) = hub.connected().await;
-    let sub = a.ok(json!({"type": "subscribe", "channel": "news:x"})).await;
+    let sub = a
+        .ok(json!({"type": "subscribe", "channel": "news:x"}))
+        .await;
     let epoch = sub["epoch"].clone();
-    a.ok(json!({"type": "unsubscribe", "channel": "news:x"})).await;
+    a.ok(json!({"type": "unsubscribe", "channel": "news:x"}))
+        .await;
 
     // Exactly recovery_max missed: recovered.
     publish_n(&mut p, "news:x", 0, 5).await;
     let sub = subscribe_since(&mut a, "news:x", 0, &epoch).await;
     assert_eq!(sub["recovered"], true, "{sub}");
     assert_eq!(sub["publications"].as_array().map(Vec::len), Some(5));
-    a.ok(json!({"type": "unsubscribe", "channel": "news:x"})).await;
+    a.ok(json!({"type": "unsubscribe", "channel": "news:x"}))
+        .await;
 
     // One more: not recovered, no publications, the current position.
     publish_n(&mut p, "news:x", 5, 1).await;
@@ -121,7 +128,8 @@ async fn more_than_recovery_max_missed_is_not_recovered() {
     assert_eq!(sub["offset"], 6);
     assert_eq!(sub["epoch"], epoch);
     assert!(sub.get("publications").is_none(), "{sub}");
-    a.ok(json!({"type": "unsubscribe", "channel": "news:x"})).await;
+    a.ok(json!({"type": "unsubscribe", "channel": "news:x"}))
+        .await;
 
     // Nothing missed: recovered with no publications.
     let sub = subscribe_since(&mut a, "news:x", 6, &epoch).await;
@@ -154,7 +162,9 @@ async fn restart_changes_the_epoch() {
     let hub = TestHub::start(recovery_config(1000)).await;
     let (mut p, _) = hub.connected().await;
     publish_n(&mut p, "news:r", 0, 3).await;
-    let sub = p.ok(json!({"type": "subscribe", "channel": "news:r"})).await;
+    let sub = p
+        .ok(json!({"type": "subscribe", "channel": "news:r"}))
+        .await;
     assert_eq!(sub["offset"], 3);
     let old_epoch = sub["epoch"].clone();
     hub.stop().await;

@@ -50,10 +50,9 @@ async fn subprotocol_negotiation() {
         .expect("url")
         .protocol("other")
         .protocol("wsengine.hub.v1");
-    let (ws, response) =
-        wsengine_tokio::connect_with(request, wsengine::Config::default())
-            .await
-            .expect("v1 among others");
+    let (ws, response) = wsengine_tokio::connect_with(request, wsengine::Config::default())
+        .await
+        .expect("v1 among others");
     let selected = response
         .headers()
         .iter()
