@@ -525,6 +525,16 @@ where
             if delivered >= DELIVERY_BATCH {
                 break;
             }
+            // Queued bytes reach the transport only between batches (the loop's poll of
+            // the socket writes them). Without this stop, a task woken late finds many
+            // events at once, queues them unwritten, and `deliver` counts those bytes
+            // as the client's backlog: a client that reads promptly was closed with
+            // 4003 (found by tests/hub_tests/slow_consumer.rs). At half the cap the
+            // batch ends; the rest stays in the subscription until the socket was
+            // written, so `outbound_cap` measures what the client did not take.
+            if self.backlog().saturating_mul(2) >= self.hub.config.limits.outbound_cap {
+                break;
+            }
             next = self.subs.try_next();
         }
         if delivered > 0 {

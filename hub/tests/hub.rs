@@ -3,6 +3,7 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod hub_tests;
 mod support;
 
 use serde_json::json;

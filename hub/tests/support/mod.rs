@@ -273,3 +273,184 @@ pub async fn http_raw(addr: SocketAddr, request: &str) -> HttpAnswer {
         body: body.to_owned(),
     }
 }
+
+// --- Additions for the protocol suite (hub/tests/hub_tests/) ---
+
+/// The HS256 secret of [`auth_config`].
+pub const SECRET: &str = "test-secret-0123456789";
+
+/// A configuration from TOML text, on a free port.
+pub fn config(toml: &str) -> Config {
+    let mut config = Config::from_toml(toml, "test").expect("test configuration");
+    config.listen = Some("127.0.0.1:0".to_owned());
+    config
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// An HS256 token of `claims` signed with `secret`.
+pub fn token_with(claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("key"),
+    )
+    .expect("encode token")
+}
+
+/// An HS256 token of `claims` signed with [`SECRET`].
+pub fn token(claims: &Value) -> String {
+    token_with(claims, SECRET)
+}
+
+/// The refused response of a failed handshake (any other failure panics).
+pub fn refusal(error: &wsengine_tokio::Error) -> &wsengine::RefusedResponse {
+    match error {
+        wsengine_tokio::Error::Connection(wsengine::Error::Handshake(
+            wsengine::HandshakeError::Rejected(response),
+        )) => response,
+        other => panic!("not a refused handshake: {other}"),
+    }
+}
+
+/// The sorted keys of a JSON object.
+pub fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+impl TestHub {
+    /// A client that sent `connect` and got its reply.
+    pub async fn connected(&self) -> (TestClient, Value) {
+        let mut client = self.client().await;
+        let reply = client.connect(None).await;
+        (client, reply)
+    }
+
+    /// A client request for `path` offering the hub's subprotocol.
+    pub fn request_for(&self, path: &str) -> ClientRequest {
+        ClientRequest::new(&self.url(path))
+            .expect("url")
+            .protocol("wsengine.hub.v1")
+    }
+
+    /// The value of one series (`name{labels}` exactly as exported), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.hub.metrics.encode();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .map(|v| v.trim().parse::<f64>().expect("metric value"))
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (up to [`STEP`]) until `series` satisfies `ok`; returns its value.
+    pub async fn wait_metric(&self, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let value = self.metric(series);
+            if ok(value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stuck at {value}\n{}",
+                self.hub.metrics.encode()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl TestClient {
+    /// Sends `connect` (with `token` if given) and returns its reply, asserting it is one.
+    pub async fn connect(&mut self, token: Option<&str>) -> Value {
+        let mut request = serde_json::json!({"type": "connect"});
+        if let Some(token) = token {
+            request["token"] = token.into();
+        }
+        let reply = self.request(request).await;
+        assert_eq!(reply["type"], "reply", "{reply}");
+        reply
+    }
+
+    /// Sends `request` with the next id and returns the messages before its answer and
+    /// the answer itself (nothing dropped).
+    pub async fn request_all(&mut self, mut request: Value) -> (Vec<Value>, Value) {
+        let id = self.next_id;
+        self.next_id += 1;
+        request["id"] = id.into();
+        self.send_text(&request.to_string()).await;
+        let mut before = Vec::new();
+        loop {
+            let message = self.recv().await;
+            if message["id"] == id && (message["type"] == "reply" || message["type"] == "error") {
+                return (before, message);
+            }
+            before.push(message);
+        }
+    }
+
+    /// Sends a request and asserts the very next message is its reply; returns `result`.
+    pub async fn ok(&mut self, request: Value) -> Value {
+        let (before, reply) = self.request_all(request).await;
+        assert!(before.is_empty(), "unexpected messages: {before:?}");
+        assert_eq!(reply["type"], "reply", "{reply}");
+        reply["result"].clone()
+    }
+
+    /// Sends a request and asserts the very next message is an error with `code`.
+    pub async fn err(&mut self, request: Value, code: &str) -> Value {
+        let (before, reply) = self.request_all(request).await;
+        assert!(before.is_empty(), "unexpected messages: {before:?}");
+        assert_eq!(reply["type"], "error", "{reply}");
+        assert_eq!(reply["error"]["code"], code, "{reply}");
+        assert!(reply["error"]["message"].is_string(), "{reply}");
+        assert_eq!(keys(&reply), ["error", "id", "type"], "{reply}");
+        assert_eq!(keys(&reply["error"]), ["code", "message"], "{reply}");
+        reply
+    }
+
+    /// Sends one binary frame.
+    pub async fn send_binary(&mut self, data: Vec<u8>) {
+        self.ws.send(Message::binary(data)).await.expect("send");
+    }
+
+    /// The next text message if one comes within `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("json"));
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => panic!("closed: {frame:?}"),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("error: {e}"),
+                Ok(None) => panic!("connection ended"),
+            }
+        }
+    }
+
+    /// Asserts that no message arrives within `wait`.
+    pub async fn quiet_for(&mut self, wait: Duration) {
+        if let Some(message) = self.recv_within(wait).await {
+            panic!("unexpected message: {message}");
+        }
+    }
+}

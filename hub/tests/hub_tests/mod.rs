@@ -1,0 +1,18 @@
+//! The protocol suite (docs/HUB-PROTOCOL.md), one module per area, each test on its own
+//! hub on a free port of 127.0.0.1.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: a failed step fails the test"
+)]
+
+mod auth;
+mod lifecycle;
+mod limits;
+mod presence;
+mod protocol;
+mod recovery;
+mod slow_consumer;
+mod upgrade;
