@@ -113,7 +113,7 @@ pub(crate) struct LoadArgs {
     /// publishes per second, the end-to-end latency (publisher send to subscriber
     /// receive), lost, duplicate and out-of-order publications by offset, and with
     /// --server-pid the server's CPU per delivery. --in-flight bounds the publishes
-    /// awaiting their reply per publisher.
+    /// awaiting their reply per publisher (with a --rate: at least a second's worth).
     #[arg(long, conflicts_with_all = ["idle", "handshakes", "connections", "text", "deflate", "cas"])]
     hub: bool,
     /// Pub/sub mode: subscriber connections.

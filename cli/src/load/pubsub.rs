@@ -56,7 +56,8 @@ pub(crate) struct HubSettings {
     pub(crate) channel: String,
     /// Publishes per second per publisher; 0: as fast as `in_flight` allows.
     pub(crate) rate: u64,
-    /// Most publishes awaiting their reply, per publisher.
+    /// Most publishes awaiting their reply, per publisher, with no rate (with a rate:
+    /// at least this, and up to one second's worth; see [`HubSettings::cap`]).
     pub(crate) in_flight: usize,
     /// Bytes of each publication's payload (its JSON text).
     pub(crate) size: usize,
@@ -66,6 +67,19 @@ pub(crate) struct HubSettings {
 }
 
 impl HubSettings {
+    /// Most publishes a publisher may have awaiting their reply. With a rate, the rate
+    /// is what is asked for: up to a second's worth may wait (a hub slowed by fan-out
+    /// answers late, and a cap of `in_flight` would then set the pace instead), and
+    /// still bounded, so a stalled hub does not grow the queue without end.
+    pub(crate) fn cap(&self) -> usize {
+        if self.rate == 0 {
+            self.in_flight
+        } else {
+            self.in_flight
+                .max(usize::try_from(self.rate).unwrap_or(usize::MAX).min(10_000))
+        }
+    }
+
     pub(crate) fn from_args(args: &LoadArgs) -> Result<Self, String> {
         if args.subscribers == 0 || args.publishers == 0 {
             return Err("--hub needs at least one subscriber and one publisher".into());
@@ -316,6 +330,7 @@ struct Engine {
     config: Config,
     channel: String,
     size: usize,
+    /// Most publishes awaiting their reply per publisher ([`HubSettings::cap`]).
     in_flight: u64,
     /// Time between two publishes of a publisher (`None`: no rate, only `in_flight`).
     interval: Option<Duration>,
@@ -357,7 +372,7 @@ impl Engine {
         config.max_frame_size = config.max_frame_size.max(size);
         config.max_send_buffer = config
             .max_send_buffer
-            .max((settings.size + 256) * settings.in_flight + (64 << 10));
+            .max((settings.size + 256) * settings.cap() + (64 << 10));
         config.handshake_timeout = None; // OPEN_TIMEOUT covers all of them
         let hist = Histogram::new_with_bounds(1, 60_000_000_000, 3)
             .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
@@ -375,7 +390,7 @@ impl Engine {
             config,
             channel: settings.channel.clone(),
             size: settings.size,
-            in_flight: u64::try_from(settings.in_flight).unwrap_or(1),
+            in_flight: u64::try_from(settings.cap()).unwrap_or(1),
             interval: (settings.rate > 0)
                 .then(|| Duration::from_secs_f64(1.0 / settings.rate as f64)),
             clock: Instant::now(),
@@ -624,10 +639,11 @@ impl Engine {
                 if c.next_at > now {
                     return;
                 }
-                // On schedule: a publisher that fell behind catches up only as far as
-                // `in_flight` lets it, then its schedule restarts from now.
+                // On schedule: a publisher that fell behind catches up (as far as the
+                // in-flight cap lets it), so the rate holds on average; more than a
+                // second behind, its schedule restarts from now rather than burst.
                 c.next_at += interval;
-                if c.next_at + interval < now {
+                if c.next_at + Duration::from_secs(1) < now {
                     c.next_at = now;
                 }
             }
@@ -1375,13 +1391,13 @@ impl PubSubResults {
         let _ = writeln!(out, "wsengine load --hub {}", s.url);
         let _ = writeln!(
             out,
-            "  channel {}: {} subscribers, {} publishers x {} payloads, {}, {} in flight each",
+            "  channel {}: {} subscribers, {} publishers x {} payloads, {}, at most {} in flight each",
             s.channel,
             s.subscribers,
             s.publishers,
             bytes(s.size as u64),
             rate_text(s),
-            s.in_flight
+            s.cap()
         );
         let _ = writeln!(
             out,
@@ -1506,7 +1522,7 @@ impl PubSubResults {
             report::json_str(&s.channel),
             s.size,
             s.rate,
-            s.in_flight,
+            s.cap(),
             num(s.warmup.as_secs_f64()),
             num(s.duration.as_secs_f64()),
         );
