@@ -38,6 +38,7 @@ use wsengine_mio::tls::{self, TlsSession, rustls};
 use super::{Level, max_level};
 
 mod plot;
+mod pubsub;
 mod report;
 
 use report::{Errors, Kind, ProcSample, Results, ServerStats};
@@ -61,7 +62,8 @@ const MAX_SAMPLES: usize = 10;
 
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct LoadArgs {
-    /// The ws:// or wss:// URL of an echo server.
+    /// The ws:// or wss:// URL of an echo server (with --hub: the ws:// URL of a
+    /// wsengine hub's /ws endpoint, e.g. ws://127.0.0.1:8000/ws).
     url: String,
     /// For wss://: also trust the CA certificates in this PEM file (repeatable), besides
     /// Mozilla's roots.
@@ -89,7 +91,9 @@ pub(crate) struct LoadArgs {
     /// both ways); if the server accepts, echoes are compressed both ways.
     #[arg(long)]
     deflate: bool,
-    /// Cap on the messages sent per second, all connections together.
+    /// Cap on the messages sent per second, all connections together. With --hub:
+    /// publishes per second per publisher (default 10, under the hub's default
+    /// publish_rate limit of 50), 0 for as fast as --in-flight allows.
     #[arg(long)]
     rate: Option<u64>,
     /// Idle mode: open this many connections, send nothing, hold them for --hold, then
@@ -103,6 +107,24 @@ pub(crate) struct LoadArgs {
     /// with --server-pid the server's CPU per connection.
     #[arg(long, conflicts_with_all = ["idle", "size", "in_flight", "text", "rate"])]
     handshakes: bool,
+    /// Pub/sub mode against a wsengine hub (docs/HUB-PROTOCOL.md): --subscribers
+    /// connections subscribe to --channel, then --publishers connections publish
+    /// --size-byte JSON payloads stamped with their send time; reports deliveries and
+    /// publishes per second, the end-to-end latency (publisher send to subscriber
+    /// receive), lost, duplicate and out-of-order publications by offset, and with
+    /// --server-pid the server's CPU per delivery. --in-flight bounds the publishes
+    /// awaiting their reply per publisher (with a --rate: at least a second's worth).
+    #[arg(long, conflicts_with_all = ["idle", "handshakes", "connections", "text", "deflate", "cas"])]
+    hub: bool,
+    /// Pub/sub mode: subscriber connections.
+    #[arg(long, default_value_t = 100, requires = "hub")]
+    subscribers: usize,
+    /// Pub/sub mode: publisher connections.
+    #[arg(long, default_value_t = 1, requires = "hub")]
+    publishers: usize,
+    /// Pub/sub mode: the channel to subscribe and publish to.
+    #[arg(long, default_value = "bench", requires = "hub")]
+    channel: String,
     /// Idle mode: how long to hold the connections open.
     #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "idle")]
     hold: Duration,
@@ -214,6 +236,9 @@ impl Settings {
 /// Runs `wsengine load`: prints the report, writes `--json` and `--plot`, and fails on
 /// any error the run counted.
 pub(crate) fn run(args: LoadArgs) -> io::Result<()> {
+    if args.hub {
+        return pubsub::run(&args);
+    }
     let settings = Settings::from_args(&args).map_err(io::Error::other)?;
     let progress = if io::stderr().is_terminal() {
         ProgressMode::Bar
@@ -296,7 +321,11 @@ pub(crate) fn execute(settings: &Settings, progress: ProgressMode) -> io::Result
     let started = SystemTime::now();
 
     let mut engine = Engine::new(settings, tls_config)?;
-    let mut progress = Progress::new(progress, settings);
+    let total = match settings.mode {
+        Mode::Echo | Mode::Handshakes => settings.warmup + settings.duration,
+        Mode::Idle => settings.hold,
+    };
+    let mut progress = Progress::new(progress, total, settings.size);
     let open_start = Instant::now();
     engine.open_all(settings.connections, addr, &request, &mut progress)?;
     let open_time = open_start.elapsed();
@@ -1267,12 +1296,10 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(mode: ProgressMode, settings: &Settings) -> Self {
+    /// `total`: how long the run is expected to take (the bar's length); `size`: the
+    /// payload size the MB/s figure counts per message.
+    fn new(mode: ProgressMode, total: Duration, size: usize) -> Self {
         let now = Instant::now();
-        let total = match settings.mode {
-            Mode::Echo | Mode::Handshakes => settings.warmup + settings.duration,
-            Mode::Idle => settings.hold,
-        };
         let bar = (mode == ProgressMode::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(
                 Some(u64::try_from(total.as_millis()).unwrap_or(u64::MAX).max(1)),
@@ -1297,7 +1324,7 @@ impl Progress {
             next: now + interval,
             interval,
             last: None,
-            size: settings.size,
+            size,
         }
     }
 

@@ -31,7 +31,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    pub(crate) const ALL: [Kind; 7] = [
         Kind::Handshake,
         Kind::Mismatch,
         Kind::Protocol,
@@ -41,7 +41,7 @@ impl Kind {
         Kind::UncleanClose,
     ];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Handshake => "handshake",
             Kind::Mismatch => "mismatch",
@@ -557,7 +557,7 @@ impl Results {
 }
 
 /// A JSON number with three decimals (`null` if not finite).
-fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     if x.is_finite() {
         format!("{x:.3}")
     } else {
@@ -631,7 +631,7 @@ pub(crate) fn nanos(ns: f64) -> String {
     }
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if (s - s.round()).abs() < 1e-3 {
         format!("{s:.0} s")

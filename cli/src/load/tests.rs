@@ -346,6 +346,7 @@ fn a_server_certificate_the_generator_does_not_trust_is_an_error() {
 
 #[test]
 fn handshake_mode_opens_and_closes_connections_in_turn_over_ws_and_wss() {
+    let _alone = BUSY.lock().unwrap_or_else(|e| e.into_inner());
     let pki = wsengine_test_support::pki::make("load-handshakes");
     let (addr, handle, thread) = server(0);
     let (tls_addr, tls_handle, tls_thread) = tls_server(&pki.cert, &pki.key, 0);
@@ -371,4 +372,208 @@ fn handshake_mode_opens_and_closes_connections_in_turn_over_ws_and_wss() {
     thread.join().unwrap();
     tls_handle.stop().unwrap();
     tls_thread.join().unwrap();
+}
+
+// `wsengine load --hub`.
+
+/// Held by the tests that keep a core busy (the pub/sub run with no rate) and by the
+/// one that counts setups in a short window: on a small machine they would skew it.
+static BUSY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+use super::pubsub::{self, HubSettings};
+
+#[test]
+fn publish_payloads_have_the_requested_size() {
+    let pad = "x".repeat(300);
+    let mut out = String::new();
+    for (size, t, s) in [
+        (100, 1, 0),
+        (300, u64::MAX, u64::MAX),
+        (64, 123_456_789, 42),
+    ] {
+        pubsub::build_publish(&mut out, &pad, "bench", 7, t, s, size);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["type"], "publish");
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["channel"], "bench");
+        assert_eq!(v["payload"]["t"], t);
+        assert_eq!(v["payload"]["s"], s);
+        assert_eq!(v["payload"].to_string().len(), size, "{out}");
+    }
+    // Smaller than the stamp: the stamp alone.
+    pubsub::build_publish(&mut out, &pad, "bench", 7, 1, 2, 3);
+    assert!(out.ends_with(r#"{"t":1,"s":2,"pad":""}}"#), "{out}");
+}
+
+#[test]
+fn offsets_count_lost_duplicate_and_out_of_order() {
+    let mut o = pubsub::Offsets::starting_after(10);
+    for offset in [11, 12, 12, 15, 13, 16, 9] {
+        o.note(offset);
+    }
+    // 14 never came, 13 came late, 12 twice, 9 is before the subscription: a repeat.
+    assert_eq!(o.received, 5);
+    assert_eq!(o.duplicates, 2);
+    assert_eq!(o.out_of_order, 1);
+    assert_eq!(o.lost(16), 1);
+    // Two more published and never received.
+    assert_eq!(o.lost(18), 3);
+}
+
+/// A wsengine hub (the demo configuration, with `publish_rate` per connection; one
+/// worker, so the pub/sub tests leave CPU to the timing-sensitive ones beside them) on
+/// 127.0.0.1:0, served by a multi-threaded runtime until the returned sender is dropped.
+fn hub(
+    publish_rate: u32,
+) -> (
+    SocketAddr,
+    tokio::runtime::Runtime,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = wsengine_hub::config::Config::demo();
+    config.listen = Some("127.0.0.1:0".to_owned());
+    config.limits.publish_rate = publish_rate;
+    let server = runtime
+        .block_on(wsengine_hub::Server::bind(wsengine_hub::ServerOptions {
+            config,
+            demo: true,
+            static_dir: None,
+            tls: None,
+            engine: None,
+        }))
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    runtime.spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    (addr, runtime, stop)
+}
+
+fn hub_settings(addr: SocketAddr) -> HubSettings {
+    HubSettings {
+        url: format!("ws://{addr}/ws"),
+        subscribers: 5,
+        publishers: 2,
+        channel: "bench".to_owned(),
+        rate: 20,
+        in_flight: 1,
+        size: 100,
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_secs(2),
+        // The hub runs in this process: its CPU is ours, but the figures are read.
+        server_pid: Some(std::process::id()),
+    }
+}
+
+#[test]
+fn pubsub_against_a_hub_delivers_every_publication_once() {
+    let (addr, runtime, stop) = hub(50);
+    let results = pubsub::execute(&hub_settings(addr), ProgressMode::Quiet).unwrap();
+    println!("{}", results.text());
+    results.verdict().unwrap();
+    assert!(results.published > 0);
+    assert_eq!(results.delivered, results.published * 5);
+    assert_eq!(results.expected, results.delivered);
+    assert_eq!(
+        (results.lost, results.duplicates, results.out_of_order),
+        (0, 0, 0)
+    );
+    // 2 publishers at 20/s for 2 s: about 80 in the window.
+    assert!(
+        (60..=100).contains(&results.publishes),
+        "{}",
+        results.publishes
+    );
+    assert!(results.deliveries > 0);
+    let h = &results.latency;
+    assert_eq!(h.len(), results.deliveries);
+    let (p50, p99, p999) = (
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+    );
+    assert!(0 < p50 && p50 <= p99 && p99 <= p999, "{p50} {p99} {p999}");
+    assert!(results.server.is_some());
+    let text = results.text();
+    assert!(text.contains("deliveries/s"), "{text}");
+    assert!(
+        text.contains("lost 0, duplicate 0, out of order 0"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&results.json()).unwrap();
+    assert_eq!(json["mode"], "pubsub");
+    assert_eq!(json["totals"]["lost"], 0);
+    assert_eq!(json["totals"]["delivered"], results.delivered);
+    assert!(json["latency_us"]["p99_9"].as_f64().unwrap() > 0.0);
+    assert!(json["server"]["cpu_us_per_delivery"].is_number());
+    drop(stop);
+    drop(runtime);
+}
+
+#[test]
+fn pubsub_as_fast_as_in_flight_allows() {
+    let _alone = BUSY.lock().unwrap_or_else(|e| e.into_inner());
+    // No rate: far over the default publish_rate limit, so the hub's is raised.
+    let (addr, runtime, stop) = hub(1_000_000);
+    let mut settings = hub_settings(addr);
+    settings.rate = 0;
+    settings.publishers = 1;
+    settings.in_flight = 4;
+    settings.warmup = Duration::ZERO;
+    settings.duration = Duration::from_millis(300);
+    settings.server_pid = None;
+    let results = pubsub::execute(&settings, ProgressMode::Quiet).unwrap();
+    println!("{}", results.text());
+    results.verdict().unwrap();
+    assert_eq!(results.delivered, results.published * 5);
+    assert_eq!(
+        (results.lost, results.duplicates, results.out_of_order),
+        (0, 0, 0)
+    );
+    // Bounded by the round trip only: far more than any paced run of 300 ms.
+    assert!(results.published >= 100, "{}", results.published);
+    drop(stop);
+    drop(runtime);
+}
+
+#[test]
+fn pubsub_against_an_echo_server_fails_to_subscribe() {
+    let (addr, handle, thread) = server(0);
+    let mut settings = hub_settings(addr);
+    settings.server_pid = None;
+    let error = pubsub::execute(&settings, ProgressMode::Quiet).unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("subscribing failed"), "{message}");
+    assert!(message.contains("not a wsengine hub"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    handle.stop().unwrap();
+    thread.join().unwrap();
+}
+
+#[test]
+fn pubsub_against_a_server_that_closes_fails_to_subscribe() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accept and close at once, for every connection.
+    let closer = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        for stream in listener.incoming().take(7) {
+            drop(stream);
+        }
+    });
+    let mut settings = hub_settings(addr);
+    settings.server_pid = None;
+    let started = Instant::now();
+    let error = pubsub::execute(&settings, ProgressMode::Quiet).unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("subscribing failed"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _ = std::net::TcpStream::connect(addr); // unblocks the closer if it waits
+    drop(closer);
 }

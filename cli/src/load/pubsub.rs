@@ -1,0 +1,1652 @@
+//! `wsengine load --hub`: pub/sub load against a wsengine hub (docs/HUB-PROTOCOL.md).
+//!
+//! Subscribers connect (offering `wsengine.hub.v1`), send `connect` and `subscribe`, and
+//! answer the hub's `ping` with `pong`; once every one is subscribed, publishers publish
+//! JSON payloads `{"t": <send time>, "s": <seq>, "pad": "xx…"}` of `--size` bytes. Every
+//! connection lives in this process and one mio poll on one thread drives them all (the
+//! same design as the echo generator in `mod.rs`: core [`Connection`]s on mio sockets,
+//! no runtime, no task per connection), so `t` is nanoseconds since one [`Instant`] of
+//! this engine and the latency is the receive time on the same monotonic clock minus
+//! `t`.
+//!
+//! Each subscriber checks the publications it receives by offset: the subscribe reply
+//! gives the channel's latest offset, so the next must be one more; a jump counts the
+//! skipped offsets as lost (until they arrive late: out of order), an offset at or below
+//! the last one that is not such a late one is a duplicate. Publish replies give the
+//! last offset published, so offsets never received by the end of the drain are lost
+//! too.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use serde::Deserialize;
+use wsengine::{ClientRequest, CloseCode, Config, Connection, Event};
+
+use super::report::{self, Errors, Kind, ProcSample, ServerStats, bytes, count, nanos, num};
+use super::{
+    CLOSE_TIMEOUT, CONNECT_BATCH, DRAIN_TIMEOUT, LoadArgs, MAX_OPENING, OPEN_TIMEOUT, Progress,
+    ProgressMode, READ_BUDGET, sample_server,
+};
+use crate::{Level, max_level};
+
+/// The hub protocol's WebSocket subprotocol.
+pub(crate) const SUBPROTOCOL: &str = "wsengine.hub.v1";
+/// Publishes per second per publisher when `--rate` is not given: under the hub's
+/// default `publish_rate` limit (50 per connection), so a default run is not refused.
+const DEFAULT_RATE: u64 = 10;
+/// Per-subscriber fault lines kept for the report (the totals count them all).
+const MAX_FAULTY: usize = 100;
+/// Request ids: `connect` and `subscribe` first, publishes after.
+const CONNECT_ID: u64 = 1;
+const SUBSCRIBE_ID: u64 = 2;
+const FIRST_PUBLISH_ID: u64 = 3;
+
+/// What a pub/sub run does, checked and resolved from [`LoadArgs`].
+#[derive(Debug, Clone)]
+pub(crate) struct HubSettings {
+    pub(crate) url: String,
+    pub(crate) subscribers: usize,
+    pub(crate) publishers: usize,
+    pub(crate) channel: String,
+    /// Publishes per second per publisher; 0: as fast as `in_flight` allows.
+    pub(crate) rate: u64,
+    /// Most publishes awaiting their reply, per publisher, with no rate (with a rate:
+    /// at least this, and up to one second's worth; see [`HubSettings::cap`]).
+    pub(crate) in_flight: usize,
+    /// Bytes of each publication's payload (its JSON text).
+    pub(crate) size: usize,
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
+    pub(crate) server_pid: Option<u32>,
+}
+
+impl HubSettings {
+    /// Most publishes a publisher may have awaiting their reply. With a rate, the rate
+    /// is what is asked for: up to a second's worth may wait (a hub slowed by fan-out
+    /// answers late, and a cap of `in_flight` would then set the pace instead), and
+    /// still bounded, so a stalled hub does not grow the queue without end.
+    pub(crate) fn cap(&self) -> usize {
+        if self.rate == 0 {
+            self.in_flight
+        } else {
+            self.in_flight
+                .max(usize::try_from(self.rate).unwrap_or(usize::MAX).min(10_000))
+        }
+    }
+
+    pub(crate) fn from_args(args: &LoadArgs) -> Result<Self, String> {
+        if args.subscribers == 0 || args.publishers == 0 {
+            return Err("--hub needs at least one subscriber and one publisher".into());
+        }
+        if u32::try_from(args.subscribers + args.publishers).is_err() {
+            return Err("too many connections".into());
+        }
+        if !args.url.starts_with("ws://") {
+            return Err("--hub supports ws:// URLs only".into());
+        }
+        // The protocol's channel names (docs/HUB-PROTOCOL.md): they also need no JSON
+        // escaping in the requests built here.
+        let valid = |b: u8| b.is_ascii_alphanumeric() || b"_.:-".contains(&b);
+        if args.channel.is_empty() || args.channel.len() > 255 || !args.channel.bytes().all(valid) {
+            return Err(format!(
+                "--channel `{}`: 1-255 bytes of [A-Za-z0-9_.:-]",
+                args.channel
+            ));
+        }
+        if args.in_flight == 0 || args.in_flight > 10_000 {
+            return Err("--in-flight must be between 1 and 10000".into());
+        }
+        if args.duration.is_zero() {
+            return Err("--duration must be longer than 0".into());
+        }
+        if args.size > 16 << 20 {
+            return Err("--size is at most 16 MiB with --hub".into());
+        }
+        Ok(Self {
+            url: args.url.clone(),
+            subscribers: args.subscribers,
+            publishers: args.publishers,
+            channel: args.channel.clone(),
+            rate: args.rate.unwrap_or(DEFAULT_RATE),
+            in_flight: args.in_flight,
+            size: args.size,
+            warmup: args.warmup,
+            duration: args.duration,
+            server_pid: args.server_pid,
+        })
+    }
+}
+
+/// Runs `wsengine load --hub`: prints the report, writes `--json` and `--plot`, and
+/// fails on any error counted or when nothing was delivered.
+pub(crate) fn run(args: &LoadArgs) -> io::Result<()> {
+    let settings = HubSettings::from_args(args).map_err(io::Error::other)?;
+    let progress = if io::stderr().is_terminal() {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Lines
+    };
+    let results = execute(&settings, progress)?;
+    print!("{}", results.text());
+    io::stdout().flush()?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, results.json())
+            .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+        log!(Level::Info, "wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        if results.latency.is_empty() {
+            log!(
+                Level::Warn,
+                "no latency measured: {} not written",
+                path.display()
+            );
+        } else {
+            super::plot::latency_svg(path, &results.latency, &results.title())
+                .map_err(|e| io::Error::other(format!("drawing {}: {e}", path.display())))?;
+            log!(Level::Info, "wrote {}", path.display());
+        }
+    }
+    results.verdict()
+}
+
+/// Which side of the channel a connection is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Subscriber,
+    Publisher,
+}
+
+/// Where a connection is in its setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The opening handshake is under way.
+    Opening,
+    /// `connect` sent, its reply awaited.
+    Connecting,
+    /// `subscribe` sent, its reply awaited (subscribers).
+    Subscribing,
+    /// Subscribed, or connected (publishers).
+    Ready,
+}
+
+/// One subscriber's view of the channel's offsets.
+#[derive(Debug, Default)]
+pub(crate) struct Offsets {
+    /// The channel's epoch from the subscribe reply.
+    epoch: String,
+    /// The offset expected next.
+    next: u64,
+    /// Offsets skipped over and not (yet) received: half-open ranges, oldest first.
+    gaps: Vec<(u64, u64)>,
+    /// Distinct publications received.
+    pub(crate) received: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_order: u64,
+}
+
+impl Offsets {
+    /// A subscription whose reply said the channel's latest offset is `offset`.
+    #[cfg(test)]
+    pub(crate) fn starting_after(offset: u64) -> Self {
+        Self {
+            epoch: "test".to_owned(),
+            next: offset + 1,
+            ..Self::default()
+        }
+    }
+
+    /// Takes in publication `offset`.
+    pub(crate) fn note(&mut self, offset: u64) {
+        if offset >= self.next {
+            if offset > self.next {
+                self.gaps.push((self.next, offset));
+            }
+            self.next = offset + 1;
+            self.received += 1;
+            return;
+        }
+        // Below the next expected: a late one filling a gap, or a repeat.
+        match self
+            .gaps
+            .iter()
+            .position(|&(from, to)| from <= offset && offset < to)
+        {
+            Some(at) => {
+                let (from, to) = self.gaps[at];
+                self.gaps.remove(at);
+                // Why insert in place: later lookups stay in offset order.
+                if offset + 1 < to {
+                    self.gaps.insert(at, (offset + 1, to));
+                }
+                if from < offset {
+                    self.gaps.insert(at, (from, offset));
+                }
+                self.out_of_order += 1;
+                self.received += 1;
+            }
+            None => self.duplicates += 1,
+        }
+    }
+
+    /// Offsets up to `last` (the last one published) never received.
+    pub(crate) fn lost(&self, last: u64) -> u64 {
+        let gaps: u64 = self.gaps.iter().map(|&(from, to)| to - from).sum();
+        gaps + (last + 1).saturating_sub(self.next)
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    core: Connection,
+    role: Role,
+    /// Index among its role's connections.
+    index: usize,
+    stage: Stage,
+    /// We sent our Close.
+    closing: bool,
+    /// An event said the peer's stream ended: read to `Ok(0)` (see `mod.rs`).
+    hup: bool,
+    in_again: bool,
+    offsets: Offsets,
+    /// Publisher: the next request id, publishes sent and replied to.
+    next_id: u64,
+    sent: u64,
+    acked: u64,
+    /// Publisher with a rate: when the next publish is due.
+    next_at: Instant,
+}
+
+/// The fields of a hub message this generator reads; the rest (a publication's `pad`
+/// and `info`, a reply's other fields) is skipped without being copied.
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default, borrow)]
+    epoch: Option<Cow<'a, str>>,
+    #[serde(default)]
+    payload: Option<Stamp>,
+    #[serde(default, borrow)]
+    result: Option<ReplyResult<'a>>,
+    #[serde(default, borrow)]
+    error: Option<ErrorBody<'a>>,
+}
+
+/// What a publisher put in a payload (its `pad` is skipped).
+#[derive(Deserialize)]
+struct Stamp {
+    /// Send time: nanoseconds since the engine's clock started.
+    t: u64,
+}
+
+#[derive(Deserialize)]
+struct ReplyResult<'a> {
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default, borrow)]
+    epoch: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody<'a> {
+    #[serde(borrow)]
+    code: Cow<'a, str>,
+    #[serde(borrow, default)]
+    message: Cow<'a, str>,
+}
+
+/// The first `n` characters of `text`, for error lines.
+fn clip(text: &str, n: usize) -> String {
+    match text.char_indices().nth(n) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// The generator: connections, pacing, counters.
+struct Engine {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Option<Conn>>,
+    live: usize,
+    /// Connections whose opening handshake completed.
+    opened: usize,
+    /// Connections in [`Stage::Ready`].
+    ready: usize,
+    scratch: Vec<u8>,
+    again: Vec<usize>,
+    batch: Vec<(usize, bool)>,
+    config: Config,
+    channel: String,
+    size: usize,
+    /// Most publishes awaiting their reply per publisher ([`HubSettings::cap`]).
+    in_flight: u64,
+    /// Time between two publishes of a publisher (`None`: no rate, only `in_flight`).
+    interval: Option<Duration>,
+    /// Send times are nanoseconds since this instant.
+    clock: Instant,
+    /// Publishing stops at this instant (`None`: not started).
+    send_until: Option<Instant>,
+    /// Publishes sent and deliveries received in `[window.0, window.1)` are measured.
+    window: Option<(Instant, Instant)>,
+    hist: Histogram<u64>,
+    publishes_measured: u64,
+    deliveries_measured: u64,
+    /// Distinct publications received by all subscribers, in all phases.
+    delivered: u64,
+    /// Publish replies received, and the highest offset among them.
+    acked: u64,
+    last_offset: Option<u64>,
+    /// The epoch subscribers were given (they must all agree).
+    epoch: Option<String>,
+    /// Publishes awaiting their reply, all publishers together.
+    pending: u64,
+    errors: Errors,
+    /// A setup step failed (not a hub, refused subscription): stop waiting.
+    setup_failed: bool,
+    /// Connections the transport is done with (a subscriber's offsets still count).
+    gone: Vec<Conn>,
+    /// Reused for every outgoing publish.
+    out: String,
+    pad: String,
+}
+
+impl Engine {
+    fn new(settings: &HubSettings) -> io::Result<Self> {
+        let mut config = Config::default();
+        // A publication is the payload plus its envelope (type, channel, offset, epoch,
+        // info): room for both.
+        let size = u64::try_from(settings.size).unwrap_or(u64::MAX) + 4096;
+        config.max_message_size = config.max_message_size.max(size);
+        config.max_frame_size = config.max_frame_size.max(size);
+        config.max_send_buffer = config
+            .max_send_buffer
+            .max((settings.size + 256) * settings.cap() + (64 << 10));
+        config.handshake_timeout = None; // OPEN_TIMEOUT covers all of them
+        let hist = Histogram::new_with_bounds(1, 60_000_000_000, 3)
+            .map_err(|e| io::Error::other(format!("histogram: {e}")))?;
+        let n = settings.subscribers + settings.publishers;
+        Ok(Self {
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            conns: Vec::with_capacity(n),
+            live: 0,
+            opened: 0,
+            ready: 0,
+            scratch: vec![0; (64 << 10) + wsengine::frame::MAX_HEADER_LEN],
+            again: Vec::new(),
+            batch: Vec::with_capacity(1024),
+            config,
+            channel: settings.channel.clone(),
+            size: settings.size,
+            in_flight: u64::try_from(settings.cap()).unwrap_or(1),
+            interval: (settings.rate > 0)
+                .then(|| Duration::from_secs_f64(1.0 / settings.rate as f64)),
+            clock: Instant::now(),
+            send_until: None,
+            window: None,
+            hist,
+            publishes_measured: 0,
+            deliveries_measured: 0,
+            delivered: 0,
+            acked: 0,
+            last_offset: None,
+            epoch: None,
+            pending: 0,
+            errors: Errors::default(),
+            setup_failed: false,
+            gone: Vec::new(),
+            out: String::with_capacity(settings.size + 256),
+            pad: "x".repeat(settings.size),
+        })
+    }
+
+    /// Opens every connection (subscribers first, then publishers) and waits until
+    /// each has connected and, for subscribers, subscribed.
+    fn open_all(
+        &mut self,
+        settings: &HubSettings,
+        addr: SocketAddr,
+        request: &ClientRequest,
+        progress: &mut Progress,
+    ) -> io::Result<()> {
+        progress.phase("open");
+        let n = settings.subscribers + settings.publishers;
+        for i in 0..n {
+            let (role, index) = if i < settings.subscribers {
+                (Role::Subscriber, i)
+            } else {
+                (Role::Publisher, i - settings.subscribers)
+            };
+            let conn = self.connect(i, role, index, addr, request).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("connection {} of {n} to {addr}: {e}", i + 1),
+                )
+            })?;
+            self.conns.push(Some(conn));
+            self.live += 1;
+            if (i + 1) % CONNECT_BATCH == 0 {
+                self.turn(Some(Duration::ZERO))?;
+            }
+            // Why: the hub's listen backlog, as for the echo generator.
+            let deadline = Instant::now() + OPEN_TIMEOUT;
+            while !self.setup_failed
+                && self.live == i + 1
+                && self.live - self.opened >= MAX_OPENING
+                && Instant::now() < deadline
+            {
+                self.turn(Some(Duration::from_millis(10)))?;
+            }
+            if self.setup_failed {
+                break;
+            }
+            let ready = self.ready;
+            progress.tick(Instant::now(), 0, || format!("{ready}/{n} ready"));
+        }
+        let deadline = Instant::now() + OPEN_TIMEOUT;
+        self.run_until(deadline, progress, |e| {
+            e.ready == n || e.live < e.conns.len() || e.setup_failed
+        })?;
+        if self.ready < n || self.errors.total() > 0 {
+            let subscribed = self
+                .conns
+                .iter()
+                .flatten()
+                .filter(|c| c.role == Role::Subscriber && c.stage == Stage::Ready)
+                .count();
+            let why = self.errors.samples.first().cloned().unwrap_or_else(|| {
+                format!(
+                    "timed out after {}s waiting for replies",
+                    OPEN_TIMEOUT.as_secs()
+                )
+            });
+            progress.finish();
+            return Err(io::Error::other(format!(
+                "subscribing failed: {subscribed} of {} subscribers subscribed: {why}",
+                settings.subscribers
+            )));
+        }
+        Ok(())
+    }
+
+    /// A new connection in slot `i`: a blocking TCP connect, registered with the poll,
+    /// its core, and its opening handshake written.
+    fn connect(
+        &mut self,
+        i: usize,
+        role: Role,
+        index: usize,
+        addr: SocketAddr,
+        request: &ClientRequest,
+    ) -> io::Result<Conn> {
+        let stream = std::net::TcpStream::connect_timeout(&addr, OPEN_TIMEOUT).and_then(|s| {
+            s.set_nonblocking(true)?;
+            s.set_nodelay(true)?;
+            Ok(s)
+        })?;
+        let mut stream = TcpStream::from_std(stream);
+        self.poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let core = Connection::client(request.clone(), self.config.clone(), Instant::now().into())
+            .map_err(|e| io::Error::other(format!("handshake request: {e}")))?;
+        let now = Instant::now();
+        let mut conn = Conn {
+            stream,
+            core,
+            role,
+            index,
+            stage: Stage::Opening,
+            closing: false,
+            hup: false,
+            in_again: false,
+            offsets: Offsets::default(),
+            next_id: FIRST_PUBLISH_ID,
+            sent: 0,
+            acked: 0,
+            next_at: now,
+        };
+        flush(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Starts publishing: publishes sent and deliveries received in
+    /// `[measure_start, send_until)` are measured.
+    fn start(&mut self, now: Instant, measure_start: Instant, send_until: Instant) {
+        self.send_until = Some(send_until);
+        self.window = Some((measure_start, send_until));
+        for c in self.conns.iter_mut().flatten() {
+            c.next_at = now;
+        }
+        // Every publisher's first publishes; replies (no rate) or `pump` (a rate) send
+        // the rest.
+        for i in 0..self.conns.len() {
+            self.fill(i, now);
+            self.settle(i, now);
+        }
+    }
+
+    /// Whether every publish got its reply and every subscriber every publication.
+    fn drained(&self, subscribers: usize) -> bool {
+        self.pending == 0 && self.delivered >= self.acked.saturating_mul(subscribers as u64)
+    }
+
+    fn close_all(&mut self) {
+        self.send_until = None;
+        let now = Instant::now();
+        for i in 0..self.conns.len() {
+            if let Some(c) = self.conns[i].as_mut() {
+                c.closing = true;
+                let _ = c.core.close(CloseCode::NORMAL, "");
+            }
+            self.settle(i, now);
+        }
+    }
+
+    /// Runs the loop until `deadline` or until `done` says so, ticking `progress`.
+    fn run_until(
+        &mut self,
+        deadline: Instant,
+        progress: &mut Progress,
+        done: impl Fn(&Self) -> bool,
+    ) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            if now >= deadline || done(self) {
+                return Ok(());
+            }
+            let (errors, ready, live) = (self.errors.total(), self.ready, self.live);
+            progress.tick(now, self.delivered, || {
+                format!("{errors} errors, {ready} ready, {live} live")
+            });
+            let mut wake = deadline.min(progress.next);
+            if let Some(due) = self.pump(now) {
+                wake = wake.min(due);
+            }
+            let timeout = if self.again.is_empty() {
+                wake.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            self.turn(Some(timeout))?;
+        }
+    }
+
+    /// Publishes what is due on every publisher; returns when the next one is due (a
+    /// publisher held back by `in_flight` waits for a reply instead).
+    fn pump(&mut self, now: Instant) -> Option<Instant> {
+        // No rate: replies drive `fill`.
+        if self.interval.is_none() || !self.sending(now) {
+            return None;
+        }
+        let mut due: Option<Instant> = None;
+        for i in 0..self.conns.len() {
+            let Some(Some(c)) = self.conns.get(i) else {
+                continue;
+            };
+            if c.role != Role::Publisher {
+                continue;
+            }
+            if c.next_at <= now {
+                self.fill(i, now);
+                self.settle(i, now);
+            }
+            if let Some(Some(c)) = self.conns.get(i)
+                && c.sent - c.acked < self.in_flight
+            {
+                due = Some(due.map_or(c.next_at, |d| d.min(c.next_at)));
+            }
+        }
+        due
+    }
+
+    fn sending(&self, now: Instant) -> bool {
+        self.send_until.is_some_and(|t| now < t)
+    }
+
+    /// Publishes on publisher `i` while it may: under `in_flight`, and on schedule when
+    /// there is a rate.
+    fn fill(&mut self, i: usize, now: Instant) {
+        if !self.sending(now) {
+            return;
+        }
+        loop {
+            let Some(Some(c)) = self.conns.get_mut(i) else {
+                return;
+            };
+            if c.role != Role::Publisher
+                || c.stage != Stage::Ready
+                || c.closing
+                || c.sent - c.acked >= self.in_flight
+            {
+                return;
+            }
+            if let Some(interval) = self.interval {
+                if c.next_at > now {
+                    return;
+                }
+                // On schedule: a publisher that fell behind catches up (as far as the
+                // in-flight cap lets it), so the rate holds on average; more than a
+                // second behind, its schedule restarts from now rather than burst.
+                c.next_at += interval;
+                if c.next_at + Duration::from_secs(1) < now {
+                    c.next_at = now;
+                }
+            }
+            let seq = c.sent;
+            let id = c.next_id;
+            let t = u64::try_from(now.saturating_duration_since(self.clock).as_nanos())
+                .unwrap_or(u64::MAX);
+            build_publish(
+                &mut self.out,
+                &self.pad,
+                &self.channel,
+                id,
+                t,
+                seq,
+                self.size,
+            );
+            match c.core.send_text(&self.out) {
+                Ok(()) => {
+                    c.sent += 1;
+                    c.next_id += 1;
+                    self.pending += 1;
+                    if let Some((from, to)) = self.window
+                        && now >= from
+                        && now < to
+                    {
+                        self.publishes_measured += 1;
+                    }
+                }
+                Err(e) => {
+                    c.closing = true;
+                    let index = c.index;
+                    self.errors.count(
+                        Kind::Protocol,
+                        format!("publisher {index}: send failed: {e:?}"),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One poll: serves every ready connection.
+    fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        for i in self.again.drain(..) {
+            if let Some(Some(c)) = self.conns.get_mut(i) {
+                c.in_again = false;
+            }
+            batch.push((i, true));
+        }
+        for e in self.events.iter() {
+            let i = e.token().0;
+            let hup = e.is_read_closed() || e.is_error();
+            if hup && let Some(Some(c)) = self.conns.get_mut(i) {
+                c.hup = true;
+            }
+            batch.push((i, hup || e.is_readable()));
+        }
+        for &(i, readable) in &batch {
+            self.service(i, readable);
+        }
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Reads and handles what connection `i` received, then writes.
+    fn service(&mut self, i: usize, readable: bool) {
+        let mut budget = READ_BUDGET;
+        let mut failed = None;
+        if readable {
+            loop {
+                let Some(Some(c)) = self.conns.get_mut(i) else {
+                    return;
+                };
+                let cap = c.core.recv_capacity().min(self.scratch.len());
+                if cap == 0 {
+                    break;
+                }
+                match c.stream.read(&mut self.scratch[..cap]) {
+                    Ok(0) => {
+                        c.core.recv_eof();
+                        break;
+                    }
+                    Ok(n) => {
+                        c.core.recv(&self.scratch[..n]);
+                        // One clock reading per read: the receive time of what it held.
+                        self.events_of(i, Instant::now());
+                        let Some(Some(c)) = self.conns.get_mut(i) else {
+                            return;
+                        };
+                        if (n < cap && !c.hup) || c.core.should_close_transport() {
+                            break; // drained: the next data raises a new edge
+                        }
+                        budget -= 1;
+                        if budget == 0 {
+                            if !c.in_again {
+                                c.in_again = true;
+                                self.again.push(i);
+                            }
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = failed {
+            self.drop_conn(i, format!("socket error: {e}"));
+            return;
+        }
+        self.settle(i, Instant::now());
+    }
+
+    /// A description of connection `i` for error lines.
+    fn name(&self, i: usize) -> String {
+        match self.conns.get(i) {
+            Some(Some(c)) => describe(c),
+            _ => format!("connection {i}"),
+        }
+    }
+
+    /// A setup step of connection `i` failed: counted, and the open phase stops.
+    fn setup_error(&mut self, i: usize, why: String) {
+        let name = self.name(i);
+        self.setup_failed = true;
+        if let Some(Some(c)) = self.conns.get_mut(i)
+            && !c.closing
+        {
+            c.closing = true;
+            let _ = c.core.close(CloseCode::NORMAL, "");
+        }
+        self.errors.count(Kind::Protocol, format!("{name}: {why}"));
+    }
+
+    /// Handles connection `i`'s pending events.
+    fn events_of(&mut self, i: usize, now: Instant) {
+        loop {
+            let Some(Some(c)) = self.conns.get_mut(i) else {
+                return;
+            };
+            let event = match c.core.poll_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(e) => {
+                    let kind = match e {
+                        wsengine::Error::Handshake(_) => Kind::Handshake,
+                        _ => Kind::Protocol,
+                    };
+                    if !c.closing {
+                        c.closing = true;
+                        if c.stage != Stage::Ready {
+                            self.setup_failed = true;
+                        }
+                        let name = self.name(i);
+                        self.errors.count(kind, format!("{name}: {e}"));
+                    }
+                    return;
+                }
+            };
+            match event {
+                Event::Accepted(response) => {
+                    self.opened += 1;
+                    if response.protocol() != Some(SUBPROTOCOL) {
+                        self.setup_error(
+                            i,
+                            format!(
+                                "the server did not select the subprotocol {SUBPROTOCOL} \
+                                 (not a wsengine hub?)"
+                            ),
+                        );
+                        return;
+                    }
+                    c.stage = Stage::Connecting;
+                    if c.closing {
+                        let _ = c.core.close(CloseCode::NORMAL, "");
+                    } else if let Err(e) = c
+                        .core
+                        .send_text(&format!(r#"{{"type":"connect","id":{CONNECT_ID}}}"#))
+                    {
+                        self.setup_error(i, format!("sending connect: {e:?}"));
+                        return;
+                    }
+                }
+                Event::Text { data, last: true } => self.on_message(i, data.as_str(), now),
+                Event::Text { .. } | Event::Binary { .. } => {
+                    let name = self.name(i);
+                    self.errors.count(
+                        Kind::Protocol,
+                        format!("{name}: a binary or partial message (the hub sends whole text)"),
+                    );
+                }
+                Event::Close(frame) if !c.closing => {
+                    c.closing = true;
+                    if c.stage != Stage::Ready {
+                        self.setup_failed = true;
+                    }
+                    let name = self.name(i);
+                    self.errors.count(
+                        Kind::Closed,
+                        format!("{name}: the server closed it ({frame:?})"),
+                    );
+                }
+                Event::Closed { code, clean } => {
+                    let name = describe(c);
+                    if !c.closing {
+                        c.closing = true;
+                        if c.stage != Stage::Ready {
+                            self.setup_failed = true;
+                        }
+                        self.errors.count(
+                            Kind::Closed,
+                            format!("{name}: ended without a close handshake ({code})"),
+                        );
+                    } else if !clean {
+                        self.errors.count(
+                            Kind::UncleanClose,
+                            format!("{name}: closing handshake incomplete ({code})"),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.fill(i, now);
+    }
+
+    /// One hub message on connection `i`, received at `now`.
+    fn on_message(&mut self, i: usize, text: &str, now: Instant) {
+        let message: Incoming<'_> = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(_) => {
+                let ready = self
+                    .conns
+                    .get(i)
+                    .is_some_and(|c| c.as_ref().is_some_and(|c| c.stage == Stage::Ready));
+                let why = format!(
+                    "not a hub message (not a wsengine hub?): {}",
+                    clip(text, 80)
+                );
+                if ready {
+                    let name = self.name(i);
+                    self.errors.count(Kind::Protocol, format!("{name}: {why}"));
+                } else {
+                    self.setup_error(i, why);
+                }
+                return;
+            }
+        };
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return;
+        };
+        match (message.kind.as_ref(), c.stage) {
+            ("publication", Stage::Ready) if c.role == Role::Subscriber => {
+                let (Some(offset), Some(stamp)) = (message.offset, message.payload) else {
+                    let name = self.name(i);
+                    self.errors.count(
+                        Kind::Mismatch,
+                        format!(
+                            "{name}: a publication not from this run: {}",
+                            clip(text, 80)
+                        ),
+                    );
+                    return;
+                };
+                if message.epoch.as_deref() != Some(c.offsets.epoch.as_str()) {
+                    let name = self.name(i);
+                    self.errors.count(
+                        Kind::Mismatch,
+                        format!("{name}: the channel's epoch changed: {}", clip(text, 80)),
+                    );
+                    return;
+                }
+                let before = c.offsets.received;
+                c.offsets.note(offset);
+                if c.offsets.received > before {
+                    self.delivered += 1;
+                    if let Some((from, to)) = self.window
+                        && now >= from
+                        && now < to
+                    {
+                        self.deliveries_measured += 1;
+                        let at = now.saturating_duration_since(self.clock).as_nanos();
+                        let latency = u64::try_from(at)
+                            .unwrap_or(u64::MAX)
+                            .saturating_sub(stamp.t);
+                        self.hist.saturating_record(latency.max(1));
+                    }
+                }
+            }
+            ("ping", _) => {
+                // The hub's application-level keepalive (docs/HUB-PROTOCOL.md).
+                let _ = c.core.send_text(r#"{"type":"pong"}"#);
+            }
+            ("reply", Stage::Connecting) if message.id == Some(CONNECT_ID) => {
+                if c.role == Role::Subscriber {
+                    c.stage = Stage::Subscribing;
+                    let subscribe = format!(
+                        r#"{{"type":"subscribe","id":{SUBSCRIBE_ID},"channel":"{}"}}"#,
+                        self.channel
+                    );
+                    if let Err(e) = c.core.send_text(&subscribe) {
+                        self.setup_error(i, format!("sending subscribe: {e:?}"));
+                    }
+                } else {
+                    c.stage = Stage::Ready;
+                    self.ready += 1;
+                }
+            }
+            ("reply", Stage::Subscribing) if message.id == Some(SUBSCRIBE_ID) => {
+                let result = message.result.as_ref();
+                let (Some(offset), Some(epoch)) = (
+                    result.and_then(|r| r.offset),
+                    result.and_then(|r| r.epoch.as_deref()),
+                ) else {
+                    self.setup_error(
+                        i,
+                        format!(
+                            "a subscribe reply without offset and epoch: {}",
+                            clip(text, 80)
+                        ),
+                    );
+                    return;
+                };
+                c.offsets.epoch = epoch.to_owned();
+                c.offsets.next = offset + 1;
+                c.stage = Stage::Ready;
+                self.ready += 1;
+                match &self.epoch {
+                    None => self.epoch = Some(epoch.to_owned()),
+                    Some(e) if e != epoch => {
+                        self.setup_error(i, format!("epoch {epoch}, others got {e}"));
+                    }
+                    Some(_) => {}
+                }
+            }
+            ("reply", Stage::Ready) if c.role == Role::Publisher => {
+                c.acked += 1;
+                self.acked += 1;
+                self.pending = self.pending.saturating_sub(1);
+                if let Some(offset) = message.result.as_ref().and_then(|r| r.offset) {
+                    self.last_offset = Some(self.last_offset.map_or(offset, |o| o.max(offset)));
+                }
+            }
+            ("error", stage) => {
+                let why = match &message.error {
+                    Some(e) => format!("{}: {}", e.code, e.message),
+                    None => clip(text, 80),
+                };
+                if stage == Stage::Ready {
+                    // A refused publish (e.g. limit_exceeded): it will not be delivered.
+                    if c.role == Role::Publisher {
+                        c.acked += 1;
+                        self.pending = self.pending.saturating_sub(1);
+                    }
+                    let name = self.name(i);
+                    self.errors
+                        .count(Kind::Protocol, format!("{name}: the hub refused: {why}"));
+                } else {
+                    let what = if stage == Stage::Subscribing {
+                        "subscribe"
+                    } else {
+                        "connect"
+                    };
+                    self.setup_error(i, format!("{what} refused: {why}"));
+                }
+            }
+            ("join" | "leave", _) => {}
+            (_, Stage::Connecting | Stage::Subscribing) => {
+                let what = if c.stage == Stage::Subscribing {
+                    "subscribe"
+                } else {
+                    "connect"
+                };
+                self.setup_error(
+                    i,
+                    format!(
+                        "expected the reply to `{what}` (not a wsengine hub?), got {}",
+                        clip(text, 80)
+                    ),
+                );
+            }
+            _ => {
+                let name = self.name(i);
+                self.errors.count(
+                    Kind::Protocol,
+                    format!("{name}: unexpected message: {}", clip(text, 80)),
+                );
+            }
+        }
+    }
+
+    /// After anything touched connection `i`: events, write, and drop it once the core
+    /// says the transport is done.
+    fn settle(&mut self, i: usize, now: Instant) {
+        self.events_of(i, now);
+        let Some(Some(c)) = self.conns.get_mut(i) else {
+            return;
+        };
+        if let Err(e) = flush(c) {
+            self.drop_conn(i, format!("socket error: {e}"));
+            return;
+        }
+        if c.core.should_close_transport() {
+            if let Some(mut c) = self.conns[i].take() {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+                // Why keep it: a subscriber's offsets count toward the report.
+                self.gone.push(c);
+            }
+            self.live -= 1;
+        }
+    }
+
+    fn drop_conn(&mut self, i: usize, why: String) {
+        let name = self.name(i);
+        if let Some(mut c) = self.conns.get_mut(i).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            if c.stage != Stage::Ready {
+                self.setup_failed = true;
+            }
+            self.live -= 1;
+            self.gone.push(c);
+            self.errors.count(Kind::Io, format!("{name}: {why}"));
+        }
+    }
+}
+
+/// `subscriber N` or `publisher N`, for error lines.
+fn describe(c: &Conn) -> String {
+    match c.role {
+        Role::Subscriber => format!("subscriber {}", c.index),
+        Role::Publisher => format!("publisher {}", c.index),
+    }
+}
+
+/// Writes `{"type":"publish","id":ID,"channel":"CH","payload":P}` into `out`, where the
+/// payload `{"t":T,"s":S,"pad":"xx…"}` is `size` bytes (or its unpadded minimum).
+pub(crate) fn build_publish(
+    out: &mut String,
+    pad: &str,
+    channel: &str,
+    id: u64,
+    t: u64,
+    s: u64,
+    size: usize,
+) {
+    out.clear();
+    let _ = write!(
+        out,
+        r#"{{"type":"publish","id":{id},"channel":"{channel}","payload":"#
+    );
+    let payload_start = out.len();
+    let _ = write!(out, r#"{{"t":{t},"s":{s},"pad":""#);
+    // The payload so far is `{"t":T,"s":S,"pad":"`; `"}` closes it.
+    let head = out.len() - payload_start;
+    let pad_len = size.saturating_sub(head + 2).min(pad.len());
+    out.push_str(&pad[..pad_len]);
+    out.push_str("\"}}");
+}
+
+/// Writes the transmit buffer until it is empty or the socket would block.
+fn flush(c: &mut Conn) -> io::Result<()> {
+    loop {
+        let out = c.core.poll_transmit();
+        if out.is_empty() {
+            return Ok(());
+        }
+        match c.stream.write(out) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => c.core.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One subscriber's faults, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Faults {
+    pub(crate) subscriber: usize,
+    pub(crate) lost: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_order: u64,
+}
+
+/// Everything a pub/sub run measured.
+#[derive(Debug)]
+pub(crate) struct PubSubResults {
+    pub(crate) settings: HubSettings,
+    pub(crate) started: SystemTime,
+    /// Connecting, `connect` and `subscribe` of every connection.
+    pub(crate) open_time: Duration,
+    /// The measurement window.
+    pub(crate) measured: Duration,
+    /// Publishes sent in the window.
+    pub(crate) publishes: u64,
+    /// Publications received by subscribers in the window (distinct per subscriber).
+    pub(crate) deliveries: u64,
+    /// End-to-end latency of those deliveries, in nanoseconds.
+    pub(crate) latency: Histogram<u64>,
+    /// Over the whole run: publishes the hub accepted, distinct deliveries, and the
+    /// deliveries expected (accepted publishes times subscribers).
+    pub(crate) published: u64,
+    pub(crate) delivered: u64,
+    pub(crate) expected: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_order: u64,
+    /// Subscribers with any fault (the first [`MAX_FAULTY`]), and how many there were.
+    pub(crate) faulty: Vec<Faults>,
+    pub(crate) faulty_count: usize,
+    pub(crate) errors: Errors,
+    pub(crate) cpu_window: Duration,
+    pub(crate) client_cpu: Option<Duration>,
+    pub(crate) server: Option<ServerStats>,
+}
+
+/// Opens the connections, subscribes, publishes, drains and gathers the results.
+pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Result<PubSubResults> {
+    let request = ClientRequest::new(&settings.url)
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: {e}", settings.url),
+            )
+        })?
+        .protocol(SUBPROTOCOL);
+    let addr = (request.host(), request.port())
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "the host resolved to no address")
+        })?;
+    let n = settings.subscribers + settings.publishers;
+    report::check_fd_limit(n)?;
+    let server_pid = settings.server_pid;
+    let server_before = server_pid.map(ProcSample::read).transpose()?; // fails early on a bad pid
+    let started = SystemTime::now();
+
+    let mut engine = Engine::new(settings)?;
+    let mut progress = Progress::new(progress, settings.warmup + settings.duration, settings.size);
+    let open_start = Instant::now();
+    engine.open_all(settings, addr, &request, &mut progress)?;
+    let open_time = open_start.elapsed();
+
+    let opened = Instant::now();
+    let measure_start = opened + settings.warmup;
+    let measure_end = measure_start + settings.duration;
+    engine.start(opened, measure_start, measure_end);
+    progress.phase("warmup");
+    engine.run_until(measure_start, &mut progress, |_| false)?;
+    let client_start = ProcSample::read_self().ok();
+    let server_start = sample_server(server_pid);
+    let cpu_start = Instant::now();
+    progress.phase("measure");
+    engine.run_until(measure_end, &mut progress, |_| false)?;
+    let cpu_window = cpu_start.elapsed();
+    let client_end = ProcSample::read_self().ok();
+    let server_end = sample_server(server_pid);
+    // The hard stop: what is not delivered within the drain timeout is lost.
+    progress.phase("drain");
+    let subscribers = settings.subscribers;
+    engine.run_until(Instant::now() + DRAIN_TIMEOUT, &mut progress, |e| {
+        e.drained(subscribers)
+    })?;
+    if engine.pending > 0 {
+        let n = engine.pending;
+        engine.errors.count(
+            Kind::Missing,
+            format!(
+                "{n} publish(es) not answered within {}s of the end",
+                DRAIN_TIMEOUT.as_secs()
+            ),
+        );
+    }
+    progress.phase("close");
+    engine.close_all();
+    engine.run_until(Instant::now() + CLOSE_TIMEOUT, &mut progress, |e| {
+        e.live == 0
+    })?;
+    if engine.live > 0 {
+        let n = engine.live;
+        engine.errors.count(
+            Kind::UncleanClose,
+            format!("{n} connection(s) not closed by the server within the close timeout"),
+        );
+    }
+    progress.finish();
+
+    // Offsets, per subscriber, against the last one published.
+    let last = engine.last_offset.unwrap_or(0);
+    let (mut lost, mut duplicates, mut out_of_order) = (0, 0, 0);
+    let mut faulty = Vec::new();
+    let mut faulty_count = 0;
+    let mut subs: Vec<&Conn> = engine
+        .conns
+        .iter()
+        .flatten()
+        .chain(engine.gone.iter())
+        .filter(|c| c.role == Role::Subscriber)
+        .collect();
+    subs.sort_by_key(|c| c.index);
+    let mut faults_found = Vec::new();
+    for c in subs {
+        let f = Faults {
+            subscriber: c.index,
+            // A subscriber that never subscribed has no base offset: nothing to count.
+            lost: if c.offsets.epoch.is_empty() {
+                0
+            } else {
+                c.offsets.lost(last)
+            },
+            duplicates: c.offsets.duplicates,
+            out_of_order: c.offsets.out_of_order,
+        };
+        lost += f.lost;
+        duplicates += f.duplicates;
+        out_of_order += f.out_of_order;
+        if f.lost + f.duplicates + f.out_of_order > 0 {
+            faulty_count += 1;
+            if faulty.len() < MAX_FAULTY {
+                faulty.push(f);
+            }
+            faults_found.push(f);
+        }
+    }
+    for f in faults_found {
+        let kind = if f.lost > 0 {
+            Kind::Missing
+        } else {
+            Kind::Mismatch
+        };
+        engine.errors.count(
+            kind,
+            format!(
+                "subscriber {}: {} lost, {} duplicate, {} out of order",
+                f.subscriber, f.lost, f.duplicates, f.out_of_order
+            ),
+        );
+    }
+
+    let server = match (server_pid, server_before, server_start, server_end) {
+        (Some(pid), Some(before), Some(a), Some(b)) => Some(ServerStats {
+            pid,
+            cpu: b.cpu.saturating_sub(a.cpu),
+            rss_before: before.rss,
+            rss_after: b.rss,
+        }),
+        _ => None,
+    };
+    Ok(PubSubResults {
+        settings: settings.clone(),
+        started,
+        open_time,
+        measured: settings.duration,
+        publishes: engine.publishes_measured,
+        deliveries: engine.deliveries_measured,
+        published: engine.acked,
+        delivered: engine.delivered,
+        expected: engine.acked.saturating_mul(settings.subscribers as u64),
+        lost,
+        duplicates,
+        out_of_order,
+        faulty,
+        faulty_count,
+        errors: engine.errors,
+        cpu_window,
+        client_cpu: match (client_start, client_end) {
+            (Some(a), Some(b)) => Some(b.cpu.saturating_sub(a.cpu)),
+            _ => None,
+        },
+        server,
+        latency: engine.hist,
+    })
+}
+
+impl PubSubResults {
+    /// One line saying what ran (the plot's caption).
+    pub(crate) fn title(&self) -> String {
+        let s = &self.settings;
+        format!(
+            "{} subscribers, {} publishers x {} payloads, {}",
+            s.subscribers,
+            s.publishers,
+            bytes(s.size as u64),
+            rate_text(s)
+        )
+    }
+
+    fn per_sec(&self, n: u64) -> f64 {
+        let secs = self.measured.as_secs_f64();
+        if secs > 0.0 { n as f64 / secs } else { 0.0 }
+    }
+
+    fn cpu_percent(&self, cpu: Duration) -> f64 {
+        let window = self.cpu_window.as_secs_f64();
+        if window > 0.0 {
+            100.0 * cpu.as_secs_f64() / window
+        } else {
+            0.0
+        }
+    }
+
+    /// CPU per delivery in the window, in microseconds.
+    fn us_per_delivery(&self, cpu: Duration) -> Option<f64> {
+        (self.deliveries > 0).then(|| cpu.as_secs_f64() * 1e6 / self.deliveries as f64)
+    }
+
+    /// `Ok` for a clean run; otherwise one line saying what went wrong.
+    pub(crate) fn verdict(&self) -> io::Result<()> {
+        if self.errors.total() > 0 {
+            let first = self.errors.samples.first().cloned().unwrap_or_default();
+            return Err(io::Error::other(format!(
+                "{} error(s) (lost {}, duplicate {}, out of order {}): {first}",
+                self.errors.total(),
+                self.lost,
+                self.duplicates,
+                self.out_of_order
+            )));
+        }
+        if self.delivered == 0 {
+            return Err(io::Error::other(format!(
+                "nothing was delivered ({} publishes accepted)",
+                self.published
+            )));
+        }
+        Ok(())
+    }
+
+    /// The human-readable report.
+    pub(crate) fn text(&self) -> String {
+        let s = &self.settings;
+        let mut out = String::new();
+        let _ = writeln!(out, "wsengine load --hub {}", s.url);
+        let _ = writeln!(
+            out,
+            "  channel {}: {} subscribers, {} publishers x {} payloads, {}, at most {} in flight each",
+            s.channel,
+            s.subscribers,
+            s.publishers,
+            bytes(s.size as u64),
+            rate_text(s),
+            s.cap()
+        );
+        let _ = writeln!(
+            out,
+            "  opened and subscribed in {:.3} s; warmup {}; measured {}",
+            self.open_time.as_secs_f64(),
+            report::secs(s.warmup),
+            report::secs(self.measured)
+        );
+        let _ = writeln!(
+            out,
+            "publishes    {} ({} publishes/s)",
+            count(self.publishes as f64),
+            count(self.per_sec(self.publishes))
+        );
+        let _ = writeln!(
+            out,
+            "deliveries   {} ({} deliveries/s, {:.2} MB/s of payload)",
+            count(self.deliveries as f64),
+            count(self.per_sec(self.deliveries)),
+            self.per_sec(self.deliveries) * s.size as f64 / 1e6
+        );
+        let h = &self.latency;
+        if h.is_empty() {
+            let _ = writeln!(out, "latency      none measured");
+        } else {
+            let _ = writeln!(
+                out,
+                "latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (min {}, mean {}; \
+                 publisher send to subscriber receive)",
+                nanos(h.value_at_quantile(0.5) as f64),
+                nanos(h.value_at_quantile(0.9) as f64),
+                nanos(h.value_at_quantile(0.99) as f64),
+                nanos(h.value_at_quantile(0.999) as f64),
+                nanos(h.max() as f64),
+                nanos(h.min() as f64),
+                nanos(h.mean()),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "totals       {} published, {} of {} deliveries; lost {}, duplicate {}, \
+             out of order {}",
+            count(self.published as f64),
+            count(self.delivered as f64),
+            count(self.expected as f64),
+            self.lost,
+            self.duplicates,
+            self.out_of_order
+        );
+        for f in &self.faulty {
+            let _ = writeln!(
+                out,
+                "  subscriber {}: lost {}, duplicate {}, out of order {}",
+                f.subscriber, f.lost, f.duplicates, f.out_of_order
+            );
+        }
+        if self.faulty_count > self.faulty.len() {
+            let _ = writeln!(
+                out,
+                "  ({} more subscribers with faults)",
+                self.faulty_count - self.faulty.len()
+            );
+        }
+        let _ = write!(out, "errors       {}", self.errors.total());
+        for sample in &self.errors.samples {
+            let _ = write!(out, "\n  {sample}");
+        }
+        out.push('\n');
+        if let Some(cpu) = self.client_cpu {
+            let _ = writeln!(
+                out,
+                "client CPU   {:.2} s in {} = {:.1}% of a core{}",
+                cpu.as_secs_f64(),
+                report::secs(self.cpu_window),
+                self.cpu_percent(cpu),
+                self.us_per_delivery(cpu)
+                    .map(|us| format!(", {us:.2} µs per delivery"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(server) = &self.server {
+            let _ = writeln!(
+                out,
+                "server CPU   {:.2} s in {} = {:.1}% of a core{} (pid {})",
+                server.cpu.as_secs_f64(),
+                report::secs(self.cpu_window),
+                self.cpu_percent(server.cpu),
+                self.us_per_delivery(server.cpu)
+                    .map(|us| format!(", {us:.2} µs per delivery"))
+                    .unwrap_or_default(),
+                server.pid
+            );
+            let _ = writeln!(
+                out,
+                "server RSS   {} before, {} after",
+                bytes(server.rss_before),
+                bytes(server.rss_after)
+            );
+        }
+        out
+    }
+
+    /// The JSON document (schema `wsengine-load/1`, mode `pubsub`).
+    pub(crate) fn json(&self) -> String {
+        let s = &self.settings;
+        let started_ms = self
+            .started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut o = String::from("{\n");
+        let _ = writeln!(o, "  \"schema\": \"wsengine-load/1\",");
+        let _ = writeln!(o, "  \"mode\": \"pubsub\",");
+        let _ = writeln!(o, "  \"url\": {},", report::json_str(&s.url));
+        let _ = writeln!(o, "  \"started_unix_ms\": {started_ms},");
+        let _ = writeln!(
+            o,
+            "  \"settings\": {{\"subscribers\": {}, \"publishers\": {}, \"channel\": {}, \
+             \"size\": {}, \"rate_per_publisher\": {}, \"in_flight\": {}, \"warmup_s\": {}, \
+             \"duration_s\": {}}},",
+            s.subscribers,
+            s.publishers,
+            report::json_str(&s.channel),
+            s.size,
+            s.rate,
+            s.cap(),
+            num(s.warmup.as_secs_f64()),
+            num(s.duration.as_secs_f64()),
+        );
+        let _ = writeln!(o, "  \"open_s\": {},", num(self.open_time.as_secs_f64()));
+        let _ = writeln!(o, "  \"measured_s\": {},", num(self.measured.as_secs_f64()));
+        let _ = writeln!(o, "  \"publishes\": {},", self.publishes);
+        let _ = writeln!(
+            o,
+            "  \"publishes_per_s\": {},",
+            num(self.per_sec(self.publishes))
+        );
+        let _ = writeln!(o, "  \"deliveries\": {},", self.deliveries);
+        let _ = writeln!(
+            o,
+            "  \"deliveries_per_s\": {},",
+            num(self.per_sec(self.deliveries))
+        );
+        let _ = writeln!(
+            o,
+            "  \"mb_per_s\": {},",
+            num(self.per_sec(self.deliveries) * s.size as f64 / 1e6)
+        );
+        let h = &self.latency;
+        if h.is_empty() {
+            let _ = writeln!(o, "  \"latency_us\": null,");
+        } else {
+            let us = |ns: f64| num(ns / 1e3);
+            let _ = writeln!(
+                o,
+                "  \"latency_us\": {{\"count\": {}, \"min\": {}, \"mean\": {}, \"p50\": {}, \
+                 \"p90\": {}, \"p99\": {}, \"p99_9\": {}, \"max\": {}}},",
+                h.len(),
+                us(h.min() as f64),
+                us(h.mean()),
+                us(h.value_at_quantile(0.5) as f64),
+                us(h.value_at_quantile(0.9) as f64),
+                us(h.value_at_quantile(0.99) as f64),
+                us(h.value_at_quantile(0.999) as f64),
+                us(h.max() as f64),
+            );
+        }
+        let faulty: Vec<String> = self
+            .faulty
+            .iter()
+            .map(|f| {
+                format!(
+                    "{{\"subscriber\": {}, \"lost\": {}, \"duplicates\": {}, \"out_of_order\": {}}}",
+                    f.subscriber, f.lost, f.duplicates, f.out_of_order
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "  \"totals\": {{\"published\": {}, \"delivered\": {}, \"expected\": {}, \
+             \"lost\": {}, \"duplicates\": {}, \"out_of_order\": {}, \
+             \"subscribers_with_faults\": {}, \"faults\": [{}]}},",
+            self.published,
+            self.delivered,
+            self.expected,
+            self.lost,
+            self.duplicates,
+            self.out_of_order,
+            self.faulty_count,
+            faulty.join(", ")
+        );
+        let _ = write!(o, "  \"errors\": {{\"total\": {}", self.errors.total());
+        for kind in Kind::ALL {
+            let _ = write!(o, ", \"{}\": {}", kind.name(), self.errors.get(kind));
+        }
+        let samples: Vec<String> = self
+            .errors
+            .samples
+            .iter()
+            .map(|s| report::json_str(s))
+            .collect();
+        let _ = writeln!(o, ", \"samples\": [{}]}},", samples.join(", "));
+        let _ = writeln!(
+            o,
+            "  \"cpu_window_s\": {},",
+            num(self.cpu_window.as_secs_f64())
+        );
+        match self.client_cpu {
+            Some(cpu) => {
+                let _ = writeln!(
+                    o,
+                    "  \"client\": {{\"cpu_s\": {}, \"cpu_percent\": {}, \"cpu_us_per_delivery\": {}}},",
+                    num(cpu.as_secs_f64()),
+                    num(self.cpu_percent(cpu)),
+                    self.us_per_delivery(cpu).map_or("null".into(), num)
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  \"client\": null,");
+            }
+        }
+        match &self.server {
+            Some(server) => {
+                let _ = writeln!(
+                    o,
+                    "  \"server\": {{\"pid\": {}, \"cpu_s\": {}, \"cpu_percent\": {}, \
+                     \"cpu_us_per_delivery\": {}, \"rss_before_bytes\": {}, \
+                     \"rss_after_bytes\": {}}}",
+                    server.pid,
+                    num(server.cpu.as_secs_f64()),
+                    num(self.cpu_percent(server.cpu)),
+                    self.us_per_delivery(server.cpu).map_or("null".into(), num),
+                    server.rss_before,
+                    server.rss_after,
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  \"server\": null");
+            }
+        }
+        o.push_str("}\n");
+        o
+    }
+}
+
+/// The publishing pace, in words.
+fn rate_text(s: &HubSettings) -> String {
+    if s.rate == 0 {
+        "no rate cap".to_owned()
+    } else {
+        format!("{} publishes/s each", count(s.rate as f64))
+    }
+}
