@@ -119,12 +119,25 @@ pub(crate) struct LoadArgs {
     /// Pub/sub mode: subscriber connections.
     #[arg(long, default_value_t = 100, requires = "hub")]
     subscribers: usize,
-    /// Pub/sub mode: publisher connections.
+    /// Pub/sub mode: publisher connections (0: subscribers only, held for --warmup and
+    /// --duration: with --server-pid, the server's memory per idle subscriber).
     #[arg(long, default_value_t = 1, requires = "hub")]
     publishers: usize,
     /// Pub/sub mode: the channel to subscribe and publish to.
     #[arg(long, default_value = "bench", requires = "hub")]
     channel: String,
+    /// Pub/sub mode: the protocol spoken. `hub`: docs/HUB-PROTOCOL.md. `socketio`:
+    /// Socket.IO 4 over its WebSocket transport (the URL's path defaults to
+    /// /socket.io/?EIO=4&transport=websocket; events `subscribe` and `publish` with
+    /// acks, deliveries as `publication` events with a per-channel offset, as
+    /// benches/compare/node/pubsub_socketio.js serves). `broadcast`: `wsengine serve
+    /// --mode broadcast`, which relays every message to every client, the sender
+    /// included: the payload goes as is, subscribers check (publisher, sequence) instead
+    /// of offsets, and a publisher's own message coming back stands for the publish
+    /// reply (the relay to everyone is queued by then), so --in-flight and --rate work
+    /// as with the hub.
+    #[arg(long, value_enum, default_value_t = pubsub::Dialect::Hub, requires = "hub")]
+    dialect: pubsub::Dialect,
     /// Idle mode: how long to hold the connections open.
     #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "idle")]
     hold: Duration,

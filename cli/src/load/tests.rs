@@ -380,29 +380,56 @@ fn handshake_mode_opens_and_closes_connections_in_turn_over_ws_and_wss() {
 /// one that counts setups in a short window: on a small machine they would skew it.
 static BUSY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-use super::pubsub::{self, HubSettings};
+use super::pubsub::{self, Dialect, HubSettings};
 
 #[test]
 fn publish_payloads_have_the_requested_size() {
     let pad = "x".repeat(300);
-    let mut out = String::new();
-    for (size, t, s) in [
-        (100, 1, 0),
-        (300, u64::MAX, u64::MAX),
-        (64, 123_456_789, 42),
+    let (mut payload, mut out) = (String::new(), String::new());
+    for (size, t, p, s) in [
+        (100, 1, 0, 0),
+        (300, u64::MAX, 9, u64::MAX),
+        (64, 123_456_789, 1, 42),
     ] {
-        pubsub::build_publish(&mut out, &pad, "bench", 7, t, s, size);
+        pubsub::write_payload(&mut payload, &pad, t, p, s, size);
+        assert_eq!(payload.len(), size, "{payload}");
+        pubsub::build_publish(&mut out, Dialect::Hub, "bench", 7, &payload);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["type"], "publish");
         assert_eq!(v["id"], 7);
         assert_eq!(v["channel"], "bench");
         assert_eq!(v["payload"]["t"], t);
+        assert_eq!(v["payload"]["p"], p);
         assert_eq!(v["payload"]["s"], s);
         assert_eq!(v["payload"].to_string().len(), size, "{out}");
+        // Socket.IO: an event with ack id 7.
+        pubsub::build_publish(&mut out, Dialect::SocketIo, "bench", 7, &payload);
+        let rest = out.strip_prefix("427").unwrap();
+        let v: serde_json::Value = serde_json::from_str(rest).unwrap();
+        assert_eq!(v[0], "publish");
+        assert_eq!(v[1]["channel"], "bench");
+        assert_eq!(v[1]["payload"]["s"], s);
+        // Broadcast: the payload as is.
+        pubsub::build_publish(&mut out, Dialect::Broadcast, "bench", 7, &payload);
+        assert_eq!(out, payload);
     }
     // Smaller than the stamp: the stamp alone.
-    pubsub::build_publish(&mut out, &pad, "bench", 7, 1, 2, 3);
-    assert!(out.ends_with(r#"{"t":1,"s":2,"pad":""}}"#), "{out}");
+    pubsub::write_payload(&mut payload, &pad, 1, 0, 2, 3);
+    assert_eq!(payload, r#"{"t":1,"p":0,"s":2,"pad":""}"#);
+}
+
+#[test]
+fn socketio_urls_get_the_transport_path() {
+    let path = "/socket.io/?EIO=4&transport=websocket";
+    for url in ["ws://127.0.0.1:9", "ws://127.0.0.1:9/"] {
+        assert_eq!(
+            Dialect::SocketIo.url(url),
+            format!("ws://127.0.0.1:9{path}")
+        );
+        assert_eq!(Dialect::Hub.url(url), url);
+    }
+    let given = "ws://h:1/io/?EIO=4&transport=websocket";
+    assert_eq!(Dialect::SocketIo.url(given), given);
 }
 
 #[test]
@@ -458,6 +485,7 @@ fn hub(
 fn hub_settings(addr: SocketAddr) -> HubSettings {
     HubSettings {
         url: format!("ws://{addr}/ws"),
+        dialect: Dialect::Hub,
         subscribers: 5,
         publishers: 2,
         channel: "bench".to_owned(),
@@ -576,4 +604,70 @@ fn pubsub_against_a_server_that_closes_fails_to_subscribe() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let _ = std::net::TcpStream::connect(addr); // unblocks the closer if it waits
     drop(closer);
+}
+
+/// Relays every text message to every open connection, the sender included (what
+/// `wsengine serve --mode broadcast` does).
+struct Broadcast;
+
+impl Handler for Broadcast {
+    fn on_event(&mut self, ctx: &mut Context<'_>, _id: ConnId, event: Event) {
+        if let Event::Text { data, .. } = event {
+            ctx.broadcast(&wsengine::Message::Text(data), None);
+        }
+    }
+}
+
+fn broadcast_server() -> (SocketAddr, Handle, JoinHandle<()>) {
+    let mut event_loop = EventLoop::new(DriverConfig::default(), Broadcast).unwrap();
+    let addr = event_loop.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let handle = event_loop.handle();
+    let thread = std::thread::spawn(move || event_loop.run().unwrap());
+    (addr, handle, thread)
+}
+
+#[test]
+fn pubsub_against_a_broadcast_server_checks_each_publishers_sequence() {
+    let (addr, handle, thread) = broadcast_server();
+    for rate in [20, 0] {
+        let mut settings = hub_settings(addr);
+        settings.url = format!("ws://{addr}/");
+        settings.dialect = Dialect::Broadcast;
+        settings.rate = rate;
+        settings.in_flight = 4;
+        settings.warmup = Duration::from_millis(100);
+        settings.duration = Duration::from_millis(if rate == 0 { 300 } else { 1000 });
+        settings.server_pid = None;
+        let results = pubsub::execute(&settings, ProgressMode::Quiet).unwrap();
+        println!("{}", results.text());
+        results.verdict().unwrap();
+        assert!(results.published > 0);
+        // Own messages stand for replies: every one came back, and reached all five.
+        assert_eq!(results.delivered, results.published * 5);
+        assert_eq!(
+            (results.lost, results.duplicates, results.out_of_order),
+            (0, 0, 0)
+        );
+        assert!(!results.latency.is_empty());
+        let json: serde_json::Value = serde_json::from_str(&results.json()).unwrap();
+        assert_eq!(json["settings"]["dialect"], "broadcast");
+    }
+    handle.stop().unwrap();
+    thread.join().unwrap();
+}
+
+#[test]
+fn pubsub_without_publishers_holds_idle_subscribers() {
+    let (addr, runtime, stop) = hub(50);
+    let mut settings = hub_settings(addr);
+    settings.publishers = 0;
+    settings.warmup = Duration::ZERO;
+    settings.duration = Duration::from_millis(200);
+    let results = pubsub::execute(&settings, ProgressMode::Quiet).unwrap();
+    results.verdict().unwrap();
+    assert_eq!((results.published, results.delivered), (0, 0));
+    let server = results.server.as_ref().unwrap();
+    assert!(server.rss_after > 0);
+    drop(stop);
+    drop(runtime);
 }
