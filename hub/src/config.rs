@@ -27,6 +27,20 @@ pub struct Config {
     pub engine: EngineConfig,
     /// `[namespaces.NAME]`, one table per namespace.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// `[websocket]` (an addition to the contract's file).
+    pub websocket: WebSocketOptions,
+}
+
+/// `[websocket]`: how `/ws` speaks WebSocket (an addition to the contract's file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketOptions {
+    /// `compression` (default false): negotiate permessage-deflate (RFC 7692) with clients
+    /// that offer it (every browser does), without context takeover in either direction,
+    /// so that a publication is compressed once for all its subscribers and an idle
+    /// connection holds no compressor. Off by default: it costs CPU per publication and
+    /// per reply, and pays only for payloads of a few hundred bytes or more.
+    pub compression: bool,
 }
 
 /// `[auth]` ("Auth", "Running it").

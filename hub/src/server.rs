@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use wsengine::extensions::deflate::negotiate_server;
 use wsengine::handshake::{Header, accept_headers, check_request};
 use wsengine::{Accept, Negotiated, Role};
 use wsengine_tokio::WebSocketStream;
@@ -487,6 +488,16 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, peer: SocketAddr) -> HttpR
             "the hub speaks the subprotocol wsengine.hub.v1",
         );
     };
+    // permessage-deflate when configured and offered (`[websocket] compression`).
+    let mut negotiated = Negotiated::default();
+    let mut accept = accept;
+    if hub.config.websocket.compression
+        && let Some((params, answer)) =
+            negotiate_server(request.extensions(), &session::deflate_config())
+    {
+        accept = accept.header("Sec-WebSocket-Extensions", answer.to_string());
+        negotiated = negotiated.deflate(params);
+    }
     let query_token = req.uri().query().and_then(|q| query_param(q, "token"));
     let Ok(answer) = accept_headers(&request, &accept) else {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "bad answer");
@@ -516,7 +527,7 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, peer: SocketAddr) -> HttpR
             TokioIo::new(upgraded),
             Role::Server,
             config,
-            Negotiated::default(),
+            negotiated,
         ) {
             Ok(ws) => session::run(hub, ws, query_token, peer).await,
             Err(e) => eprintln!("hub: websocket: {e}"),

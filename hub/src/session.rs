@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use wsengine::extensions::deflate::DeflateConfig;
 use wsengine::frame::CloseFrame;
 use wsengine::{CloseCode, Keepalive, PreparedMessage};
 use wsengine_tokio::{Message, WebSocketStream};
@@ -65,11 +66,21 @@ pub fn websocket_config(config: &Config) -> wsengine::Config {
     ws.max_message_size = limits.max_message_size;
     ws.max_frame_size = limits.max_message_size;
     ws.max_send_buffer = usize::MAX;
+    if config.websocket.compression {
+        ws.deflate = Some(deflate_config());
+    }
     ws.keepalive = Some(Keepalive {
         interval: Duration::from_secs(limits.ping_interval),
         timeout: Duration::from_secs(limits.ping_interval.max(10)),
     });
     ws
+}
+
+/// permessage-deflate for `/ws` when `[websocket] compression` is on: no context takeover
+/// either way, so that a prepared publication compressed on its own can go to every
+/// client that negotiated it, and an idle connection keeps no compressor.
+pub fn deflate_config() -> DeflateConfig {
+    DeflateConfig::low_memory()
 }
 
 /// Seconds since the Unix epoch, for tokens' `exp`.
@@ -110,13 +121,19 @@ impl<'a> WirePublication<'a> {
     }
 }
 
-/// The `publication` message of `p`, encoded once per node.
-pub fn publication_frame(p: &Publication) -> &PreparedMessage {
+/// The `publication` message of `p`, encoded once per node (and compressed once, for
+/// the clients that negotiated permessage-deflate, when `compress`).
+pub fn publication_frame(p: &Publication, compress: bool) -> &PreparedMessage {
     p.wire.get_or_init(|| {
         let mut message = WirePublication::item(p);
         message.ty = Some("publication");
         let text = serde_json::to_string(&message).unwrap_or_default();
-        PreparedMessage::text(text)
+        let frame = PreparedMessage::text(text);
+        if compress {
+            frame.with_deflate(&deflate_config())
+        } else {
+            frame
+        }
     })
 }
 
@@ -494,7 +511,7 @@ where
                     break;
                 }
                 Ok(ChannelEvent::Publication(p)) => {
-                    let frame = publication_frame(&p);
+                    let frame = publication_frame(&p, self.hub.config.websocket.compression);
                     if !self.deliver(frame, p.payload.get().len()) {
                         break;
                     }

@@ -41,3 +41,53 @@ async fn connect_subscribe_publish_round_trip() {
 }
 
 mod http_api;
+
+/// `[websocket] compression`: a client that offers permessage-deflate gets it (without
+/// context takeover), and a publication large enough to compress arrives intact, the
+/// same text for a client that did not offer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_is_negotiated_when_configured() {
+    let mut config = demo_config();
+    config.websocket.compression = true;
+    let hub = TestHub::start(config).await;
+    let mut ws_config = wsengine::Config::default();
+    ws_config.deflate = Some(wsengine::extensions::deflate::DeflateConfig::default());
+    let (ws, response) = wsengine_tokio::connect_with(hub.request_for("/ws"), ws_config)
+        .await
+        .expect("handshake");
+    let offer = response
+        .extensions()
+        .iter()
+        .find(|e| e.name == "permessage-deflate")
+        .expect("permessage-deflate negotiated");
+    assert!(
+        offer
+            .params
+            .iter()
+            .any(|p| p.name == "server_no_context_takeover"),
+        "{offer}"
+    );
+    let mut compressed = TestClient { ws, next_id: 1 };
+    compressed.connect(None).await;
+    compressed
+        .ok(json!({"type": "subscribe", "channel": "big"}))
+        .await;
+    let (mut plain, _) = hub.connected().await;
+    plain
+        .ok(json!({"type": "subscribe", "channel": "big"}))
+        .await;
+    let text = "all work and no play ".repeat(100);
+    let (mut publisher, _) = hub.connected().await;
+    publisher
+        .ok(json!({"type": "publish", "channel": "big", "payload": {"text": text}}))
+        .await;
+    // `plain`'s join reaches `compressed` first (presence is on in the demo).
+    let mut a = compressed.recv().await;
+    while a["type"] != "publication" {
+        a = compressed.recv().await;
+    }
+    let b = plain.recv_text().await;
+    assert_eq!(a["payload"]["text"], text.as_str());
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&b).unwrap(), a);
+    hub.stop().await;
+}
