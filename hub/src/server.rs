@@ -54,8 +54,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the HTTP side waits for a request's headers (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a graceful shutdown waits for sessions to finish their closing handshakes.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a graceful shutdown waits for sessions to finish their closing handshakes,
+/// unless [`Server::with_shutdown_grace`] says otherwise.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the server is started with.
 pub struct ServerOptions {
@@ -176,6 +177,7 @@ pub struct Server {
     hub: Arc<Hub>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: watch::Sender<bool>,
+    shutdown_grace: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -228,7 +230,16 @@ impl Server {
             hub: Arc::new(hub),
             tls: options.tls.map(tokio_rustls::TlsAcceptor::from),
             shutdown,
+            shutdown_grace: SHUTDOWN_GRACE,
         })
+    }
+
+    /// How long [`run`](Self::run) waits, once stopped, for the HTTP connections and the
+    /// sessions' closing handshakes (default [`SHUTDOWN_GRACE`]).
+    #[must_use]
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
     }
 
     /// The address it listens on.
@@ -272,7 +283,7 @@ impl Server {
         // The HTTP connections end (an upgraded one already has), and the sessions
         // finish their closing handshakes after the 1001 each of them sends.
         let mut sessions = self.hub.sessions.subscribe();
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let _ = tokio::time::timeout(self.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
             let _ = sessions.wait_for(|n| *n == 0).await;
         })

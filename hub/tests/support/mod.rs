@@ -50,7 +50,12 @@ impl TestHub {
     }
 
     pub async fn start_with(options: ServerOptions) -> Self {
-        let server = Server::bind(options).await.expect("bind");
+        // Tests mostly end with clients that no longer read: a short grace keeps their
+        // stop quick (`graceful_stop_closes_1001` reads its clients).
+        let server = Server::bind(options)
+            .await
+            .expect("bind")
+            .with_shutdown_grace(Duration::from_millis(300));
         let addr = server.local_addr().expect("addr");
         let hub = std::sync::Arc::clone(server.hub());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
