@@ -17,7 +17,10 @@
 #
 # 1. Saturation: for each server, subscriber count (PUBSUB_SUBSCRIBERS, default
 #    "100 1000 10000") and payload size (PUBSUB_SIZES, default "16 1024"): one publisher,
-#    no rate cap, PUBSUB_IN_FLIGHT (default 16) publishes awaiting their reply;
+#    no rate cap, at most PUBSUB_IN_FLIGHT (default 16) publications not yet received by
+#    every subscriber (--until-delivered: a reply only says the server took the
+#    publication, and a server faster than the generator's reader would otherwise queue
+#    until its slow-consumer limit closes subscribers: the hub's 4003 at 1 MiB);
 #    PUBSUB_REPS (default 3) runs of PUBSUB_WARMUP (1s) + PUBSUB_DURATION (3s), a fresh
 #    server per point; medians of deliveries/s, latency percentiles, server CPU.
 # 2. Latency: at half the publishes/s hub-1core reached at each point, hub-1core and
@@ -166,7 +169,7 @@ load() {
 }
 
 port=19500
-step "saturation: 1 publisher, no rate cap, $in_flight in flight; $reps rep(s) of $warmup + $duration"
+step "saturation: 1 publisher, no rate cap, $in_flight publications in flight until delivered; $reps rep(s) of $warmup + $duration"
 for c in "${subscribers[@]}"; do
     for size in "${sizes[@]}"; do
         for server in "${servers[@]}"; do
@@ -175,7 +178,7 @@ for c in "${subscribers[@]}"; do
             for rep in $(seq "$reps"); do
                 base="$out/sat__${server}__c${c}__s${size}__r${rep}"
                 echo "--- $server: $c subscribers, $size B, rep $rep (pid $server_pid)"
-                load "$base" --subscribers "$c" --publishers 1 --rate 0 --in-flight "$in_flight" \
+                load "$base" --subscribers "$c" --publishers 1 --rate 0 --in-flight "$in_flight" --until-delivered \
                     --size "$size" --warmup "$warmup" --duration "$duration"
             done
             stop_server

@@ -138,6 +138,13 @@ pub(crate) struct LoadArgs {
     /// as with the hub.
     #[arg(long, value_enum, default_value_t = pubsub::Dialect::Hub, requires = "hub")]
     dialect: pubsub::Dialect,
+    /// Pub/sub mode: --in-flight counts a publish until every subscriber has received
+    /// it rather than until its reply (or own relayed message), so the publishers never
+    /// outrun the slowest subscriber: a saturating run without a backlog growing in the
+    /// server (a reply only says the server took the publication; without this a server
+    /// faster than the subscribers' reader queues up to its slow-consumer limit).
+    #[arg(long, requires = "hub")]
+    until_delivered: bool,
     /// Idle mode: how long to hold the connections open.
     #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "idle")]
     hold: Duration,

@@ -17,6 +17,7 @@
 //! too.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -97,6 +98,9 @@ pub(crate) struct HubSettings {
     /// Most publishes awaiting their reply, per publisher, with no rate (with a rate:
     /// at least this, and up to one second's worth; see [`HubSettings::cap`]).
     pub(crate) in_flight: usize,
+    /// `--in-flight` counts a publish until every subscriber has received it, not until
+    /// its reply.
+    pub(crate) until_delivered: bool,
     /// Bytes of each publication's payload (its JSON text).
     pub(crate) size: usize,
     pub(crate) warmup: Duration,
@@ -154,6 +158,7 @@ impl HubSettings {
             channel: args.channel.clone(),
             rate: args.rate.unwrap_or(DEFAULT_RATE),
             in_flight: args.in_flight,
+            until_delivered: args.until_delivered,
             size: args.size,
             warmup: args.warmup,
             duration: args.duration,
@@ -383,6 +388,15 @@ fn clip(text: &str, n: usize) -> String {
     }
 }
 
+/// One publisher's publications not yet delivered to every subscriber.
+#[derive(Debug, Default)]
+struct Fanout {
+    /// The sequence number of `left[0]`.
+    base: u64,
+    /// Subscribers yet to receive each publication, oldest first.
+    left: VecDeque<u32>,
+}
+
 /// The generator: connections, pacing, counters.
 struct Engine {
     poll: Poll,
@@ -430,6 +444,13 @@ struct Engine {
     setup_failed: bool,
     /// Connections the transport is done with (a subscriber's offsets still count).
     gone: Vec<Conn>,
+    /// `--until-delivered`: a publish is in flight until every subscriber has it.
+    until_delivered: bool,
+    subscribers: usize,
+    /// Per publisher (`--until-delivered`): deliveries still awaited per publication.
+    fanout: Vec<Fanout>,
+    /// Publishers whose oldest publications were delivered everywhere this turn.
+    woken: Vec<usize>,
     /// Reused for every outgoing publish, and its payload.
     out: String,
     payload: String,
@@ -486,6 +507,12 @@ impl Engine {
             gone: Vec::new(),
             out: String::with_capacity(settings.size + 256),
             payload: String::with_capacity(settings.size + 64),
+            until_delivered: settings.until_delivered,
+            subscribers: settings.subscribers,
+            fanout: (0..settings.publishers)
+                .map(|_| Fanout::default())
+                .collect(),
+            woken: Vec::new(),
             pad: "x".repeat(settings.size),
         })
     }
@@ -714,6 +741,13 @@ impl Engine {
             {
                 return;
             }
+            let fanout = self.fanout.get_mut(c.index);
+            if self.until_delivered
+                && let Some(q) = &fanout
+                && q.left.len() as u64 >= self.in_flight
+            {
+                return;
+            }
             if let Some(interval) = self.interval {
                 if c.next_at > now {
                     return;
@@ -743,6 +777,12 @@ impl Engine {
                     c.sent += 1;
                     if let Some(n) = self.sent_by.get_mut(c.index) {
                         *n += 1;
+                    }
+                    if self.until_delivered
+                        && let Some(q) = fanout
+                    {
+                        q.left
+                            .push_back(u32::try_from(self.subscribers).unwrap_or(u32::MAX));
                     }
                     c.next_id += 1;
                     self.pending += 1;
@@ -793,6 +833,15 @@ impl Engine {
             self.service(i, readable);
         }
         self.batch = batch;
+        // --until-delivered: publishers whose window opened.
+        let now = Instant::now();
+        let mut woken = std::mem::take(&mut self.woken);
+        for p in woken.drain(..) {
+            let i = self.subscribers + p;
+            self.fill(i, now);
+            self.settle(i, now);
+        }
+        self.woken = woken;
         Ok(())
     }
 
@@ -992,11 +1041,33 @@ impl Engine {
 
     /// A delivery to a subscriber: counted if `fresh` (not a duplicate), and its
     /// latency recorded in the window.
-    fn delivery(&mut self, fresh: bool, t: u64, now: Instant) {
+    fn delivery(&mut self, fresh: bool, stamp: &Stamp, now: Instant) {
         if !fresh {
             return;
         }
+        let t = stamp.t;
         self.delivered += 1;
+        // --until-delivered: one subscriber fewer to wait for.
+        if self.until_delivered
+            && let Some(q) = self.fanout.get_mut(stamp.p)
+        {
+            if let Some(left) = stamp
+                .s
+                .checked_sub(q.base)
+                .and_then(|at| q.left.get_mut(usize::try_from(at).ok()?))
+            {
+                *left = left.saturating_sub(1);
+            }
+            let mut done = false;
+            while q.left.front() == Some(&0) {
+                q.left.pop_front();
+                q.base += 1;
+                done = true;
+            }
+            if done {
+                self.woken.push(stamp.p);
+            }
+        }
         if let Some((from, to)) = self.window
             && now >= from
             && now < to
@@ -1050,7 +1121,7 @@ impl Engine {
                 let before = o.received;
                 o.note(stamp.s);
                 let fresh = o.received > before;
-                self.delivery(fresh, stamp.t, now);
+                self.delivery(fresh, &stamp, now);
             }
         }
     }
@@ -1132,7 +1203,7 @@ impl Engine {
                         let before = c.offsets.received;
                         c.offsets.note(offset);
                         let fresh = c.offsets.received > before;
-                        self.delivery(fresh, stamp.t, now);
+                        self.delivery(fresh, &stamp, now);
                         return;
                     }
                     _ => unexpected("an unexpected event"),
@@ -1200,7 +1271,7 @@ impl Engine {
                 let before = c.offsets.received;
                 c.offsets.note(offset);
                 let fresh = c.offsets.received > before;
-                self.delivery(fresh, stamp.t, now);
+                self.delivery(fresh, &stamp, now);
             }
             ("ping", _) => {
                 // The hub's application-level keepalive (docs/HUB-PROTOCOL.md).

@@ -491,6 +491,7 @@ fn hub_settings(addr: SocketAddr) -> HubSettings {
         channel: "bench".to_owned(),
         rate: 20,
         in_flight: 1,
+        until_delivered: false,
         size: 100,
         warmup: Duration::from_millis(200),
         duration: Duration::from_secs(2),
@@ -556,16 +557,19 @@ fn pubsub_as_fast_as_in_flight_allows() {
     settings.warmup = Duration::ZERO;
     settings.duration = Duration::from_millis(300);
     settings.server_pid = None;
-    let results = pubsub::execute(&settings, ProgressMode::Quiet).unwrap();
-    println!("{}", results.text());
-    results.verdict().unwrap();
-    assert_eq!(results.delivered, results.published * 5);
-    assert_eq!(
-        (results.lost, results.duplicates, results.out_of_order),
-        (0, 0, 0)
-    );
-    // Bounded by the round trip only: far more than any paced run of 300 ms.
-    assert!(results.published >= 100, "{}", results.published);
+    for until_delivered in [false, true] {
+        settings.until_delivered = until_delivered;
+        let results = pubsub::execute(&settings, ProgressMode::Quiet).unwrap();
+        println!("{}", results.text());
+        results.verdict().unwrap();
+        assert_eq!(results.delivered, results.published * 5);
+        assert_eq!(
+            (results.lost, results.duplicates, results.out_of_order),
+            (0, 0, 0)
+        );
+        // Bounded by the round trip only: far more than any paced run of 300 ms.
+        assert!(results.published >= 100, "{}", results.published);
+    }
     drop(stop);
     drop(runtime);
 }
@@ -629,11 +633,12 @@ fn broadcast_server() -> (SocketAddr, Handle, JoinHandle<()>) {
 #[test]
 fn pubsub_against_a_broadcast_server_checks_each_publishers_sequence() {
     let (addr, handle, thread) = broadcast_server();
-    for rate in [20, 0] {
+    for (rate, until_delivered) in [(20, false), (0, false), (0, true)] {
         let mut settings = hub_settings(addr);
         settings.url = format!("ws://{addr}/");
         settings.dialect = Dialect::Broadcast;
         settings.rate = rate;
+        settings.until_delivered = until_delivered;
         settings.in_flight = 4;
         settings.warmup = Duration::from_millis(100);
         settings.duration = Duration::from_millis(if rate == 0 { 300 } else { 1000 });
