@@ -23,8 +23,11 @@
 #    until its slow-consumer limit closes subscribers: the hub's 4003 at 1 MiB);
 #    PUBSUB_REPS (default 3) runs of PUBSUB_WARMUP (1s) + PUBSUB_DURATION (3s), a fresh
 #    server per point; medians of deliveries/s, latency percentiles, server CPU.
-# 2. Latency: at half the publishes/s hub-1core reached at each point, hub-1core and
-#    broadcast at that fixed rate (PUBSUB_LATENCY=0 skips).
+# 2. Latency: at 1/D of the publishes/s hub-1core reached at each point, for each D in
+#    PUBSUB_LATENCY_DIVISORS (default "2 4": half and a quarter), hub-1core and broadcast
+#    at that fixed rate (PUBSUB_LATENCY=0 skips). Without the saturation runs' window
+#    each publication tends to be its own write per subscriber, so a fixed fraction of
+#    the rate is not that fraction of the CPU: the server CPU is in the table.
 # 3. Memory per idle subscriber: PUBSUB_IDLE (default 5000) subscribers on one channel,
 #    no publisher; (server RSS after - before) / N for hub, broadcast, node-ws, socketio.
 #
@@ -187,19 +190,20 @@ for c in "${subscribers[@]}"; do
 done
 
 if [[ "${PUBSUB_LATENCY:-1}" == 1 ]]; then
-    step "latency at half the hub's saturation (hub-1core and broadcast, fixed rate)"
+    step "latency at a fraction of the hub's saturation (hub-1core and broadcast, fixed rate)"
+    for div in ${PUBSUB_LATENCY_DIVISORS:-2 4}; do
     for c in "${subscribers[@]}"; do
         for size in "${sizes[@]}"; do
-            rate="$(python3 "$here/pubsub_report.py" --half-rate "$out" hub-1core "$c" "$size")"
+            rate="$(python3 "$here/pubsub_report.py" --rate "$out" hub-1core "$c" "$size" "$div")"
             if [[ -z $rate || $rate == 0 ]]; then
                 echo "NOTE: no hub-1core saturation figure for $c x $size B: latency point skipped"
                 continue
             fi
             for server in hub-1core broadcast; do
                 port=$((port + 1))
-                start_server "$server" "$port" "$out/lat__${server}__c${c}__s${size}.server.log" || continue
+                start_server "$server" "$port" "$out/lat${div}__${server}__c${c}__s${size}.server.log" || continue
                 for rep in $(seq "$reps"); do
-                    base="$out/lat__${server}__c${c}__s${size}__r${rep}"
+                    base="$out/lat${div}__${server}__c${c}__s${size}__r${rep}"
                     echo "--- $server: $c subscribers, $size B at $rate publishes/s, rep $rep"
                     load "$base" --subscribers "$c" --publishers 1 --rate "$rate" --in-flight "$in_flight" \
                         --size "$size" --warmup "$warmup" --duration "$duration"
@@ -207,6 +211,7 @@ if [[ "${PUBSUB_LATENCY:-1}" == 1 ]]; then
                 stop_server
             done
         done
+    done
     done
 fi
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Tables for benches/compare/pubsub.sh from its `wsengine load --hub --json` files.
 
-Usage: pubsub_report.py DIR                          markdown tables on stdout
-       pubsub_report.py --half-rate DIR SERVER C SIZE  half the median publishes/s of a
-                                                     saturation point (an integer)
+Usage: pubsub_report.py DIR                            markdown tables on stdout
+       pubsub_report.py --rate DIR SERVER C SIZE DIVISOR  the median publishes/s of a
+                                                       saturation point / DIVISOR (integer)
 
-Files: DIR/sat__SERVER__cC__sSIZE__rN.json (saturation), DIR/lat__... (fixed rate),
+Files: DIR/sat__SERVER__cC__sSIZE__rN.json (saturation), DIR/latD__... (fixed rate at
+1/D of the hub's saturation),
 DIR/idle__SERVER.json (memory per idle subscriber). Medians over the repetitions; a run
 with errors (lost, duplicate, refused, closed) still counts, and is flagged.
 """
@@ -17,7 +18,7 @@ import statistics
 import sys
 
 ORDER = ["hub-1core", "hub-2cores", "broadcast", "node-ws", "socketio"]
-NAME = re.compile(r"^(sat|lat)__(.+)__c(\d+)__s(\d+)__r(\d+)\.json$")
+NAME = re.compile(r"^(sat|lat\d+)__(.+)__c(\d+)__s(\d+)__r(\d+)\.json$")
 
 
 def load(d):
@@ -80,11 +81,11 @@ def ratio(a, b):
 
 
 def main():
-    if sys.argv[1] == "--half-rate":
-        d, server, c, size = sys.argv[2:6]
+    if sys.argv[1] == "--rate":
+        d, server, c, size, div = sys.argv[2:7]
         js = load(d).get(("sat", server, int(c), int(size)), [])
         s = summary(js) if js else None
-        print(int(s["pps"] / 2) if s and s["pps"] else 0)
+        print(int(s["pps"] / float(div)) if s and s["pps"] else 0)
         return
     d = sys.argv[1]
     runs = load(d)
@@ -117,21 +118,24 @@ def main():
                       f"deliveries per server CPU-second {ratio(hub['per_cpu_s'], p['per_cpu_s'])} "
                       f"(target ≥ {goal}x)")
                 targets.append((c, size, peer, goal, wall, cpu))
-    lat_points = sorted({(k[2], k[3]) for k in runs if k[0] == "lat"})
-    if lat_points:
-        print("\n### Latency at half the hub's saturation (fixed rate, 1 publisher)\n")
-        print("| subscribers | size | publishes/s | hub p50 µs | hub p99 µs | broadcast p50 µs "
-              "| broadcast p99 µs | hub p99 / broadcast p99 (target ≤ 2x) | errors |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind in sorted({k[0] for k in runs if k[0].startswith("lat")}, key=lambda k: int(k[3:])):
+        div = int(kind[3:])
+        lat_points = sorted({(k[2], k[3]) for k in runs if k[0] == kind})
+        frac = "half" if div == 2 else f"1/{div}"
+        print(f"\n### Latency at {frac} of the hub's saturation (fixed rate, 1 publisher)\n")
+        print("| subscribers | size | publishes/s | hub p50 µs | hub p99 µs | hub CPU % "
+              "| broadcast p50 µs | broadcast p99 µs | broadcast CPU % "
+              "| hub p99 / broadcast p99 (target ≤ 2x) | errors (hub/broadcast) |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c, size in lat_points:
-            h = runs.get(("lat", "hub-1core", c, size))
-            b = runs.get(("lat", "broadcast", c, size))
+            h = runs.get((kind, "hub-1core", c, size))
+            b = runs.get((kind, "broadcast", c, size))
             h = summary(h) if h else None
             b = summary(b) if b else None
             pps = (h or b or {}).get("pps")
             print(f"| {c:,} | {size} | {f(pps)} | {f(h and h['p50'])} | {f(h and h['p99'])} "
-                  f"| {f(b and b['p50'])} | {f(b and b['p99'])} "
-                  f"| {ratio(h and h['p99'], b and b['p99'])} "
+                  f"| {f(h and h['srv_cpu'])} | {f(b and b['p50'])} | {f(b and b['p99'])} "
+                  f"| {f(b and b['srv_cpu'])} | {ratio(h and h['p99'], b and b['p99'])} "
                   f"| {(h or {}).get('errors', '-')}/{(b or {}).get('errors', '-')} |")
     idle = sorted(glob.glob(os.path.join(d, "idle__*.json")))
     if idle:
