@@ -78,6 +78,10 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
 fi
 if [[ $have_node != 1 ]]; then
     echo "NOTE: node or npm is missing: node-ws and socketio are skipped."
+    if [[ ${PUBSUB_STRICT:-0} == 1 ]]; then
+        echo "FAILED: the Node peers cannot run (PUBSUB_STRICT=1)" >&2
+        exit 1
+    fi
     s=()
     for x in "${servers[@]}"; do [[ $x == node-ws || $x == socketio ]] || s+=("$x"); done
     servers=("${s[@]}")
@@ -158,6 +162,7 @@ start_server() {
         sleep 0.1
     done
     echo "NOTE: $name did not start listening on $port; see $log"
+    failures=$((failures + 1))
     stop_server
     return 1
 }
@@ -168,9 +173,15 @@ load() {
     shift
     timeout 180 "${client_pin[@]}" "$wsengine" load "$url" --hub --dialect "$dialect" \
         --server-pid "$server_pid" --json "$base.json" "$@" >"$base.log" 2>&1 \
-        || echo "NOTE: run failed (exit $?): $(grep -m1 -i 'error' "$base.log" | cut -c1-200); see $base.log"
+        || {
+            echo "NOTE: run failed (exit $?): $(grep -m1 -i 'error' "$base.log" | cut -c1-200); see $base.log"
+            failures=$((failures + 1))
+        }
 }
 
+# Runs that failed or servers that did not start; PUBSUB_STRICT=1 (CI's smoke run) makes
+# any of them the script's failure.
+failures=0
 port=19500
 step "saturation: 1 publisher, no rate cap, $in_flight publications in flight until delivered; $reps rep(s) of $warmup + $duration"
 for c in "${subscribers[@]}"; do
@@ -231,3 +242,7 @@ fi
 echo
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%F %T UTC')"
 python3 "$here/pubsub_report.py" "$out"
+if [[ ${PUBSUB_STRICT:-0} == 1 && $failures -gt 0 ]]; then
+    echo "FAILED: $failures run(s) failed or server(s) did not start (PUBSUB_STRICT=1)" >&2
+    exit 1
+fi
