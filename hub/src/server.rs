@@ -540,7 +540,12 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, peer: SocketAddr) -> HttpR
             config,
             negotiated,
         ) {
-            Ok(ws) => session::run(hub, ws, query_token, peer).await,
+            Ok(mut ws) => {
+                // Most hub clients are quiet between a ping and a publish: hold no
+                // buffer while they are.
+                ws.release_buffers_when_idle(true);
+                session::run(hub, ws, query_token, peer).await;
+            }
             Err(e) => eprintln!("hub: websocket: {e}"),
         }
     });

@@ -715,6 +715,15 @@ impl Connection {
         }
     }
 
+    /// Gives back now every buffer with nothing in it (the receive buffer, an assembly
+    /// buffer, the transmit buffer, idle deflate buffers), as the timers do on their own
+    /// (keepalive's tick at the latest). For a host that knows a connection went quiet
+    /// (its last read was its first in a while) and wants it to hold no buffer until
+    /// the next one; done per read it would allocate again for every read.
+    pub fn release_buffers(&mut self) {
+        self.release_idle_buffers();
+    }
+
     /// Time has passed (a timer is due: keepalive's tick at the latest, with keepalive
     /// on): buffers with nothing in them are given back, so an idle connection that has
     /// exchanged messages holds no more than one that never did. Not done per read or

@@ -350,6 +350,11 @@ impl<S: AsyncRead + AsyncWrite> WebSocketReader<S> {
         self.closed
     }
 
+    /// See [`WebSocketStream::release_buffers_when_idle`](crate::WebSocketStream::release_buffers_when_idle).
+    pub fn release_buffers_when_idle(&mut self, on: bool) {
+        self.shared.lock().release_when_idle = on;
+    }
+
     /// Bytes of memory the connection holds in buffers right now: the core's
     /// ([`Connection::buffered_bytes`]); reads go straight into it. See
     /// [`WebSocketStream::buffered_bytes`].
@@ -454,6 +459,35 @@ fn finished<S>(shared: &Shared<S>, error: Option<Error>) -> Item {
     Item::Finished(error)
 }
 
+/// The stack buffer a connection that holds no buffer is read through
+/// (`release_buffers_when_idle`).
+const IDLE_READ: usize = 512;
+
+/// Reads once from the transport into a small buffer on the stack, for a connection
+/// that holds no buffer: tokio's `poll_read` needs a buffer before it can tell whether
+/// bytes are there, and `recv_buf` would allocate the core's receive buffer (a few KiB)
+/// to offer one, held for as long as the peer stays quiet. What arrives goes into the
+/// core at once (the core allocates then).
+fn read_idle<S: AsyncRead + AsyncWrite>(
+    inner: &mut Inner<S>,
+    read: &mut ReadHalf<S>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let capacity = inner.core.recv_capacity().min(IDLE_READ);
+    let mut stack = [0u8; IDLE_READ];
+    let mut chunk = ReadBuf::new(&mut stack[..capacity]);
+    ready!(Pin::new(read).poll_read(cx, &mut chunk))?;
+    let n = chunk.filled().len();
+    if n == 0 {
+        inner.core.recv_eof();
+    } else {
+        // At most `recv_capacity` bytes: the core takes them all.
+        let taken = inner.core.recv(&stack[..n]);
+        debug_assert_eq!(taken, n);
+    }
+    Poll::Ready(Ok(n))
+}
+
 /// Reads once from the transport straight into the core's receive buffer
 /// ([`Connection::recv_buf`]), under the lock: a non-blocking read, and nothing read is
 /// ever held outside the core. An EOF is handed on too. Returns how many bytes arrived.
@@ -462,6 +496,10 @@ fn read_into_core<S: AsyncRead + AsyncWrite>(
     read: &mut ReadHalf<S>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
+    if inner.release_when_idle && inner.core.buffered_bytes() == 0 && inner.core.recv_capacity() > 0
+    {
+        return read_idle(inner, read, cx);
+    }
     let room = inner.core.recv_buf();
     if room.is_empty() {
         // Cannot happen (poll_event drains a full buffer); never mistake a zero-length
@@ -474,6 +512,11 @@ fn read_into_core<S: AsyncRead + AsyncWrite>(
     let polled = Pin::new(read).poll_read(cx, &mut chunk);
     let n = chunk.filled().len();
     inner.core.commit_recv(n);
+    if polled.is_pending() && inner.release_when_idle {
+        // The peer went quiet with everything handled: hold no buffer until it speaks
+        // again (`read_idle` then reads through the stack).
+        inner.core.release_buffers();
+    }
     ready!(polled)?;
     if n == 0 {
         inner.core.recv_eof();

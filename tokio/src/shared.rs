@@ -94,6 +94,7 @@ impl<S> Shared<S> {
                 until: None,
                 io_error: None,
                 teardown: Teardown::Running { shut_down: false },
+                release_when_idle: false,
             }),
             fan_waker: Waker::from(Arc::clone(&fan)),
             fan,
@@ -132,6 +133,10 @@ pub(crate) struct Inner<S> {
     /// deadline, the timer is armed on that deadline by whichever half polls it, and the
     /// writer's close may shut the write side down itself.
     pub(crate) teardown: Teardown,
+    /// [`WebSocketStream::release_buffers_when_idle`](crate::WebSocketStream::release_buffers_when_idle):
+    /// a connection that holds no buffer is read through a small buffer on the stack,
+    /// and a read that finds nothing gives the core's empty buffers back.
+    pub(crate) release_when_idle: bool,
 }
 
 impl<S: AsyncWrite> Inner<S> {

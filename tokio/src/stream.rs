@@ -271,6 +271,19 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
         self.reader.state()
     }
 
+    /// For servers holding many mostly quiet connections (a pub/sub hub): when a read
+    /// finds nothing more to read and everything received is handled, the core's empty
+    /// buffers are given back at once ([`Connection::release_buffers`]) instead of at its
+    /// next timer, and a connection that holds no buffer is read through a small buffer
+    /// on the stack (512 bytes), the core allocating only when bytes come. A quiet
+    /// connection then holds no buffer between its messages. Off by default: a peer that
+    /// sends one message at a time, each after the last was handled, costs an allocation
+    /// and a copy of up to 512 bytes per message; a busy one (bytes waiting at each read)
+    /// is unaffected.
+    pub fn release_buffers_when_idle(&mut self, on: bool) {
+        self.reader.release_buffers_when_idle(on);
+    }
+
     /// Bytes of memory the connection holds in buffers right now: the core's
     /// ([`Connection::buffered_bytes`]: the receive buffer, a message being assembled,
     /// what waits for the transport, at most `max_send_buffer` plus one message) and the

@@ -1893,3 +1893,44 @@ mod tls {
         });
     }
 }
+
+/// `release_buffers_when_idle`: a quiet connection waiting in `next` holds no buffer,
+/// where by default it keeps the receive buffer its last message came into (until the
+/// core's timer); messages small and large still arrive whole, in order.
+#[test]
+fn release_buffers_when_idle_leaves_a_quiet_connection_holding_nothing() {
+    run(Duration::from_secs(30), async {
+        for release in [false, true] {
+            let (mut ws, mut peer) = piped(1 << 20).await;
+            ws.release_buffers_when_idle(release);
+            let messages = [
+                Message::text("hello"),
+                Message::binary(vec![7u8; 100_000]),
+                Message::text("x".repeat(600)),
+            ];
+            for message in &messages {
+                peer.send(message.clone()).await.expect("send");
+                let got = ws.next().await.expect("a message").expect("no error");
+                assert_eq!(&got, message);
+                // Quiet now: `next` waits, and is cancelled.
+                let waiting = tokio::time::timeout(Duration::from_millis(20), ws.next()).await;
+                assert!(waiting.is_err(), "nothing more was sent");
+                let held = ws.buffered_bytes();
+                if release {
+                    assert_eq!(held, 0, "idle after {} bytes", message_len(message));
+                } else {
+                    assert!(held > 0, "the receive buffer is kept by default");
+                }
+            }
+            drop(peer);
+        }
+    });
+}
+
+fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
+    }
+}
