@@ -205,6 +205,11 @@ impl Subscriptions {
     }
 
     fn add(&mut self, channel: Arc<str>, presence: bool, subscription: Subscription) {
+        // Most clients hold one or two channels: grow by one rather than to four slots
+        // at the first push (an idle subscriber's memory is mostly this kind of thing).
+        if self.slots.len() == self.slots.capacity() {
+            self.slots.reserve_exact(1);
+        }
         self.slots.push(Slot {
             channel,
             presence,
@@ -352,7 +357,8 @@ pub async fn run<S>(
         closing: None,
     };
     session.run().await;
-    session.leave_all().await;
+    // Boxed for the same reason as requests (`Session::run`): it runs once, at the end.
+    Box::pin(session.leave_all()).await;
     hub.metrics.connections.dec();
 }
 
@@ -391,7 +397,9 @@ where
                     self.hub.metrics.closed(close_code_seen(&self.ws));
                     return;
                 }
-                Wake::Message(Some(Ok(message))) => self.on_message(message).await,
+                // Boxed: a request's future (engine calls and all) would otherwise be
+                // part of every idle connection's task, however rarely it runs.
+                Wake::Message(Some(Ok(message))) => Box::pin(self.on_message(message)).await,
                 Wake::Event(channel, event) => self.on_events(channel, event),
                 Wake::Timer => self.on_timer(),
                 Wake::Shutdown => self.close(close::GOING_AWAY),
@@ -796,6 +804,9 @@ where
         // counts.
         self.send_text(text);
         self.exempt_until = self.queued_total;
+        // Sent: the recovered publications need not stay alive with the subscription.
+        let mut subscription = subscription;
+        subscription.recovery.publications = Vec::new();
         let presence = self.hub.config.channel_namespace(&channel).presence;
         self.subs.add(Arc::clone(&channel), presence, subscription);
         self.hub.metrics.subscriptions.inc();
