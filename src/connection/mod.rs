@@ -507,6 +507,15 @@ impl Connection {
             .saturating_add(deflate::buffered_bytes(self.deflate.as_deref()))
     }
 
+    /// The receive side's part of [`buffered_bytes`](Self::buffered_bytes): the receive
+    /// buffer and a message being assembled (0 once
+    /// [`release_recv_buffers`](Self::release_recv_buffers) or the timers gave them back).
+    pub fn recv_buffered_bytes(&self) -> usize {
+        self.rx
+            .capacity()
+            .saturating_add(self.recv.assembly.capacity())
+    }
+
     /// Whether sends are refused with [`SendError::Blocked`](crate::SendError::Blocked)
     /// right now: `Config::max_send_buffer` bytes or more wait for the transport. A host
     /// should stop reading from this peer until it turns false (backpressure).
@@ -715,21 +724,13 @@ impl Connection {
         }
     }
 
-    /// Gives back now every buffer with nothing in it (the receive buffer, an assembly
-    /// buffer, the transmit buffer, idle deflate buffers), as the timers do on their own
-    /// (keepalive's tick at the latest). For a host that knows a connection went quiet
-    /// (its last read was its first in a while) and wants it to hold no buffer until
-    /// the next one; done per read it would allocate again for every read.
-    pub fn release_buffers(&mut self) {
-        self.release_idle_buffers();
-    }
-
-    /// Time has passed (a timer is due: keepalive's tick at the latest, with keepalive
-    /// on): buffers with nothing in them are given back, so an idle connection that has
-    /// exchanged messages holds no more than one that never did. Not done per read or
-    /// per message: the next read would allocate again, once per read instead of
-    /// reusing the buffer.
-    fn release_idle_buffers(&mut self) {
+    /// Gives back now the receive side's buffers with nothing in them (the receive
+    /// buffer, an assembly buffer), as the timers do on their own (keepalive's tick at
+    /// the latest), for a host that knows the peer went quiet (a read found nothing
+    /// more) and wants the connection to hold no receive buffer until it speaks again.
+    /// The transmit buffer is left to the timers: a connection that sends often (a
+    /// subscriber) would allocate it again for every write.
+    pub fn release_recv_buffers(&mut self) {
         if self.rx.is_empty() && self.rx.capacity() > 0 {
             self.rx.release();
         }
@@ -742,6 +743,15 @@ impl Connection {
             // `ASSEMBLY_AHEAD` for every small fragmented message after it.
             self.recv.last_assembled = 0;
         }
+    }
+
+    /// Time has passed (a timer is due: keepalive's tick at the latest, with keepalive
+    /// on): buffers with nothing in them are given back, so an idle connection that has
+    /// exchanged messages holds no more than one that never did. Not done per read or
+    /// per message: the next read would allocate again, once per read instead of
+    /// reusing the buffer.
+    fn release_idle_buffers(&mut self) {
+        self.release_recv_buffers();
         if self.tx.is_empty() {
             self.tx.release_if_idle(0);
         }

@@ -496,7 +496,9 @@ fn read_into_core<S: AsyncRead + AsyncWrite>(
     read: &mut ReadHalf<S>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if inner.release_when_idle && inner.core.buffered_bytes() == 0 && inner.core.recv_capacity() > 0
+    if inner.release_when_idle
+        && inner.core.recv_buffered_bytes() == 0
+        && inner.core.recv_capacity() > 0
     {
         return read_idle(inner, read, cx);
     }
@@ -515,7 +517,7 @@ fn read_into_core<S: AsyncRead + AsyncWrite>(
     if polled.is_pending() && inner.release_when_idle {
         // The peer went quiet with everything handled: hold no buffer until it speaks
         // again (`read_idle` then reads through the stack).
-        inner.core.release_buffers();
+        inner.core.release_recv_buffers();
     }
     ready!(polled)?;
     if n == 0 {

@@ -273,8 +273,8 @@ impl<S: AsyncRead + AsyncWrite> WebSocketStream<S> {
 
     /// For servers holding many mostly quiet connections (a pub/sub hub): when a read
     /// finds nothing more to read and everything received is handled, the core's empty
-    /// buffers are given back at once ([`Connection::release_buffers`]) instead of at its
-    /// next timer, and a connection that holds no buffer is read through a small buffer
+    /// receive buffers are given back at once ([`Connection::release_recv_buffers`])
+    /// instead of at its next timer (the transmit buffer still goes at the timer), and a connection that holds no buffer is read through a small buffer
     /// on the stack (512 bytes), the core allocating only when bytes come. A quiet
     /// connection then holds no buffer between its messages. Off by default: a peer that
     /// sends one message at a time, each after the last was handled, costs an allocation
