@@ -5,7 +5,7 @@
 //! The upgrade path ("Transport"; "Auth"; "Details": rate limits): the `connect_rate`
 //! bucket (503 with `Retry-After`), the core's check of the request (RFC 6455 §4.2.1),
 //! the Origin allow-list (403), the subprotocol (`wsengine.hub.v1`, or none; 400 for
-//! only others), then the 101 and a [`session`](crate::session) on the upgraded
+//! only others), then the 101 and a [`session`] on the upgraded
 //! connection.
 
 use std::collections::HashMap;

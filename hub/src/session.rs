@@ -4,9 +4,10 @@
 //! The task waits on four things at once: the client's next message (whose poll also
 //! writes what is queued), the events of the channels it subscribed to, one timer
 //! (`connect_timeout`, the next `ping`, the token's `exp`) and the server's shutdown.
-//! Everything it sends is queued in the core without waiting ([`Session::queue`]), so
-//! a client that reads slowly never blocks the publisher or other subscribers; its
-//! backlog is checked against `outbound_cap` before each delivery (close 4003).
+//! Everything it sends is queued in the core without waiting (`try_send`,
+//! `try_send_prepared`), so a client that reads slowly never blocks the publisher or
+//! other subscribers; its backlog is checked against `outbound_cap` before each delivery
+//! (close 4003).
 //!
 //! A publication is encoded once per node: the first subscriber that delivers it
 //! makes its frame ([`Publication::wire`](crate::engine::Publication)), every other
