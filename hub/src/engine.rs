@@ -58,6 +58,10 @@ pub struct ClientInfo {
     pub client: Arc<str>,
     /// The user (the token's `sub`, or `""` for an anonymous client).
     pub user: Arc<str>,
+    /// The `name` the client gave in `connect` (informational, at most
+    /// [`MAX_CLIENT_NAME`](crate::protocol::MAX_CLIENT_NAME) bytes); absent when it gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Arc<str>>,
 }
 
 /// One entry of a channel's presence (the `presence` reply's `clients`): the same fields

@@ -401,6 +401,26 @@ pub struct ClientInfo {
     pub client: String,
     /// The token's `sub`, or `""` when anonymous.
     pub user: String,
+    /// The `name` the client gave in `connect` (an addition to the contract: a chat shows
+    /// who is online by name without a token per user); absent when it gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The longest `connect` `name` kept, in bytes; a longer one is cut at a character
+/// boundary (the name is informational: shown in presence, join/leave and publications).
+pub const MAX_CLIENT_NAME: usize = 64;
+
+/// `name` cut to at most [`MAX_CLIENT_NAME`] bytes at a character boundary.
+pub fn client_name(name: &str) -> &str {
+    if name.len() <= MAX_CLIENT_NAME {
+        return name;
+    }
+    let mut end = MAX_CLIENT_NAME;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// A publication: the `publication` message's fields, and an item of `publications` in
@@ -901,7 +921,29 @@ mod tests {
         ClientInfo {
             client: "c1".into(),
             user: "u1".into(),
+            name: None,
         }
+    }
+
+    #[test]
+    fn client_info_name_is_optional_and_bounded() {
+        let named = ClientInfo {
+            name: Some("Ada".into()),
+            ..info()
+        };
+        assert_eq!(
+            serde_json::to_string(&named).unwrap(),
+            r#"{"client":"c1","user":"u1","name":"Ada"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&info()).unwrap(),
+            r#"{"client":"c1","user":"u1"}"#
+        );
+        assert_eq!(client_name("short"), "short");
+        let long = "é".repeat(40); // 80 bytes, two per character
+        assert_eq!(client_name(&long), "é".repeat(32));
+        let odd = format!("a{}", "é".repeat(40)); // the cut falls inside a character
+        assert_eq!(client_name(&odd).len(), 63);
     }
 
     fn publication(offset: u64, info: Option<ClientInfo>) -> Publication {

@@ -615,8 +615,8 @@ where
             return match parsed {
                 Ok(ClientMessage::Request {
                     id,
-                    request: Request::Connect { token, .. },
-                }) => self.connect(id, token),
+                    request: Request::Connect { token, name },
+                }) => self.connect(id, token, name),
                 _ => self.close(close::BAD_REQUEST),
             };
         }
@@ -633,7 +633,7 @@ where
         }
     }
 
-    fn connect(&mut self, id: RequestId, token: Option<String>) {
+    fn connect(&mut self, id: RequestId, token: Option<String>, name: Option<String>) {
         let token = token.or_else(|| self.query_token.take());
         let auth = &self.hub.config.auth;
         let now_ms = unix_now_ms();
@@ -675,6 +675,7 @@ where
             info: ClientInfo {
                 client,
                 user: claims.sub.as_str().into(),
+                name: name.map(|name| protocol::client_name(&name).into()),
             },
             claims,
             exp,
@@ -1003,6 +1004,7 @@ fn wire_info(info: &ClientInfo) -> protocol::ClientInfo {
     protocol::ClientInfo {
         client: info.client.to_string(),
         user: info.user.to_string(),
+        name: info.name.as_deref().map(str::to_owned),
     }
 }
 

@@ -505,6 +505,7 @@ mod tests {
         ClientInfo {
             client: client.into(),
             user: user.into(),
+            name: None,
         }
     }
 

@@ -108,3 +108,40 @@ async fn presence_off_is_disabled_and_silent() {
     a.ok(json!({"type": "presence", "channel": "loud:x"})).await;
     hub.stop().await;
 }
+
+/// `connect`'s `name` (an addition to the contract) is carried in `info`: presence,
+/// join and publications; cut to 64 bytes; absent when none was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_name_is_carried_in_info() {
+    let hub = TestHub::start(demo_config()).await;
+    let mut a = hub.client().await;
+    let ra = a.request(json!({"type": "connect", "name": "Ada"})).await;
+    let mut b = hub.client().await;
+    let long = "x".repeat(100);
+    let rb = b.request(json!({"type": "connect", "name": long})).await;
+    let channel = "chat:names";
+    a.ok(json!({"type": "subscribe", "channel": channel})).await;
+    b.ok(json!({"type": "subscribe", "channel": channel})).await;
+    let info_b = json!({"client": rb["result"]["client"], "user": "", "name": "x".repeat(64)});
+    assert_eq!(
+        a.recv().await,
+        json!({"type": "join", "channel": channel, "info": info_b})
+    );
+    let p = a.ok(json!({"type": "presence", "channel": channel})).await;
+    let info_a = json!({"client": ra["result"]["client"], "user": "", "name": "Ada"});
+    assert_eq!(
+        sorted(p["clients"].as_array().expect("clients").clone()),
+        sorted(vec![info_a.clone(), info_b])
+    );
+    a.ok(json!({"type": "publish", "channel": channel, "payload": 1}))
+        .await;
+    let publication = b.recv().await;
+    assert_eq!(publication["info"], info_a, "{publication}");
+    // Without a name, `info` has no `name` key at all.
+    let (mut c, _) = hub.connected().await;
+    c.ok(json!({"type": "subscribe", "channel": channel})).await;
+    let join = b.recv().await;
+    assert_eq!(join["type"], "join", "{join}");
+    assert_eq!(keys(&join["info"]), vec!["client", "user"], "{join}");
+    hub.stop().await;
+}
