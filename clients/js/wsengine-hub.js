@@ -1,0 +1,898 @@
+// wsengine-hub.js: the JavaScript client of `wsengine hub`, for browsers and Node 20+.
+//
+// One ES module, no build step, no dependency. It speaks the hub protocol, version 1
+// (docs/HUB-PROTOCOL.md): `connect` first, requests answered by `reply`/`error` with the
+// same id, publications with offsets and epochs, `ping`/`pong`. On top of the protocol it
+// does what a bare `new WebSocket(url)` does not:
+//
+// - reconnects with exponential backoff and full jitter, so that the clients of a restarted
+//   hub spread their attempts instead of arriving on the same tick; stops on the close codes
+//   that say retrying cannot help (1000, 1003, 4005, 4001 without a new token);
+// - calls `getToken()` before every attempt, refreshes the token before `exp`, and reconnects
+//   at once after 4002;
+// - re-subscribes every subscription with `since` (its last offset and epoch), delivers the
+//   recovered publications before live ones, drops repeats, and tells the application when
+//   recovery failed (`onSubscribed` with `recovered: false`, `onReset` on an epoch change);
+// - declares the connection dead when nothing arrives for the server's `ping_interval` plus a
+//   grace period (a half-open TCP connection that a bare WebSocket never notices);
+// - keeps requests made while disconnected in a bounded queue, sent in order after reconnect;
+// - with `sharedWorker`, shares one connection between the parts of a page and between tabs
+//   (wsengine-hub-worker.js).
+//
+// Types: wsengine-hub.d.ts. Tests: test/ (Node, against a real hub) and test/browser/.
+
+const PROTOCOL = "wsengine.hub.v1";
+
+/** The close codes after which the client does not reconnect (HUB-PROTOCOL.md, "Close codes"). */
+const FINAL_CLOSE_CODES = new Set([1000, 1003, 4005]);
+/** Subscription errors that a later attempt cannot fix. */
+const PERMANENT_SUBSCRIBE_ERRORS = new Set([
+  "bad_request",
+  "unknown_type",
+  "not_found",
+  "permission_denied",
+  "disabled",
+  "unauthorized",
+]);
+/** Backoff attempts added after 4004 (rate limited): a longer wait, as the protocol asks. */
+const RATE_LIMITED_EXTRA_ATTEMPTS = 3;
+
+const DEFAULTS = {
+  minReconnectDelay: 500,
+  maxReconnectDelay: 20000,
+  maxReconnectAttempts: Infinity,
+  requestTimeout: 10000,
+  connectTimeout: 10000,
+  pingGrace: 10000,
+  offlineQueueSize: 100,
+  autoConnect: true,
+};
+
+/** An error the server answered with, or one the client raised itself (see the .d.ts). */
+export class HubError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = "HubError";
+    this.code = code;
+  }
+}
+
+/**
+ * Full-jitter exponential backoff: a uniform draw in [0, min(max, min * 2^attempt)].
+ * ("Exponential Backoff And Jitter", AWS Architecture Blog, 2015: full jitter spreads a
+ * crowd of clients best for the least total wait.)
+ */
+export function backoffDelay(attempt, min, max, random = Math.random) {
+  const cap = Math.min(max, min * 2 ** Math.min(Math.max(attempt, 0), 30));
+  return Math.floor(random() * cap);
+}
+
+/** A tiny event emitter: `on` returns the function that removes the listener. */
+class Emitter {
+  constructor() {
+    this._listeners = new Map();
+  }
+  on(event, listener) {
+    let set = this._listeners.get(event);
+    if (!set) this._listeners.set(event, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+  _emit(event, data) {
+    const set = this._listeners.get(event);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener(data);
+      } catch (e) {
+        reportLater(e);
+      }
+    }
+  }
+}
+
+/** An application callback that throws must not break the client: rethrow it outside. */
+function reportLater(error) {
+  setTimeout(() => {
+    throw error;
+  }, 0);
+}
+
+function callHandler(handler, ...args) {
+  if (typeof handler !== "function") return;
+  try {
+    handler(...args);
+  } catch (e) {
+    reportLater(e);
+  }
+}
+
+function browserIsOffline() {
+  return typeof navigator !== "undefined" && navigator.onLine === false;
+}
+
+/** A subscription of a `HubClient` (the object `subscribe` returns). */
+class HubSubscription {
+  constructor(client, channel, handlers) {
+    this._client = client;
+    this.channel = channel;
+    this._handlers = handlers || {};
+    this.state = "subscribing";
+    this.position = handlers && handlers.since ? { ...handlers.since } : null;
+    this._retryTimer = null;
+    this._readyWaiters = [];
+    this._firstContext = null;
+    this._failure = null;
+  }
+
+  ready() {
+    if (this._firstContext) return Promise.resolve(this._firstContext);
+    if (this._failure) return Promise.reject(this._failure);
+    return new Promise((resolve, reject) => this._readyWaiters.push({ resolve, reject }));
+  }
+  publish(payload) {
+    return this._client.publish(this.channel, payload);
+  }
+  history(options) {
+    return this._client.history(this.channel, options);
+  }
+  presence() {
+    return this._client.presence(this.channel);
+  }
+  unsubscribe() {
+    return this._client._unsubscribe(this);
+  }
+
+  _settleReady(context, failure) {
+    if (context && !this._firstContext) this._firstContext = context;
+    if (failure) this._failure = failure;
+    const waiters = this._readyWaiters;
+    this._readyWaiters = [];
+    for (const w of waiters) context ? w.resolve(context) : w.reject(failure);
+  }
+
+  /** Delivers one publication unless it repeats one already delivered. */
+  _deliver(publication) {
+    const position = this.position;
+    if (position && publication.epoch === position.epoch) {
+      if (publication.offset <= position.offset) return;
+    } else if (position && position.epoch && this.state === "subscribed") {
+      // The stream lost its history under a live subscription (HUB-PROTOCOL.md, "Epoch
+      // change under live subscribers"): the same as `recovered: false`.
+      callHandler(this._handlers.onReset, {
+        channel: this.channel,
+        epoch: publication.epoch,
+        offset: publication.offset,
+        previousEpoch: position.epoch,
+      });
+    }
+    this.position = { offset: publication.offset, epoch: publication.epoch };
+    callHandler(this._handlers.onPublication, publication);
+  }
+}
+
+/**
+ * The client. One WebSocket at a time; see the module comment and wsengine-hub.d.ts for
+ * what it does and the options.
+ */
+export class HubClient extends Emitter {
+  constructor(options) {
+    super();
+    if (!options || (typeof options.url !== "string" && !Array.isArray(options.url))) {
+      throw new TypeError("HubClient: options.url (a ws:// or wss:// URL, or a list) is required");
+    }
+    if (options.sharedWorker) {
+      // The connection lives in the worker; this object only relays (see SharedHubClient).
+      return new SharedHubClient(options);
+    }
+    this._options = { ...DEFAULTS, ...options };
+    this._urls = Array.isArray(options.url) ? [...options.url] : [options.url];
+    if (this._urls.length === 0) throw new TypeError("HubClient: options.url is an empty list");
+    this._urlIndex = 0;
+    this._WebSocket = options.WebSocket || globalThis.WebSocket;
+    if (typeof this._WebSocket !== "function") {
+      throw new TypeError(
+        "HubClient: no WebSocket here; pass one as options.WebSocket (e.g. the `ws` package in Node 20)",
+      );
+    }
+    this.state = "disconnected";
+    this.clientId = null;
+    this.user = null;
+    this._ws = null;
+    this._nextId = 1;
+    this._pending = new Map(); // id -> { resolve, reject, timer }
+    this._outbox = []; // requests made while disconnected: { frame, resolve, reject }
+    this._subscriptions = new Map(); // channel -> HubSubscription
+    this._attempt = 0; // attempts since the last successful `connect`
+    this._stopped = false;
+    this._connectGeneration = 0;
+    this._retryTimer = null;
+    this._waitingForOnline = false;
+    this._silenceTimer = null;
+    this._silenceLimit = 0;
+    this._refreshTimer = null;
+    this._connectTimer = null;
+    this._token = options.token ?? null;
+    this._prefetchedToken = undefined;
+    this._lastCloseCode = 0;
+    this._onOnline = () => this._online();
+    this._onOffline = () => this._offline();
+    if (this._options.autoConnect) this.connect();
+  }
+
+  // --- Commands ------------------------------------------------------------------------
+
+  connect() {
+    if (this.state === "connecting" || this.state === "connected") return;
+    this._stopped = false;
+    this._attempt = 0;
+    this._clearRetry();
+    if (typeof globalThis.addEventListener === "function") {
+      // The same function twice is one listener (EventTarget), so reconnects add nothing.
+      globalThis.addEventListener("online", this._onOnline);
+      globalThis.addEventListener("offline", this._onOffline);
+    }
+    this._startAttempt();
+  }
+
+  disconnect() {
+    this._stop(new HubError("closed", "the client was disconnected"));
+    const ws = this._ws;
+    if (ws) {
+      this._detach(ws);
+      try {
+        ws.close(1000);
+      } catch {
+        // Already closed.
+      }
+      this._connectionLost(1000, "disconnected by the application");
+    }
+  }
+
+  subscribe(channel, handlers) {
+    if (this._subscriptions.has(channel)) {
+      throw new HubError("already_subscribed", `already subscribed to ${channel}`);
+    }
+    const subscription = new HubSubscription(this, channel, handlers);
+    this._subscriptions.set(channel, subscription);
+    if (this.state === "connected") this._sendSubscribe(subscription);
+    return subscription;
+  }
+
+  getSubscription(channel) {
+    return this._subscriptions.get(channel) || null;
+  }
+
+  publish(channel, payload) {
+    return this._request({ type: "publish", channel, payload });
+  }
+
+  history(channel, options = {}) {
+    const frame = { type: "history", channel };
+    if (options.limit !== undefined) frame.limit = options.limit;
+    if (options.since !== undefined) frame.since = options.since;
+    return this._request(frame);
+  }
+
+  presence(channel) {
+    return this._request({ type: "presence", channel });
+  }
+
+  // --- Requests ------------------------------------------------------------------------
+
+  /** Sends a request now, or queues it (bounded) until the next connection. */
+  _request(frame) {
+    if (this._stopped) return Promise.reject(new HubError("closed", "the client is stopped"));
+    return new Promise((resolve, reject) => {
+      if (this.state === "connected") {
+        this._send(frame, resolve, reject);
+      } else if (this._outbox.length < this._options.offlineQueueSize) {
+        this._outbox.push({ frame, resolve, reject });
+      } else {
+        reject(
+          new HubError(
+            "queue_full",
+            `${this._outbox.length} requests already wait for the connection (offlineQueueSize)`,
+          ),
+        );
+      }
+    });
+  }
+
+  _send(frame, resolve, reject) {
+    const id = this._nextId++;
+    const timer = setTimeout(() => {
+      if (this._pending.delete(id)) {
+        reject(new HubError("timeout", `no reply to ${frame.type} in ${this._options.requestTimeout} ms`));
+      }
+    }, this._options.requestTimeout);
+    this._pending.set(id, { resolve, reject, timer });
+    this._write({ ...frame, id });
+  }
+
+  _write(message) {
+    try {
+      this._ws.send(JSON.stringify(message));
+    } catch (e) {
+      this._emit("error", { error: e });
+    }
+  }
+
+  _sendSubscribe(subscription) {
+    subscription.state = "subscribing";
+    const frame = { type: "subscribe", channel: subscription.channel };
+    const since = subscription.position && subscription.position.epoch ? subscription.position : null;
+    if (since) frame.since = { offset: since.offset, epoch: since.epoch };
+    const onResult = (result) => this._subscribed(subscription, result, Boolean(since));
+    const onError = (error) => this._subscribeFailed(subscription, error);
+    this._send(frame, onResult, onError);
+  }
+
+  _subscribed(subscription, result, resubscribed) {
+    if (this._subscriptions.get(subscription.channel) !== subscription) return;
+    subscription.state = "subscribed";
+    const recovered = resubscribed && result.recovered === true;
+    if (recovered) {
+      for (const item of result.publications || []) {
+        subscription._deliver({ channel: subscription.channel, ...item });
+      }
+    }
+    // The reply's offset is the channel's latest: live publications continue from there.
+    const position = subscription.position;
+    if (!position || position.epoch !== result.epoch || position.offset < result.offset) {
+      subscription.position = { offset: result.offset, epoch: result.epoch };
+    }
+    const context = {
+      channel: subscription.channel,
+      epoch: result.epoch,
+      offset: result.offset,
+      resubscribed,
+      recovered,
+    };
+    subscription._settleReady(context, null);
+    callHandler(subscription._handlers.onSubscribed, context);
+  }
+
+  _subscribeFailed(subscription, error) {
+    if (this._subscriptions.get(subscription.channel) !== subscription) return;
+    if (error.code === "disconnected") return; // re-sent on the next connection
+    if (error.code === "timeout" && this._ws) {
+      // No reply in time: the connection is not answering; the silence timer or the next
+      // connection will deal with it. Try again on this one once.
+      if (this.state === "connected") this._sendSubscribe(subscription);
+      return;
+    }
+    callHandler(subscription._handlers.onError, error);
+    if (PERMANENT_SUBSCRIBE_ERRORS.has(error.code)) {
+      subscription.state = "failed";
+      this._subscriptions.delete(subscription.channel);
+      subscription._settleReady(null, error);
+      return;
+    }
+    // `unavailable`, `limit_exceeded`, `internal`: try again later on this connection.
+    subscription.state = "subscribing";
+    const delay = backoffDelay(3, this._options.minReconnectDelay, this._options.maxReconnectDelay);
+    subscription._retryTimer = setTimeout(() => {
+      subscription._retryTimer = null;
+      if (this.state === "connected" && this._subscriptions.get(subscription.channel) === subscription) {
+        this._sendSubscribe(subscription);
+      }
+    }, delay);
+  }
+
+  _unsubscribe(subscription) {
+    if (this._subscriptions.get(subscription.channel) !== subscription) return Promise.resolve();
+    this._subscriptions.delete(subscription.channel);
+    clearTimeout(subscription._retryTimer);
+    const wasLive = subscription.state !== "failed";
+    subscription.state = "unsubscribed";
+    subscription._settleReady(null, new HubError("closed", "unsubscribed"));
+    if (!wasLive || this.state !== "connected") return Promise.resolve();
+    return new Promise((resolve) => {
+      this._send({ type: "unsubscribe", channel: subscription.channel }, () => resolve(), () => resolve());
+    });
+  }
+
+  // --- The connection --------------------------------------------------------------------
+
+  async _startAttempt() {
+    const generation = ++this._connectGeneration;
+    const url = this._urls[this._urlIndex % this._urls.length];
+    this.state = "connecting";
+    this._emit("connecting", { attempt: this._attempt, url });
+    let token = this._token;
+    if (this._prefetchedToken !== undefined) {
+      token = this._prefetchedToken;
+      this._prefetchedToken = undefined;
+    } else if (this._options.getToken) {
+      try {
+        token = await this._options.getToken();
+      } catch (e) {
+        if (generation !== this._connectGeneration) return;
+        this._emit("error", { error: e });
+        this._connectionLost(1006, "getToken() failed: " + (e && e.message ? e.message : e));
+        return;
+      }
+    }
+    if (generation !== this._connectGeneration || this._stopped) return;
+    this._token = token ?? null;
+    let ws;
+    try {
+      ws = new this._WebSocket(url, PROTOCOL);
+    } catch (e) {
+      this._emit("error", { error: e });
+      this._connectionLost(1006, "cannot open " + url + ": " + (e && e.message ? e.message : e));
+      return;
+    }
+    this._ws = ws;
+    this._connectTimer = setTimeout(() => {
+      this._abandon(ws, `no connect reply in ${this._options.connectTimeout} ms`);
+    }, this._options.connectTimeout);
+    ws.onopen = () => {
+      const frame = { type: "connect" };
+      if (this._token) frame.token = this._token;
+      if (this._options.name) frame.name = this._options.name;
+      const onConnected = (result) => this._connected(ws, url, result);
+      const onRefused = (error) => {
+        this._emit("error", { error });
+        this._abandon(ws, "connect refused: " + error.message);
+      };
+      this._send(frame, onConnected, onRefused);
+    };
+    ws.onmessage = (event) => this._receive(ws, event.data);
+    ws.onerror = () => {
+      // A close event follows with the code; the event itself says nothing more.
+    };
+    ws.onclose = (event) => {
+      if (this._ws !== ws) return;
+      this._detach(ws);
+      this._connectionLost(event.code || 1006, event.reason || "");
+    };
+  }
+
+  _connected(ws, url, result) {
+    if (this._ws !== ws) return;
+    clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+    this.state = "connected";
+    this._attempt = 0;
+    this._lastCloseCode = 0;
+    this.clientId = result.client;
+    this.user = result.user;
+    this._silenceLimit = result.ping_interval * 1000 + this._options.pingGrace;
+    this._heard();
+    this._scheduleRefresh(result.expires_at);
+    for (const subscription of this._subscriptions.values()) {
+      if (subscription.state !== "failed") this._sendSubscribe(subscription);
+    }
+    const outbox = this._outbox;
+    this._outbox = [];
+    for (const { frame, resolve, reject } of outbox) this._send(frame, resolve, reject);
+    this._emit("connected", {
+      client: result.client,
+      user: result.user,
+      pingInterval: result.ping_interval,
+      expiresAt: result.expires_at ?? null,
+      url,
+    });
+  }
+
+  _receive(ws, data) {
+    if (this._ws !== ws) return;
+    this._heard();
+    let message;
+    try {
+      message = JSON.parse(typeof data === "string" ? data : String(data));
+    } catch {
+      this._emit("error", { error: new HubError("bad_message", "the server sent a message that is not JSON") });
+      return;
+    }
+    switch (message.type) {
+      case "reply":
+      case "error": {
+        const pending = this._pending.get(message.id);
+        if (!pending) return;
+        this._pending.delete(message.id);
+        clearTimeout(pending.timer);
+        if (message.type === "reply") pending.resolve(message.result);
+        else pending.reject(new HubError(message.error.code, message.error.message));
+        return;
+      }
+      case "publication": {
+        const subscription = this._subscriptions.get(message.channel);
+        if (!subscription || subscription.state !== "subscribed") return;
+        const { type: _type, ...publication } = message;
+        subscription._deliver(publication);
+        return;
+      }
+      case "join":
+      case "leave": {
+        const subscription = this._subscriptions.get(message.channel);
+        if (!subscription) return;
+        const handler = message.type === "join" ? subscription._handlers.onJoin : subscription._handlers.onLeave;
+        callHandler(handler, message.info, message.channel);
+        return;
+      }
+      case "ping":
+        this._write({ type: "pong" });
+        return;
+      default:
+        return; // A newer server's message this client does not know.
+    }
+  }
+
+  /** Something arrived: the connection is alive for another `ping_interval` + grace. */
+  _heard() {
+    if (this.state !== "connected") return;
+    clearTimeout(this._silenceTimer);
+    const ws = this._ws;
+    this._silenceTimer = setTimeout(() => {
+      this._abandon(ws, `nothing from the server in ${this._silenceLimit} ms (ping_interval + pingGrace)`);
+    }, this._silenceLimit);
+  }
+
+  /** Token refresh before `exp`: 20% of the time left early, between 0.5 s and 30 s. */
+  _scheduleRefresh(expiresAt) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (!expiresAt || !this._options.getToken) return;
+    const left = expiresAt * 1000 - Date.now();
+    const margin = Math.min(30000, Math.max(500, left * 0.2));
+    this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, left - margin));
+  }
+
+  async _refresh() {
+    const ws = this._ws;
+    let token;
+    try {
+      token = await this._options.getToken();
+    } catch (e) {
+      this._emit("error", { error: e });
+      return; // The server closes with 4002 at `exp`; the reconnect asks again.
+    }
+    if (this._ws !== ws || this.state !== "connected" || !token) return;
+    this._token = token;
+    this._send(
+      { type: "refresh", token },
+      (result) => this._scheduleRefresh(result.expires_at),
+      (error) => this._emit("error", { error }),
+    );
+  }
+
+  /** Gives up on a socket that does not answer: closes it without waiting for its Close. */
+  _abandon(ws, reason) {
+    if (this._ws !== ws || !ws) return;
+    this._detach(ws);
+    try {
+      ws.close(4000, "abandoned");
+    } catch {
+      // Nothing to do: the socket is dropped either way.
+    }
+    this._connectionLost(1006, reason);
+  }
+
+  _detach(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
+    if (this._ws === ws) this._ws = null;
+  }
+
+  /** The socket is gone (closed, abandoned or never opened): clean up, then retry or stop. */
+  async _connectionLost(code, reason) {
+    const generation = ++this._connectGeneration;
+    clearTimeout(this._silenceTimer);
+    clearTimeout(this._refreshTimer);
+    clearTimeout(this._connectTimer);
+    this._silenceTimer = this._refreshTimer = this._connectTimer = null;
+    this.clientId = null;
+    const pending = this._pending;
+    this._pending = new Map();
+    for (const request of pending.values()) {
+      clearTimeout(request.timer);
+      request.reject(new HubError("disconnected", "the connection ended before the reply"));
+    }
+    for (const subscription of this._subscriptions.values()) {
+      clearTimeout(subscription._retryTimer);
+      if (subscription.state === "subscribed") subscription.state = "subscribing";
+    }
+    if (this._stopped) {
+      this.state = "closed";
+      this._emit("disconnected", { code, reason, willRetry: false });
+      return;
+    }
+    const previousClose = this._lastCloseCode;
+    this._lastCloseCode = code;
+    let delay;
+    let stop = FINAL_CLOSE_CODES.has(code);
+    if (code === 4001) {
+      stop = true;
+      if (this._options.getToken) {
+        this.state = "disconnected";
+        try {
+          const token = await this._options.getToken();
+          if (generation !== this._connectGeneration) return;
+          if (token && token !== this._token) {
+            this._prefetchedToken = token;
+            stop = false;
+            delay = 0;
+          }
+        } catch (e) {
+          if (generation !== this._connectGeneration) return;
+          this._emit("error", { error: e });
+        }
+      }
+    } else if (code === 4002 && previousClose !== 4002) {
+      delay = 0; // a new token at once; a second 4002 in a row backs off
+    }
+    this._attempt += 1;
+    if (!stop && this._attempt > this._options.maxReconnectAttempts) stop = true;
+    if (stop) {
+      this._stop(new HubError("closed", `the connection closed with ${code} and the client stopped`));
+      this._emit("disconnected", { code, reason, willRetry: false });
+      return;
+    }
+    if (delay === undefined) {
+      const extra = code === 4004 ? RATE_LIMITED_EXTRA_ATTEMPTS : 0;
+      delay = backoffDelay(
+        this._attempt - 1 + extra,
+        this._options.minReconnectDelay,
+        this._options.maxReconnectDelay,
+      );
+    }
+    this._urlIndex += 1;
+    this.state = "disconnected";
+    this._emit("disconnected", { code, reason, willRetry: true, delay });
+    if (browserIsOffline()) {
+      this._waitingForOnline = true; // `online` reconnects at once
+    } else {
+      this._retryTimer = setTimeout(() => {
+        this._retryTimer = null;
+        this._startAttempt();
+      }, delay);
+    }
+  }
+
+  _stop(error) {
+    this._stopped = true;
+    this.state = "closed";
+    this._clearRetry();
+    for (const request of this._outbox) request.reject(error);
+    this._outbox = [];
+    if (typeof globalThis.removeEventListener === "function") {
+      globalThis.removeEventListener("online", this._onOnline);
+      globalThis.removeEventListener("offline", this._onOffline);
+    }
+  }
+
+  _clearRetry() {
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._waitingForOnline = false;
+  }
+
+  /** The browser is back online: a waiting client reconnects now rather than after its delay. */
+  _online() {
+    if (this._stopped || this.state !== "disconnected") return;
+    if (this._retryTimer === null && !this._waitingForOnline) return;
+    this._clearRetry();
+    this._startAttempt();
+  }
+
+  /** The browser went offline: attempts pause until `online` (a live socket is left to its timers). */
+  _offline() {
+    if (this._retryTimer !== null) {
+      clearTimeout(this._retryTimer);
+      this._retryTimer = null;
+      this._waitingForOnline = true;
+    }
+  }
+}
+
+// --- SharedWorker mode -------------------------------------------------------------------
+//
+// The page side of `sharedWorker: true`: one `SharedHubClient` per part of the page, each with
+// its own MessagePort to the one worker of the origin, which runs the single HubClient
+// (wsengine-hub-worker.js). Messages on the port are plain objects: the page sends `init`,
+// `subscribe`, `unsubscribe`, `request`, `token`, `leave`; the worker sends `event`, `sub`,
+// `reply`, `getToken`.
+
+class SharedSubscription {
+  constructor(client, sid, channel, handlers) {
+    this._client = client;
+    this._sid = sid;
+    this.channel = channel;
+    this._handlers = handlers || {};
+    this.state = "subscribing";
+    this.position = handlers && handlers.since ? { ...handlers.since } : null;
+    this._readyWaiters = [];
+    this._firstContext = null;
+    this._failure = null;
+  }
+  ready() {
+    return HubSubscription.prototype.ready.call(this);
+  }
+  publish(payload) {
+    return this._client.publish(this.channel, payload);
+  }
+  history(options) {
+    return this._client.history(this.channel, options);
+  }
+  presence() {
+    return this._client.presence(this.channel);
+  }
+  unsubscribe() {
+    return this._client._unsubscribe(this);
+  }
+  _settleReady(context, failure) {
+    HubSubscription.prototype._settleReady.call(this, context, failure);
+  }
+}
+
+class SharedHubClient extends Emitter {
+  constructor(options) {
+    super();
+    if (typeof SharedWorker !== "function") {
+      throw new TypeError("HubClient: sharedWorker needs SharedWorker (a browser that has it)");
+    }
+    const script =
+      options.sharedWorker === true ? new URL("./wsengine-hub-worker.js", import.meta.url) : options.sharedWorker;
+    const worker = new SharedWorker(script, { type: "module", name: "wsengine-hub" });
+    this._port = worker.port;
+    this._getToken = options.getToken;
+    this.state = "connecting";
+    this.clientId = null;
+    this.user = null;
+    this._nextId = 1;
+    this._pending = new Map();
+    this._subscriptions = new Map(); // sid -> SharedSubscription
+    this._channels = new Map(); // channel -> SharedSubscription
+    this._port.onmessage = (event) => this._fromWorker(event.data);
+    this._port.start();
+    const plain = {};
+    for (const [key, value] of Object.entries(options)) {
+      if (typeof value === "number" || typeof value === "string" || typeof value === "boolean") {
+        plain[key] = value;
+      }
+    }
+    plain.url = options.url;
+    delete plain.sharedWorker;
+    this._port.postMessage({ op: "init", options: plain, hasGetToken: typeof options.getToken === "function" });
+    this._onPageHide = () => this._port.postMessage({ op: "leave" });
+    if (typeof globalThis.addEventListener === "function") {
+      globalThis.addEventListener("pagehide", this._onPageHide);
+    }
+  }
+
+  connect() {
+    this._port.postMessage({ op: "connect" });
+  }
+
+  /** Leaves the shared connection (this part's subscriptions end); other parts keep it. */
+  disconnect() {
+    this._port.postMessage({ op: "leave" });
+    this.state = "closed";
+    for (const { reject, timer } of this._pending.values()) {
+      clearTimeout(timer);
+      reject(new HubError("closed", "the client was disconnected"));
+    }
+    this._pending.clear();
+    if (typeof globalThis.removeEventListener === "function") {
+      globalThis.removeEventListener("pagehide", this._onPageHide);
+    }
+  }
+
+  subscribe(channel, handlers) {
+    if (this._channels.has(channel)) {
+      throw new HubError("already_subscribed", `already subscribed to ${channel}`);
+    }
+    const sid = this._nextId++;
+    const subscription = new SharedSubscription(this, sid, channel, handlers);
+    this._subscriptions.set(sid, subscription);
+    this._channels.set(channel, subscription);
+    this._port.postMessage({ op: "subscribe", sid, channel, since: subscription.position });
+    return subscription;
+  }
+
+  getSubscription(channel) {
+    return this._channels.get(channel) || null;
+  }
+
+  publish(channel, payload) {
+    return this._call("publish", [channel, payload]);
+  }
+  history(channel, options) {
+    return this._call("history", [channel, options || {}]);
+  }
+  presence(channel) {
+    return this._call("presence", [channel]);
+  }
+
+  _call(method, args) {
+    if (this.state === "closed") return Promise.reject(new HubError("closed", "the client is stopped"));
+    const rid = this._nextId++;
+    return new Promise((resolve, reject) => {
+      this._pending.set(rid, { resolve, reject });
+      this._port.postMessage({ op: "request", rid, method, args });
+    });
+  }
+
+  _unsubscribe(subscription) {
+    if (this._subscriptions.get(subscription._sid) !== subscription) return Promise.resolve();
+    this._subscriptions.delete(subscription._sid);
+    this._channels.delete(subscription.channel);
+    subscription.state = "unsubscribed";
+    subscription._settleReady(null, new HubError("closed", "unsubscribed"));
+    this._port.postMessage({ op: "unsubscribe", sid: subscription._sid });
+    return Promise.resolve();
+  }
+
+  async _fromWorker(message) {
+    switch (message.op) {
+      case "event": {
+        const { state, clientId, user } = message;
+        if (this.state !== "closed") this.state = state;
+        this.clientId = clientId;
+        this.user = user;
+        if (message.name) this._emit(message.name, message.data);
+        return;
+      }
+      case "reply": {
+        const pending = this._pending.get(message.rid);
+        if (!pending) return;
+        this._pending.delete(message.rid);
+        if (message.error) pending.reject(new HubError(message.error.code, message.error.message));
+        else pending.resolve(message.result);
+        return;
+      }
+      case "sub": {
+        const subscription = this._subscriptions.get(message.sid);
+        if (!subscription) return;
+        const { kind, data } = message;
+        const handlers = subscription._handlers;
+        if (kind === "publication") {
+          subscription.position = { offset: data.offset, epoch: data.epoch };
+          callHandler(handlers.onPublication, data);
+        } else if (kind === "join") {
+          callHandler(handlers.onJoin, data, subscription.channel);
+        } else if (kind === "leave") {
+          callHandler(handlers.onLeave, data, subscription.channel);
+        } else if (kind === "subscribed") {
+          subscription.state = "subscribed";
+          const position = subscription.position;
+          if (!position || position.epoch !== data.epoch || position.offset < data.offset) {
+            subscription.position = { offset: data.offset, epoch: data.epoch };
+          }
+          subscription._settleReady(data, null);
+          callHandler(handlers.onSubscribed, data);
+        } else if (kind === "reset") {
+          callHandler(handlers.onReset, data);
+        } else if (kind === "error") {
+          const error = new HubError(data.code, data.message);
+          callHandler(handlers.onError, error);
+          if (data.final) {
+            subscription.state = "failed";
+            this._subscriptions.delete(subscription._sid);
+            this._channels.delete(subscription.channel);
+            subscription._settleReady(null, error);
+          }
+        }
+        return;
+      }
+      case "getToken": {
+        let token = null;
+        let error = null;
+        try {
+          token = this._getToken ? await this._getToken() : null;
+        } catch (e) {
+          error = String(e && e.message ? e.message : e);
+        }
+        this._port.postMessage({ op: "token", rid: message.rid, token, error });
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}
+
+export { PROTOCOL, PERMANENT_SUBSCRIBE_ERRORS };
