@@ -217,12 +217,16 @@ export class HubClient extends Emitter {
     this._lastCloseCode = 0;
     this._onOnline = () => this._online();
     this._onOffline = () => this._offline();
-    if (this._options.autoConnect) this.connect();
+    // The first attempt starts in a microtask, so that listeners added right after the
+    // constructor see its `connecting` event.
+    this._autoConnectPending = Boolean(this._options.autoConnect);
+    if (this._autoConnectPending) queueMicrotask(() => this._autoConnectPending && this.connect());
   }
 
   // --- Commands ------------------------------------------------------------------------
 
   connect() {
+    this._autoConnectPending = false;
     if (this.state === "connecting" || this.state === "connected") return;
     this._stopped = false;
     this._attempt = 0;
@@ -236,6 +240,7 @@ export class HubClient extends Emitter {
   }
 
   disconnect() {
+    this._autoConnectPending = false;
     this._stop(new HubError("closed", "the client was disconnected"));
     const ws = this._ws;
     if (ws) {
