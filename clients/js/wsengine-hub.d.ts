@@ -183,7 +183,8 @@ export interface ClientOptions {
 }
 
 /**
- * Full-jitter exponential backoff: a uniform draw in [0, min(max, min * 2^attempt)]
+ * Full-jitter exponential backoff: a uniform draw in [0, min(max, min * 2^attempt)], the
+ * first attempt (0) in [min / 2, min] so that a restarted hub is not hit at once
  * (`random` defaults to Math.random).
  */
 export function backoffDelay(attempt: number, min: number, max: number, random?: () => number): number;

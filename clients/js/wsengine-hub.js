@@ -58,13 +58,17 @@ export class HubError extends Error {
 }
 
 /**
- * Full-jitter exponential backoff: a uniform draw in [0, min(max, min * 2^attempt)].
+ * Full-jitter exponential backoff: a uniform draw in [0, min(max, min * 2^attempt)], the
+ * first attempt in [min / 2, min].
  * ("Exponential Backoff And Jitter", AWS Architecture Blog, 2015: full jitter spreads a
  * crowd of clients best for the least total wait.)
  */
 export function backoffDelay(attempt, min, max, random = Math.random) {
-  const cap = Math.min(max, min * 2 ** Math.min(Math.max(attempt, 0), 30));
-  return Math.floor(random() * cap);
+  const n = Math.min(Math.max(attempt, 0), 30);
+  const cap = Math.min(max, min * 2 ** n);
+  // The first attempt waits at least min / 2, so that a restarted hub is not hit at once.
+  const floor = n === 0 ? Math.min(min / 2, cap) : 0;
+  return Math.floor(floor + random() * (cap - floor));
 }
 
 /** A tiny event emitter: `on` returns the function that removes the listener. */
@@ -241,7 +245,15 @@ export class HubClient extends Emitter {
 
   disconnect() {
     this._autoConnectPending = false;
-    this._stop(new HubError("closed", "the client was disconnected"));
+    const closed = new HubError("closed", "the client was disconnected");
+    this._stop(closed);
+    // Requests in flight reject with `closed` (the .d.ts), not `disconnected`.
+    const pending = this._pending;
+    this._pending = new Map();
+    for (const request of pending.values()) {
+      clearTimeout(request.timer);
+      request.reject(closed);
+    }
     const ws = this._ws;
     if (ws) {
       this._detach(ws);
@@ -361,10 +373,15 @@ export class HubClient extends Emitter {
   _subscribeFailed(subscription, error) {
     if (this._subscriptions.get(subscription.channel) !== subscription) return;
     if (error.code === "disconnected") return; // re-sent on the next connection
+    if (error.code === "closed") return; // disconnect(): nothing more to do
     if (error.code === "timeout" && this._ws) {
-      // No reply in time: the connection is not answering; the silence timer or the next
-      // connection will deal with it. Try again on this one once.
-      if (this.state === "connected") this._sendSubscribe(subscription);
+      // No reply in time: the connection is slow or dead (the silence timer deals with a
+      // dead one). The server may still apply the first subscribe (it answers in order), so
+      // unsubscribe before trying again, else the second is refused as a duplicate.
+      if (this.state === "connected") {
+        this._send({ type: "unsubscribe", channel: subscription.channel }, () => {}, () => {});
+        this._sendSubscribe(subscription);
+      }
       return;
     }
     callHandler(subscription._handlers.onError, error);
