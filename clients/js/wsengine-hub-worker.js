@@ -92,6 +92,7 @@ class Part {
       hub.client = new HubClient({ ...options, getToken, autoConnect: false });
       for (const name of ["connecting", "connected", "disconnected", "error"]) {
         hub.client.on(name, (data) => {
+          if (name === "connected") hub.connected = data;
           const payload = name === "error" ? { error: { message: String(data.error && data.error.message) } } : data;
           for (const part of hub.parts) part.sendEvent(name, payload);
         });
@@ -103,7 +104,9 @@ class Part {
     }
     hub.parts.add(this);
     this.hub = hub;
-    this.sendEvent(null, null);
+    // A part that joins a live connection is connected as well: tell it as the others were told.
+    if (hub.client.state === "connected" && hub.connected) this.sendEvent("connected", hub.connected);
+    else this.sendEvent(null, null);
   }
 
   sendEvent(name, data) {
