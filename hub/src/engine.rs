@@ -2,9 +2,10 @@
 //! history) and its presence live, and how publications reach the nodes that have
 //! subscribers (`docs/HUB-PROTOCOL.md`, "Channels, history, recovery").
 //!
-//! A node (the server) keeps none of this state: it asks the engine. One implementation
-//! exists now, [`memory::MemoryEngine`] (a single node); Redis and NATS engines come next,
-//! behind the same [`Engine`] trait.
+//! A node (the server) keeps none of this state: it asks the engine. Two implementations
+//! exist: [`memory::MemoryEngine`] (a single node) and [`redis::RedisEngine`] (several
+//! nodes on one Redis act as one); a NATS engine comes next, behind the same [`Engine`]
+//! trait.
 //!
 //! # Shape
 //!
@@ -23,6 +24,7 @@
 //!   meet with nothing lost and nothing repeated ("Channels, history, recovery").
 
 pub mod memory;
+pub mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -249,6 +251,12 @@ pub enum RecvError {
     Lagged(u64),
     /// The engine dropped the channel's sender (the engine is shutting down).
     Closed,
+    /// The engine lost its link to the broker while subscribed (a networked engine's
+    /// pub/sub connection broke): publications made meanwhile may not have arrived. The
+    /// subscription delivers nothing more; the server closes the client with 1013 ("try
+    /// again later"), and it recovers from history when it reconnects, so nothing is
+    /// lost silently.
+    Interrupted,
 }
 
 impl fmt::Display for RecvError {
@@ -256,6 +264,7 @@ impl fmt::Display for RecvError {
         match self {
             Self::Lagged(n) => write!(f, "subscriber lagged behind by {n} events"),
             Self::Closed => f.write_str("channel closed"),
+            Self::Interrupted => f.write_str("the engine lost its link to the broker"),
         }
     }
 }
@@ -276,13 +285,52 @@ pub struct Subscription {
     /// reply's `offset` and `epoch`.
     pub recovery: Recovery,
     receiver: broadcast::Receiver<ChannelEvent>,
+    /// Dropped after the receiver (field order): a networked engine's hold on its broker
+    /// subscription.
+    link: Option<Box<dyn SubscriptionLink>>,
+}
+
+/// What a networked engine attaches to a [`Subscription`] ([`Subscription::with_link`]):
+/// dropped with the subscription (after its receiver), which lets the engine unsubscribe
+/// from the broker when a channel's last local subscriber goes, and asked why the
+/// receiver closed.
+pub trait SubscriptionLink: Send + Sync + fmt::Debug {
+    /// True when the engine closed the channel's sender because its link to the broker
+    /// broke ([`RecvError::Interrupted`]), false when it is shutting down
+    /// ([`RecvError::Closed`]).
+    fn interrupted(&self) -> bool;
 }
 
 impl Subscription {
     /// A subscription over `receiver` that starts after `recovery.position`. For engine
     /// implementations: `receiver` must have been registered before the position was read.
     pub fn new(recovery: Recovery, receiver: broadcast::Receiver<ChannelEvent>) -> Self {
-        Self { recovery, receiver }
+        Self {
+            recovery,
+            receiver,
+            link: None,
+        }
+    }
+
+    /// [`Subscription::new`] with the engine's `link`, dropped with the subscription.
+    pub fn with_link(
+        recovery: Recovery,
+        receiver: broadcast::Receiver<ChannelEvent>,
+        link: Box<dyn SubscriptionLink>,
+    ) -> Self {
+        Self {
+            recovery,
+            receiver,
+            link: Some(link),
+        }
+    }
+
+    fn closed(&self) -> RecvError {
+        if self.link.as_ref().is_some_and(|l| l.interrupted()) {
+            RecvError::Interrupted
+        } else {
+            RecvError::Closed
+        }
     }
 
     /// The position the subscription starts after.
@@ -305,7 +353,7 @@ impl Subscription {
             let event = match self.receiver.recv().await {
                 Ok(event) => event,
                 Err(broadcast::error::RecvError::Lagged(n)) => return Err(RecvError::Lagged(n)),
-                Err(broadcast::error::RecvError::Closed) => return Err(RecvError::Closed),
+                Err(broadcast::error::RecvError::Closed) => return Err(self.closed()),
             };
             if self.wanted(&event) {
                 return Ok(event);
@@ -322,7 +370,7 @@ impl Subscription {
                 Err(broadcast::error::TryRecvError::Lagged(n)) => {
                     return Err(RecvError::Lagged(n));
                 }
-                Err(broadcast::error::TryRecvError::Closed) => return Err(RecvError::Closed),
+                Err(broadcast::error::TryRecvError::Closed) => return Err(self.closed()),
             };
             if self.wanted(&event) {
                 return Ok(Some(event));
@@ -418,7 +466,18 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The channel's presence (the `presence` reply's `clients`), sorted by client id.
     fn presence<'a>(&'a self, channel: &'a str) -> EngineFuture<'a, Vec<PresenceEntry>>;
+
+    /// Whether the engine can serve now (`/health`: `broker` up or down): `Ok` when it
+    /// can. By default, whether the position of the channel [`HEALTH_CHANNEL`] can be
+    /// read; a networked engine also checks its subscriber link.
+    fn health(&self) -> EngineFuture<'_, ()> {
+        Box::pin(async move { self.position(HEALTH_CHANNEL).await.map(|_| ()) })
+    }
 }
+
+/// The channel whose position [`Engine::health`] reads by default: a valid channel name
+/// (a dotted name is unlikely to collide with an application's channel).
+pub const HEALTH_CHANNEL: &str = "wsengine.health";
 
 /// Where an engine reads the time, so that tests move it instead of sleeping.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {

@@ -23,9 +23,12 @@
 //!   "counted across the cluster" needs a cluster engine to sum the nodes' counts.
 //! - `POST /api/send` (the fallback transports' upstream) does not exist yet: 404 like
 //!   any unknown path, after the key check.
-//! - `/health` asks the engine for the position of the channel [`HEALTH_CHANNEL`] (a
-//!   valid channel name: the engine's cheapest call), bounded by 5 s; any engine error or
-//!   the timeout is `degraded` with `broker: "down"` and 503.
+//! - `/health` asks the engine whether it can serve ([`Engine::health`](crate::engine::Engine::health):
+//!   by default the position of the channel [`HEALTH_CHANNEL`], a valid channel name and
+//!   the engine's cheapest call; the Redis engine pings Redis and checks its pub/sub
+//!   link), bounded by 5 s; any engine error or the timeout is `degraded` with
+//!   `broker: "down"` and 503. Every answer has `engine` (`memory`, `redis`) and
+//!   `broker` (`up` or `down`; always `up` for the memory engine).
 //! - Static files: `GET`/`HEAD` only; `/` and directories serve their `index.html` (a
 //!   directory without a trailing `/` is redirected to it, so relative links work);
 //!   refused with 404: segments that are empty inside the path or start with `.` (`..`,
@@ -57,10 +60,10 @@ const JSON: &str = "application/json";
 /// The content type of `GET /metrics` (prometheus-client writes OpenMetrics text).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The channel whose position `/health` asks the engine for: a valid channel name (names
-/// starting with `_` would be valid too, but a dotted name is unlikely to collide with an
-/// application's channel).
-pub const HEALTH_CHANNEL: &str = "wsengine.health";
+/// The channel whose position `/health` asks the engine for by default: a valid channel
+/// name (names starting with `_` would be valid too, but a dotted name is unlikely to
+/// collide with an application's channel).
+pub use crate::engine::HEALTH_CHANNEL;
 
 /// How long `/health` waits for the engine before it says `degraded`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -402,7 +405,7 @@ fn channel_param(query: &str) -> Result<String, Refusal> {
 /// `GET /health`: whether the engine answers.
 async fn health(hub: &Hub) -> HttpResponse {
     let started = Instant::now();
-    let answer = tokio::time::timeout(HEALTH_TIMEOUT, hub.engine.position(HEALTH_CHANNEL)).await;
+    let answer = tokio::time::timeout(HEALTH_TIMEOUT, hub.engine.health()).await;
     observe(hub, started);
     let up = matches!(answer, Ok(Ok(_)));
     let (status, state, broker) = if up {

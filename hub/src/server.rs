@@ -37,9 +37,10 @@ use wsengine::{Accept, Negotiated, Role};
 use wsengine_tokio::WebSocketStream;
 
 use crate::auth::Verifier;
-use crate::config::Config;
+use crate::config::{Config, EngineConfig, EngineKind};
 use crate::engine::Engine;
 use crate::engine::memory::{MemoryConfig, MemoryEngine};
+use crate::engine::redis::{RedisConfig, RedisEngine};
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::protocol::SUBPROTOCOL;
@@ -68,7 +69,8 @@ pub struct ServerOptions {
     pub static_dir: Option<PathBuf>,
     /// TLS (`--tls-cert`/`--tls-key`): every connection is TLS.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    /// The engine; `None` makes the memory engine.
+    /// The engine; `None` makes the one `config.engine` names (the memory engine by
+    /// default; the Redis engine, connected at [`Server::bind`], for `kind = "redis"`).
     pub engine: Option<Arc<dyn Engine>>,
 }
 
@@ -195,9 +197,31 @@ fn random_hex() -> String {
     format!("{:08x}", (a ^ b.rotate_left(17)) & 0xffff_ffff)
 }
 
+/// The engine `config` names. The Redis engine connects now: a Redis that cannot be
+/// reached is an error (the hub refuses to start, as Centrifugo does), of kind
+/// `ConnectionRefused`; the NATS engine is not built yet (`InvalidInput`).
+pub async fn build_engine(config: &EngineConfig) -> io::Result<Arc<dyn Engine>> {
+    match config.kind {
+        EngineKind::Memory => Ok(Arc::new(MemoryEngine::new(MemoryConfig::default()))),
+        EngineKind::Redis => match RedisEngine::connect(RedisConfig::new(&config.url)).await {
+            Ok(engine) => Ok(Arc::new(engine)),
+            // The URL is not repeated: it may hold a password.
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("the redis engine cannot start: {e}"),
+            )),
+        },
+        EngineKind::Nats => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the nats engine is not built yet (issue #19)",
+        )),
+    }
+}
+
 impl Server {
-    /// Binds `config.listen` (`options.config.listen_addr()`) and builds the node. Must be
-    /// called inside a tokio runtime.
+    /// Binds `config.listen` (`options.config.listen_addr()`) and builds the node (and its
+    /// engine, [`build_engine`], unless `options.engine` gives one). Must be called inside
+    /// a tokio runtime.
     pub async fn bind(options: ServerOptions) -> io::Result<Self> {
         let config = options.config;
         let addr = config.listen_addr().to_owned();
@@ -206,9 +230,10 @@ impl Server {
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let verifier = Verifier::from_config(&config.auth)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let engine = options
-            .engine
-            .unwrap_or_else(|| Arc::new(MemoryEngine::new(MemoryConfig::default())));
+        let engine = match options.engine {
+            Some(engine) => engine,
+            None => build_engine(&config.engine).await?,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let rate = config.limits.connect_rate;
         let hub = Hub {

@@ -519,6 +519,12 @@ where
                     self.close(close::GOING_AWAY);
                     break;
                 }
+                Err(RecvError::Interrupted) => {
+                    // The engine lost its broker link: publications may be missing.
+                    // "Try again later": the client reconnects and recovers.
+                    self.close(close::TRY_AGAIN_LATER);
+                    break;
+                }
                 Ok(ChannelEvent::Publication(p)) => {
                     let frame = publication_frame(&p, self.hub.config.websocket.compression);
                     if !self.deliver(frame, p.payload.get().len()) {

@@ -14,5 +14,6 @@ mod limits;
 mod presence;
 mod protocol;
 mod recovery;
+mod redis;
 mod slow_consumer;
 mod upgrade;

@@ -9,6 +9,8 @@
     reason = "test harness: a failed step fails the test"
 )]
 
+mod redis_server;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ use wsengine::{ClientRequest, Config as WsConfig};
 use wsengine_hub::config::Config;
 use wsengine_hub::{Server, ServerOptions};
 use wsengine_tokio::{MaybeTlsStream, Message, WebSocketStream};
+
+pub use redis_server::{RedisServer, unique_prefix};
 
 /// How long a test waits for any one thing before failing.
 pub const STEP: Duration = Duration::from_secs(10);
