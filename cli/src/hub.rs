@@ -3,8 +3,10 @@
 //!
 //! Exit status: 0 after a graceful stop (SIGTERM or SIGINT: every WebSocket closed with
 //! 1001), 2 for a configuration it cannot start with (the file, a flag, a key or
-//! certificate file, an engine not built yet), 1 when it cannot listen or fails while
-//! running, or on a second signal during the stop.
+//! certificate file, an engine not built yet), 1 when it cannot listen, cannot reach its
+//! Redis at start (`--redis`: it does not start without its broker, as Centrifugo does;
+//! once running it reconnects by itself) or fails while running, or on a second signal
+//! during the stop.
 
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
@@ -63,8 +65,10 @@ pub(crate) struct HubArgs {
     /// none). Other users can read command lines (`ps`): prefer the file for secrets.
     #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
-    /// Use the Redis engine at URL (`[engine] kind = "redis"`). Not built yet (issue
-    /// #19): refused at start. Default: the memory engine (one node).
+    /// Use the Redis engine at URL (`[engine] kind = "redis"`; `redis://[user:password@]
+    /// host:port[/db]`): every hub on the same Redis acts as one. Redis must answer at
+    /// start (else exit 1); the hub reconnects by itself afterwards. Default: the memory
+    /// engine (one node).
     #[arg(long, value_name = "URL", conflicts_with = "nats")]
     redis: Option<String>,
     /// Use the NATS engine at URL (`[engine] kind = "nats"`). Not built yet (issue #19):
@@ -161,10 +165,10 @@ fn prepare(args: HubArgs) -> Result<Prepared, Failure> {
         engine,
     };
     let resolved = config::resolve(file, flags).map_err(|e| Failure::config(e.to_string()))?;
-    // The server has only the memory engine: refusing is honest, serving one node's
-    // memory to a user who asked for a shared broker would not be.
+    // NATS is a later slice: refusing is honest, serving one node's memory to a user who
+    // asked for a shared broker would not be.
     let kind = resolved.config.engine.kind;
-    if kind != EngineKind::Memory {
+    if kind == EngineKind::Nats {
         return Err(Failure::config(format!(
             "the {} engine is not built yet (issue #19)",
             kind.as_str()

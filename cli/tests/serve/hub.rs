@@ -1,6 +1,7 @@
 //! `wsengine hub` as a process: the listening line on stdout, the demo warning, a
 //! connect/subscribe/publish round trip over a raw WebSocket, configuration errors (exit 2,
-//! one line), the engines not built yet, and SIGTERM (1001 to every client, exit 0). Each
+//! one line), the NATS engine not built yet, the Redis engine (exit 1 without its
+//! Redis; two processes on one Redis acting as one), and SIGTERM (1001 to every client, exit 0). Each
 //! test starts its own hub on an ephemeral 127.0.0.1 port and kills it if anything fails.
 // Test code: the helpers fail the test with a message, as the tests themselves do.
 #![allow(clippy::expect_used)]
@@ -306,15 +307,135 @@ fn hub_config_with_an_unknown_key_exits_2_naming_it() {
 }
 
 #[test]
-fn hub_refuses_the_engines_not_built_yet() {
-    for (flag, name) in [("--redis", "redis"), ("--nats", "nats")] {
-        let (status, stderr) = run_to_exit(&[flag, "redis://127.0.0.1:6379/"]);
-        assert_eq!(status.code(), Some(2), "{stderr}");
+fn hub_refuses_the_nats_engine_not_built_yet() {
+    let (status, stderr) = run_to_exit(&["--nats", "nats://127.0.0.1:4222/"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "[ERROR] the nats engine is not built yet (issue #19)"
+    );
+}
+
+/// A free port of 127.0.0.1 that nothing listens on (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// `--redis` with no Redis there: the hub does not start without its broker (as
+/// Centrifugo does): exit 1 with one line.
+#[test]
+fn hub_with_an_unreachable_redis_exits_1_in_one_line() {
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let (status, stderr) = run_to_exit(&["--redis", &url]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("[ERROR] the redis engine cannot start"),
+        "{stderr}"
+    );
+}
+
+/// A `redis-server` on a free port, no persistence, killed when dropped. Missing
+/// `redis-server` fails the test (install the Debian package redis-server).
+struct Redis {
+    server: Server,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-server ({e}): install the Debian package redis-server \
+                     (apt-get install -y redis-server)"
+                )
+            });
+        let redis = Self {
+            server: Server(child),
+            port,
+        };
+        let started = Instant::now();
+        loop {
+            let pong = TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+                let mut buf = [0u8; 7];
+                s.set_read_timeout(Some(LIMIT)).is_ok()
+                    && s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+            });
+            if pong {
+                return redis;
+            }
+            assert!(started.elapsed() < LIMIT, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `GET path` over a new connection; the status and the body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, LIMIT).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// Two `wsengine hub --redis URL` processes on one Redis act as one: a publication on
+/// one reaches a subscriber of the other, with the same offsets and epoch, and both
+/// say `"engine": "redis"` in `/health`.
+#[test]
+fn hub_processes_on_one_redis_act_as_one() {
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let one = start(&["--redis", &url]);
+    let two = start(&["--redis", &url]);
+    for hub in [&one, &two] {
+        let (status, body) = http_get(hub.addr, "/health");
+        assert_eq!(status, 200, "{body}");
+        let health: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
-            stderr.trim_end(),
-            format!("[ERROR] the {name} engine is not built yet (issue #19)")
+            health,
+            json!({"status": "ok", "engine": "redis", "broker": "up"})
         );
     }
+    let mut subscriber = Client::connect(one.addr);
+    subscriber.request(json!({"type": "connect", "id": 1}));
+    let subscribed =
+        subscriber.request(json!({"type": "subscribe", "id": 2, "channel": "news:cli"}));
+    assert_eq!(subscribed["offset"], 0, "{subscribed}");
+    let mut publisher = Client::connect(two.addr);
+    publisher.request(json!({"type": "connect", "id": 1}));
+    let published = publisher.request(json!({
+        "type": "publish", "id": 2, "channel": "news:cli", "payload": {"text": "hi"}
+    }));
+    assert_eq!(published["offset"], 1, "{published}");
+    assert_eq!(published["epoch"], subscribed["epoch"]);
+    let publication = subscriber.recv();
+    assert_eq!(publication["type"], "publication", "{publication}");
+    assert_eq!(publication["offset"], 1);
+    assert_eq!(publication["payload"], json!({"text": "hi"}));
+    drop(one);
+    drop(two);
+    drop(redis.server);
 }
 
 #[test]
