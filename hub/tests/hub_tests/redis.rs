@@ -325,6 +325,50 @@ async fn engine_ends_subscriptions_when_redis_goes_and_comes_back() {
     );
 }
 
+/// A Redis that hangs (stopped: connections open, no answer): every call is
+/// `unavailable` within the operation timeout (1 s here), the subscription ends as
+/// interrupted once the pub/sub ping goes unanswered, and all is well once it answers
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_calls_are_bounded_when_redis_hangs() {
+    let redis = RedisServer::start().await;
+    let e = redis.engine(&unique_prefix()).await;
+    let mut s = e.subscribe("c", None, 1000).await.unwrap();
+    redis.signal("STOP");
+    let started = tokio::time::Instant::now();
+    let err = e
+        .publish("c", payload(1), None, opts(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unavailable", "{err}");
+    let err = e.history("c", None, None).await.unwrap_err();
+    assert_eq!(err.code(), "unavailable", "{err}");
+    let err = e.presence("c").await.unwrap_err();
+    assert_eq!(err.code(), "unavailable", "{err}");
+    assert!(e.health().await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_millis(4 * 1000 + 500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        tokio::time::timeout(STEP, s.recv()).await.unwrap(),
+        Err(RecvError::Interrupted)
+    );
+    redis.signal("CONT");
+    let deadline = tokio::time::Instant::now() + STEP;
+    while e.health().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "health stays down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut s = e.subscribe("c", None, 1000).await.unwrap();
+    let p = e.publish("c", payload(2), None, opts(10)).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(STEP, s.recv()).await.unwrap(),
+        Ok(ChannelEvent::Publication(p))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_deliver_every_publication_once_in_offset_order() {
     let redis = RedisServer::start().await;

@@ -96,6 +96,17 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to it: a stopped Redis keeps its connections
+    /// open and answers nothing (a hung broker).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Engine settings for tests: a prefix of its own, short timeouts, presence entries
     /// that expire after `presence_ttl`.
     pub fn engine_config(&self, prefix: &str) -> RedisConfig {
