@@ -448,6 +448,14 @@ fn decode(message: &[u8]) -> Option<ChannelEvent> {
     }
 }
 
+/// The channel of a topic's name (`PREFIX:topic:{C}`), when it has this prefix.
+fn channel_of<'t>(prefix: &str, topic: &'t str) -> Option<&'t str> {
+    topic
+        .strip_prefix(prefix)?
+        .strip_prefix(":topic:{")?
+        .strip_suffix('}')
+}
+
 /// A history entry (`EXPIRES MESSAGE`) as a publication.
 fn decode_entry(entry: &str) -> Option<Arc<Publication>> {
     let (_, message) = entry.split_once(' ')?;
@@ -472,14 +480,6 @@ impl Inner {
 
     fn topic_name(&self, channel: &str) -> String {
         self.key("topic", channel)
-    }
-
-    /// The channel of a topic's name, when it is one of this engine's.
-    fn channel_of<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        topic
-            .strip_prefix(self.config.prefix.as_str())?
-            .strip_prefix(":topic:{")?
-            .strip_suffix('}')
     }
 
     /// A new epoch: 16 hex digits from this node's random seed, a counter and the time.
@@ -747,7 +747,7 @@ impl Inner {
 
     /// Hands a topic message to its channel's local receivers.
     fn dispatch(&self, message: &redis::Msg) {
-        let Some(channel) = self.channel_of(message.get_channel_name()) else {
+        let Some(channel) = channel_of(&self.config.prefix, message.get_channel_name()) else {
             return;
         };
         let Some(event) = decode(message.get_payload_bytes()) else {
@@ -872,6 +872,9 @@ async fn run_pubsub(
                 }
             }
         };
+        if !engine.pubsub_up.load(Ordering::SeqCst) {
+            eprintln!("hub: redis engine: the pub/sub connection is back");
+        }
         backoff = Duration::from_millis(100);
         let (mut sink, mut stream) = pubsub.split();
         engine.pubsub_up.store(true, Ordering::SeqCst);
@@ -1154,5 +1157,56 @@ impl Engine for RedisEngine {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_give_their_channel() {
+        assert_eq!(
+            channel_of("wsengine", "wsengine:topic:{chat:a}"),
+            Some("chat:a")
+        );
+        assert_eq!(channel_of("wsengine", "other:topic:{chat:a}"), None);
+        assert_eq!(channel_of("wsengine", "wsengine:meta:{chat:a}"), None);
+        assert_eq!(channel_of("wsengine", "wsengine:topic:{chat:a"), None);
+    }
+
+    #[test]
+    fn messages_decode_once_into_events() {
+        let body = serde_json::to_string(&PublishBody {
+            channel: "c",
+            payload: &RawValue::from_string(r#"{"z":1, "a":1.50}"#.to_owned()).unwrap(),
+            info: None,
+        })
+        .unwrap();
+        // What the publish script writes before the node's part.
+        let message = format!(
+            r#"p{{"offset":7,"epoch":"e","time":1700000000000,{}"#,
+            body.strip_prefix('{').unwrap()
+        );
+        let Some(ChannelEvent::Publication(p)) = decode(message.as_bytes()) else {
+            panic!("{message}");
+        };
+        assert_eq!((p.offset, &*p.epoch, &*p.channel), (7, "e", "c"));
+        assert_eq!(p.payload.get(), r#"{"z":1, "a":1.50}"#);
+        assert_eq!(p.info, None);
+        let entry = format!("1700000300000 {message}");
+        assert_eq!(decode_entry(&entry).as_deref(), Some(&*p));
+        let info = r#"{"client":"n-1","user":"u","name":"Ann"}"#;
+        let Some(ChannelEvent::Join(join)) = decode(format!("j{info}").as_bytes()) else {
+            panic!("join");
+        };
+        assert_eq!((&*join.client, join.name.as_deref()), ("n-1", Some("Ann")));
+        assert!(matches!(
+            decode(format!("l{info}").as_bytes()),
+            Some(ChannelEvent::Leave(_))
+        ));
+        assert_eq!(decode(b"x{}"), None);
+        assert_eq!(decode(b""), None);
+        assert_eq!(decode_entry("no-space"), None);
     }
 }

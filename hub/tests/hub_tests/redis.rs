@@ -335,22 +335,27 @@ async fn engine_calls_are_bounded_when_redis_hangs() {
     let e = redis.engine(&unique_prefix()).await;
     let mut s = e.subscribe("c", None, 1000).await.unwrap();
     redis.signal("STOP");
+    // Each call gives up after the operation timeout (1 s), with some slack for a busy
+    // machine.
+    let bound = Duration::from_millis(2500);
     let started = tokio::time::Instant::now();
     let err = e
         .publish("c", payload(1), None, opts(10))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "unavailable", "{err}");
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
+    let started = tokio::time::Instant::now();
     let err = e.history("c", None, None).await.unwrap_err();
     assert_eq!(err.code(), "unavailable", "{err}");
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
+    let started = tokio::time::Instant::now();
     let err = e.presence("c").await.unwrap_err();
     assert_eq!(err.code(), "unavailable", "{err}");
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
+    let started = tokio::time::Instant::now();
     assert!(e.health().await.is_err());
-    assert!(
-        started.elapsed() < Duration::from_millis(4 * 1000 + 500),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < bound, "{:?}", started.elapsed());
     assert_eq!(
         tokio::time::timeout(STEP, s.recv()).await.unwrap(),
         Err(RecvError::Interrupted)
@@ -592,7 +597,7 @@ async fn presence_and_join_leave_across_nodes() {
         json!({"type": "leave", "channel": channel, "info": ghost})
     );
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(6),
         "{:?}",
         started.elapsed()
     );
