@@ -54,8 +54,9 @@
 //!   once.
 //! - Presence entries expire [`RedisConfig::presence_ttl`] (30 s) after their last
 //!   refresh; this engine re-adds the entries its node added every
-//!   [`RedisConfig::presence_refresh`] (10 s) until they are removed, so the clients of a
-//!   node that dies leave presence by themselves. Expired entries are dropped (and a
+//!   [`RedisConfig::presence_refresh`] (10 s) until they are removed (one script call per
+//!   channel and 256 entries; a join goes out for an entry Redis had lost), so the
+//!   clients of a node that dies leave presence by themselves. Expired entries are dropped (and a
 //!   `leave` published for each) by the next presence call on their channel, and every
 //!   refresh sweeps the channels that have subscribers on this node.
 //!
@@ -270,6 +271,24 @@ end
 return added
 ";
 
+/// Re-adds a node's entries (ARGV after the topic: TTL (ms), then client and info JSON
+/// pairs), publishing a join for each that was not there.
+const PRESENCE_REFRESH_LUA: &str = r"
+local ttl = tonumber(ARGV[2])
+for i = 3, #ARGV - 1, 2 do
+  if redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('PUBLISH', ARGV[1], 'j' .. ARGV[i + 1])
+  end
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
+end
+for i = 1, 2 do
+  if redis.call('PTTL', KEYS[i]) < ttl then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return (#ARGV - 2) / 2
+";
+
 /// Removes a presence entry (ARGV after the topic: client), publishing a leave when it
 /// was there.
 const PRESENCE_REMOVE_LUA: &str = r"
@@ -294,6 +313,7 @@ struct Scripts {
     publish: Script,
     read: Script,
     presence_add: Script,
+    presence_refresh: Script,
     presence_remove: Script,
     presence_list: Script,
     presence_sweep: Script,
@@ -306,6 +326,7 @@ impl Scripts {
             publish: Script::new(PUBLISH_LUA),
             read: Script::new(READ_LUA),
             presence_add: presence(PRESENCE_ADD_LUA),
+            presence_refresh: presence(PRESENCE_REFRESH_LUA),
             presence_remove: presence(PRESENCE_REMOVE_LUA),
             presence_list: presence(PRESENCE_LIST_LUA),
             presence_sweep: presence("return #expired"),
@@ -405,6 +426,9 @@ fn ms(d: Duration) -> u64 {
 /// would be refused by `PEXPIRE` or lose precision in Lua's doubles.
 const MAX_TTL_MS: u64 = 1 << 40;
 const MAX_COUNT: u64 = 1 << 31;
+
+/// Presence entries one refresh call re-adds at most (one script run each batch).
+const REFRESH_BATCH: usize = 256;
 
 fn unavailable(e: &RedisError) -> EngineError {
     EngineError::Unavailable(format!("redis: {e}"))
@@ -669,6 +693,46 @@ impl Inner {
                 &[&info.client, &json, &ttl],
             )
             .await?;
+        Ok(())
+    }
+
+    /// Re-adds this node's entries `infos` of `channel` in one call (a join for any that
+    /// had expired). An entry removed meanwhile (its `presence_remove` may have reached
+    /// Redis before this call) is removed again after it, so a refresh never brings back
+    /// a client that left.
+    async fn presence_refresh(
+        &self,
+        channel: &str,
+        infos: &[ClientInfo],
+    ) -> Result<(), EngineError> {
+        let ttl = ms(self.config.presence_ttl)
+            .clamp(1, MAX_TTL_MS)
+            .to_string();
+        let mut args = vec![ttl];
+        for info in infos {
+            let json =
+                serde_json::to_string(info).map_err(|e| EngineError::Internal(e.to_string()))?;
+            args.push(info.client.to_string());
+            args.push(json);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let _: i64 = self
+            .presence_script(&self.scripts.presence_refresh, channel, &args)
+            .await?;
+        let gone: Vec<Arc<str>> = {
+            let present = lock(&self.present);
+            let kept = present.get(channel);
+            infos
+                .iter()
+                .filter(|i| !kept.is_some_and(|k| k.contains_key(&i.client)))
+                .map(|i| i.client.clone())
+                .collect()
+        };
+        for client in gone {
+            let _: i64 = self
+                .presence_script(&self.scripts.presence_remove, channel, &[&client])
+                .await?;
+        }
         Ok(())
     }
 
@@ -977,26 +1041,25 @@ async fn run_refresh(inner: Weak<Inner>) {
         let Some(engine) = inner.upgrade() else {
             return;
         };
-        let entries: Vec<(Arc<str>, ClientInfo)> = lock(&engine.present)
+        let snapshot: Vec<(Arc<str>, Vec<ClientInfo>)> = lock(&engine.present)
             .iter()
-            .flat_map(|(channel, clients)| {
-                clients
-                    .values()
-                    .map(move |info| (channel.clone(), info.clone()))
-            })
+            .map(|(channel, clients)| (channel.clone(), clients.values().cloned().collect()))
             .collect();
-        for (channel, info) in entries {
-            // Removed meanwhile: not re-added.
-            let still = lock(&engine.present)
-                .get(&channel)
-                .is_some_and(|c| c.contains_key(&info.client));
-            if still && engine.presence_add(&channel, &info).await.is_err() {
-                // Redis is down: the next tick tries again.
+        let mut down = false;
+        for (channel, infos) in snapshot {
+            for batch in infos.chunks(REFRESH_BATCH) {
+                if engine.presence_refresh(&channel, batch).await.is_err() {
+                    // Redis is down: the next tick tries again.
+                    down = true;
+                    break;
+                }
+            }
+            if down {
                 break;
             }
         }
         let channels: Vec<Arc<str>> = lock(&engine.topics).keys().cloned().collect();
-        for channel in channels {
+        for channel in channels.into_iter().filter(|_| !down) {
             let swept: Result<i64, _> = engine
                 .presence_script(&engine.scripts.presence_sweep, &channel, &[])
                 .await;

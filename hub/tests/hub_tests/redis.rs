@@ -284,6 +284,11 @@ async fn engine_ends_subscriptions_when_redis_goes_and_comes_back() {
     let mut redis = RedisServer::start().await;
     let e = redis.engine(&unique_prefix()).await;
     let mut s = e.subscribe("c", None, 1000).await.unwrap();
+    e.presence_add("c", info("k-1")).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(STEP, s.recv()).await.unwrap(),
+        Ok(ChannelEvent::Join(info("k-1")))
+    );
     e.publish("c", payload(1), None, opts(10)).await.unwrap();
     assert!(matches!(
         tokio::time::timeout(STEP, s.recv()).await.unwrap(),
@@ -312,6 +317,14 @@ async fn engine_ends_subscriptions_when_redis_goes_and_comes_back() {
     let deadline = tokio::time::Instant::now() + STEP;
     while e.health().await.is_err() {
         assert!(tokio::time::Instant::now() < deadline, "health stays down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The node's presence entries come back with its next refresh (Redis lost them).
+    while e.presence("c").await.unwrap() != [info("k-1")] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence not refreshed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A new Redis: a new epoch, from offset 1.
