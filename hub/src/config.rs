@@ -268,6 +268,11 @@ impl Config {
                 self.engine.kind.as_str()
             )));
         }
+        if self.engine.kind == EngineKind::Redis {
+            crate::engine::redis::check_url(&self.engine.url).map_err(|e| {
+                ConfigError::new(format!("engine.url is not a Redis URL it can use: {e}"))
+            })?;
+        }
         for name in self.namespaces.keys() {
             if name.is_empty()
                 || !name
@@ -542,6 +547,14 @@ presence = false
             ("[limits]\npublish_rate = -1", "line 2"),
             ("[limits]\npublish_rate = 0", "limits.publish_rate"),
             ("[engine]\nkind = \"nats\"", "engine.url"),
+            (
+                "[engine]\nkind = \"redis\"\nurl = \"http://x\"",
+                "engine.url is not a Redis URL",
+            ),
+            (
+                "[engine]\nkind = \"redis\"\nurl = \"rediss://127.0.0.1/\"",
+                "engine.url is not a Redis URL",
+            ),
             ("[engine]\nkind = \"kafka\"", "kafka"),
             ("[namespaces.\"a:b\"]", "namespace name"),
             ("[auth]\njwt_secret = \"\"", "jwt_secret"),

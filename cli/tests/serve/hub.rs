@@ -338,6 +338,17 @@ fn hub_with_an_unreachable_redis_exits_1_in_one_line() {
     );
 }
 
+/// A URL that is not Redis's is a configuration error (exit 2), without the URL (it may
+/// hold a password) in the line.
+#[test]
+fn hub_with_a_bad_redis_url_exits_2() {
+    let (status, stderr) = run_to_exit(&["--redis", "http://user:secret@127.0.0.1/"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("engine.url is not a Redis URL"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
+
 /// A `redis-server` on a free port, no persistence, killed when dropped. Missing
 /// `redis-server` fails the test (install the Debian package redis-server).
 struct Redis {

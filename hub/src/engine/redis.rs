@@ -825,6 +825,15 @@ impl Inner {
     }
 }
 
+/// Whether `url` is a Redis URL this engine can use (`redis://`, `redis+unix://`,
+/// `unix://`; no TLS in this build): what the configuration checks before start. The
+/// error does not repeat the URL (it may hold a password).
+pub fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// The engine ([`Engine`]) over one Redis.
 pub struct RedisEngine {
     inner: Arc<Inner>,
@@ -855,7 +864,7 @@ impl RedisEngine {
     /// be called inside a tokio runtime.
     pub async fn connect(config: RedisConfig) -> Result<Self, EngineError> {
         let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| EngineError::Internal(format!("redis URL {:?}: {e}", config.url)))?;
+            .map_err(|e| EngineError::Internal(format!("the Redis URL: {e}")))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.op_timeout))
             .set_response_timeout(Some(config.op_timeout))
