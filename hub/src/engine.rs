@@ -396,8 +396,9 @@ impl Subscription {
 /// - Recovery: as [`Engine::recover`] says; [`Engine::subscribe`] does it without a gap.
 /// - Presence: entries per channel keyed by client id; a join or leave event goes to the
 ///   channel's subscribers when the presence changes. Cluster-wide engines expire entries
-///   that their node stops refreshing (30 seconds, "Details"); the server re-adds its
-///   clients' entries more often than that.
+///   that their node stops refreshing (30 seconds, "Details") and refresh the entries
+///   their node added themselves (the Redis engine: every 10 seconds) until
+///   [`Engine::presence_remove`], so the server adds each entry once.
 pub trait Engine: Send + Sync + 'static {
     /// The engine's name for `/health`: `"memory"`, `"redis"` or `"nats"`.
     fn name(&self) -> &'static str;
