@@ -434,13 +434,21 @@ fn unavailable(e: &RedisError) -> EngineError {
     EngineError::Unavailable(format!("redis: {e}"))
 }
 
-/// A Redis error: `unavailable` when the broker is down, unreachable, loading or busy,
-/// `internal` when it refused what the engine sent (a bug).
+/// A Redis error: `internal` when Redis refused what the engine sent or answered what it
+/// did not expect (a script error, a permission: a bug or a misconfiguration),
+/// `unavailable` for everything else (down, unreachable, loading, busy, out of memory, a
+/// failover).
 fn redis_error(e: &RedisError) -> EngineError {
+    use redis::{ErrorKind, ServerErrorKind};
     match e.kind() {
-        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => {
-            EngineError::Internal(format!("redis: {e}"))
-        }
+        ErrorKind::Parse
+        | ErrorKind::UnexpectedReturnType
+        | ErrorKind::Server(
+            ServerErrorKind::ResponseError
+            | ServerErrorKind::ExecAbort
+            | ServerErrorKind::CrossSlot
+            | ServerErrorKind::NoPerm,
+        ) => EngineError::Internal(format!("redis: {e}")),
         _ => unavailable(e),
     }
 }
