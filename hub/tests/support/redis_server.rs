@@ -112,7 +112,7 @@ impl RedisServer {
     pub fn engine_config(&self, prefix: &str) -> RedisConfig {
         let mut config = RedisConfig::new(self.url());
         config.prefix = prefix.to_owned();
-        config.op_timeout = Duration::from_secs(1);
+        config.op_timeout = Duration::from_secs(2);
         config.presence_ttl = Duration::from_millis(1500);
         config.presence_refresh = Duration::from_millis(300);
         config.reconnect_max = Duration::from_millis(300);
