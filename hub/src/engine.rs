@@ -66,6 +66,9 @@ pub struct ClientInfo {
     pub name: Option<Arc<str>>,
 }
 
+/// Channels and their subscriber counts, sorted by name ([`Engine::channels`]).
+pub type ChannelCounts = Vec<(Arc<str>, u64)>;
+
 /// One entry of a channel's presence (the `presence` reply's `clients`): the same fields
 /// as [`ClientInfo`].
 pub type PresenceEntry = ClientInfo;
@@ -467,6 +470,14 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The channel's presence (the `presence` reply's `clients`), sorted by client id.
     fn presence<'a>(&'a self, channel: &'a str) -> EngineFuture<'a, Vec<PresenceEntry>>;
+
+    /// The channels with subscribers across the cluster and their counts, sorted by name
+    /// (`GET /api/channels`: "counted across the cluster"), or `None` for an engine of one
+    /// node (the server counts its own subscribers then, as the memory engine's are all
+    /// there is).
+    fn channels(&self) -> EngineFuture<'_, Option<ChannelCounts>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
 
     /// Whether the engine can serve now (`/health`: `broker` up or down): `Ok` when it
     /// can. By default, whether the position of the channel [`HEALTH_CHANNEL`] can be

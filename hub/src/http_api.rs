@@ -19,8 +19,9 @@
 //! - `GET /api/history`: `channel`, optional `limit` (absent: everything retained), and
 //!   optional `since_offset` with `since_epoch` (both or neither), with the `history`
 //!   request's meaning ("Details": `history`). Query values are percent-decoded.
-//! - `GET /api/channels` counts this node's subscribers (`Hub::channels`); the protocol's
-//!   "counted across the cluster" needs a cluster engine to sum the nodes' counts.
+//! - `GET /api/channels` counts the subscribers of every node: the Redis engine sums the
+//!   nodes' reports (each node's as of its last report, every 10 s; this node's live);
+//!   with the memory engine (one node) it is this node's count (`Hub::channels`).
 //! - `POST /api/send` (the fallback transports' upstream) does not exist yet: 404 like
 //!   any unknown path, after the key check.
 //! - `/health` asks the engine whether it can serve ([`Engine::health`](crate::engine::Engine::health):
@@ -137,7 +138,7 @@ async fn api(hub: &Hub, req: Request<Incoming>) -> HttpResponse {
         ("/api/publish", _) => method_not_allowed("POST"),
         ("/api/history", Method::GET) => history(hub, &query).await,
         ("/api/presence", Method::GET) => presence(hub, &query).await,
-        ("/api/channels", Method::GET) => channels(hub),
+        ("/api/channels", Method::GET) => channels(hub).await,
         ("/api/history" | "/api/presence" | "/api/channels", _) => method_not_allowed("GET"),
         _ => not_found(),
     }
@@ -373,12 +374,25 @@ async fn presence(hub: &Hub, query: &str) -> HttpResponse {
 #[derive(Serialize)]
 struct ChannelCount<'a> {
     channel: &'a str,
-    subscribers: u32,
+    subscribers: u64,
 }
 
-/// `GET /api/channels`: the channels with subscribers on this node, sorted by name.
-fn channels(hub: &Hub) -> HttpResponse {
-    let list = hub.channels();
+/// `GET /api/channels`: the channels with subscribers across the cluster
+/// ([`Engine::channels`](crate::engine::Engine::channels)), or on this node for an
+/// engine of one node, sorted by name.
+async fn channels(hub: &Hub) -> HttpResponse {
+    let started = Instant::now();
+    let cluster = hub.engine.channels().await;
+    observe(hub, started);
+    let list = match cluster {
+        Ok(Some(list)) => list,
+        Ok(None) => hub
+            .channels()
+            .into_iter()
+            .map(|(channel, n)| (channel, u64::from(n)))
+            .collect(),
+        Err(e) => return engine_error(&e),
+    };
     let channels: Vec<_> = list
         .iter()
         .map(|(channel, subscribers)| ChannelCount {

@@ -27,6 +27,10 @@
 //!   `history_size`, its expired head dropped, the key expiring with its newest entry.
 //! - `P:presence:{C}` (a hash, client id to info JSON) and `P:presence-expiry:{C}` (a
 //!   sorted set, client id scored by its expiry).
+//! - `P:nodes` (a sorted set, node id scored by the expiry of its report) and
+//!   `P:node-channels:{N}` (a hash, channel to the node's subscriber count): each node's
+//!   counts for `/api/channels`, written every [`RedisConfig::presence_refresh`] and kept
+//!   three times that.
 //! - `P:topic:{C}`: the pub/sub channel of the channel's events (plain `PUBLISH`; sharded
 //!   `SPUBLISH` would need the client's cluster feature: a later slice).
 //!
@@ -88,9 +92,9 @@ use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{
-    ChannelEvent, ClientInfo, Clock, Engine, EngineError, EngineFuture, HistoryOptions,
-    HistoryResult, Payload, PresenceEntry, Publication, Recovery, StreamPosition, Subscription,
-    SubscriptionLink, SystemClock, WireCache,
+    ChannelCounts, ChannelEvent, ClientInfo, Clock, Engine, EngineError, EngineFuture,
+    HistoryOptions, HistoryResult, Payload, PresenceEntry, Publication, Recovery, StreamPosition,
+    Subscription, SubscriptionLink, SystemClock, WireCache,
 };
 
 /// The Redis engine's settings.
@@ -307,6 +311,42 @@ const PRESENCE_LIST_LUA: &str = r"
 return redis.call('HVALS', KEYS[1])
 ";
 
+/// A node's report of its subscriber counts. KEYS: the nodes (a sorted set by expiry),
+/// this node's counts (a hash). ARGV: the node id, the report's TTL (ms), then channel
+/// and count pairs.
+const REPORT_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('DEL', KEYS[2])
+for i = 3, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+";
+
+/// Every other live node's subscriber counts, as channel and count pairs. KEYS: the
+/// nodes. ARGV: the key prefix, this node's id. (It reads the nodes' hashes by name: one
+/// Redis, not a cluster.)
+const COUNTS_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local result = {}
+for _, node in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if node ~= ARGV[2] then
+    local counts = redis.call('HGETALL', ARGV[1] .. ':node-channels:{' .. node .. '}')
+    for i = 1, #counts do
+      result[#result + 1] = counts[i]
+    end
+  end
+end
+return result
+";
+
 /// The engine's scripts, loaded by their first `EVALSHA` (and again after a restart of
 /// Redis: [`Script`] loads on `NOSCRIPT`).
 struct Scripts {
@@ -317,6 +357,8 @@ struct Scripts {
     presence_remove: Script,
     presence_list: Script,
     presence_sweep: Script,
+    report: Script,
+    counts: Script,
 }
 
 impl Scripts {
@@ -330,6 +372,8 @@ impl Scripts {
             presence_remove: presence(PRESENCE_REMOVE_LUA),
             presence_list: presence(PRESENCE_LIST_LUA),
             presence_sweep: presence("return #expired"),
+            report: Script::new(REPORT_LUA),
+            counts: Script::new(COUNTS_LUA),
         }
     }
 }
@@ -411,6 +455,8 @@ struct Inner {
     present: Mutex<Present>,
     seed: RandomState,
     epochs_made: AtomicU64,
+    /// This node's id in the subscriber counts (random).
+    node: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -744,6 +790,59 @@ impl Inner {
         Ok(())
     }
 
+    /// This node's subscribers per channel (its topics' local subscriptions), live.
+    fn local_counts(&self) -> Vec<(Arc<str>, u64)> {
+        lock(&self.topics)
+            .values()
+            .map(|e| {
+                let n = e.topic.subscribers.load(Ordering::SeqCst);
+                (e.topic.channel.clone(), n as u64)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Writes this node's counts for the others' `/api/channels`; they live three
+    /// refresh periods (a node that dies drops out of the counts by itself).
+    async fn report_counts(&self) -> Result<(), EngineError> {
+        let ttl = ms(self.config.presence_refresh.saturating_mul(3)).clamp(1, MAX_TTL_MS);
+        let mut conn = self.conn.clone();
+        let mut invocation = self.scripts.report.prepare_invoke();
+        invocation
+            .key(format!("{}:nodes", self.config.prefix))
+            .key(self.key("node-channels", &self.node))
+            .arg(&self.node)
+            .arg(ttl);
+        for (channel, n) in self.local_counts() {
+            invocation.arg(&*channel).arg(n);
+        }
+        let _: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Every node's subscribers per channel, sorted by name: the others' last reports and
+    /// this node's live counts.
+    async fn cluster_counts(&self) -> Result<Vec<(Arc<str>, u64)>, EngineError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.scripts.counts.prepare_invoke();
+        invocation
+            .key(format!("{}:nodes", self.config.prefix))
+            .arg(&self.config.prefix)
+            .arg(&self.node);
+        let pairs: Vec<String> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let mut sums: std::collections::BTreeMap<Arc<str>, u64> = std::collections::BTreeMap::new();
+        for pair in pairs.chunks_exact(2) {
+            let n: u64 = pair[1]
+                .parse()
+                .map_err(|_| bad_answer("a subscriber count"))?;
+            *sums.entry(pair[0].as_str().into()).or_default() += n;
+        }
+        for (channel, n) in self.local_counts() {
+            *sums.entry(channel).or_default() += n;
+        }
+        Ok(sums.into_iter().filter(|(_, n)| *n > 0).collect())
+    }
+
     /// Takes one local subscriber on `channel`'s topic (made, and its `SUBSCRIBE` asked
     /// for, when it is the first): its receiver, its link, and the topic's state.
     fn join(
@@ -893,6 +992,7 @@ impl RedisEngine {
             .map_err(|_| bounded("connecting for pub/sub"))?
             .map_err(|e| unavailable(&e))?;
         let (commands, command_rx) = mpsc::unbounded_channel();
+        let seed = RandomState::new();
         let inner = Arc::new(Inner {
             config,
             client,
@@ -902,7 +1002,8 @@ impl RedisEngine {
             commands,
             pubsub_up: AtomicBool::new(true),
             present: Mutex::new(HashMap::new()),
-            seed: RandomState::new(),
+            node: format!("{:016x}", seed.hash_one(("node", SystemClock.now_ms()))),
+            seed,
             epochs_made: AtomicU64::new(0),
         });
         let pubsub_task = tokio::spawn(run_pubsub(Arc::downgrade(&inner), pubsub, command_rx));
@@ -1058,6 +1159,8 @@ async fn run_refresh(inner: Weak<Inner>) {
         let Some(engine) = inner.upgrade() else {
             return;
         };
+        // Redis down: the next tick tries again.
+        let _ = engine.report_counts().await;
         let snapshot: Vec<(Arc<str>, Vec<ClientInfo>)> = lock(&engine.present)
             .iter()
             .map(|(channel, clients)| (channel.clone(), clients.values().cloned().collect()))
@@ -1221,6 +1324,10 @@ impl Engine for RedisEngine {
             entries.sort_by(|a, b| a.client.cmp(&b.client));
             Ok(entries)
         })
+    }
+
+    fn channels(&self) -> EngineFuture<'_, Option<ChannelCounts>> {
+        Box::pin(async move { self.inner.cluster_counts().await.map(Some) })
     }
 
     fn health(&self) -> EngineFuture<'_, ()> {

@@ -703,3 +703,46 @@ async fn a_redis_outage_is_unavailable_then_recovered() {
     assert_eq!(p["payload"], 4);
     hub.stop().await;
 }
+
+/// `GET /api/channels` counts every node's subscribers ("counted across the cluster"):
+/// the other nodes' as of their last report (every 300 ms here), this node's live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_channels_counts_across_nodes() {
+    let redis = RedisServer::start().await;
+    let (a, b, _) = two_nodes(&redis).await;
+    let mut clients = Vec::new();
+    for (hub, channel) in [(&a, "x"), (&a, "x"), (&b, "x"), (&b, "y")] {
+        let (mut c, _) = hub.connected().await;
+        c.ok(json!({"type": "subscribe", "channel": channel})).await;
+        clients.push(c);
+    }
+    let expected = json!({"channels": [
+        {"channel": "x", "subscribers": 3},
+        {"channel": "y", "subscribers": 1},
+    ]});
+    let deadline = tokio::time::Instant::now() + STEP;
+    for hub in [&a, &b] {
+        loop {
+            let answer = http(hub.addr, "GET", "/api/channels", &[], None).await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            if answer.json() == expected {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{answer:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // B's subscribers go: A's count follows B's next report.
+    clients.truncate(2);
+    let expected = json!({"channels": [{"channel": "x", "subscribers": 2}]});
+    loop {
+        let answer = http(a.addr, "GET", "/api/channels", &[], None).await;
+        if answer.json() == expected {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
