@@ -5,7 +5,7 @@
 #
 #   bash clients/js/ci.sh
 #
-# It installs Chromium with apt when /usr/bin/chromium is missing, builds the hub
+# It installs Chromium and redis-server with apt when missing, builds the hub
 # (target/debug/wsengine) unless WSENGINE_BIN names one, installs the locked npm packages
 # (npm ci), and runs each suite under a time limit in a process group of its own, which is
 # killed afterwards: no hub or test process outlives the script.
@@ -52,13 +52,23 @@ bounded() {
     return "${status}"
 }
 
-step "chromium"
-if [[ ! -x /usr/bin/chromium ]]; then
+step "chromium and redis-server"
+# test/cluster.test.js runs hub processes on a real Redis (each test starts its own
+# redis-server on a free port, without persistence, and stops it).
+missing=()
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if (( ${#missing[@]} > 0 )); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq chromium >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+    # The package's own service (port 6379) is not used: stop it if the install started it.
+    if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+        service redis-server stop >/dev/null 2>&1 || true
+    fi
 fi
 /usr/bin/chromium --version 2>/dev/null | head -n 1
+redis-server --version
 node --version
 
 step "the hub"
