@@ -3,9 +3,9 @@
 //!
 //! Exit status: 0 after a graceful stop (SIGTERM or SIGINT: every WebSocket closed with
 //! 1001), 2 for a configuration it cannot start with (the file, a flag, a key or
-//! certificate file, an engine not built yet), 1 when it cannot listen, cannot reach its
-//! Redis at start (`--redis`: it does not start without its broker, as Centrifugo does;
-//! once running it reconnects by itself) or fails while running, or on a second signal
+//! certificate file), 1 when it cannot listen, cannot reach its Redis or NATS at start
+//! (`--redis`, `--nats`: it does not start without its broker, as Centrifugo does; once
+//! running it reconnects by itself) or fails while running, or on a second signal
 //! during the stop.
 
 use std::io::{self, Write};
@@ -71,8 +71,10 @@ pub(crate) struct HubArgs {
     /// engine (one node).
     #[arg(long, value_name = "URL", conflicts_with = "nats")]
     redis: Option<String>,
-    /// Use the NATS engine at URL (`[engine] kind = "nats"`). Not built yet (issue #19):
-    /// refused at start. Default: the memory engine (one node).
+    /// Use the NATS engine at URL (`[engine] kind = "nats"`; `nats://[user:password@]
+    /// host:port`): publications fan out to every hub on the same NATS; history and
+    /// presence stay per node (docs/HUB-PROTOCOL.md, "Engines"). NATS must answer at start
+    /// (else exit 1); the hub reconnects by itself afterwards. Default: the memory engine.
     #[arg(long, value_name = "URL")]
     nats: Option<String>,
     /// Serve the files of this directory at `/`. Default: none.
@@ -165,15 +167,6 @@ fn prepare(args: HubArgs) -> Result<Prepared, Failure> {
         engine,
     };
     let resolved = config::resolve(file, flags).map_err(|e| Failure::config(e.to_string()))?;
-    // NATS is a later slice: refusing is honest, serving one node's memory to a user who
-    // asked for a shared broker would not be.
-    let kind = resolved.config.engine.kind;
-    if kind == EngineKind::Nats {
-        return Err(Failure::config(format!(
-            "the {} engine is not built yet (issue #19)",
-            kind.as_str()
-        )));
-    }
     // `Server::bind` reads the key too, but after binding and with the same error kind
     // as some bind failures: checked here, a bad key file is a configuration error (2).
     Verifier::from_config(&resolved.config.auth).map_err(|e| Failure::config(e.to_string()))?;

@@ -273,6 +273,11 @@ impl Config {
                 ConfigError::new(format!("engine.url is not a Redis URL it can use: {e}"))
             })?;
         }
+        if self.engine.kind == EngineKind::Nats {
+            crate::engine::nats::check_url(&self.engine.url).map_err(|e| {
+                ConfigError::new(format!("engine.url is not a NATS URL it can use: {e}"))
+            })?;
+        }
         for name in self.namespaces.keys() {
             if name.is_empty()
                 || !name
@@ -554,6 +559,14 @@ presence = false
             (
                 "[engine]\nkind = \"redis\"\nurl = \"rediss://127.0.0.1/\"",
                 "engine.url is not a Redis URL",
+            ),
+            (
+                "[engine]\nkind = \"nats\"\nurl = \"http://x\"",
+                "engine.url is not a NATS URL",
+            ),
+            (
+                "[engine]\nkind = \"nats\"\nurl = \"ws://127.0.0.1:4222\"",
+                "engine.url is not a NATS URL",
             ),
             ("[engine]\nkind = \"kafka\"", "kafka"),
             ("[namespaces.\"a:b\"]", "namespace name"),

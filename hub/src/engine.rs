@@ -3,9 +3,9 @@
 //! subscribers (`docs/HUB-PROTOCOL.md`, "Channels, history, recovery").
 //!
 //! A node (the server) keeps none of this state: it asks the engine. Two implementations
-//! exist: [`memory::MemoryEngine`] (a single node) and [`redis::RedisEngine`] (several
-//! nodes on one Redis act as one); a NATS engine comes next, behind the same [`Engine`]
-//! trait.
+//! exist: [`memory::MemoryEngine`] (a single node), [`redis::RedisEngine`] (several
+//! nodes on one Redis act as one) and [`nats::NatsEngine`] (publications fan out to every
+//! node through NATS; each node keeps its own streams and presence in memory).
 //!
 //! # Shape
 //!
@@ -24,6 +24,7 @@
 //!   meet with nothing lost and nothing repeated ("Channels, history, recovery").
 
 pub mod memory;
+pub mod nats;
 pub mod redis;
 
 use std::fmt;
@@ -326,6 +327,13 @@ impl Subscription {
             receiver,
             link: Some(link),
         }
+    }
+
+    /// This subscription with `link` attached, as [`Subscription::with_link`] makes it: for
+    /// an engine built over another (the NATS engine over the memory engine).
+    pub fn linked(mut self, link: Box<dyn SubscriptionLink>) -> Self {
+        self.link = Some(link);
+        self
     }
 
     fn closed(&self) -> RecvError {

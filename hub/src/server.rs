@@ -40,6 +40,7 @@ use crate::auth::Verifier;
 use crate::config::{Config, EngineConfig, EngineKind};
 use crate::engine::Engine;
 use crate::engine::memory::{MemoryConfig, MemoryEngine};
+use crate::engine::nats::{NatsConfig, NatsEngine};
 use crate::engine::redis::{RedisConfig, RedisEngine};
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
@@ -199,7 +200,7 @@ fn random_hex() -> String {
 
 /// The engine `config` names. The Redis engine connects now: a Redis that cannot be
 /// reached is an error (the hub refuses to start, as Centrifugo does), of kind
-/// `ConnectionRefused`; the NATS engine is not built yet (`InvalidInput`).
+/// `ConnectionRefused`; so does the NATS engine with a NATS it cannot reach.
 pub async fn build_engine(config: &EngineConfig) -> io::Result<Arc<dyn Engine>> {
     match config.kind {
         EngineKind::Memory => Ok(Arc::new(MemoryEngine::new(MemoryConfig::default()))),
@@ -211,10 +212,13 @@ pub async fn build_engine(config: &EngineConfig) -> io::Result<Arc<dyn Engine>> 
                 format!("the redis engine cannot start: {e}"),
             )),
         },
-        EngineKind::Nats => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the nats engine is not built yet (issue #19)",
-        )),
+        EngineKind::Nats => match NatsEngine::connect(NatsConfig::new(&config.url)).await {
+            Ok(engine) => Ok(Arc::new(engine)),
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("the nats engine cannot start: {e}"),
+            )),
+        },
     }
 }
 

@@ -1,7 +1,7 @@
 //! `wsengine hub` as a process: the listening line on stdout, the demo warning, a
 //! connect/subscribe/publish round trip over a raw WebSocket, configuration errors (exit 2,
-//! one line), the NATS engine not built yet, the Redis engine (exit 1 without its
-//! Redis; two processes on one Redis acting as one), and SIGTERM (1001 to every client, exit 0). Each
+//! one line), the NATS engine (exit 1 without its NATS, exit 2 for a URL it cannot use),
+//! the Redis engine (exit 1 without its Redis; two processes on one Redis acting as one), and SIGTERM (1001 to every client, exit 0). Each
 //! test starts its own hub on an ephemeral 127.0.0.1 port and kills it if anything fails.
 // Test code: the helpers fail the test with a message, as the tests themselves do.
 #![allow(clippy::expect_used)]
@@ -306,16 +306,6 @@ fn hub_config_with_an_unknown_key_exits_2_naming_it() {
     assert!(line.contains("`ping`"), "{line}");
 }
 
-#[test]
-fn hub_refuses_the_nats_engine_not_built_yet() {
-    let (status, stderr) = run_to_exit(&["--nats", "nats://127.0.0.1:4222/"]);
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert_eq!(
-        stderr.trim_end(),
-        "[ERROR] the nats engine is not built yet (issue #19)"
-    );
-}
-
 /// A free port of 127.0.0.1 that nothing listens on (bound, then let go).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -347,6 +337,36 @@ fn hub_with_a_bad_redis_url_exits_2() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("engine.url is not a Redis URL"), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
+}
+
+/// `--nats` with no NATS there: the hub does not start without its broker either: exit 1
+/// with one line.
+#[test]
+fn hub_with_an_unreachable_nats_exits_1_in_one_line() {
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let (status, stderr) = run_to_exit(&["--nats", &url]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("[ERROR] the nats engine cannot start"),
+        "{stderr}"
+    );
+}
+
+/// A URL that is not a NATS URL this build can use is a configuration error (exit 2),
+/// without the URL (it may hold a password) in the line.
+#[test]
+fn hub_with_a_bad_nats_url_exits_2() {
+    for url in [
+        "http://user:secret@127.0.0.1/",
+        "tls://user:secret@127.0.0.1:4222",
+    ] {
+        let (status, stderr) = run_to_exit(&["--nats", url]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("engine.url is not a NATS URL"), "{stderr}");
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
 }
 
 /// A `redis-server` on a free port, no persistence, killed when dropped. Missing

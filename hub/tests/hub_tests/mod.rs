@@ -11,6 +11,7 @@
 mod auth;
 mod lifecycle;
 mod limits;
+mod nats;
 mod presence;
 mod protocol;
 mod recovery;

@@ -9,6 +9,7 @@
     reason = "test harness: a failed step fails the test"
 )]
 
+mod nats_server;
 mod redis_server;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use wsengine_hub::config::Config;
 use wsengine_hub::{Server, ServerOptions};
 use wsengine_tokio::{MaybeTlsStream, Message, WebSocketStream};
 
+pub use nats_server::NatsServer;
 pub use redis_server::{RedisServer, unique_prefix};
 
 /// How long a test waits for any one thing before failing.
