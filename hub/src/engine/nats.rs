@@ -47,7 +47,9 @@
 //! subscription ends with [`RecvError::Interrupted`](super::RecvError::Interrupted) (the
 //! server closes those clients with 1013), every channel gets a new epoch on the node (a
 //! returning client gets `recovered: false`, never a silent gap) and the node's presence
-//! is emptied (its clients were closed). While the connection is down every call is
+//! is emptied (its clients were closed). On reconnection the client subscribes again by
+//! itself and the node makes a round trip before it serves again, so publications made
+//! after that reach it. While the connection is down every call but removing presence is
 //! [`EngineError::Unavailable`]; a publish is bounded by [`NatsConfig::op_timeout`]
 //! (written and flushed to NATS within it, or `unavailable`: one that timed out may still
 //! reach other nodes). [`NatsEngine::connect`] fails when NATS cannot be reached at start.
@@ -417,7 +419,14 @@ async fn run_events(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<Even
     while let Some(event) = events.recv().await {
         let Some(inner) = inner.upgrade() else { return };
         match event {
-            Event::Connected => inner.up.store(true, Ordering::SeqCst),
+            Event::Connected => {
+                // The client sent its subscription again on reconnecting; a round trip
+                // after it means NATS has it before this node serves again (a publication
+                // of another node made after this point reaches this node). A failed
+                // ping is followed by another disconnection.
+                let _ = inner.ping().await;
+                inner.up.store(true, Ordering::SeqCst);
+            }
             Event::Disconnected | Event::Closed => {
                 inner.up.store(false, Ordering::SeqCst);
                 inner.interrupt();
