@@ -398,7 +398,8 @@ impl Subscription {
 /// - Offsets: a channel's first publication in an epoch gets offset 1, each next one one
 ///   more; an empty channel's position has offset 0 ("Details": offsets, and after an
 ///   epoch change the first publication has offset 1). Order is the order of offsets, the
-///   same for every subscriber on every node.
+///   same for every subscriber on every node that shares the stream (the NATS engine's
+///   nodes each keep a stream of their own: [`nats`]).
 /// - Epochs: a stream gets a new epoch whenever its history is lost (a new memory engine,
 ///   a broker that lost the stream). A channel's offset and epoch outlive its history's
 ///   TTL for at least 24 hours without activity ("Details").
@@ -409,7 +410,8 @@ impl Subscription {
 ///   channel's subscribers when the presence changes. Cluster-wide engines expire entries
 ///   that their node stops refreshing (30 seconds, "Details") and refresh the entries
 ///   their node added themselves (the Redis engine: every 10 seconds) until
-///   [`Engine::presence_remove`], so the server adds each entry once.
+///   [`Engine::presence_remove`], so the server adds each entry once. (The NATS engine's
+///   presence is per node, in memory.)
 pub trait Engine: Send + Sync + 'static {
     /// The engine's name for `/health`: `"memory"`, `"redis"` or `"nats"`.
     fn name(&self) -> &'static str;

@@ -52,7 +52,10 @@
 //! after that reach it. While the connection is down every call but removing presence is
 //! [`EngineError::Unavailable`]; a publish is bounded by [`NatsConfig::op_timeout`]
 //! (written and flushed to NATS within it, or `unavailable`: one that timed out may still
-//! reach other nodes). [`NatsEngine::connect`] fails when NATS cannot be reached at start.
+//! reach other nodes). A NATS that hangs is noticed by [`Engine::health`] within
+//! `op_timeout`, but the connection counts as broken only after two unanswered pings
+//! ([`NatsConfig::ping_interval`]); publishes written meanwhile are answered and may never
+//! reach the other nodes (at most once). [`NatsEngine::connect`] fails when NATS cannot be reached at start.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};

@@ -330,6 +330,51 @@ async fn engine_ends_subscriptions_when_nats_goes_and_comes_back() {
     );
 }
 
+/// A NATS that hangs (stopped: connections open, no answer): health is down within the
+/// operation timeout (2 s here), the subscription ends as interrupted once the client's
+/// pings go unanswered (every 500 ms here), calls are then unavailable at once, and all is
+/// well once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_calls_are_bounded_when_nats_hangs() {
+    let nats = NatsServer::start().await;
+    let e = nats.engine(&unique_prefix()).await;
+    let mut s = e.subscribe("c", None, 1000).await.unwrap();
+    nats.signal("STOP");
+    let started = tokio::time::Instant::now();
+    let err = e.health().await.unwrap_err();
+    assert_eq!(err.code(), "unavailable", "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        tokio::time::timeout(STEP, s.recv()).await.unwrap(),
+        Err(RecvError::Interrupted)
+    );
+    let started = tokio::time::Instant::now();
+    let err = e
+        .publish("c", payload(1), None, opts(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unavailable", "{err}");
+    assert!(e.subscribe("c", None, 1000).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    nats.signal("CONT");
+    let deadline = tokio::time::Instant::now() + STEP;
+    while e.health().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "health stays down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut s = e.subscribe("c", None, 1000).await.unwrap();
+    let p = e.publish("c", payload(2), None, opts(10)).await.unwrap();
+    assert_eq!(p.offset, 1);
+    assert_eq!(
+        tokio::time::timeout(STEP, s.recv()).await.unwrap(),
+        Ok(ChannelEvent::Publication(p))
+    );
+}
+
 /// NATS killed: subscribers closed with 1013, publish unavailable, health 503 with the
 /// broker down; NATS back on the same port: health 200 and fan-out across nodes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,17 @@ impl NatsServer {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to it: a stopped NATS keeps its connections open
+    /// and answers nothing (a hung broker).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("nats-server is running").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Engine settings for tests: a prefix of its own, short timeouts.
     pub fn engine_config(&self, prefix: &str) -> NatsConfig {
         let mut config = NatsConfig::new(self.url());
