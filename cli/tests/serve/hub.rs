@@ -1,7 +1,8 @@
 //! `wsengine hub` as a process: the listening line on stdout, the demo warning, a
 //! connect/subscribe/publish round trip over a raw WebSocket, configuration errors (exit 2,
-//! one line), the NATS engine (exit 1 without its NATS, exit 2 for a URL it cannot use),
-//! the Redis engine (exit 1 without its Redis; two processes on one Redis acting as one), and SIGTERM (1001 to every client, exit 0). Each
+//! one line), the NATS engine (exit 1 without its NATS, exit 2 for a URL it cannot use;
+//! two processes on one NATS fanning out), the Redis engine (exit 1 without its Redis; two
+//! processes on one Redis acting as one), and SIGTERM (1001 to every client, exit 0). Each
 //! test starts its own hub on an ephemeral 127.0.0.1 port and kills it if anything fails.
 // Test code: the helpers fail the test with a message, as the tests themselves do.
 #![allow(clippy::expect_used)]
@@ -467,6 +468,69 @@ fn hub_processes_on_one_redis_act_as_one() {
     drop(one);
     drop(two);
     drop(redis.server);
+}
+
+/// Two `wsengine hub --nats URL` processes on one `nats-server` (started on a free port,
+/// killed when dropped; missing, it fails the test: install the Debian package
+/// nats-server): a publication on one reaches a subscriber of the other, numbered by
+/// that node (its own epoch), and both say `"engine": "nats"` in `/health`.
+#[test]
+fn hub_processes_on_one_nats_fan_out() {
+    let port = free_port();
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run nats-server ({e}): install the Debian package nats-server \
+                 (apt-get install -y nats-server)"
+            )
+        });
+    let nats = Server(child);
+    let started = Instant::now();
+    while !TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+        let mut buf = [0u8; 5];
+        s.set_read_timeout(Some(LIMIT)).is_ok()
+            && s.read_exact(&mut buf).is_ok()
+            && &buf == b"INFO "
+    }) {
+        assert!(started.elapsed() < LIMIT, "nats-server did not answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let one = start(&["--nats", &url]);
+    let two = start(&["--nats", &url]);
+    for hub in [&one, &two] {
+        let (status, body) = http_get(hub.addr, "/health");
+        assert_eq!(status, 200, "{body}");
+        let health: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            health,
+            json!({"status": "ok", "engine": "nats", "broker": "up"})
+        );
+    }
+    let mut subscriber = Client::connect(one.addr);
+    subscriber.request(json!({"type": "connect", "id": 1}));
+    let subscribed =
+        subscriber.request(json!({"type": "subscribe", "id": 2, "channel": "news:cli"}));
+    assert_eq!(subscribed["offset"], 0, "{subscribed}");
+    let mut publisher = Client::connect(two.addr);
+    publisher.request(json!({"type": "connect", "id": 1}));
+    let published = publisher.request(json!({
+        "type": "publish", "id": 2, "channel": "news:cli", "payload": {"text": "hi"}
+    }));
+    assert_eq!(published["offset"], 1, "{published}");
+    let publication = subscriber.recv();
+    assert_eq!(publication["type"], "publication", "{publication}");
+    assert_eq!(publication["offset"], 1);
+    assert_eq!(publication["epoch"], subscribed["epoch"]);
+    assert_eq!(publication["payload"], json!({"text": "hi"}));
+    drop(one);
+    drop(two);
+    drop(nats);
 }
 
 #[test]
