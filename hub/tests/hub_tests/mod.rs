@@ -9,6 +9,7 @@
 )]
 
 mod auth;
+mod engine_fixtures;
 mod lifecycle;
 mod limits;
 mod nats;

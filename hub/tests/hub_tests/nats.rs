@@ -3,56 +3,13 @@
 //! own stream per channel (offsets, epoch, history) and its own presence
 //! (docs/HUB-PROTOCOL.md, "Engines").
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wsengine_hub::ServerOptions;
-use wsengine_hub::engine::{
-    ChannelEvent, ClientInfo, Engine, HistoryOptions, Payload, RecvError, StreamPosition,
-};
+use wsengine_hub::engine::{ChannelEvent, Engine, RecvError};
 
+use super::engine_fixtures::{at, info, next_publication, node, opts, payload};
 use crate::support::*;
-
-fn payload(n: u64) -> Payload {
-    serde_json::value::to_raw_value(&json!({"n": n}))
-        .unwrap()
-        .into()
-}
-
-fn opts(size: usize) -> HistoryOptions {
-    HistoryOptions {
-        history_size: size,
-        history_ttl: Duration::from_secs(300),
-    }
-}
-
-fn info(client: &str) -> ClientInfo {
-    ClientInfo {
-        client: client.into(),
-        user: "u".into(),
-        name: None,
-    }
-}
-
-fn at(offset: u64, epoch: &Arc<str>) -> StreamPosition {
-    StreamPosition {
-        offset,
-        epoch: epoch.clone(),
-    }
-}
-
-/// A hub node (demo configuration, API open) on `engine`.
-async fn node(engine: Arc<dyn Engine>) -> TestHub {
-    TestHub::start_with(ServerOptions {
-        config: demo_config(),
-        demo: true,
-        static_dir: None,
-        tls: None,
-        engine: Some(engine),
-    })
-    .await
-}
 
 /// Two nodes on one NATS (one prefix).
 async fn two_nodes(nats: &NatsServer) -> (TestHub, TestHub) {
@@ -60,16 +17,6 @@ async fn two_nodes(nats: &NatsServer) -> (TestHub, TestHub) {
     let a = node(nats.engine(&prefix).await).await;
     let b = node(nats.engine(&prefix).await).await;
     (a, b)
-}
-
-/// The next `publication` message (joins and leaves skipped).
-async fn next_publication(client: &mut TestClient) -> Value {
-    loop {
-        let message = client.recv().await;
-        if message["type"] == "publication" {
-            return message;
-        }
-    }
 }
 
 /// Waits until `hub`'s stream of `channel` has reached `offset` (publications of the

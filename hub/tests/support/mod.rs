@@ -9,6 +9,7 @@
     reason = "test harness: a failed step fails the test"
 )]
 
+mod broker_process;
 mod nats_server;
 mod redis_server;
 

@@ -2,29 +2,28 @@
 //! core only: no JetStream), killed when dropped. Missing `nats-server` fails the test
 //! (CI installs the Debian package `nats-server`); it is never skipped.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use wsengine_hub::engine::nats::{NatsConfig, NatsEngine};
 
-use super::STEP;
+use super::broker_process::BrokerProcess;
 
 /// A running `nats-server`.
 pub struct NatsServer {
     pub port: u16,
-    child: Option<Child>,
+    process: BrokerProcess,
 }
 
 impl NatsServer {
     /// Starts one on a free port and waits until it greets a client (`INFO`).
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = Self { port, child: None };
+        let process = BrokerProcess::new("nats-server", "the NATS engine's tests");
+        let mut server = Self {
+            port: process.port,
+            process,
+        };
         server.restart().await;
         server
     }
@@ -36,62 +35,21 @@ impl NatsServer {
 
     /// Starts it again on the same port (after [`Self::kill`]).
     pub async fn restart(&mut self) {
-        assert!(self.child.is_none(), "nats-server is running");
         let port = self.port.to_string();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run nats-server ({e}): the NATS engine's tests need it; \
-                     install the Debian package nats-server (apt-get install -y nats-server)"
-                )
-            });
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            if self.greets().await {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nats-server did not answer on port {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn greets(&self) -> bool {
-        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        let mut buf = [0u8; 5];
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await,
-            Ok(Ok(_)) if &buf == b"INFO "
-        )
+        self.process
+            .start(&["-a", "127.0.0.1", "-p", &port], greets)
+            .await;
     }
 
     /// Kills it (SIGKILL) and waits for it to exit.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to it: a stopped NATS keeps its connections open
     /// and answers nothing (a hung broker).
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("nats-server is running").id();
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
+        self.process.signal(signal);
     }
 
     /// Engine settings for tests: a prefix of its own, short timeouts.
@@ -114,8 +72,14 @@ impl NatsServer {
     }
 }
 
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// True when a client connecting to 127.0.0.1:`port` is greeted with `INFO`.
+async fn greets(port: u16) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut buf = [0u8; 5];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await,
+        Ok(Ok(_)) if &buf == b"INFO "
+    )
 }
