@@ -37,6 +37,7 @@ use wsengine_mio::tls::{self, TlsSession, rustls};
 
 use super::{Level, max_level};
 
+mod broker;
 mod plot;
 mod pubsub;
 mod report;
@@ -62,9 +63,11 @@ const MAX_SAMPLES: usize = 10;
 
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct LoadArgs {
-    /// The ws:// or wss:// URL of an echo server (with --hub: the ws:// URL of a
-    /// wsengine hub's /ws endpoint, e.g. ws://127.0.0.1:8000/ws).
-    url: String,
+    /// The ws:// or wss:// URL of an echo server. With --hub: the ws:// URL of a
+    /// wsengine hub's /ws endpoint, e.g. ws://127.0.0.1:8000/ws, or several (the nodes
+    /// of one cluster): subscribers and publishers are spread over them in turn.
+    #[arg(required = true, num_args = 1.., value_name = "URL")]
+    urls: Vec<String>,
     /// For wss://: also trust the CA certificates in this PEM file (repeatable), besides
     /// Mozilla's roots.
     #[arg(long = "ca", value_name = "CA.pem")]
@@ -149,9 +152,15 @@ pub(crate) struct LoadArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "idle")]
     hold: Duration,
     /// The server's process id: report its CPU time (and CPU per message) and its
-    /// resident memory before and after, from /proc (Linux).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// resident memory before and after, from /proc (Linux). With --hub, repeatable or
+    /// comma-separated (the nodes of a cluster): their figures are summed.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Pub/sub mode: the Redis server the nodes share (redis://HOST:PORT): report its
+    /// CPU time and the commands it ran per publication over the measurement window,
+    /// from its own `INFO` (cpu, stats, commandstats).
+    #[arg(long, value_name = "URL", requires = "hub")]
+    broker_redis: Option<String>,
     /// Write the results as JSON to this file (schema in README.md).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -235,8 +244,14 @@ impl Settings {
         if args.size > 1 << 30 {
             return Err("--size is at most 1 GiB".into());
         }
+        let [url] = args.urls.as_slice() else {
+            return Err("several URLs need --hub (pub/sub mode)".into());
+        };
+        if args.server_pid.len() > 1 {
+            return Err("several --server-pid need --hub (pub/sub mode)".into());
+        }
         Ok(Self {
-            url: args.url.clone(),
+            url: url.clone(),
             mode,
             connections,
             size: args.size,
@@ -247,7 +262,7 @@ impl Settings {
             warmup: args.warmup,
             duration: args.duration,
             hold: args.hold,
-            server_pid: args.server_pid,
+            server_pid: args.server_pid.first().copied(),
             cas: args.cas.clone(),
         })
     }

@@ -29,6 +29,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde::Deserialize;
 use wsengine::{ClientRequest, CloseCode, Config, Connection, Event};
 
+use super::broker::{BrokerStats, RedisInfo, RedisProbe};
 use super::report::{self, Errors, Kind, ProcSample, ServerStats, bytes, count, nanos, num};
 use super::{
     CLOSE_TIMEOUT, CONNECT_BATCH, DRAIN_TIMEOUT, LoadArgs, MAX_OPENING, OPEN_TIMEOUT, Progress,
@@ -88,7 +89,8 @@ impl Dialect {
 /// What a pub/sub run does, checked and resolved from [`LoadArgs`].
 #[derive(Debug, Clone)]
 pub(crate) struct HubSettings {
-    pub(crate) url: String,
+    /// The nodes: connection `k` of each role goes to `urls[k % urls.len()]`.
+    pub(crate) urls: Vec<String>,
     pub(crate) dialect: Dialect,
     pub(crate) subscribers: usize,
     pub(crate) publishers: usize,
@@ -105,7 +107,10 @@ pub(crate) struct HubSettings {
     pub(crate) size: usize,
     pub(crate) warmup: Duration,
     pub(crate) duration: Duration,
-    pub(crate) server_pid: Option<u32>,
+    /// The nodes' processes: their CPU and memory are summed.
+    pub(crate) server_pids: Vec<u32>,
+    /// `--broker-redis`: the Redis server the nodes share.
+    pub(crate) broker_redis: Option<String>,
 }
 
 impl HubSettings {
@@ -129,8 +134,8 @@ impl HubSettings {
         if u32::try_from(args.subscribers + args.publishers).is_err() {
             return Err("too many connections".into());
         }
-        if !args.url.starts_with("ws://") {
-            return Err("--hub supports ws:// URLs only".into());
+        if let Some(url) = args.urls.iter().find(|url| !url.starts_with("ws://")) {
+            return Err(format!("--hub supports ws:// URLs only: {url}"));
         }
         // The protocol's channel names (docs/HUB-PROTOCOL.md): they also need no JSON
         // escaping in the requests built here.
@@ -151,7 +156,7 @@ impl HubSettings {
             return Err("--size is at most 16 MiB with --hub".into());
         }
         Ok(Self {
-            url: args.url.clone(),
+            urls: args.urls.clone(),
             dialect: args.dialect,
             subscribers: args.subscribers,
             publishers: args.publishers,
@@ -162,7 +167,8 @@ impl HubSettings {
             size: args.size,
             warmup: args.warmup,
             duration: args.duration,
-            server_pid: args.server_pid,
+            server_pids: args.server_pid.clone(),
+            broker_redis: args.broker_redis.clone(),
         })
     }
 }
@@ -522,8 +528,7 @@ impl Engine {
     fn open_all(
         &mut self,
         settings: &HubSettings,
-        addr: SocketAddr,
-        request: &ClientRequest,
+        targets: &[Target],
         progress: &mut Progress,
     ) -> io::Result<()> {
         progress.phase("open");
@@ -534,6 +539,11 @@ impl Engine {
             } else {
                 (Role::Publisher, i - settings.subscribers)
             };
+            // Each role spread over the nodes in turn: publishers on every node too.
+            let Some(Target { addr, request }) = targets.get(index % targets.len().max(1)) else {
+                return Err(io::Error::other("no URL to connect to"));
+            };
+            let addr = *addr;
             let conn = self.connect(i, role, index, addr, request).map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -1167,12 +1177,17 @@ impl Engine {
                 let offset = body.ok().and_then(|v| v.first().and_then(|r| r.offset));
                 match (c.stage, c.role, id) {
                     (Stage::Subscribing, _, Some(SUBSCRIBE_ID)) => {
-                        let Some(offset) = offset else {
-                            self.setup_error(i, unexpected("a subscribe ack without offset"));
-                            return;
-                        };
                         c.offsets.epoch = "socket.io".to_owned();
-                        c.offsets.next = offset + 1;
+                        match offset {
+                            Some(offset) => c.offsets.next = offset + 1,
+                            // No offsets (several processes on its Redis adapter, which
+                            // shares none): each publisher's sequence is checked instead.
+                            None => {
+                                c.by_publisher = (0..self.publishers)
+                                    .map(|_| Offsets::starting_at(0))
+                                    .collect();
+                            }
+                        }
                         c.stage = Stage::Ready;
                         self.ready += 1;
                         return;
@@ -1188,6 +1203,29 @@ impl Engine {
             [b'4', b'2', ..] if c.stage == Stage::Ready => {
                 let event = serde_json::from_str::<(Cow<'_, str>, SioPublication)>(&text[2..]).ok();
                 match (c.role, event) {
+                    (Role::Subscriber, Some((name, p)))
+                        if name == "publication" && !c.by_publisher.is_empty() =>
+                    {
+                        let Some((o, stamp)) = p
+                            .payload
+                            .and_then(|stamp| Some((c.by_publisher.get_mut(stamp.p)?, stamp)))
+                        else {
+                            let name = self.name(i);
+                            self.errors.count(
+                                Kind::Mismatch,
+                                format!(
+                                    "{name}: {}",
+                                    unexpected("a publication not from this run")
+                                ),
+                            );
+                            return;
+                        };
+                        let before = o.received;
+                        o.note(stamp.s);
+                        let fresh = o.received > before;
+                        self.delivery(fresh, &stamp, now);
+                        return;
+                    }
                     (Role::Subscriber, Some((name, p))) if name == "publication" => {
                         let (Some(offset), Some(stamp)) = (p.offset, p.payload) else {
                             let name = self.name(i);
@@ -1505,33 +1543,85 @@ pub(crate) struct PubSubResults {
     pub(crate) errors: Errors,
     pub(crate) cpu_window: Duration,
     pub(crate) client_cpu: Option<Duration>,
+    /// The nodes' processes together (`pid`: the first of `settings.server_pids`).
     pub(crate) server: Option<ServerStats>,
+    pub(crate) broker: Option<BrokerStats>,
+}
+
+/// One node to connect to: its address and the opening handshake's request.
+struct Target {
+    addr: SocketAddr,
+    request: ClientRequest,
+}
+
+impl Target {
+    fn new(url: &str, dialect: Dialect) -> io::Result<Self> {
+        let url = dialect.url(url);
+        let mut request = ClientRequest::new(&url)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {e}")))?;
+        if dialect == Dialect::Hub {
+            request = request.protocol(SUBPROTOCOL);
+        }
+        let addr = (request.host(), request.port())
+            .to_socket_addrs()
+            .map_err(|e| io::Error::new(e.kind(), format!("{url}: {e}")))?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{url}: the host resolved to no address"),
+                )
+            })?;
+        Ok(Self { addr, request })
+    }
+}
+
+/// The nodes' figures now, summed (`None` if any is unreadable).
+fn sample_servers(pids: &[u32]) -> Option<ProcSample> {
+    let mut total = ProcSample {
+        cpu: Duration::ZERO,
+        rss: 0,
+    };
+    for &pid in pids {
+        let s = sample_server(Some(pid))?;
+        total.cpu += s.cpu;
+        total.rss += s.rss;
+    }
+    (!pids.is_empty()).then_some(total)
+}
+
+/// The broker's counters now, or a warning and `None`.
+fn sample_broker(probe: Option<&mut RedisProbe>) -> Option<RedisInfo> {
+    let probe = probe?;
+    probe.sample().map_err(|e| log!(Level::Warn, "{e}")).ok()
 }
 
 /// Opens the connections, subscribes, publishes, drains and gathers the results.
 pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Result<PubSubResults> {
-    let url = settings.dialect.url(&settings.url);
-    let mut request = ClientRequest::new(&url)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {e}")))?;
-    if settings.dialect == Dialect::Hub {
-        request = request.protocol(SUBPROTOCOL);
-    }
-    let addr = (request.host(), request.port())
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "the host resolved to no address")
-        })?;
+    let targets = settings
+        .urls
+        .iter()
+        .map(|url| Target::new(url, settings.dialect))
+        .collect::<io::Result<Vec<_>>>()?;
     let n = settings.subscribers + settings.publishers;
     report::check_fd_limit(n)?;
-    let server_pid = settings.server_pid;
-    let server_before = server_pid.map(ProcSample::read).transpose()?; // fails early on a bad pid
+    let server_pids = &settings.server_pids;
+    // Fails early on a bad pid.
+    for &pid in server_pids {
+        ProcSample::read(pid)?;
+    }
+    let server_before = sample_servers(server_pids);
+    let mut broker = settings
+        .broker_redis
+        .as_deref()
+        .map(RedisProbe::connect)
+        .transpose()?;
     let started = SystemTime::now();
 
     let mut engine = Engine::new(settings)?;
     let mut progress = Progress::new(progress, settings.warmup + settings.duration, settings.size);
     let open_start = Instant::now();
-    engine.open_all(settings, addr, &request, &mut progress)?;
+    engine.open_all(settings, &targets, &mut progress)?;
     let open_time = open_start.elapsed();
 
     let opened = Instant::now();
@@ -1541,13 +1631,15 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
     progress.phase("warmup");
     engine.run_until(measure_start, &mut progress, |_| false)?;
     let client_start = ProcSample::read_self().ok();
-    let server_start = sample_server(server_pid);
+    let server_start = sample_servers(server_pids);
+    let broker_start = sample_broker(broker.as_mut());
     let cpu_start = Instant::now();
     progress.phase("measure");
     engine.run_until(measure_end, &mut progress, |_| false)?;
     let cpu_window = cpu_start.elapsed();
     let client_end = ProcSample::read_self().ok();
-    let server_end = sample_server(server_pid);
+    let server_end = sample_servers(server_pids);
+    let broker_end = sample_broker(broker.as_mut());
     // The hard stop: what is not delivered within the drain timeout is lost.
     progress.phase("drain");
     let subscribers = settings.subscribers;
@@ -1593,8 +1685,8 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
     subs.sort_by_key(|c| c.index);
     let mut faults_found = Vec::new();
     for c in subs {
-        let f = if settings.dialect == Dialect::Broadcast {
-            // Per publisher: its sequences 0..sent.
+        let f = if !c.by_publisher.is_empty() {
+            // Per publisher (broadcast, Socket.IO without offsets): its sequences 0..sent.
             let per = || c.by_publisher.iter().zip(&engine.sent_by);
             Faults {
                 subscriber: c.index,
@@ -1641,8 +1733,8 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
         );
     }
 
-    let server = match (server_pid, server_before, server_start, server_end) {
-        (Some(pid), Some(before), Some(a), Some(b)) => Some(ServerStats {
+    let server = match (server_pids.first(), server_before, server_start, server_end) {
+        (Some(&pid), Some(before), Some(a), Some(b)) => Some(ServerStats {
             pid,
             cpu: b.cpu.saturating_sub(a.cpu),
             rss_before: before.rss,
@@ -1672,6 +1764,10 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
             _ => None,
         },
         server,
+        broker: match (&broker, broker_start, broker_end) {
+            (Some(probe), Some(a), Some(b)) => Some(BrokerStats::between(probe.url(), &a, &b)),
+            _ => None,
+        },
         latency: engine.hist,
     })
 }
@@ -1737,7 +1833,7 @@ impl PubSubResults {
             out,
             "wsengine load --hub --dialect {} {}",
             s.dialect.name(),
-            s.url
+            s.urls.join(" ")
         );
         let _ = writeln!(
             out,
@@ -1831,14 +1927,19 @@ impl PubSubResults {
         if let Some(server) = &self.server {
             let _ = writeln!(
                 out,
-                "server CPU   {:.2} s in {} = {:.1}% of a core{} (pid {})",
+                "server CPU   {:.2} s in {} = {:.1}% of a core{} ({} {})",
                 server.cpu.as_secs_f64(),
                 report::secs(self.cpu_window),
                 self.cpu_percent(server.cpu),
                 self.us_per_delivery(server.cpu)
                     .map(|us| format!(", {us:.2} µs per delivery"))
                     .unwrap_or_default(),
-                server.pid
+                if s.server_pids.len() > 1 {
+                    "pids"
+                } else {
+                    "pid"
+                },
+                self.pids_text()
             );
             let _ = writeln!(
                 out,
@@ -1847,7 +1948,52 @@ impl PubSubResults {
                 bytes(server.rss_after)
             );
         }
+        if let Some(broker) = &self.broker {
+            let _ = writeln!(
+                out,
+                "broker CPU   {:.2} s in {} = {:.1}% of a core{} ({})",
+                broker.cpu.as_secs_f64(),
+                report::secs(self.cpu_window),
+                self.cpu_percent(broker.cpu),
+                self.per_publish(broker.cpu.as_secs_f64() * 1e6)
+                    .map(|us| format!(", {us:.2} µs per publication"))
+                    .unwrap_or_default(),
+                broker.url
+            );
+            let per = |n: u64| {
+                self.per_publish(n as f64)
+                    .map_or_else(|| count(n as f64), |x| format!("{x:.2}"))
+            };
+            let calls: Vec<String> = broker
+                .calls
+                .iter()
+                .take(8)
+                .map(|(name, n)| format!("{name} {}", per(*n)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "broker cmds  {} per publication ({}; a script's commands count too)",
+                per(broker.commands),
+                calls.join(", ")
+            );
+        }
         out
+    }
+
+    /// `x` per publish sent in the window.
+    fn per_publish(&self, x: f64) -> Option<f64> {
+        (self.publishes > 0).then(|| x / self.publishes as f64)
+    }
+
+    /// The nodes' pids, comma-separated.
+    fn pids_text(&self) -> String {
+        let pids: Vec<String> = self
+            .settings
+            .server_pids
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        pids.join(",")
     }
 
     /// The JSON document (schema `wsengine-load/1`, mode `pubsub`).
@@ -1860,7 +2006,10 @@ impl PubSubResults {
         let mut o = String::from("{\n");
         let _ = writeln!(o, "  \"schema\": \"wsengine-load/1\",");
         let _ = writeln!(o, "  \"mode\": \"pubsub\",");
-        let _ = writeln!(o, "  \"url\": {},", report::json_str(&s.url));
+        let first = s.urls.first().map_or("", String::as_str);
+        let urls: Vec<String> = s.urls.iter().map(|u| report::json_str(u)).collect();
+        let _ = writeln!(o, "  \"url\": {},", report::json_str(first));
+        let _ = writeln!(o, "  \"urls\": [{}],", urls.join(", "));
         let _ = writeln!(o, "  \"started_unix_ms\": {started_ms},");
         let _ = writeln!(
             o,
@@ -1973,10 +2122,11 @@ impl PubSubResults {
             Some(server) => {
                 let _ = writeln!(
                     o,
-                    "  \"server\": {{\"pid\": {}, \"cpu_s\": {}, \"cpu_percent\": {}, \
-                     \"cpu_us_per_delivery\": {}, \"rss_before_bytes\": {}, \
-                     \"rss_after_bytes\": {}}}",
+                    "  \"server\": {{\"pid\": {}, \"pids\": [{}], \"cpu_s\": {}, \
+                     \"cpu_percent\": {}, \"cpu_us_per_delivery\": {}, \
+                     \"rss_before_bytes\": {}, \"rss_after_bytes\": {}}},",
                     server.pid,
+                    self.pids_text().replace(',', ", "),
                     num(server.cpu.as_secs_f64()),
                     num(self.cpu_percent(server.cpu)),
                     self.us_per_delivery(server.cpu).map_or("null".into(), num),
@@ -1985,7 +2135,34 @@ impl PubSubResults {
                 );
             }
             None => {
-                let _ = writeln!(o, "  \"server\": null");
+                let _ = writeln!(o, "  \"server\": null,");
+            }
+        }
+        match &self.broker {
+            Some(broker) => {
+                let calls: Vec<String> = broker
+                    .calls
+                    .iter()
+                    .map(|(name, n)| format!("{}: {n}", report::json_str(name)))
+                    .collect();
+                let _ = writeln!(
+                    o,
+                    "  \"broker\": {{\"url\": {}, \"cpu_s\": {}, \"cpu_percent\": {}, \
+                     \"cpu_us_per_publication\": {}, \"commands\": {}, \
+                     \"commands_per_publication\": {}, \"calls\": {{{}}}}}",
+                    report::json_str(&broker.url),
+                    num(broker.cpu.as_secs_f64()),
+                    num(self.cpu_percent(broker.cpu)),
+                    self.per_publish(broker.cpu.as_secs_f64() * 1e6)
+                        .map_or("null".into(), num),
+                    broker.commands,
+                    self.per_publish(broker.commands as f64)
+                        .map_or("null".into(), num),
+                    calls.join(", ")
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  \"broker\": null");
             }
         }
         o.push_str("}\n");

@@ -484,7 +484,7 @@ fn hub(
 
 fn hub_settings(addr: SocketAddr) -> HubSettings {
     HubSettings {
-        url: format!("ws://{addr}/ws"),
+        urls: vec![format!("ws://{addr}/ws")],
         dialect: Dialect::Hub,
         subscribers: 5,
         publishers: 2,
@@ -496,7 +496,8 @@ fn hub_settings(addr: SocketAddr) -> HubSettings {
         warmup: Duration::from_millis(200),
         duration: Duration::from_secs(2),
         // The hub runs in this process: its CPU is ours, but the figures are read.
-        server_pid: Some(std::process::id()),
+        server_pids: vec![std::process::id()],
+        broker_redis: None,
     }
 }
 
@@ -556,7 +557,7 @@ fn pubsub_as_fast_as_in_flight_allows() {
     settings.in_flight = 4;
     settings.warmup = Duration::ZERO;
     settings.duration = Duration::from_millis(300);
-    settings.server_pid = None;
+    settings.server_pids.clear();
     for until_delivered in [false, true] {
         settings.until_delivered = until_delivered;
         let results = pubsub::execute(&settings, ProgressMode::Quiet).unwrap();
@@ -578,7 +579,7 @@ fn pubsub_as_fast_as_in_flight_allows() {
 fn pubsub_against_an_echo_server_fails_to_subscribe() {
     let (addr, handle, thread) = server(0);
     let mut settings = hub_settings(addr);
-    settings.server_pid = None;
+    settings.server_pids.clear();
     let error = pubsub::execute(&settings, ProgressMode::Quiet).unwrap_err();
     let message = error.to_string();
     assert!(message.starts_with("subscribing failed"), "{message}");
@@ -600,7 +601,7 @@ fn pubsub_against_a_server_that_closes_fails_to_subscribe() {
         }
     });
     let mut settings = hub_settings(addr);
-    settings.server_pid = None;
+    settings.server_pids.clear();
     let started = Instant::now();
     let error = pubsub::execute(&settings, ProgressMode::Quiet).unwrap_err();
     let message = error.to_string();
@@ -635,14 +636,14 @@ fn pubsub_against_a_broadcast_server_checks_each_publishers_sequence() {
     let (addr, handle, thread) = broadcast_server();
     for (rate, until_delivered) in [(20, false), (0, false), (0, true)] {
         let mut settings = hub_settings(addr);
-        settings.url = format!("ws://{addr}/");
+        settings.urls = vec![format!("ws://{addr}/")];
         settings.dialect = Dialect::Broadcast;
         settings.rate = rate;
         settings.until_delivered = until_delivered;
         settings.in_flight = 4;
         settings.warmup = Duration::from_millis(100);
         settings.duration = Duration::from_millis(if rate == 0 { 300 } else { 1000 });
-        settings.server_pid = None;
+        settings.server_pids.clear();
         let results = pubsub::execute(&settings, ProgressMode::Quiet).unwrap();
         println!("{}", results.text());
         results.verdict().unwrap();

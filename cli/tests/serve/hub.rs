@@ -2,7 +2,8 @@
 //! connect/subscribe/publish round trip over a raw WebSocket, configuration errors (exit 2,
 //! one line), the NATS engine (exit 1 without its NATS, exit 2 for a URL it cannot use;
 //! two processes on one NATS fanning out), the Redis engine (exit 1 without its Redis; two
-//! processes on one Redis acting as one), and SIGTERM (1001 to every client, exit 0). Each
+//! processes on one Redis acting as one; `wsengine load --hub` spread over two of them, the
+broker's figures read), and SIGTERM (1001 to every client, exit 0). Each
 //! test starts its own hub on an ephemeral 127.0.0.1 port and kills it if anything fails.
 // Test code: the helpers fail the test with a message, as the tests themselves do.
 #![allow(clippy::expect_used)]
@@ -468,6 +469,136 @@ fn hub_processes_on_one_redis_act_as_one() {
     drop(one);
     drop(two);
     drop(redis.server);
+}
+
+/// A counter of the hub's `/metrics` (`wsengine_hub_NAME_total`).
+fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let key = format!("wsengine_hub_{name}_total ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(key.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /metrics:\n{body}"))
+}
+
+/// `wsengine load --hub` with two URLs (two nodes on one Redis) spreads subscribers and
+/// publishers over both, counts every publication once at every subscriber, and reads
+/// the broker's own figures: one `EVALSHA` per publication in the window.
+#[test]
+fn load_spreads_over_two_redis_nodes_and_reads_the_broker() {
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let one = start(&["--redis", &url]);
+    let two = start(&["--redis", &url]);
+    let json_path = std::env::temp_dir().join(format!("wsengine-load-{}.json", std::process::id()));
+    let pids = format!("{},{}", one.server.0.id(), two.server.0.id());
+    let child = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+        .args([
+            "load",
+            &format!("ws://{}/ws", one.addr),
+            &format!("ws://{}/ws", two.addr),
+        ])
+        .args([
+            "--hub",
+            "--subscribers",
+            "6",
+            "--publishers",
+            "2",
+            "--rate",
+            "20",
+        ])
+        .args([
+            "--warmup",
+            "200ms",
+            "--duration",
+            "1s",
+            "--server-pid",
+            &pids,
+        ])
+        .args(["--broker-redis", &url, "--json"])
+        .arg(&json_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut load = Server(child);
+    let status = wait_exit(&mut load, Duration::from_secs(30)).expect("load exits in 30 s");
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    load.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    load.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status}: {stdout}{stderr}");
+    assert!(stdout.contains("broker CPU"), "{stdout}");
+    let text = std::fs::read_to_string(&json_path).unwrap();
+    let _ = std::fs::remove_file(&json_path);
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let totals = &report["totals"];
+    let published = totals["published"].as_u64().unwrap();
+    assert!(published > 0, "{text}");
+    assert_eq!(totals["delivered"].as_u64(), Some(published * 6), "{text}");
+    assert_eq!(totals["lost"], 0, "{text}");
+    assert_eq!(report["urls"].as_array().map(Vec::len), Some(2));
+    assert_eq!(report["server"]["pids"].as_array().map(Vec::len), Some(2));
+    // Each node took one publisher's publications and delivered to its subscribers.
+    for hub in [&one, &two] {
+        assert!(metric(hub.addr, "publications") > 0, "{text}");
+        assert!(metric(hub.addr, "deliveries") > 0, "{text}");
+    }
+    // One round trip per publication: the window's EVALSHAs are its publishes (give or
+    // take the ones under way at its two edges, and a presence refresh per node).
+    let publishes = report["publishes"].as_u64().unwrap();
+    let evalsha = report["broker"]["calls"]["evalsha"].as_u64().unwrap_or(0);
+    assert!(publishes >= 20, "{text}");
+    assert!(
+        evalsha.abs_diff(publishes) <= 6,
+        "{publishes} publishes, {evalsha} EVALSHA: {text}"
+    );
+    assert!(
+        report["broker"]["cpu_us_per_publication"]
+            .as_f64()
+            .is_some(),
+        "{text}"
+    );
+    drop(one);
+    drop(two);
+    drop(redis.server);
+}
+
+/// Several URLs are a cluster's nodes, for --hub only; each must be ws://.
+#[test]
+fn load_refuses_several_urls_without_hub_and_wss_nodes() {
+    for (args, expected) in [
+        (
+            &["ws://127.0.0.1:1/", "ws://127.0.0.1:2/"][..],
+            "several URLs need --hub",
+        ),
+        (
+            &["ws://127.0.0.1:1/ws", "wss://127.0.0.1:2/ws", "--hub"][..],
+            "--hub supports ws:// URLs only: wss://127.0.0.1:2/ws",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+            .arg("load")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
 }
 
 /// Two `wsengine hub --nats URL` processes on one `nats-server` (started on a free port,
