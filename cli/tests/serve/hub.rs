@@ -3,7 +3,7 @@
 //! one line), the NATS engine (exit 1 without its NATS, exit 2 for a URL it cannot use;
 //! two processes on one NATS fanning out), the Redis engine (exit 1 without its Redis; two
 //! processes on one Redis acting as one; `wsengine load --hub` spread over two of them, the
-broker's figures read), and SIGTERM (1001 to every client, exit 0). Each
+//! broker's figures read), and SIGTERM (1001 to every client, exit 0). Each
 //! test starts its own hub on an ephemeral 127.0.0.1 port and kills it if anything fails.
 // Test code: the helpers fail the test with a message, as the tests themselves do.
 #![allow(clippy::expect_used)]
