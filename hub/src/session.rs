@@ -12,8 +12,16 @@
 //! A publication is encoded once per node: the first subscriber that delivers it
 //! makes its frame ([`Publication::wire`](crate::engine::Publication)), every other
 //! one queues the same bytes.
+//!
+//! A connection's publishes are pipelined: up to [`MAX_PUBLISHES_IN_FLIGHT`] go to the
+//! engine before the first is answered (with a broker, one round trip no longer bounds a
+//! publisher to one publication per round trip). The engine starts them in request
+//! order ([`Pipeline`] polls them oldest first), so they get offsets in that order; their
+//! answers, refusals included, go out in that order; and any other request waits until
+//! the publishes before it are answered, so it sees their effects ("in the order
+//! requests arrived", docs/HUB-PROTOCOL.md).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,8 +41,8 @@ use wsengine_tokio::{Message, WebSocketStream};
 use crate::auth::{Claims, token_allows};
 use crate::config::{Config, PublishPolicy, SubscribePolicy};
 use crate::engine::{
-    ChannelEvent, ClientInfo, EngineError, HistoryOptions, Publication, RecvError, StreamPosition,
-    Subscription,
+    ChannelEvent, ClientInfo, EngineError, HistoryOptions, Payload, Publication, RecvError,
+    StreamPosition, Subscription,
 };
 use crate::limits::{PublishLimiter, PublishVerdict};
 use crate::protocol::{
@@ -47,6 +55,10 @@ use crate::server::{Hub, stopped};
 /// Events delivered per wake before the socket is written: one write carries many
 /// publications when they come fast, and the client's messages are read in between.
 const DELIVERY_BATCH: usize = 64;
+
+/// Publishes one connection may have at the engine, unanswered: past it the task reads
+/// nothing more from the client until the oldest is answered.
+const MAX_PUBLISHES_IN_FLIGHT: usize = 32;
 
 /// How long the closing handshake may take once the server has sent its Close (the
 /// core's own close timeout ends it sooner; this bounds the task whatever happens).
@@ -291,6 +303,67 @@ impl Subscriptions {
     }
 }
 
+/// The answer to a publish, in its place among the connection's answers.
+enum Answer {
+    /// The engine's, and when its call started (the broker round trip metric).
+    Published {
+        id: RequestId,
+        started: Instant,
+        result: Result<Arc<Publication>, EngineError>,
+    },
+    /// Refused before the engine (rate, permission, channel name): an `error` that waits
+    /// for the answers of the publishes before it.
+    Refused(ServerMessage),
+}
+
+type PendingAnswer = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// The connection's publishes at the engine, oldest first. Each poll polls every
+/// unfinished call oldest first, so a call is first polled (and, for a broker, its
+/// request written to the broker's connection) after every call before it: the engine
+/// starts them in request order. Answers come out oldest first.
+#[derive(Default)]
+struct Pipeline {
+    calls: VecDeque<(PendingAnswer, Option<Answer>)>,
+}
+
+impl Pipeline {
+    fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    fn push(&mut self, call: PendingAnswer) {
+        self.calls.push_back((call, None));
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Answer> {
+        for (call, done) in &mut self.calls {
+            if done.is_none()
+                && let Poll::Ready(answer) = call.as_mut().poll(cx)
+            {
+                *done = Some(answer);
+            }
+        }
+        match self.calls.front_mut() {
+            Some((_, done)) if done.is_some() => {
+                let answer = done.take();
+                self.calls.pop_front();
+                answer.map_or(Poll::Pending, Poll::Ready)
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    /// The oldest answer; never resolves when empty.
+    fn next(&mut self) -> impl Future<Output = Answer> + '_ {
+        std::future::poll_fn(|cx| self.poll_next(cx))
+    }
+}
+
 /// Who the client is, once `connect` succeeded.
 struct Client {
     info: ClientInfo,
@@ -305,6 +378,7 @@ struct Client {
 enum Wake {
     Message(Option<Result<Message, wsengine_tokio::Error>>),
     Event(Arc<str>, Result<ChannelEvent, RecvError>),
+    Answer(Answer),
     Timer,
     Shutdown,
 }
@@ -318,6 +392,8 @@ struct Session<S> {
     touched: HashSet<Arc<str>>,
     malformed: u32,
     publish: PublishLimiter,
+    /// Publishes at the engine, unanswered.
+    publishing: Pipeline,
     connect_deadline: Instant,
     next_ping: Option<Instant>,
     exp_deadline: Option<Instant>,
@@ -343,6 +419,7 @@ pub async fn run<S>(
     let limits = &hub.config.limits;
     let mut session = Session {
         publish: PublishLimiter::new(limits.publish_rate, now),
+        publishing: Pipeline::default(),
         connect_deadline: now + Duration::from_secs(limits.connect_timeout),
         hub: Arc::clone(&hub),
         ws,
@@ -382,30 +459,35 @@ where
                 armed = deadline;
             }
             let connected = self.client.is_some();
+            let reading = self.publishing.len() < MAX_PUBLISHES_IN_FLIGHT;
+            let publishing = !self.publishing.is_empty();
             let wake = tokio::select! {
                 biased;
-                message = self.ws.next() => Wake::Message(message),
+                message = self.ws.next(), if reading => Wake::Message(message),
+                answer = self.publishing.next(), if publishing => Wake::Answer(answer),
                 (channel, event) = self.subs.next(), if connected => Wake::Event(channel, event),
                 () = timer.as_mut() => Wake::Timer,
                 () = stopped(&mut shutdown) => Wake::Shutdown,
             };
             match wake {
-                Wake::Message(None) => {
+                Wake::Message(None) | Wake::Message(Some(Err(_))) => {
                     self.hub.metrics.closed(close_code_seen(&self.ws));
-                    return;
-                }
-                Wake::Message(Some(Err(_))) => {
-                    self.hub.metrics.closed(close_code_seen(&self.ws));
+                    // The connection is gone: the publishes it sent still happen.
+                    self.settle_publishes().await;
                     return;
                 }
                 // Boxed: a request's future (engine calls and all) would otherwise be
                 // part of every idle connection's task, however rarely it runs.
                 Wake::Message(Some(Ok(message))) => Box::pin(self.on_message(message)).await,
                 Wake::Event(channel, event) => self.on_events(channel, event),
+                Wake::Answer(answer) => self.answer(answer),
                 Wake::Timer => self.on_timer(),
                 Wake::Shutdown => self.close(close::GOING_AWAY),
             }
         }
+        // Publishes the client sent before it left still happen (each call is bounded by
+        // the engine's timeout), and are answered if the connection is still there.
+        self.settle_publishes().await;
         // Our Close is queued: let the core finish the closing handshake (bounded by
         // its close timeout, and by CLOSE_GRACE whatever happens).
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
@@ -470,6 +552,53 @@ where
 
     fn error(&mut self, id: RequestId, code: ErrorCode, message: impl Into<String>) {
         self.send(&ServerMessage::error(Some(id), code, message));
+    }
+
+    /// An `error` for a request that may have publishes before it still unanswered: it
+    /// waits for their answers (only publishes get here with any: other requests
+    /// settle them first).
+    fn refuse(&mut self, id: RequestId, code: ErrorCode, message: impl Into<String>) {
+        let error = ServerMessage::error(Some(id), code, message);
+        if self.publishing.is_empty() {
+            self.send(&error);
+        } else {
+            self.publishing
+                .push(Box::pin(std::future::ready(Answer::Refused(error))));
+        }
+    }
+
+    /// Waits for every publish under way and sends their answers.
+    async fn settle_publishes(&mut self) {
+        while !self.publishing.is_empty() {
+            let answer = self.publishing.next().await;
+            self.answer(answer);
+        }
+    }
+
+    fn answer(&mut self, answer: Answer) {
+        match answer {
+            Answer::Published {
+                id,
+                started,
+                result,
+            } => {
+                self.observe(started);
+                match result {
+                    Ok(p) => {
+                        self.hub.metrics.publications.inc();
+                        self.reply(
+                            id,
+                            ReplyResult::Publish(PublishResult {
+                                offset: p.offset,
+                                epoch: p.epoch.to_string(),
+                            }),
+                        );
+                    }
+                    Err(e) => self.engine_error(id, &e),
+                }
+            }
+            Answer::Refused(error) => self.send(&error),
+        }
     }
 
     fn engine_error(&mut self, id: RequestId, e: &EngineError) {
@@ -628,8 +757,14 @@ where
         }
         match parsed {
             Ok(ClientMessage::Pong) => {}
-            Ok(ClientMessage::Request { id, request }) => self.request(id, request).await,
+            Ok(ClientMessage::Request { id, request }) => {
+                if !matches!(request, Request::Publish { .. }) {
+                    self.settle_publishes().await;
+                }
+                self.request(id, request).await;
+            }
             Err(malformed) => {
+                self.settle_publishes().await;
                 self.send(&malformed.to_error());
                 self.malformed += 1;
                 if self.malformed > MAX_MALFORMED {
@@ -691,10 +826,10 @@ where
     async fn request(&mut self, id: RequestId, request: Request) {
         if let Some(channel) = request.channel() {
             if let Err(e) = validate_channel(channel) {
-                return self.error(id, ErrorCode::BadRequest, e.to_string());
+                return self.refuse(id, ErrorCode::BadRequest, e.to_string());
             }
             if !self.touch(channel) {
-                return self.error(
+                return self.refuse(
                     id,
                     ErrorCode::LimitExceeded,
                     "this connection named too many channels",
@@ -708,7 +843,7 @@ where
                 self.unsubscribe(&channel).await;
                 self.reply(id, ReplyResult::Empty(Empty {}));
             }
-            Request::Publish { channel, payload } => self.publish(id, channel, payload).await,
+            Request::Publish { channel, payload } => self.publish(id, channel, payload),
             Request::Presence { channel } => self.presence(id, &channel).await,
             Request::History {
                 channel,
@@ -855,7 +990,9 @@ where
         }
     }
 
-    async fn publish(&mut self, id: RequestId, channel: String, payload: protocol::Payload) {
+    /// Checks a publish and hands it to the engine without waiting: its answer comes
+    /// out of [`Session::publishing`].
+    fn publish(&mut self, id: RequestId, channel: String, payload: protocol::Payload) {
         let Some(client) = &self.client else {
             return;
         };
@@ -866,12 +1003,12 @@ where
             PublishPolicy::Api => false,
         };
         if !allowed {
-            return self.error(id, ErrorCode::PermissionDenied, "not allowed to publish");
+            return self.refuse(id, ErrorCode::PermissionDenied, "not allowed to publish");
         }
         match self.publish.attempt(Instant::now()) {
             PublishVerdict::Allowed => {}
             PublishVerdict::Refused => {
-                return self.error(id, ErrorCode::LimitExceeded, "publish rate exceeded");
+                return self.refuse(id, ErrorCode::LimitExceeded, "publish rate exceeded");
             }
             PublishVerdict::Close => return self.close(close::RATE_LIMITED),
         }
@@ -880,26 +1017,17 @@ where
             history_ttl: Duration::from_secs(namespace.history_ttl),
         };
         let info = Some(client.info.clone());
-        let started = Instant::now();
-        let result = self
-            .hub
-            .engine
-            .publish(&channel, Arc::from(payload.into_raw()), info, opts)
-            .await;
-        self.observe(started);
-        match result {
-            Ok(p) => {
-                self.hub.metrics.publications.inc();
-                self.reply(
-                    id,
-                    ReplyResult::Publish(PublishResult {
-                        offset: p.offset,
-                        epoch: p.epoch.to_string(),
-                    }),
-                );
+        let hub = Arc::clone(&self.hub);
+        let payload: Payload = Arc::from(payload.into_raw());
+        self.publishing.push(Box::pin(async move {
+            let started = Instant::now();
+            let result = hub.engine.publish(&channel, payload, info, opts).await;
+            Answer::Published {
+                id,
+                started,
+                result,
             }
-            Err(e) => self.engine_error(id, &e),
-        }
+        }));
     }
 
     async fn presence(&mut self, id: RequestId, channel: &str) {

@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wsengine_hub::engine::{ChannelEvent, Engine, RecvError};
 
-use super::engine_fixtures::{at, info, next_publication, node, opts, payload};
+use super::engine_fixtures::{
+    at, fast_publish_node, info, next_publication, node, opts, payload,
+    pipelined_publishes_keep_request_order,
+};
 use crate::support::*;
 
 /// Two nodes on one NATS (one prefix).
@@ -411,4 +414,14 @@ async fn a_nats_outage_is_unavailable_then_recovered() {
     assert_eq!(p["epoch"], r["epoch"]);
     a.stop().await;
     b.stop().await;
+}
+
+/// A connection's publishes are pipelined to the broker: request order kept (offsets,
+/// answers, a refusal in its place, a history after them), and publishes sent just before
+/// a close still happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_publishes_keep_request_order_on_nats() {
+    let nats = NatsServer::start().await;
+    let hub = fast_publish_node(Some(nats.engine(&unique_prefix()).await)).await;
+    pipelined_publishes_keep_request_order(&hub).await;
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::engine_fixtures::{fast_publish_node, pipelined_publishes_keep_request_order};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,4 +253,11 @@ async fn message_over_max_size_closes_1009() {
     c.send_text(&big.to_string()).await;
     assert_eq!(c.closed_with().await, Some(1009));
     hub.stop().await;
+}
+
+/// The memory engine answers a publish at once; the pipeline keeps the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_publishes_keep_request_order_in_memory() {
+    let hub = fast_publish_node(None).await;
+    pipelined_publishes_keep_request_order(&hub).await;
 }

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use wsengine_hub::engine::redis::RedisEngine;
 use wsengine_hub::engine::{ChannelEvent, ClientInfo, Engine, Payload, RecvError};
 
-use super::engine_fixtures::{at, info, next_publication, node, opts, payload};
+use super::engine_fixtures::{
+    at, fast_publish_node, info, next_publication, node, opts, payload,
+    pipelined_publishes_keep_request_order,
+};
 use crate::support::*;
 
 /// Two nodes on one Redis (one prefix).
@@ -693,4 +696,14 @@ async fn api_channels_counts_across_nodes() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+/// A connection's publishes are pipelined to the broker: request order kept (offsets,
+/// answers, a refusal in its place, a history after them), and publishes sent just before
+/// a close still happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_publishes_keep_request_order_on_redis() {
+    let redis = RedisServer::start().await;
+    let hub = fast_publish_node(Some(redis.engine(&unique_prefix()).await)).await;
+    pipelined_publishes_keep_request_order(&hub).await;
 }
