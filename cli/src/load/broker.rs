@@ -1,6 +1,7 @@
 //! `--broker-redis`: the Redis server a cluster of hub nodes (or of Socket.IO processes
-//! with its Redis adapter) shares, measured by its own `INFO` at the start and the end
-//! of the measurement window: its CPU time (`used_cpu_sys` + `used_cpu_user`, every
+//! with its Redis adapter) shares, measured by its own `INFO` when publishing starts and
+//! when the drain ends (every publication's broker work, none of the setup's): its CPU
+//! time (`used_cpu_sys` + `used_cpu_user`, every
 //! thread of the server) and the commands it ran (`total_commands_processed`, and
 //! `commandstats` per command). Redis counts a command a Lua script runs as well as the
 //! `EVALSHA` that ran it, so the per-command calls tell client requests (`evalsha`,
@@ -103,11 +104,13 @@ pub(crate) fn parse_info(text: &str) -> Option<RedisInfo> {
     Some(info)
 }
 
-/// The broker's figures over the window: `end` minus `start`, without the probe's own
+/// The broker's figures over a span: `end` minus `start`, without the probe's own
 /// `INFO` (one call, at the start).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BrokerStats {
     pub(crate) url: String,
+    /// Between the two readings.
+    pub(crate) span: Duration,
     pub(crate) cpu: Duration,
     pub(crate) commands: u64,
     /// Calls per command in the window, most first (commands with none left out).
@@ -115,7 +118,7 @@ pub(crate) struct BrokerStats {
 }
 
 impl BrokerStats {
-    pub(crate) fn between(url: &str, start: &RedisInfo, end: &RedisInfo) -> Self {
+    pub(crate) fn between(url: &str, start: &RedisInfo, end: &RedisInfo, span: Duration) -> Self {
         let probe = |name: &str| u64::from(name == "info");
         let mut calls: Vec<(String, u64)> = end
             .calls
@@ -129,9 +132,20 @@ impl BrokerStats {
         calls.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Self {
             url: url.to_owned(),
+            span,
             cpu: end.cpu.saturating_sub(start.cpu),
             commands: end.commands.saturating_sub(start.commands + 1),
             calls,
+        }
+    }
+
+    /// CPU time over the span, in percent of one core.
+    pub(crate) fn cpu_percent(&self) -> f64 {
+        let span = self.span.as_secs_f64();
+        if span > 0.0 {
+            100.0 * self.cpu.as_secs_f64() / span
+        } else {
+            0.0
         }
     }
 }
@@ -169,8 +183,9 @@ mod tests {
         *end.calls.get_mut("publish").unwrap() += 20;
         *end.calls.get_mut("info").unwrap() += 1;
         end.calls.insert("hincrby".into(), 10);
-        let stats = BrokerStats::between("redis://x", &start, &end);
+        let stats = BrokerStats::between("redis://x", &start, &end, Duration::from_secs(2));
         assert_eq!(stats.cpu, Duration::from_millis(500));
+        assert_eq!(stats.cpu_percent(), 25.0);
         assert_eq!(stats.commands, 30);
         assert_eq!(
             stats.calls,

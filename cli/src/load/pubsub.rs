@@ -1624,6 +1624,11 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
     engine.open_all(settings, &targets, &mut progress)?;
     let open_time = open_start.elapsed();
 
+    // The broker's figures cover publishing and the drain, whole: every publication's
+    // broker work (in a script, a fan-out) and nothing of the setup before or the closes
+    // after; they are divided by the publications accepted.
+    let broker_start = sample_broker(broker.as_mut());
+    let broker_from = Instant::now();
     let opened = Instant::now();
     let measure_start = opened + settings.warmup;
     let measure_end = measure_start + settings.duration;
@@ -1632,14 +1637,12 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
     engine.run_until(measure_start, &mut progress, |_| false)?;
     let client_start = ProcSample::read_self().ok();
     let server_start = sample_servers(server_pids);
-    let broker_start = sample_broker(broker.as_mut());
     let cpu_start = Instant::now();
     progress.phase("measure");
     engine.run_until(measure_end, &mut progress, |_| false)?;
     let cpu_window = cpu_start.elapsed();
     let client_end = ProcSample::read_self().ok();
     let server_end = sample_servers(server_pids);
-    let broker_end = sample_broker(broker.as_mut());
     // The hard stop: what is not delivered within the drain timeout is lost.
     progress.phase("drain");
     let subscribers = settings.subscribers;
@@ -1656,6 +1659,8 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
             ),
         );
     }
+    let broker_end = sample_broker(broker.as_mut());
+    let broker_span = broker_from.elapsed();
     progress.phase("close");
     engine.close_all();
     engine.run_until(Instant::now() + CLOSE_TIMEOUT, &mut progress, |e| {
@@ -1765,7 +1770,9 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
         },
         server,
         broker: match (&broker, broker_start, broker_end) {
-            (Some(probe), Some(a), Some(b)) => Some(BrokerStats::between(probe.url(), &a, &b)),
+            (Some(probe), Some(a), Some(b)) => {
+                Some(BrokerStats::between(probe.url(), &a, &b, broker_span))
+            }
             _ => None,
         },
         latency: engine.hist,
@@ -1951,17 +1958,17 @@ impl PubSubResults {
         if let Some(broker) = &self.broker {
             let _ = writeln!(
                 out,
-                "broker CPU   {:.2} s in {} = {:.1}% of a core{} ({})",
+                "broker CPU   {:.2} s in {} of publishing and drain = {:.1}% of a core{} ({})",
                 broker.cpu.as_secs_f64(),
-                report::secs(self.cpu_window),
-                self.cpu_percent(broker.cpu),
-                self.per_publish(broker.cpu.as_secs_f64() * 1e6)
+                report::secs(broker.span),
+                broker.cpu_percent(),
+                self.per_publication(broker.cpu.as_secs_f64() * 1e6)
                     .map(|us| format!(", {us:.2} µs per publication"))
                     .unwrap_or_default(),
                 broker.url
             );
             let per = |n: u64| {
-                self.per_publish(n as f64)
+                self.per_publication(n as f64)
                     .map_or_else(|| count(n as f64), |x| format!("{x:.2}"))
             };
             let calls: Vec<String> = broker
@@ -1980,9 +1987,10 @@ impl PubSubResults {
         out
     }
 
-    /// `x` per publish sent in the window.
-    fn per_publish(&self, x: f64) -> Option<f64> {
-        (self.publishes > 0).then(|| x / self.publishes as f64)
+    /// `x` per publication accepted over the whole run (the span the broker's figures
+    /// cover).
+    fn per_publication(&self, x: f64) -> Option<f64> {
+        (self.published > 0).then(|| x / self.published as f64)
     }
 
     /// The nodes' pids, comma-separated.
@@ -2147,16 +2155,17 @@ impl PubSubResults {
                     .collect();
                 let _ = writeln!(
                     o,
-                    "  \"broker\": {{\"url\": {}, \"cpu_s\": {}, \"cpu_percent\": {}, \
-                     \"cpu_us_per_publication\": {}, \"commands\": {}, \
+                    "  \"broker\": {{\"url\": {}, \"span_s\": {}, \"cpu_s\": {}, \
+                     \"cpu_percent\": {}, \"cpu_us_per_publication\": {}, \"commands\": {}, \
                      \"commands_per_publication\": {}, \"calls\": {{{}}}}}",
                     report::json_str(&broker.url),
+                    num(broker.span.as_secs_f64()),
                     num(broker.cpu.as_secs_f64()),
-                    num(self.cpu_percent(broker.cpu)),
-                    self.per_publish(broker.cpu.as_secs_f64() * 1e6)
+                    num(broker.cpu_percent()),
+                    self.per_publication(broker.cpu.as_secs_f64() * 1e6)
                         .map_or("null".into(), num),
                     broker.commands,
-                    self.per_publish(broker.commands as f64)
+                    self.per_publication(broker.commands as f64)
                         .map_or("null".into(), num),
                     calls.join(", ")
                 );
