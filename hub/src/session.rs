@@ -13,10 +13,10 @@
 //! makes its frame ([`Publication::wire`](crate::engine::Publication)), every other
 //! one queues the same bytes.
 //!
-//! A connection's publishes are pipelined: up to [`MAX_PUBLISHES_IN_FLIGHT`] go to the
+//! A connection's publishes are pipelined: up to 32 (`MAX_PUBLISHES_IN_FLIGHT`) go to the
 //! engine before the first is answered (with a broker, one round trip no longer bounds a
 //! publisher to one publication per round trip). The engine starts them in request
-//! order ([`Pipeline`] polls them oldest first), so they get offsets in that order; their
+//! order (`Pipeline` polls them oldest first), so they get offsets in that order; their
 //! answers, refusals included, go out in that order; and any other request waits until
 //! the publishes before it are answered, so it sees their effects ("in the order
 //! requests arrived", docs/HUB-PROTOCOL.md).
