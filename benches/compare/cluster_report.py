@@ -98,10 +98,12 @@ def main():
             s = summary(by[server])
             sums[server] = s
             nodes = nodes or len(by[server][0].get("urls") or [1])
-            # What a client sends Redis per publication: EVALSHA (the hub's script) or a
+            # What a client sends Redis per publication: EVAL (the hub's script) or a
             # direct PUBLISH (Socket.IO's adapter); inside a script PUBLISH counts too.
             calls = s["calls"]
-            if "evalsha" in calls:
+            if "eval" in calls:
+                requests = f"{calls['eval']:.2f} EVAL"
+            elif "evalsha" in calls:
                 requests = f"{calls['evalsha']:.2f} EVALSHA"
             elif "publish" in calls:
                 requests = f"{calls['publish']:.2f} PUBLISH"

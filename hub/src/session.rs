@@ -843,7 +843,7 @@ where
                 self.unsubscribe(&channel).await;
                 self.reply(id, ReplyResult::Empty(Empty {}));
             }
-            Request::Publish { channel, payload } => self.publish(id, channel, payload),
+            Request::Publish { channel, payload } => self.publish(id, channel, payload).await,
             Request::Presence { channel } => self.presence(id, &channel).await,
             Request::History {
                 channel,
@@ -990,9 +990,10 @@ where
         }
     }
 
-    /// Checks a publish and hands it to the engine without waiting: its answer comes
-    /// out of [`Session::publishing`].
-    fn publish(&mut self, id: RequestId, channel: String, payload: protocol::Payload) {
+    /// Checks a publish and hands it to the engine without waiting for a broker: its
+    /// answer comes out of [`Session::publishing`] (or at once, from an engine that has
+    /// it at once and no publish before it).
+    async fn publish(&mut self, id: RequestId, channel: String, payload: protocol::Payload) {
         let Some(client) = &self.client else {
             return;
         };
@@ -1019,7 +1020,7 @@ where
         let info = Some(client.info.clone());
         let hub = Arc::clone(&self.hub);
         let payload: Payload = Arc::from(payload.into_raw());
-        self.publishing.push(Box::pin(async move {
+        let mut call: PendingAnswer = Box::pin(async move {
             let started = Instant::now();
             let result = hub.engine.publish(&channel, payload, info, opts).await;
             Answer::Published {
@@ -1027,7 +1028,16 @@ where
                 started,
                 result,
             }
-        }));
+        });
+        if self.publishing.is_empty() {
+            // Nothing before it: it starts now, and an engine that answers at once (the
+            // memory engine) is answered here, in the same step as the request.
+            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+            if let Poll::Ready(answer) = first {
+                return self.answer(answer);
+            }
+        }
+        self.publishing.push(call);
     }
 
     async fn presence(&mut self, id: RequestId, channel: &str) {

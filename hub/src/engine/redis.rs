@@ -9,8 +9,9 @@
 //! maintained client (the redis-rs organisation, frequent releases), its
 //! [`ConnectionManager`] is a multiplexed async connection that reconnects by itself with
 //! exponential backoff, [`redis::Script`] runs Lua by `EVALSHA` and loads it again after a
-//! `NOSCRIPT` (a restarted Redis), and its `aio::PubSub` waits for each `SUBSCRIBE`'s
-//! confirmation, which the gap-free subscribe below needs. Built with `tokio-comp`,
+//! `NOSCRIPT` (a restarted Redis; publishes use `EVAL`, see "Operations"), and its
+//! `aio::PubSub` waits for each `SUBSCRIBE`'s confirmation, which the gap-free subscribe
+//! below needs. Built with `tokio-comp`,
 //! `connection-manager` and `script` only (no TLS, no cluster, no RESP3 cache), it adds a
 //! handful of small crates to the tree; fred pulls more and builds longer on this 2-core
 //! machine for features (cluster, sentinel, client tracking) the first slice does not use.
@@ -40,7 +41,9 @@
 //!
 //! # Operations
 //!
-//! - Publish is one round trip: a Lua script that makes the channel's meta if missing
+//! - Publish is one round trip, an `EVAL` (the script's text each time, so that a
+//!   connection's pipelined publishes cannot be reordered by a `NOSCRIPT` retry): a Lua
+//!   script that makes the channel's meta if missing
 //!   (a new epoch; the old history deleted), increments the offset, appends to the
 //!   history, sets the expiries and `PUBLISH`es the message, then returns the offset,
 //!   epoch and time. Redis runs scripts one at a time, so every node agrees on offsets and
@@ -347,10 +350,9 @@ end
 return result
 ";
 
-/// The engine's scripts, loaded by their first `EVALSHA` (and again after a restart of
-/// Redis: [`Script`] loads on `NOSCRIPT`).
+/// The engine's scripts but publish's, loaded by their first `EVALSHA` (and again after a
+/// restart of Redis: [`Script`] loads on `NOSCRIPT`).
 struct Scripts {
-    publish: Script,
     read: Script,
     presence_add: Script,
     presence_refresh: Script,
@@ -365,7 +367,6 @@ impl Scripts {
     fn new() -> Self {
         let presence = |body: &str| Script::new(&format!("{PRESENCE_SWEEP_LUA}{body}"));
         Self {
-            publish: Script::new(PUBLISH_LUA),
             read: Script::new(READ_LUA),
             presence_add: presence(PRESENCE_ADD_LUA),
             presence_refresh: presence(PRESENCE_REFRESH_LUA),
@@ -610,10 +611,16 @@ impl Inner {
             .min(MAX_COUNT);
         let ttl = ms(opts.history_ttl).min(MAX_TTL_MS);
         let mut conn = self.conn.clone();
-        let mut invocation = self.scripts.publish.prepare_invoke();
-        invocation
-            .key(self.key("meta", channel))
-            .key(self.key("history", channel))
+        // `EVAL`, not `EVALSHA`: a connection's publishes are pipelined (the session has
+        // several at the engine at once) and must reach Redis in their order. After a
+        // `NOSCRIPT` (a fresh or restarted Redis) an `EVALSHA` is retried after the ones
+        // sent behind it, which would reorder them; `EVAL` never fails that way, in the
+        // same one round trip (Redis keeps the compiled script by its SHA1).
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(PUBLISH_LUA)
+            .arg(2)
+            .arg(self.key("meta", channel))
+            .arg(self.key("history", channel))
             .arg(self.topic_name(channel))
             .arg(self.new_epoch())
             .arg(size)
@@ -621,7 +628,7 @@ impl Inner {
             .arg(self.meta_ttl_ms(opts.history_ttl))
             .arg(body);
         let (offset, epoch, time): (u64, String, u64) =
-            self.call(invocation.invoke_async(&mut conn)).await?;
+            self.call(eval.query_async(&mut conn)).await?;
         Ok(Arc::new(Publication {
             channel: channel.into(),
             offset,
