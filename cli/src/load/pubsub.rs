@@ -1203,13 +1203,18 @@ impl Engine {
             [b'4', b'2', ..] if c.stage == Stage::Ready => {
                 let event = serde_json::from_str::<(Cow<'_, str>, SioPublication)>(&text[2..]).ok();
                 match (c.role, event) {
-                    (Role::Subscriber, Some((name, p)))
-                        if name == "publication" && !c.by_publisher.is_empty() =>
-                    {
-                        let Some((o, stamp)) = p
-                            .payload
-                            .and_then(|stamp| Some((c.by_publisher.get_mut(stamp.p)?, stamp)))
-                        else {
+                    (Role::Subscriber, Some((name, p))) if name == "publication" => {
+                        // By the channel's offset, or, with no offsets (several
+                        // processes on its Redis adapter), by the publisher's sequence.
+                        let checked = p.payload.and_then(|stamp| {
+                            let (o, n) = if c.by_publisher.is_empty() {
+                                (&mut c.offsets, p.offset?)
+                            } else {
+                                (c.by_publisher.get_mut(stamp.p)?, stamp.s)
+                            };
+                            Some((o, n, stamp))
+                        });
+                        let Some((o, n, stamp)) = checked else {
                             let name = self.name(i);
                             self.errors.count(
                                 Kind::Mismatch,
@@ -1221,26 +1226,8 @@ impl Engine {
                             return;
                         };
                         let before = o.received;
-                        o.note(stamp.s);
+                        o.note(n);
                         let fresh = o.received > before;
-                        self.delivery(fresh, &stamp, now);
-                        return;
-                    }
-                    (Role::Subscriber, Some((name, p))) if name == "publication" => {
-                        let (Some(offset), Some(stamp)) = (p.offset, p.payload) else {
-                            let name = self.name(i);
-                            self.errors.count(
-                                Kind::Mismatch,
-                                format!(
-                                    "{name}: {}",
-                                    unexpected("a publication not from this run")
-                                ),
-                            );
-                            return;
-                        };
-                        let before = c.offsets.received;
-                        c.offsets.note(offset);
-                        let fresh = c.offsets.received > before;
                         self.delivery(fresh, &stamp, now);
                         return;
                     }

@@ -40,12 +40,20 @@ pub(super) fn at(offset: u64, epoch: &Arc<str>) -> StreamPosition {
 
 /// A hub node (demo configuration, API open) on `engine`.
 pub(super) async fn node(engine: Arc<dyn Engine>) -> TestHub {
+    demo_node(demo_config(), Some(engine)).await
+}
+
+/// A hub node in demo mode with `config`, on `engine` (the memory engine when `None`).
+async fn demo_node(
+    config: wsengine_hub::config::Config,
+    engine: Option<Arc<dyn Engine>>,
+) -> TestHub {
     TestHub::start_with(ServerOptions {
-        config: demo_config(),
+        config,
         demo: true,
         static_dir: None,
         tls: None,
-        engine: Some(engine),
+        engine,
     })
     .await
 }
@@ -65,14 +73,7 @@ pub(super) async fn next_publication(client: &mut TestClient) -> Value {
 pub(super) async fn fast_publish_node(engine: Option<Arc<dyn Engine>>) -> TestHub {
     let mut config = demo_config();
     config.limits.publish_rate = 10_000;
-    TestHub::start_with(ServerOptions {
-        config,
-        demo: true,
-        static_dir: None,
-        tls: None,
-        engine,
-    })
-    .await
+    demo_node(config, engine).await
 }
 
 /// Pipelined publishes (the session sends up to 32 to the engine before the first is
