@@ -37,6 +37,8 @@ const PERMANENT_SUBSCRIBE_ERRORS = new Set([
 /** Backoff attempts added after 4004 (rate limited): a longer wait, as the protocol asks. */
 const RATE_LIMITED_EXTRA_ATTEMPTS = 3;
 
+const TRANSPORTS_DEFAULT = ["websocket", "sse", "long-polling"];
+
 const DEFAULTS = {
   minReconnectDelay: 500,
   maxReconnectDelay: 20000,
@@ -46,6 +48,10 @@ const DEFAULTS = {
   pingGrace: 10000,
   offlineQueueSize: 100,
   autoConnect: true,
+  transports: TRANSPORTS_DEFAULT,
+  fallbackAfter: 2,
+  websocketRetryAfter: 60000,
+  pollTimeout: 25,
 };
 
 /** An error the server answered with, or one the client raised itself (see the .d.ts). */
@@ -175,6 +181,340 @@ class HubSubscription {
   }
 }
 
+// --- Fallback transports: SSE and long polling -----------------------------------------
+//
+// HUB-PROTOCOL.md, "Fallback transports". A session is what a WebSocket connection is on
+// /ws; its first downstream request is its `connect` and its first message a `session`
+// (which carries the `connect` reply's fields). The client's messages go up as
+// `POST /api/send?session=ID` (one message or an array), at most one POST in flight so that
+// they keep their order. Both classes below look like a WebSocket to HubClient (`send`,
+// `close`, `onmessage`, `onclose`) plus `onsession` (the connect result) and, for SSE,
+// `onsuspend` (the browser's EventSource is reconnecting by itself with Last-Event-ID).
+
+/** Where a page remembers the transport that worked (sessionStorage), followed by the HTTP base. */
+const TRANSPORT_STORAGE_KEY = "wsengine-hub.transport:";
+
+/** ws://host:port/ws -> http://host:port (wss -> https); a path before `/ws` is kept. */
+export function httpBaseOf(url) {
+  const u = new URL(url);
+  const protocol = u.protocol === "wss:" ? "https:" : u.protocol === "ws:" ? "http:" : u.protocol;
+  const path = u.pathname.replace(/\/ws\/?$/, "").replace(/\/$/, "");
+  return `${protocol}//${u.host}${path}`;
+}
+
+/** The channels of an SSE event id (`OFFSET:EPOCH:CHANNEL` items joined by `,`). */
+export function channelsOfEventId(id) {
+  const channels = [];
+  if (!id) return channels;
+  for (const item of String(id).split(",")) {
+    const first = item.indexOf(":");
+    const second = first < 0 ? -1 : item.indexOf(":", first + 1);
+    if (second > 0 && second < item.length - 1) channels.push(item.slice(second + 1));
+  }
+  return channels;
+}
+
+function query(params) {
+  const parts = [];
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === "") continue;
+    parts.push(`${encodeURIComponent(key)}=${encodeURIComponent(value)}`);
+  }
+  return parts.join("&");
+}
+
+/** What SSE and long polling share: the session id, the upstream POSTs, the `close` message. */
+class FallbackConnection {
+  constructor(client, base, transport) {
+    this.transport = transport;
+    this._base = base;
+    this._fetch = client._fetch;
+    this.session = null;
+    this.onmessage = null; // (data: object) => void
+    this.onsession = null; // (sessionMessage) => void
+    this.onclose = null; // ({code, reason}) => void
+    this.onerror = null;
+    this.onopen = null;
+    this._queue = []; // JSON strings waiting for the next POST
+    this._posting = false;
+    this._flushScheduled = false;
+    this._closed = false;
+  }
+
+  /** Queues one message (a JSON string); queued messages go up together in one POST. */
+  send(text) {
+    if (this._closed) throw new Error("the session is closed");
+    this._queue.push(text);
+    if (!this._posting && !this._flushScheduled && this.session) {
+      this._flushScheduled = true;
+      queueMicrotask(() => {
+        this._flushScheduled = false;
+        this._flush();
+      });
+    }
+  }
+
+  async _flush() {
+    if (this._posting || this._closed || !this.session || this._queue.length === 0) return;
+    const batch = this._queue;
+    this._queue = [];
+    const body = batch.length === 1 ? batch[0] : `[${batch.join(",")}]`;
+    const session = this.session;
+    this._posting = true;
+    let response;
+    try {
+      response = await this._fetch(`${this._base}/api/send?${query({ session })}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      // The answer has no body that matters (204); drain it so the connection is reused.
+      await response.text().catch(() => {});
+    } catch (e) {
+      this._posting = false;
+      // Lost with its connection: the messages may or may not have been queued (a retry could
+      // publish twice), so the session is given up: the client reconnects and recovers.
+      if (session === this.session) this._lost(1006, "POST /api/send failed: " + (e && e.message ? e.message : e));
+      return;
+    }
+    this._posting = false;
+    if (this._closed) return;
+    if (session !== this.session) {
+      // The session changed meanwhile (SSE resumed): what was queued belongs to the new one.
+      this._flush();
+      return;
+    }
+    if (response.status === 404) {
+      this._lost(1006, "the session is gone (404 from /api/send)");
+      return;
+    }
+    if (response.status === 413) {
+      this._lost(1009, "a message over max_message_size (413 from /api/send)");
+      return;
+    }
+    if (response.status === 400) {
+      this.onerror?.(new HubError("bad_request", "the server refused a POST /api/send body (400)"));
+    } else if (response.status >= 300) {
+      this._lost(1006, `POST /api/send answered ${response.status}`);
+      return;
+    }
+    this._flush();
+  }
+
+  /** The server's messages, in order; `close` ends the session; `session` opens or resumes it. */
+  _messages(list) {
+    for (const message of list) {
+      if (this._closed) return;
+      if (!message || typeof message !== "object") continue;
+      if (message.type === "session") {
+        this.session = message.session;
+        this.onsession?.(message);
+        this._flush();
+      } else if (message.type === "close") {
+        this._lost(typeof message.code === "number" ? message.code : 1006, message.reason || "");
+        return;
+      } else {
+        this.onmessage?.(message);
+      }
+    }
+  }
+
+  /** Ends the session: tells the server (best effort) and stops the downstream. */
+  close() {
+    if (this._closed) return;
+    const session = this.session;
+    this._shut();
+    if (session) this._sayClose(session);
+  }
+
+  _sayClose(session) {
+    try {
+      this._fetch(`${this._base}/api/send?${query({ session })}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: '{"type":"close"}',
+        keepalive: true,
+      })
+        .then((response) => response.text())
+        .catch(() => {});
+    } catch {
+      // Best effort.
+    }
+  }
+
+  _shut() {
+    this._closed = true;
+    this._queue = [];
+  }
+
+  _lost(code, reason) {
+    if (this._closed) return;
+    this._shut();
+    const onclose = this.onclose;
+    this.onclose = null;
+    onclose?.({ code, reason });
+  }
+}
+
+/** SSE downstream: `EventSource(base + /sse?token&name)`; every event's data is one message. */
+class SseConnection extends FallbackConnection {
+  constructor(client, base, { token, name }) {
+    super(client, base, "sse");
+    this.onsuspend = null; // () => void: the EventSource reconnects by itself
+    this.lastEventId = "";
+    this._resumeChannels = null;
+    const es = new client._EventSource(`${base}/sse?${query({ token, name })}`);
+    this._es = es;
+    es.onmessage = (event) => {
+      if (this._closed) return;
+      if (typeof event.lastEventId === "string") this.lastEventId = event.lastEventId;
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        this.onerror?.(new HubError("bad_message", "the server sent an event that is not JSON"));
+        return;
+      }
+      this._messages([message]);
+    };
+    es.onerror = () => {
+      if (this._closed) return;
+      if (es.readyState === 2 /* CLOSED */ || !this.session) {
+        // Refused (an HTTP error, not an event stream) or broken before the session: the
+        // client decides what next (its backoff, or the next transport).
+        this._lost(1006, "the event stream failed");
+        return;
+      }
+      // CONNECTING: the EventSource reconnects by itself and sends Last-Event-ID; the server
+      // opens a new session that resumes every channel named there (`subscribed` messages).
+      const old = this.session;
+      this.session = null;
+      this._queue = [];
+      this._resumeChannels = channelsOfEventId(this.lastEventId);
+      this._sayClose(old); // the old session's presence ends now, not after session_timeout
+      this.onsuspend?.();
+    };
+  }
+
+  /** Channels the server resubscribes by itself after the current resume (null: not a resume). */
+  takeResumeChannels() {
+    const channels = this._resumeChannels;
+    this._resumeChannels = null;
+    return channels;
+  }
+
+  _shut() {
+    super._shut();
+    try {
+      this._es.onmessage = this._es.onerror = null;
+      this._es.close();
+    } catch {
+      // Closed already.
+    }
+  }
+}
+
+/** Long polling: `GET /poll?token` opens, then `GET /poll?session&seq&timeout` in a loop. */
+class PollConnection extends FallbackConnection {
+  constructor(client, base, { token, name, pollTimeout }) {
+    super(client, base, "long-polling");
+    this._pollTimeout = pollTimeout; // seconds
+    this._seq = 0;
+    this._abort = null;
+    this._run({ token, name });
+  }
+
+  async _get(url, timeoutMs) {
+    const abort = new AbortController();
+    this._abort = abort;
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    try {
+      const response = await this._fetch(url, { signal: abort.signal, cache: "no-store" });
+      const text = await response.text();
+      return { status: response.status, text, headers: response.headers };
+    } finally {
+      clearTimeout(timer);
+      if (this._abort === abort) this._abort = null;
+    }
+  }
+
+  async _run({ token, name }) {
+    // Opening: answered at once with [session] (or [close] when the token is refused).
+    let answer;
+    try {
+      answer = await this._get(`${this._base}/poll?${query({ token, name })}`, 15000);
+    } catch (e) {
+      this._lost(1006, "GET /poll failed: " + (e && e.message ? e.message : e));
+      return;
+    }
+    if (this._closed) return;
+    if (answer.status !== 200) {
+      const code = answer.status === 401 ? 4001 : answer.status === 503 ? 1013 : 1006;
+      this._lost(code, `GET /poll answered ${answer.status}`);
+      return;
+    }
+    if (!this._answer(answer.text)) return;
+    if (!this.session) {
+      this._lost(1006, "the opening poll answered no session");
+      return;
+    }
+    // Polls: seq = answers received so far; a lost answer is asked for again (same seq).
+    let failures = 0;
+    while (!this._closed) {
+      const url = `${this._base}/poll?${query({ session: this.session, seq: this._seq + 1, timeout: this._pollTimeout })}`;
+      try {
+        answer = await this._get(url, (this._pollTimeout + 10) * 1000);
+      } catch (e) {
+        if (this._closed) return;
+        failures += 1;
+        if (failures > 3) {
+          this._lost(1006, "GET /poll failed: " + (e && e.message ? e.message : e));
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250 * failures));
+        continue;
+      }
+      if (this._closed) return;
+      if (answer.status === 200) {
+        failures = 0;
+        this._seq += 1;
+        if (!this._answer(answer.text)) return;
+      } else if (answer.status === 404) {
+        this._lost(1006, "the session is gone (404 from /poll)");
+        return;
+      } else if (answer.status >= 500 && failures < 3) {
+        failures += 1;
+        await new Promise((resolve) => setTimeout(resolve, 250 * failures));
+      } else {
+        this._lost(1006, `GET /poll answered ${answer.status}`);
+        return;
+      }
+    }
+  }
+
+  /** One poll answer (a JSON array of messages); false when the session ended. */
+  _answer(text) {
+    let list;
+    try {
+      list = JSON.parse(text);
+    } catch {
+      this._lost(1006, "a poll answer that is not JSON");
+      return false;
+    }
+    this._messages(Array.isArray(list) ? list : [list]);
+    return !this._closed;
+  }
+
+  _shut() {
+    super._shut();
+    try {
+      this._abort?.abort();
+    } catch {
+      // Nothing waits.
+    }
+  }
+}
+
 /**
  * The client. One WebSocket at a time; see the module comment and wsengine-hub.d.ts for
  * what it does and the options.
@@ -193,12 +533,35 @@ export class HubClient extends Emitter {
     this._urls = Array.isArray(options.url) ? [...options.url] : [options.url];
     if (this._urls.length === 0) throw new TypeError("HubClient: options.url is an empty list");
     this._urlIndex = 0;
+    this._httpUrls = options.httpUrl
+      ? Array.isArray(options.httpUrl)
+        ? [...options.httpUrl]
+        : [options.httpUrl]
+      : null;
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
-    if (typeof this._WebSocket !== "function") {
+    this._EventSource = options.EventSource || globalThis.EventSource;
+    const fetchFunction = options.fetch || globalThis.fetch;
+    this._fetch = typeof fetchFunction === "function" ? (...args) => fetchFunction(...args) : null;
+    const wanted = Array.isArray(this._options.transports) ? this._options.transports : TRANSPORTS_DEFAULT;
+    for (const name of wanted) {
+      if (!TRANSPORTS_DEFAULT.includes(name)) throw new TypeError(`HubClient: unknown transport ${name}`);
+    }
+    // The transports this runtime has, in the order of preference.
+    this._transports = wanted.filter((name) => this._transportAvailable(name));
+    if (this._transports.length === 0) {
       throw new TypeError(
-        "HubClient: no WebSocket here; pass one as options.WebSocket (e.g. the `ws` package in Node 20)",
+        wanted.length === 1 && wanted[0] === "websocket"
+          ? "HubClient: no WebSocket here; pass one as options.WebSocket (e.g. the `ws` package in Node 20)"
+          : `HubClient: none of the transports ${wanted.join(", ")} is available here ` +
+              "(options.WebSocket, options.EventSource, options.fetch)",
       );
     }
+    this._transportIndex = 0;
+    this._openFailures = 0; // attempts in a row on this transport that did not open
+    this._fellBackAt = 0; // when the client left the first transport (0: it has not)
+    this._probing = false; // trying the first transport again after websocketRetryAfter
+    this.transport = this._transports[0];
+    this._restoreTransport();
     this.state = "disconnected";
     this.clientId = null;
     this.user = null;
@@ -420,8 +783,12 @@ export class HubClient extends Emitter {
   async _startAttempt() {
     const generation = ++this._connectGeneration;
     const url = this._urls[this._urlIndex % this._urls.length];
+    this._pickTransport();
+    const transport = this.transport;
+    this._attemptOpened = false;
+    this._attemptConnected = false;
     this.state = "connecting";
-    this._emit("connecting", { attempt: this._attempt, url });
+    this._emit("connecting", { attempt: this._attempt, url, transport });
     let token = this._token;
     if (this._prefetchedToken !== undefined) {
       token = this._prefetchedToken;
@@ -438,6 +805,10 @@ export class HubClient extends Emitter {
     }
     if (generation !== this._connectGeneration || this._stopped) return;
     this._token = token ?? null;
+    if (transport !== "websocket") {
+      this._openFallback(url, transport);
+      return;
+    }
     let ws;
     try {
       ws = new this._WebSocket(url, PROTOCOL);
@@ -451,6 +822,7 @@ export class HubClient extends Emitter {
       this._abandon(ws, `no connect reply in ${this._options.connectTimeout} ms`);
     }, this._options.connectTimeout);
     ws.onopen = () => {
+      this._attemptOpened = true; // the upgrade went through: this transport works here
       const frame = { type: "connect" };
       if (this._token) frame.token = this._token;
       if (this._options.name) frame.name = this._options.name;
@@ -472,10 +844,184 @@ export class HubClient extends Emitter {
     };
   }
 
+  /** Opens an SSE or long-polling session; its `session` message is the `connect` reply. */
+  _openFallback(url, transport) {
+    const base = this._httpBaseFor();
+    let conn;
+    const params = { token: this._token, name: this._options.name, pollTimeout: this._options.pollTimeout };
+    try {
+      conn = transport === "sse" ? new SseConnection(this, base, params) : new PollConnection(this, base, params);
+    } catch (e) {
+      this._emit("error", { error: e });
+      this._connectionLost(1006, `cannot open ${transport} at ${base}: ` + (e && e.message ? e.message : e));
+      return;
+    }
+    this._ws = conn;
+    this._connectTimer = setTimeout(() => {
+      this._abandon(conn, `no session in ${this._options.connectTimeout} ms`);
+    }, this._options.connectTimeout);
+    conn.onsession = (message) => {
+      if (this._ws !== conn) return;
+      this._attemptOpened = true;
+      if (this.state === "connected") return; // a repeat: nothing new
+      this._connected(conn, url, message);
+    };
+    conn.onmessage = (message) => this._receive(conn, message, true);
+    conn.onerror = (error) => this._emit("error", { error });
+    conn.onsuspend = () => this._suspended(conn, url);
+    conn.onclose = ({ code, reason }) => {
+      if (this._ws !== conn) return;
+      this._detach(conn);
+      this._connectionLost(code, reason);
+    };
+  }
+
+  /**
+   * The SSE stream broke and the browser's EventSource reconnects by itself (with
+   * Last-Event-ID): requests in flight are lost with the old session; the new session's
+   * `session` message connects again and its `subscribed` messages resume the channels.
+   */
+  _suspended(conn, url) {
+    if (this._ws !== conn || this.state !== "connected") return;
+    clearTimeout(this._silenceTimer);
+    clearTimeout(this._refreshTimer);
+    this._silenceTimer = this._refreshTimer = null;
+    this._rejectPending();
+    this.state = "connecting";
+    this._attemptOpened = false;
+    this._attemptConnected = false;
+    const reason = "the event stream broke; the EventSource reconnects by itself";
+    this._emit("disconnected", { code: 1006, reason, willRetry: true, delay: 0 });
+    this._emit("connecting", { attempt: 0, url, transport: conn.transport });
+    this._connectTimer = setTimeout(() => {
+      this._abandon(conn, `the event stream did not come back in ${this._options.connectTimeout} ms`);
+    }, this._options.connectTimeout);
+  }
+
+  _rejectPending() {
+    this.clientId = null;
+    const pending = this._pending;
+    this._pending = new Map();
+    for (const request of pending.values()) {
+      clearTimeout(request.timer);
+      request.reject(new HubError("disconnected", "the connection ended before the reply"));
+    }
+    for (const subscription of this._subscriptions.values()) {
+      clearTimeout(subscription._retryTimer);
+      if (subscription.state === "subscribed") subscription.state = "subscribing";
+    }
+  }
+
+  // --- Transports --------------------------------------------------------------------------
+
+  _transportAvailable(name) {
+    if (name === "websocket") return typeof this._WebSocket === "function";
+    if (name === "sse") return typeof this._EventSource === "function" && this._fetch !== null;
+    if (name === "long-polling") return this._fetch !== null;
+    return false;
+  }
+
+  /** The HTTP base of the fallback transports: `httpUrl`, or derived from `url`. */
+  _httpBaseFor() {
+    if (this._httpUrls) return this._httpUrls[this._urlIndex % this._httpUrls.length].replace(/\/$/, "");
+    return httpBaseOf(this._urls[this._urlIndex % this._urls.length]);
+  }
+
+  _storageKey() {
+    try {
+      return TRANSPORT_STORAGE_KEY + (this._httpUrls ? this._httpUrls[0] : httpBaseOf(this._urls[0]));
+    } catch {
+      return TRANSPORT_STORAGE_KEY + String(this._urls[0]);
+    }
+  }
+
+  _storage() {
+    try {
+      return typeof sessionStorage !== "undefined" ? sessionStorage : null;
+    } catch {
+      return null; // e.g. storage blocked for the page
+    }
+  }
+
+  /** A page that fell back earlier in this tab starts from the transport that worked. */
+  _restoreTransport() {
+    const storage = this._storage();
+    if (!storage) return;
+    try {
+      const saved = JSON.parse(storage.getItem(this._storageKey()) || "null");
+      const index = saved ? this._transports.indexOf(saved.transport) : -1;
+      if (index > 0) {
+        this._transportIndex = index;
+        this.transport = this._transports[index];
+        this._fellBackAt = Number(saved.since) || Date.now();
+      }
+    } catch {
+      // Unreadable: start from the first transport.
+    }
+  }
+
+  _rememberTransport() {
+    const storage = this._storage();
+    if (!storage) return;
+    try {
+      if (this._transportIndex === 0) storage.removeItem(this._storageKey());
+      else storage.setItem(this._storageKey(), JSON.stringify({ transport: this.transport, since: this._fellBackAt }));
+    } catch {
+      // Full or blocked: not remembered.
+    }
+  }
+
+  _setTransport(index, reason) {
+    const previous = this.transport;
+    this._transportIndex = index;
+    this._openFailures = 0;
+    this.transport = this._transports[index];
+    if (previous !== this.transport) this._emit("transport", { transport: this.transport, previous, reason });
+  }
+
+  /** Before an attempt: after `websocketRetryAfter` on a fallback, try the first transport again. */
+  _pickTransport() {
+    if (
+      this._transportIndex > 0 &&
+      !this._probing &&
+      this._fellBackAt &&
+      Date.now() - this._fellBackAt >= this._options.websocketRetryAfter
+    ) {
+      this._probeReturn = this._transportIndex;
+      this._probing = true;
+      this._setTransport(0, `trying ${this._transports[0]} again (websocketRetryAfter)`);
+    }
+  }
+
+  /** After an attempt that did not open: the next transport after `fallbackAfter` in a row. */
+  _openFailed(reason) {
+    this._openFailures += 1;
+    if (this._transports.length < 2) return;
+    if (this._probing) {
+      // The first transport still does not work: back to the one that did, for another while.
+      this._probing = false;
+      this._fellBackAt = Date.now();
+      this._setTransport(this._probeReturn, reason);
+      this._rememberTransport();
+      return;
+    }
+    if (this._openFailures < Math.max(1, this._options.fallbackAfter)) return;
+    const next = (this._transportIndex + 1) % this._transports.length;
+    if (this._transportIndex === 0) this._fellBackAt = Date.now();
+    this._setTransport(next, reason);
+  }
+
   _connected(ws, url, result) {
     if (this._ws !== ws) return;
     clearTimeout(this._connectTimer);
     this._connectTimer = null;
+    this._attemptConnected = true;
+    this._openFailures = 0;
+    if (this._transportIndex === 0) {
+      this._fellBackAt = 0;
+      this._probing = false;
+    }
+    this._rememberTransport();
     this.state = "connected";
     this._attempt = 0;
     this._lastCloseCode = 0;
@@ -484,8 +1030,32 @@ export class HubClient extends Emitter {
     this._silenceLimit = result.ping_interval * 1000 + this._options.pingGrace;
     this._heard();
     this._scheduleRefresh(result.expires_at);
+    // After an SSE resume the server subscribes again by itself to the channels named in
+    // Last-Event-ID (a `subscribed` message each); the others are subscribed as usual.
+    const resumed = new Set((ws.takeResumeChannels && ws.takeResumeChannels()) || []);
+    let resuming = false;
     for (const subscription of this._subscriptions.values()) {
-      if (subscription.state !== "failed") this._sendSubscribe(subscription);
+      if (subscription.state === "failed") continue;
+      if (resumed.has(subscription.channel)) {
+        subscription.state = "subscribing";
+        subscription._resuming = true;
+        resuming = true;
+      } else {
+        this._sendSubscribe(subscription);
+      }
+    }
+    if (resuming) {
+      // Should a `subscribed` not come, subscribe as usual (unsubscribe first: the server may
+      // hold the subscription already).
+      setTimeout(() => {
+        if (this._ws !== ws || this.state !== "connected") return;
+        for (const subscription of this._subscriptions.values()) {
+          if (!subscription._resuming) continue;
+          subscription._resuming = false;
+          this._send({ type: "unsubscribe", channel: subscription.channel }, () => {}, () => {});
+          this._sendSubscribe(subscription);
+        }
+      }, this._options.requestTimeout);
     }
     const outbox = this._outbox;
     this._outbox = [];
@@ -496,15 +1066,16 @@ export class HubClient extends Emitter {
       pingInterval: result.ping_interval,
       expiresAt: result.expires_at ?? null,
       url,
+      transport: this.transport,
     });
   }
 
-  _receive(ws, data) {
+  _receive(ws, data, parsed = false) {
     if (this._ws !== ws) return;
     this._heard();
     let message;
     try {
-      message = JSON.parse(typeof data === "string" ? data : String(data));
+      message = parsed ? data : JSON.parse(typeof data === "string" ? data : String(data));
     } catch {
       this._emit("error", { error: new HubError("bad_message", "the server sent a message that is not JSON") });
       return;
@@ -535,8 +1106,26 @@ export class HubClient extends Emitter {
         callHandler(handler, message.info, message.channel);
         return;
       }
+      case "subscribed": {
+        // SSE, after the EventSource resumed with Last-Event-ID: the subscribe reply's fields.
+        const subscription = this._subscriptions.get(message.channel);
+        if (!subscription || !subscription._resuming) {
+          if (!subscription && this.state === "connected") {
+            this._send({ type: "unsubscribe", channel: message.channel }, () => {}, () => {});
+          }
+          return;
+        }
+        subscription._resuming = false;
+        if (message.error) {
+          this._subscribeFailed(subscription, new HubError(message.error.code, message.error.message));
+        } else {
+          this._subscribed(subscription, message, true);
+        }
+        return;
+      }
       case "ping":
-        this._write({ type: "pong" });
+        // Over SSE and long polling the server needs no answer (a POST per ping would cost).
+        if (!ws.transport) this._write({ type: "pong" });
         return;
       default:
         return; // A newer server's message this client does not know.
@@ -595,6 +1184,7 @@ export class HubClient extends Emitter {
 
   _detach(ws) {
     ws.onopen = ws.onmessage = ws.onclose = null;
+    if (ws.transport) ws.onsession = ws.onsuspend = null;
     ws.onerror = () => {};
     if (this._ws === ws) this._ws = null;
   }
@@ -606,17 +1196,11 @@ export class HubClient extends Emitter {
     clearTimeout(this._refreshTimer);
     clearTimeout(this._connectTimer);
     this._silenceTimer = this._refreshTimer = this._connectTimer = null;
-    this.clientId = null;
-    const pending = this._pending;
-    this._pending = new Map();
-    for (const request of pending.values()) {
-      clearTimeout(request.timer);
-      request.reject(new HubError("disconnected", "the connection ended before the reply"));
-    }
-    for (const subscription of this._subscriptions.values()) {
-      clearTimeout(subscription._retryTimer);
-      if (subscription.state === "subscribed") subscription.state = "subscribing";
-    }
+    this._rejectPending();
+    for (const subscription of this._subscriptions.values()) subscription._resuming = false;
+    // An attempt that never reached the server (no upgrade, no stream, no session, no close
+    // code of the server's) counts toward moving to the next transport.
+    const openFailed = !this._attemptConnected && !this._attemptOpened && (code === 1006 || code === 1015);
     if (this._stopped) {
       this.state = "closed";
       this._emit("disconnected", { code, reason, willRetry: false });
@@ -653,6 +1237,7 @@ export class HubClient extends Emitter {
       this._emit("disconnected", { code, reason, willRetry: false });
       return;
     }
+    if (openFailed) this._openFailed(`${this.transport} did not open: ${reason}`);
     if (delay === undefined) {
       const extra = code === 4004 ? RATE_LIMITED_EXTRA_ATTEMPTS : 0;
       delay = backoffDelay(
