@@ -114,13 +114,25 @@ export interface ConnectedEvent {
   /** Unix seconds, or null when the token does not expire. */
   expiresAt: number | null;
   url: string;
+  transport: Transport;
 }
 
 export interface ConnectingEvent {
   /** 0 for the first attempt, then one more for each attempt since the last success. */
   attempt: number;
   url: string;
+  transport: Transport;
 }
+
+/** The client moved to another transport (fell back, or went back to WebSocket). */
+export interface TransportEvent {
+  transport: Transport;
+  previous: Transport;
+  reason: string;
+}
+
+/** How the client reaches the hub: `/ws`, `/sse` + `POST /api/send`, or `/poll` + `POST /api/send`. */
+export type Transport = "websocket" | "sse" | "long-polling";
 
 export interface DisconnectedEvent {
   /** The WebSocket close code (1006 when the connection was lost without a Close). */
@@ -141,6 +153,7 @@ export interface ClientEvents {
   connected: ConnectedEvent;
   disconnected: DisconnectedEvent;
   error: ErrorEvent;
+  transport: TransportEvent;
 }
 
 export type ClientState = "disconnected" | "connecting" | "connected" | "closed";
@@ -180,6 +193,30 @@ export interface ClientOptions {
   sharedWorker?: boolean | string | URL;
   /** Start connecting in the constructor (default true). */
   autoConnect?: boolean;
+  /**
+   * The transports, in order of preference (default `["websocket", "sse", "long-polling"]`);
+   * those the runtime lacks (no WebSocket, no EventSource, no fetch) are skipped.
+   */
+  transports?: Transport[];
+  /** Attempts in a row that do not open before moving to the next transport (default 2). */
+  fallbackAfter?: number;
+  /**
+   * Milliseconds on a fallback after which the next reconnect tries the first transport
+   * again, once (default 60000). The transport that worked is kept in sessionStorage under
+   * `wsengine-hub.transport:` + the HTTP base.
+   */
+  websocketRetryAfter?: number;
+  /**
+   * The HTTP base of `/sse`, `/poll` and `/api/send` (one per `url` when a list); default:
+   * `url` with `ws:`/`wss:` made `http:`/`https:` and its trailing `/ws` removed.
+   */
+  httpUrl?: string | string[];
+  /** An EventSource constructor for SSE; default `globalThis.EventSource` (Node 20 has none: SSE is skipped). */
+  EventSource?: unknown;
+  /** The fetch function for long polling and `POST /api/send`; default `globalThis.fetch`. */
+  fetch?: (input: string, init?: object) => Promise<unknown>;
+  /** Seconds a long poll may wait (default 25; the hub caps it at its `poll_timeout`). */
+  pollTimeout?: number;
 }
 
 /**
@@ -189,12 +226,20 @@ export interface ClientOptions {
  */
 export function backoffDelay(attempt: number, min: number, max: number, random?: () => number): number;
 
+/** The HTTP base of the fallback transports for a hub URL: `ws://h:p/ws` -> `http://h:p`. */
+export function httpBaseOf(url: string): string;
+
+/** The channels named in an SSE event id (`OFFSET:EPOCH:CHANNEL` items joined by `,`). */
+export function channelsOfEventId(id: string): string[];
+
 export class HubClient {
   constructor(options: ClientOptions);
   readonly state: ClientState;
   /** The server-made client id of the current connection (null when not connected). */
   readonly clientId: string | null;
   readonly user: string | null;
+  /** The transport in use, or being tried. */
+  readonly transport: Transport;
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof ClientEvents>(event: K, listener: (event: ClientEvents[K]) => void): () => void;
   /** Starts connecting (after `disconnect()`, or with `autoConnect: false`). */

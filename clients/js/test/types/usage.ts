@@ -1,6 +1,15 @@
 // Compiled (not run) by test/types.test.js with `tsc --noEmit --strict`: the declarations in
 // wsengine-hub.d.ts must describe what an application writes against the client.
-import { HubClient, HubError, backoffDelay, type Publication, type SubscribedContext } from "../../wsengine-hub.js";
+import {
+  HubClient,
+  HubError,
+  backoffDelay,
+  channelsOfEventId,
+  httpBaseOf,
+  type Publication,
+  type SubscribedContext,
+  type Transport,
+} from "../../wsengine-hub.js";
 
 const client = new HubClient({
   url: ["wss://a.example/ws", "wss://b.example/ws"],
@@ -32,3 +41,18 @@ const delay: number = backoffDelay(2, 500, 20000, Math.random);
 console.log(delay, client.state, client.clientId, room.state, room.position?.offset);
 // @ts-expect-error: the url is required
 new HubClient({});
+// The fallback transports.
+const fallback = new HubClient({
+  url: "wss://a.example/ws",
+  transports: ["websocket", "sse", "long-polling"],
+  fallbackAfter: 2,
+  websocketRetryAfter: 60000,
+  httpUrl: "https://a.example",
+  pollTimeout: 20,
+});
+const used: Transport = fallback.transport;
+fallback.on("transport", (e) => console.log(e.previous, e.transport, e.reason));
+fallback.on("connected", (e) => console.log(e.transport === "sse"));
+console.log(used, httpBaseOf("ws://h/ws"), channelsOfEventId("1:e:c").length);
+// @ts-expect-error: not a transport
+new HubClient({ url: "ws://h/ws", transports: ["carrier-pigeon"] });
