@@ -90,7 +90,7 @@ class Part {
         return part ? part.askToken() : options.token ?? null;
       };
       hub.client = new HubClient({ ...options, getToken, autoConnect: false });
-      for (const name of ["connecting", "connected", "disconnected", "error"]) {
+      for (const name of ["connecting", "connected", "disconnected", "error", "transport"]) {
         hub.client.on(name, (data) => {
           if (name === "connected") hub.connected = data;
           const payload = name === "error" ? { error: { message: String(data.error && data.error.message) } } : data;
@@ -111,7 +111,15 @@ class Part {
 
   sendEvent(name, data) {
     const client = this.hub.client;
-    this.post({ op: "event", name, data, state: client.state, clientId: client.clientId, user: client.user });
+    this.post({
+      op: "event",
+      name,
+      data,
+      state: client.state,
+      clientId: client.clientId,
+      user: client.user,
+      transport: client.transport,
+    });
   }
 
   subscribe(sid, channel, since) {

@@ -584,6 +584,13 @@ export class HubClient extends Emitter {
     this._lastCloseCode = 0;
     this._onOnline = () => this._online();
     this._onOffline = () => this._offline();
+    // A page that goes away ends its SSE or long-polling session at once (a WebSocket's TCP
+    // close says it by itself; a session would otherwise wait for session_timeout).
+    this._onPageHide = (event) => {
+      const conn = this._ws;
+      if (event && event.persisted) return; // kept in the back/forward cache: it may come back
+      if (conn && conn.transport && conn.session) conn._sayClose(conn.session);
+    };
     // The first attempt starts in a microtask, so that listeners added right after the
     // constructor see its `connecting` event.
     this._autoConnectPending = Boolean(this._options.autoConnect);
@@ -602,6 +609,7 @@ export class HubClient extends Emitter {
       // The same function twice is one listener (EventTarget), so reconnects add nothing.
       globalThis.addEventListener("online", this._onOnline);
       globalThis.addEventListener("offline", this._onOffline);
+      globalThis.addEventListener("pagehide", this._onPageHide);
     }
     this._startAttempt();
   }
@@ -1268,6 +1276,7 @@ export class HubClient extends Emitter {
     if (typeof globalThis.removeEventListener === "function") {
       globalThis.removeEventListener("online", this._onOnline);
       globalThis.removeEventListener("offline", this._onOffline);
+      globalThis.removeEventListener("pagehide", this._onPageHide);
     }
   }
 
@@ -1349,6 +1358,7 @@ class SharedHubClient extends Emitter {
     this.state = "connecting";
     this.clientId = null;
     this.user = null;
+    this.transport = null; // the worker's client's, once it says
     this._nextId = 1;
     this._pending = new Map();
     this._subscriptions = new Map(); // sid -> SharedSubscription
@@ -1359,6 +1369,8 @@ class SharedHubClient extends Emitter {
     for (const [key, value] of Object.entries(options)) {
       if (typeof value === "number" || typeof value === "string" || typeof value === "boolean") {
         plain[key] = value;
+      } else if (Array.isArray(value) && value.every((item) => typeof item === "string")) {
+        plain[key] = [...value]; // transports, httpUrl
       }
     }
     plain.url = options.url;
@@ -1436,8 +1448,9 @@ class SharedHubClient extends Emitter {
   async _fromWorker(message) {
     switch (message.op) {
       case "event": {
-        const { state, clientId, user } = message;
+        const { state, clientId, user, transport } = message;
         if (this.state !== "closed") this.state = state;
+        if (transport) this.transport = transport;
         this.clientId = clientId;
         this.user = user;
         if (message.name) this._emit(message.name, message.data);

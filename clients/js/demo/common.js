@@ -28,11 +28,14 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+const TRANSPORT_NAMES = { sse: "SSE", "long-polling": "long polling" };
+
 /**
  * Shows the client's connection state in `element` from its events: `data-state` is one of
  * `connecting`, `connected`, `reconnecting`, `disconnected` (what the tests read), the text
  * says the same for people ("reconnecting in 3 s"). `data-connects` counts the `connected`
- * events, `data-client` is the current client id.
+ * events, `data-client` is the current client id, `data-transport` the transport of the last
+ * connection (`websocket`, `sse`, `long-polling`; the text names it when it is a fallback).
  *
  * Attach it before the client connects (create the client with `autoConnect: false`), or the
  * first `connecting` event is missed; the element starts from `client.state` either way.
@@ -55,14 +58,16 @@ export function showStatus(client, element) {
     if (lost || attempt > 0) set("reconnecting", attempt > 0 ? `reconnecting (attempt ${attempt})…` : "reconnecting…");
     else set("connecting", "connecting…");
   });
-  client.on("connected", ({ client: id }) => {
+  client.on("connected", ({ client: id, transport }) => {
     stopCountdown();
     lost = false;
     connects += 1;
     element.dataset.connects = String(connects);
     element.dataset.client = id;
-    element.title = `client id ${id}`;
-    set("connected", "connected");
+    // The transport (HUB-PROTOCOL.md, "Fallback transports"): said only when not WebSocket.
+    if (transport) element.dataset.transport = transport;
+    element.title = `client id ${id}` + (transport ? `, over ${transport}` : "");
+    set("connected", transport && transport !== "websocket" ? `connected · ${TRANSPORT_NAMES[transport] || transport}` : "connected");
   });
   client.on("disconnected", ({ code, willRetry, delay }) => {
     stopCountdown();
