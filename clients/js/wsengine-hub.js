@@ -191,6 +191,11 @@ class HubSubscription {
 // `close`, `onmessage`, `onclose`) plus `onsession` (the connect result) and, for SSE,
 // `onsuspend` (the browser's EventSource is reconnecting by itself with Last-Event-ID).
 
+/**
+ * The body is JSON whatever its Content-Type (the protocol); text/plain keeps the POST a
+ * "simple" request, so a page of another origin needs no CORS preflight per message.
+ */
+const POST_CONTENT_TYPE = "text/plain;charset=UTF-8";
 /** Where a page remembers the transport that worked (sessionStorage), followed by the HTTP base. */
 const TRANSPORT_STORAGE_KEY = "wsengine-hub.transport:";
 
@@ -265,7 +270,7 @@ class FallbackConnection {
     try {
       response = await this._fetch(`${this._base}/api/send?${query({ session })}`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": POST_CONTENT_TYPE },
         body,
       });
       // The answer has no body that matters (204); drain it so the connection is reused.
@@ -331,7 +336,7 @@ class FallbackConnection {
     try {
       this._fetch(`${this._base}/api/send?${query({ session })}`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": POST_CONTENT_TYPE },
         body: '{"type":"close"}',
         keepalive: true,
       })
