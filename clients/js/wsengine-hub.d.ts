@@ -201,9 +201,11 @@ export interface ClientOptions {
   /** Attempts in a row that do not open before moving to the next transport (default 2). */
   fallbackAfter?: number;
   /**
-   * Milliseconds on a fallback after which the next reconnect tries the first transport
-   * again, once (default 60000). The transport that worked is kept in sessionStorage under
-   * `wsengine-hub.transport:` + the HTTP base.
+   * Milliseconds on a fallback after which the next reconnect tries WebSocket again, once,
+   * and after which (then every as long, at least 1 s) a connected client tries a WebSocket
+   * upgrade in the background, moving back to WebSocket when it opens (`disconnected` 1012,
+   * then a reconnect that recovers). Default 60000. The transport that worked is kept in
+   * sessionStorage under `wsengine-hub.transport:` + the HTTP base.
    */
   websocketRetryAfter?: number;
   /**

@@ -898,7 +898,8 @@ export class HubClient extends Emitter {
     if (this._ws !== conn || this.state !== "connected") return;
     clearTimeout(this._silenceTimer);
     clearTimeout(this._refreshTimer);
-    this._silenceTimer = this._refreshTimer = null;
+    clearTimeout(this._probeTimer);
+    this._silenceTimer = this._refreshTimer = this._probeTimer = null;
     this._rejectPending();
     this.state = "connecting";
     this._attemptOpened = false;
@@ -1024,6 +1025,68 @@ export class HubClient extends Emitter {
     this._setTransport(next, reason);
   }
 
+  /**
+   * Connected over a fallback while WebSocket is the first transport: once
+   * `websocketRetryAfter` has passed since the client left it, try a WebSocket upgrade in the
+   * background; when it opens, move back to WebSocket (a reconnect that recovers by offsets).
+   * A hub that was down (every transport failing) makes clients come back on a fallback:
+   * this brings them back to WebSocket without waiting for a drop.
+   */
+  _scheduleProbe(conn, url) {
+    clearTimeout(this._probeTimer);
+    this._probeTimer = null;
+    if (!conn.transport || this._transports[0] !== "websocket" || this._transportIndex === 0) return;
+    const wait = Math.max(1000, (this._fellBackAt || Date.now()) + this._options.websocketRetryAfter - Date.now());
+    this._probeTimer = setTimeout(() => this._probeWebSocket(conn, url), wait);
+  }
+
+  _probeWebSocket(conn, url) {
+    this._probeTimer = null;
+    if (this._ws !== conn || this.state !== "connected") return;
+    let probe;
+    let finished = false;
+    let timer = null;
+    const done = (ok) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      if (probe) {
+        probe.onopen = probe.onclose = probe.onmessage = null;
+        probe.onerror = () => {};
+        try {
+          probe.close(1000);
+        } catch {
+          // Never opened.
+        }
+      }
+      if (this._ws !== conn || this.state !== "connected") return;
+      if (!ok) {
+        this._fellBackAt = Date.now();
+        this._rememberTransport();
+        this._scheduleProbe(conn, url);
+        return;
+      }
+      this._fellBackAt = 0;
+      this._probing = false;
+      this._setTransport(0, `${this._transports[0]} opens again`);
+      this._rememberTransport();
+      this._detach(conn);
+      conn.close();
+      this._connectionLost(1012, `moving back to ${this._transports[0]}`);
+    };
+    try {
+      probe = new this._WebSocket(url, PROTOCOL);
+    } catch {
+      done(false);
+      return;
+    }
+    probe.onopen = () => done(true);
+    probe.onclose = () => done(false);
+    probe.onerror = () => {};
+    probe.onmessage = null;
+    timer = setTimeout(() => done(false), this._options.connectTimeout);
+  }
+
   _connected(ws, url, result) {
     if (this._ws !== ws) return;
     clearTimeout(this._connectTimer);
@@ -1035,6 +1098,7 @@ export class HubClient extends Emitter {
       this._probing = false;
     }
     this._rememberTransport();
+    this._scheduleProbe(ws, url);
     this.state = "connected";
     this._attempt = 0;
     this._lastCloseCode = 0;
@@ -1208,7 +1272,8 @@ export class HubClient extends Emitter {
     clearTimeout(this._silenceTimer);
     clearTimeout(this._refreshTimer);
     clearTimeout(this._connectTimer);
-    this._silenceTimer = this._refreshTimer = this._connectTimer = null;
+    clearTimeout(this._probeTimer);
+    this._silenceTimer = this._refreshTimer = this._connectTimer = this._probeTimer = null;
     this._rejectPending();
     for (const subscription of this._subscriptions.values()) subscription._resuming = false;
     // An attempt that never reached the server (no upgrade, no stream, no session, no close

@@ -302,7 +302,7 @@ describe("falling back", () => {
     await waitFor(() => s.received.length === 1, 5000, "pub/sub through the proxy");
   });
 
-  test("websocketRetryAfter: the next reconnect after it tries WebSocket first; sessionStorage remembers", { timeout: 30000 }, async (t) => {
+  test("websocketRetryAfter: a reconnect after it tries WebSocket first; a background probe moves back to it; sessionStorage remembers", { timeout: 30000 }, async (t) => {
     const hub = await startHub({ t });
     const store = new Map();
     globalThis.sessionStorage = {
@@ -322,6 +322,8 @@ describe("falling back", () => {
     assert.equal(c.client.transport, "sse");
     const key = `wsengine-hub.transport:${hub.httpUrl}`;
     assert.equal(JSON.parse(store.get(key)).transport, "sse");
+    const s = collect(c.client, "z");
+    await s.sub.ready();
 
     // Another client of this page session starts from SSE at once.
     FailingWebSocket.opened = 0;
@@ -329,7 +331,7 @@ describe("falling back", () => {
     assert.equal((await connected(d)).transport, "sse");
     assert.equal(FailingWebSocket.opened, 0);
 
-    // After websocketRetryAfter, a reconnect tries WebSocket (still failing: back to SSE at once).
+    // After websocketRetryAfter, a reconnect tries WebSocket first (still failing: back to SSE at once).
     await sleep(600);
     FailingWebSocket.opened = 0;
     c.client._abandon(c.client._ws, "test: forced reconnect");
@@ -337,12 +339,20 @@ describe("falling back", () => {
     assert.equal(c.client.transport, "sse");
     assert.equal(FailingWebSocket.opened, 1);
 
-    // Now WebSocket works: after websocketRetryAfter again, the reconnect goes back to it.
+    // Now WebSocket works: the background probe (websocketRetryAfter, at least 1 s) finds it
+    // and the client moves back to it, recovering its subscription.
     wsWorks = true;
-    await sleep(600);
-    c.client._abandon(c.client._ws, "test: forced reconnect");
-    assert.equal((await connected(c, 8000, 3)).transport, "websocket");
+    const up = await connected(c, 8000, 3);
+    assert.equal(up.transport, "websocket");
     assert.equal(store.has(key), false);
+    assert.deepEqual(
+      c.of("transport").map((e) => [e.previous, e.transport]).slice(-1),
+      [["sse", "websocket"]],
+    );
+    assert.equal(c.of("disconnected").at(-1).code, 1012);
+    await c.client.publish("z", 2);
+    await waitFor(() => s.received.length >= 1, 5000, "pub/sub after moving back");
+    assert.equal(s.subscribed.at(-1).recovered, true);
   });
 });
 
