@@ -16,6 +16,9 @@
 // - declares the connection dead when nothing arrives for the server's `ping_interval` plus a
 //   grace period (a half-open TCP connection that a bare WebSocket never notices);
 // - keeps requests made while disconnected in a bounded queue, sent in order after reconnect;
+// - where the WebSocket upgrade does not get through, speaks the same protocol over SSE or
+//   HTTP long polling (`transports`, `fallbackAfter`, `websocketRetryAfter`; HUB-PROTOCOL.md,
+//   "Fallback transports"), with the same API, events and recovery;
 // - with `sharedWorker`, shares one connection between the parts of a page and between tabs
 //   (wsengine-hub-worker.js).
 //
