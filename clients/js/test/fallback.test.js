@@ -215,6 +215,24 @@ for (const transport of FALLBACKS) {
   });
 }
 
+describe("long polling", () => {
+  test("a poll answer lost with its connection is asked for again (same seq): nothing lost, no reconnect", { timeout: 30000 }, async (t) => {
+    const hub = await startHub({ t, apiKey: "k" });
+    const proxy = await startUpgradeRefusingProxy(hub.port, { t });
+    const c = newClient(t, { url: proxy.wsUrl, transports: ["long-polling"] });
+    await connected(c);
+    const s = collect(c.client, "lp");
+    await s.sub.ready();
+    proxy.dropPollAnswers(2, '"publication"');
+    for (let n = 1; n <= 3; n++) await hub.publish("lp", { n });
+    await waitFor(() => s.received.length === 3, 10000, "3 publications");
+    assert.equal(proxy.droppedPollAnswers, 2);
+    assert.deepEqual(s.received.map((p) => p.offset), [1, 2, 3]);
+    assert.equal(c.of("connected").length, 1, "no reconnect");
+    assert.equal(c.of("disconnected").length, 0);
+  });
+});
+
 describe("SSE resume", () => {
   test("a broken stream: the EventSource reconnects with Last-Event-ID and the hub resumes every channel", { timeout: 30000 }, async (t) => {
     const hub = await startHub({ t, apiKey: "k" });

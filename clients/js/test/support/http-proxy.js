@@ -3,6 +3,8 @@
 // corporate proxy that breaks the upgrade does. Options: `upgrade` ("refuse": HTTP 403 then
 // close, the default; "drop": close the socket without an answer), `sse: false` (GET /sse
 // answered 502, as a proxy that breaks streaming might), `t` (closed in t.after).
+// `proxy.dropPollAnswers(n, match)`: the next `n` answers to polls of a session whose body
+// contains `match` are lost (the connection is destroyed after the hub answered).
 
 import http from "node:http";
 
@@ -10,6 +12,9 @@ export async function startUpgradeRefusingProxy(targetPort, { upgrade = "refuse"
   const sockets = new Set();
   let upgradesRefused = 0;
   const requests = [];
+  let drops = 0;
+  let dropMatch = "";
+  let dropped = 0;
   const server = http.createServer((req, res) => {
     requests.push(`${req.method} ${req.url.split("?")[0]}`);
     if (!sse && req.url.startsWith("/sse")) {
@@ -20,6 +25,22 @@ export async function startUpgradeRefusingProxy(targetPort, { upgrade = "refuse"
     const upstream = http.request(
       { host: "127.0.0.1", port: targetPort, method: req.method, path: req.url, headers: req.headers, agent: false },
       (answer) => {
+        if (drops > 0 && req.url.startsWith("/poll?") && req.url.includes("session=")) {
+          const chunks = [];
+          answer.on("data", (chunk) => chunks.push(chunk));
+          answer.on("end", () => {
+            const body = Buffer.concat(chunks);
+            if (drops > 0 && body.toString().includes(dropMatch)) {
+              drops -= 1;
+              dropped += 1;
+              res.destroy(); // the answer is lost with its connection
+              return;
+            }
+            res.writeHead(answer.statusCode, answer.headers);
+            res.end(body);
+          });
+          return;
+        }
         res.writeHead(answer.statusCode, answer.headers);
         answer.pipe(res);
       },
@@ -48,6 +69,13 @@ export async function startUpgradeRefusingProxy(targetPort, { upgrade = "refuse"
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     get upgradesRefused() {
       return upgradesRefused;
+    },
+    dropPollAnswers(n, match = "") {
+      drops = n;
+      dropMatch = match;
+    },
+    get droppedPollAnswers() {
+      return dropped;
     },
     /** "METHOD /path" of every request forwarded or refused (not the upgrades). */
     requests,
