@@ -29,6 +29,36 @@ pub struct Config {
     pub namespaces: BTreeMap<String, NamespaceConfig>,
     /// `[websocket]` (an addition to the contract's file).
     pub websocket: WebSocketOptions,
+    /// `[fallback]`: SSE and long polling ("Fallback transports").
+    pub fallback: FallbackConfig,
+}
+
+/// `[fallback]`: the fallback transports ("Fallback transports: SSE and long polling").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallbackConfig {
+    /// `sse` (default true): serve `GET /sse`.
+    pub sse: bool,
+    /// `long_polling` (default true): serve `GET /poll`.
+    pub long_polling: bool,
+    /// `session_timeout` (default 30): seconds a session lives with no stream or poll open.
+    pub session_timeout: u64,
+    /// `poll_timeout` (default 25): the longest a poll waits, and how long when it does not say.
+    pub poll_timeout: u64,
+    /// `heartbeat` (default 15): seconds between comments on an idle SSE stream.
+    pub heartbeat: u64,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        Self {
+            sse: true,
+            long_polling: true,
+            session_timeout: 30,
+            poll_timeout: 25,
+            heartbeat: 15,
+        }
+    }
 }
 
 /// `[websocket]`: how `/ws` speaks WebSocket (an addition to the contract's file).
@@ -262,6 +292,14 @@ impl Config {
                 return Err(ConfigError::new(format!("limits.{key} must be above 0")));
             }
         }
+        for (key, value) in [
+            ("session_timeout", self.fallback.session_timeout),
+            ("heartbeat", self.fallback.heartbeat),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(format!("fallback.{key} must be above 0")));
+            }
+        }
         if self.engine.kind != EngineKind::Memory && self.engine.url.is_empty() {
             return Err(ConfigError::new(format!(
                 "engine.url is required with engine.kind = \"{}\"",
@@ -415,6 +453,12 @@ max_subscribers_per_channel = 100000
 recovery_max = 1000           # publications one subscribe reply may recover
 connect_timeout = 10          # seconds from the upgrade to `connect`
 ping_interval = 25            # seconds
+[fallback]                    # SSE and long polling ("Fallback transports")
+sse = true                    # GET /sse
+long_polling = true           # GET /poll
+session_timeout = 30          # seconds without a stream or a poll before a session ends
+poll_timeout = 25             # the longest a poll waits (and its default)
+heartbeat = 15                # seconds between SSE comments on an idle stream
 [engine]
 kind = "memory"               # "redis" | "nats"
 url = ""
@@ -435,6 +479,8 @@ presence = true               # presence and join/leave
         assert_eq!(empty.limits, Limits::default());
         assert_eq!(empty.engine, doc.engine);
         assert_eq!(empty.engine.kind, EngineKind::Memory);
+        assert_eq!(empty.fallback, doc.fallback);
+        assert_eq!(empty.fallback, FallbackConfig::default());
         assert_eq!(doc.namespaces["default"], NamespaceConfig::DEFAULT);
         assert_eq!(doc.namespaces["chat"], NamespaceConfig::DEFAULT);
         assert_eq!(*empty.namespace("anything"), NamespaceConfig::DEFAULT);

@@ -112,10 +112,15 @@ pub struct Publication {
     pub wire: WireCache,
 }
 
-/// The encoded frame of a [`Publication`] (its `wire` field): empty until a node's first
-/// delivery makes it. Ignored by equality and cloned empty (a clone may be re-encoded).
+/// The encoded forms of a [`Publication`] (its `wire` field): the `publication` message's
+/// JSON text (what the fallback transports queue) and its prepared WebSocket frame, each
+/// empty until a node's first delivery of that kind makes it. Ignored by equality and
+/// cloned empty (a clone may be re-encoded).
 #[derive(Default)]
-pub struct WireCache(std::sync::OnceLock<wsengine::PreparedMessage>);
+pub struct WireCache {
+    frame: std::sync::OnceLock<wsengine::PreparedMessage>,
+    json: std::sync::OnceLock<Arc<str>>,
+}
 
 impl WireCache {
     /// The frame, made by `make` on the first call.
@@ -123,7 +128,12 @@ impl WireCache {
         &self,
         make: impl FnOnce() -> wsengine::PreparedMessage,
     ) -> &wsengine::PreparedMessage {
-        self.0.get_or_init(make)
+        self.frame.get_or_init(make)
+    }
+
+    /// The message's JSON text, made by `make` on the first call.
+    pub fn json_or_init(&self, make: impl FnOnce() -> Arc<str>) -> &Arc<str> {
+        self.json.get_or_init(make)
     }
 }
 
@@ -135,7 +145,7 @@ impl Clone for WireCache {
 
 impl fmt::Debug for WireCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.get().is_some() {
+        f.write_str(if self.frame.get().is_some() {
             "WireCache(encoded)"
         } else {
             "WireCache(empty)"

@@ -81,7 +81,7 @@ pub const MAX_STATIC_FILE: u64 = 16 * 1024 * 1024;
 
 /// A refused request before it reaches the engine: the parts of its JSON error (a
 /// `Result` with a whole response in its `Err` would be large).
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
     code: ErrorCode,
     message: String,
@@ -100,8 +100,12 @@ impl Refusal {
         Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
-    fn response(&self) -> HttpResponse {
+    pub(crate) fn response(&self) -> HttpResponse {
         json_error(self.status, self.code.as_str(), &self.message)
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
@@ -257,7 +261,7 @@ async fn publish(hub: &Hub, req: Request<Incoming>) -> HttpResponse {
 }
 
 /// Reads a request body of at most `max_message_size` + [`BODY_SLACK`] bytes.
-async fn read_body(hub: &Hub, req: Request<Incoming>) -> Result<Bytes, Refusal> {
+pub(crate) async fn read_body(hub: &Hub, req: Request<Incoming>) -> Result<Bytes, Refusal> {
     let max = hub
         .config
         .limits

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod fallback;
 pub mod http_api;
 pub mod limits;
 pub mod metrics;

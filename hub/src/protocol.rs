@@ -30,6 +30,9 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// A binary frame on a JSON protocol ("Transport"): the client stops.
     pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A client message over `max_message_size` (the core sends it on `/ws`; a fallback
+    /// session's `POST /api/send` gets it as its session's close).
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Overloaded, try again later: the client reconnects with backoff.
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// Unauthorized: missing or invalid token; the client stops unless `getToken()` gives
@@ -51,6 +54,7 @@ pub mod close {
             NORMAL => "normal",
             GOING_AWAY => "server shutting down",
             UNSUPPORTED_DATA => "binary frames are not part of the protocol",
+            MESSAGE_TOO_BIG => "message too big",
             TRY_AGAIN_LATER => "overloaded, try again later",
             UNAUTHORIZED => "unauthorized",
             TOKEN_EXPIRED => "token expired",

@@ -42,10 +42,12 @@ use crate::engine::Engine;
 use crate::engine::memory::{MemoryConfig, MemoryEngine};
 use crate::engine::nats::{NatsConfig, NatsEngine};
 use crate::engine::redis::{RedisConfig, RedisEngine};
+use crate::fallback::{self, HubBody};
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::protocol::SUBPROTOCOL;
 use crate::{http_api, session};
+use http_body_util::Either;
 
 /// What the server answers HTTP requests with.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -89,6 +91,8 @@ pub struct Hub {
     pub demo: bool,
     /// Files served at `/`.
     pub static_dir: Option<PathBuf>,
+    /// This node's fallback sessions (SSE, long polling).
+    pub fallback: fallback::Registry,
     connect_bucket: Mutex<TokenBucket>,
     node: String,
     next_client: AtomicU64,
@@ -163,6 +167,11 @@ impl Hub {
         self.shutdown.clone()
     }
 
+    /// This node's id (the prefix of its client and session ids).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Takes a token of the `connect_rate` bucket; `Err(retry_after)` when empty.
     fn admit_connection(&self) -> Result<(), Duration> {
         let mut bucket = lock(&self.connect_bucket);
@@ -171,6 +180,33 @@ impl Hub {
         } else {
             Err(bucket.retry_after())
         }
+    }
+
+    /// Takes a token of the `connect_rate` bucket; when it is empty, the `503` with
+    /// `Retry-After` to answer ("Details": rate limits).
+    pub(crate) fn refuse_connection(&self) -> Option<HttpResponse> {
+        let Err(retry_after) = self.admit_connection() else {
+            return None;
+        };
+        self.metrics.refuse("connect_rate");
+        let mut response = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "limit_exceeded",
+            "too many new connections; retry later",
+        );
+        if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().to_string()) {
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, value);
+        }
+        Some(response)
+    }
+
+    /// Counts a session as running until the guard is dropped (a graceful stop waits
+    /// for them).
+    pub(crate) fn session_started(self: &Arc<Self>) -> SessionGuard {
+        self.sessions.send_modify(|n| *n += 1);
+        SessionGuard(Arc::clone(self))
     }
 }
 
@@ -246,6 +282,7 @@ impl Server {
             metrics: Metrics::new(),
             demo: options.demo,
             static_dir: options.static_dir,
+            fallback: fallback::Registry::default(),
             connect_bucket: Mutex::new(TokenBucket::new(rate, rate, Instant::now())),
             node: random_hex(),
             next_client: AtomicU64::new(1),
@@ -396,15 +433,19 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse
     respond(status, "application/json", body)
 }
 
-async fn route(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+async fn route(hub: Arc<Hub>, req: Request<Incoming>, peer: SocketAddr) -> Response<HubBody> {
     let path = req.uri().path();
     if path == "/ws" {
-        return upgrade(hub, req, peer);
+        return upgrade(hub, req, peer).map(Either::Left);
     }
     if req.headers().contains_key(hyper::header::UPGRADE) {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "WebSocket lives at /ws");
+        return json_error(StatusCode::NOT_FOUND, "not_found", "WebSocket lives at /ws")
+            .map(Either::Left);
     }
-    http_api::handle(hub, req).await
+    match fallback::route(&hub, req).await {
+        Ok(response) => response,
+        Err(req) => http_api::handle(hub, req).await.map(Either::Left),
+    }
 }
 
 /// The value of `name` in a query string, percent-decoded.
@@ -448,7 +489,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Counts a session as ended when its task ends, however it ends.
-struct SessionGuard(Arc<Hub>);
+pub(crate) struct SessionGuard(Arc<Hub>);
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
@@ -458,19 +499,8 @@ impl Drop for SessionGuard {
 
 /// `GET /ws`: the checks before the upgrade, the 101, and the session after it.
 fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-    if let Err(retry_after) = hub.admit_connection() {
-        hub.metrics.refuse("connect_rate");
-        let mut response = json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "limit_exceeded",
-            "too many new connections; retry later",
-        );
-        if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().to_string()) {
-            response
-                .headers_mut()
-                .insert(hyper::header::RETRY_AFTER, value);
-        }
-        return response;
+    if let Some(refusal) = hub.refuse_connection() {
+        return refusal;
     }
     // RFC 6455 §4.2.1, checked by the core on what hyper parsed.
     let headers = req
@@ -556,9 +586,9 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, peer: SocketAddr) -> HttpR
         }
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    hub.sessions.send_modify(|n| *n += 1);
+    let running = hub.session_started();
     tokio::spawn(async move {
-        let _running = SessionGuard(Arc::clone(&hub));
+        let _running = running;
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };

@@ -1,5 +1,9 @@
-//! One WebSocket client of the hub, from the upgrade to the close: the protocol's
+//! One client session of the hub, from its start to its end: the protocol's
 //! per-connection rules (`docs/HUB-PROTOCOL.md`) as one task.
+//!
+//! The session speaks to its client through a `Link`: the WebSocket of `/ws`
+//! (`WsLink`), or a fallback session's queues (`crate::fallback`: SSE and long
+//! polling). Every rule below holds on each of them.
 //!
 //! The task waits on four things at once: the client's next message (whose poll also
 //! writes what is queued), the events of the channels it subscribed to, one timer
@@ -107,6 +111,124 @@ fn unix_now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// A client message, as the session sees it.
+pub(crate) enum Inbound {
+    /// A text message: one protocol message (or a malformed one).
+    Text(String),
+    /// A binary message: not part of the protocol (1003).
+    Binary,
+    /// A message over `max_message_size` that the link itself did not refuse (1009).
+    Oversized,
+    /// The client ends the session (a fallback session's `{"type":"close"}`).
+    Close,
+    /// Nothing for the session (WebSocket control frames: the core answers them).
+    Control,
+}
+
+/// What a session reads its client's messages from and queues its own to: one calling
+/// protocol for the WebSocket of `/ws` and the fallback transports. Nothing it queues
+/// waits for the client; [`Link::pending_bytes`] is what the client has not taken yet
+/// (checked against `outbound_cap`).
+pub(crate) trait Link: Send + 'static {
+    /// The client's next message; `None` once the client is gone (the connection
+    /// dropped, or a fallback session expired). Polling it also writes what is queued.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>>;
+    /// Queues a server message. `position` is the SSE event id when the message moves a
+    /// subscription's position and [`Link::wants_positions`]. False when the link is ending.
+    fn send_text(&mut self, text: String, position: Option<String>) -> bool;
+    /// Queues a publication (encoded once per node for every link of its kind).
+    fn send_publication(
+        &mut self,
+        p: &Publication,
+        compress: bool,
+        position: Option<String>,
+    ) -> bool;
+    /// The bytes a publication adds to the backlog on this link.
+    fn publication_len(&self, p: &Publication, compress: bool) -> usize;
+    /// Bytes queued that the client has not taken yet.
+    fn pending_bytes(&self) -> usize;
+    /// Whether events carry the subscriptions' positions (SSE ids for `Last-Event-ID`).
+    fn wants_positions(&self) -> bool {
+        false
+    }
+    /// Queues the server's close with `code` and its reason; nothing is sent after it.
+    fn close(&mut self, code: u16);
+    /// The close code to count for a client that left without the server's close.
+    fn gone_code(&self) -> u16;
+    /// After [`Link::close`]: lets the close reach the client (the closing handshake),
+    /// bounded in time.
+    fn finish(&mut self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// The WebSocket of `/ws`: the tokio adapter over an upgraded connection.
+pub(crate) struct WsLink<S>(pub(crate) WebSocketStream<S>);
+
+impl<S> Link for WsLink<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        let next = std::pin::pin!(self.0.next());
+        next.poll(cx).map(|message| match message {
+            None | Some(Err(_)) => None,
+            Some(Ok(Message::Text(text))) => Some(Inbound::Text(text.as_str().to_owned())),
+            Some(Ok(Message::Binary(_))) => Some(Inbound::Binary),
+            // Pings are answered by the core; a Close is echoed by it.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_))) => {
+                Some(Inbound::Control)
+            }
+        })
+    }
+
+    fn send_text(&mut self, text: String, _position: Option<String>) -> bool {
+        // Never `Full`: the core's send buffer is unbounded here (`websocket_config`);
+        // the hub bounds it with `outbound_cap`. Refused: the connection is ending.
+        self.0.try_send(Message::text(text)).is_ok()
+    }
+
+    fn send_publication(
+        &mut self,
+        p: &Publication,
+        compress: bool,
+        _position: Option<String>,
+    ) -> bool {
+        self.0
+            .try_send_prepared(publication_frame(p, compress))
+            .is_ok()
+    }
+
+    fn publication_len(&self, p: &Publication, compress: bool) -> usize {
+        publication_frame(p, compress).frame().len()
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.0.pending_bytes()
+    }
+
+    fn close(&mut self, code: u16) {
+        let frame = CloseFrame {
+            code: CloseCode(code),
+            reason: close::reason(code).to_owned(),
+        };
+        // `close` queues the frame when called; its future only waits for the closing
+        // handshake, which `finish` does by reading on.
+        drop(self.0.close(Some(frame)));
+    }
+
+    fn gone_code(&self) -> u16 {
+        self.0.closed().map_or(1006, |(code, _)| code.0)
+    }
+
+    async fn finish(&mut self) {
+        // Our Close is queued: let the core finish the closing handshake (bounded by
+        // its close timeout, and by CLOSE_GRACE whatever happens).
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(_)) = self.0.next().await {}
+        })
+        .await;
+    }
+}
+
 /// A publication's fields on the wire (items of `publications`; with `type`, the
 /// `publication` message), borrowed from the engine's publication.
 #[derive(Serialize)]
@@ -134,14 +256,20 @@ impl<'a> WirePublication<'a> {
     }
 }
 
+/// The `publication` message of `p` as JSON text, encoded once per node.
+pub fn publication_json(p: &Publication) -> &Arc<str> {
+    p.wire.json_or_init(|| {
+        let mut message = WirePublication::item(p);
+        message.ty = Some("publication");
+        serde_json::to_string(&message).unwrap_or_default().into()
+    })
+}
+
 /// The `publication` message of `p`, encoded once per node (and compressed once, for
 /// the clients that negotiated permessage-deflate, when `compress`).
 pub fn publication_frame(p: &Publication, compress: bool) -> &PreparedMessage {
     p.wire.get_or_init(|| {
-        let mut message = WirePublication::item(p);
-        message.ty = Some("publication");
-        let text = serde_json::to_string(&message).unwrap_or_default();
-        let frame = PreparedMessage::text(text);
+        let frame = PreparedMessage::text(publication_json(p).to_string());
         if compress {
             frame.with_deflate(&deflate_config())
         } else {
@@ -167,6 +295,25 @@ struct SubscribeReply<'a> {
     recovered: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     publications: Option<Vec<WirePublication<'a>>>,
+}
+
+/// A subscription the session made again after an SSE resume ("Fallback transports").
+#[derive(Serialize)]
+struct Subscribed<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    channel: &'a str,
+    #[serde(flatten)]
+    result: SubscribeReply<'a>,
+}
+
+/// A resumed subscription that could not be made again.
+#[derive(Serialize)]
+struct SubscribedError<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    channel: &'a str,
+    error: protocol::ErrorBody,
 }
 
 #[derive(Serialize)]
@@ -195,6 +342,10 @@ enum SlotState {
 struct Slot {
     channel: Arc<str>,
     presence: bool,
+    /// The position the client has reached: the subscribe reply's, then each
+    /// publication's as it is queued (SSE ids carry them).
+    offset: u64,
+    epoch: Arc<str>,
     state: SlotState,
 }
 
@@ -217,7 +368,13 @@ impl Subscriptions {
         self.slots.len()
     }
 
-    fn add(&mut self, channel: Arc<str>, presence: bool, subscription: Subscription) {
+    fn add(
+        &mut self,
+        channel: Arc<str>,
+        presence: bool,
+        position: (u64, Arc<str>),
+        subscription: Subscription,
+    ) {
         // Most clients hold one or two channels: grow by one rather than to four slots
         // at the first push (an idle subscriber's memory is mostly this kind of thing).
         if self.slots.len() == self.slots.capacity() {
@@ -226,8 +383,41 @@ impl Subscriptions {
         self.slots.push(Slot {
             channel,
             presence,
+            offset: position.0,
+            epoch: position.1,
             state: SlotState::Idle(subscription),
         });
+    }
+
+    /// Moves `channel`'s position to `p`'s.
+    fn advance(&mut self, channel: &str, p: &Publication) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| &*s.channel == channel) {
+            slot.offset = p.offset;
+            if slot.epoch != p.epoch {
+                slot.epoch = Arc::clone(&p.epoch);
+            }
+        }
+    }
+
+    /// Every subscription's position as an SSE event id: `OFFSET:EPOCH:CHANNEL` items
+    /// joined by `,` ("Fallback transports"). An epoch that could not be read back
+    /// (outside `[A-Za-z0-9_-]`) is left out: that channel is not resumed.
+    fn positions(&self) -> String {
+        let mut id = String::new();
+        for slot in &self.slots {
+            if !slot
+                .epoch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                continue;
+            }
+            if !id.is_empty() {
+                id.push(',');
+            }
+            id.push_str(&format!("{}:{}:{}", slot.offset, slot.epoch, slot.channel));
+        }
+        id
     }
 
     fn remove(&mut self, channel: &str) -> Option<Slot> {
@@ -376,16 +566,43 @@ struct Client {
 
 /// What woke the task.
 enum Wake {
-    Message(Option<Result<Message, wsengine_tokio::Error>>),
+    Message(Option<Inbound>),
     Event(Arc<str>, Result<ChannelEvent, RecvError>),
     Answer(Answer),
     Timer,
     Shutdown,
 }
 
-struct Session<S> {
+/// How a fallback session starts: its opening request was its `connect`
+/// ("Fallback transports").
+pub(crate) struct Opening {
+    /// The session id, for the `session` message.
+    pub session: Arc<str>,
+    /// `"sse"` or `"long-polling"`.
+    pub transport: &'static str,
+    /// The token of the opening request, if any.
+    pub token: Option<String>,
+    /// The client's `name`, if any.
+    pub name: Option<String>,
+    /// SSE: the channels and positions of `Last-Event-ID`, subscribed again after the
+    /// connect.
+    pub resume: Vec<(String, Since)>,
+}
+
+/// A fallback session's first message: the session id and the `connect` reply's fields.
+#[derive(Serialize)]
+struct SessionMessage<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    session: &'a str,
+    transport: &'static str,
+    #[serde(flatten)]
+    connect: &'a ConnectResult,
+}
+
+struct Session<L> {
     hub: Arc<Hub>,
-    ws: WebSocketStream<S>,
+    link: L,
     query_token: Option<String>,
     client: Option<Client>,
     subs: Subscriptions,
@@ -405,7 +622,7 @@ struct Session<S> {
     closing: Option<u16>,
 }
 
-/// Runs one client's session to its end.
+/// Runs one WebSocket client's session to its end.
 pub async fn run<S>(
     hub: Arc<Hub>,
     ws: WebSocketStream<S>,
@@ -414,6 +631,16 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    run_link(hub, WsLink(ws), query_token, None).await;
+}
+
+/// Runs one session on `link` to its end; a fallback session starts from its `opening`.
+pub(crate) async fn run_link<L: Link>(
+    hub: Arc<Hub>,
+    link: L,
+    query_token: Option<String>,
+    opening: Option<Opening>,
+) {
     hub.metrics.connections.inc();
     let now = Instant::now();
     let limits = &hub.config.limits;
@@ -422,7 +649,7 @@ pub async fn run<S>(
         publishing: Pipeline::default(),
         connect_deadline: now + Duration::from_secs(limits.connect_timeout),
         hub: Arc::clone(&hub),
-        ws,
+        link,
         query_token,
         client: None,
         subs: Subscriptions::default(),
@@ -434,16 +661,21 @@ pub async fn run<S>(
         exempt_until: 0,
         closing: None,
     };
+    if let Some(opening) = opening {
+        Box::pin(session.open(opening)).await;
+    }
     session.run().await;
     // Boxed for the same reason as requests (`Session::run`): it runs once, at the end.
+    // The session is over for the others (presence) before its close reaches the client.
     Box::pin(session.leave_all()).await;
+    if session.closing.is_some() {
+        // Our close is queued: let it reach the client (the closing handshake).
+        session.link.finish().await;
+    }
     hub.metrics.connections.dec();
 }
 
-impl<S> Session<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+impl<L: Link> Session<L> {
     async fn run(&mut self) {
         let mut shutdown = self.hub.shutdown_signal();
         let timer = tokio::time::sleep_until(self.connect_deadline);
@@ -463,22 +695,24 @@ where
             let publishing = !self.publishing.is_empty();
             let wake = tokio::select! {
                 biased;
-                message = self.ws.next(), if reading => Wake::Message(message),
+                message = std::future::poll_fn(|cx| self.link.poll_next(cx)), if reading => {
+                    Wake::Message(message)
+                }
                 answer = self.publishing.next(), if publishing => Wake::Answer(answer),
                 (channel, event) = self.subs.next(), if connected => Wake::Event(channel, event),
                 () = timer.as_mut() => Wake::Timer,
                 () = stopped(&mut shutdown) => Wake::Shutdown,
             };
             match wake {
-                Wake::Message(None) | Wake::Message(Some(Err(_))) => {
-                    self.hub.metrics.closed(close_code_seen(&self.ws));
+                Wake::Message(None) => {
+                    self.hub.metrics.closed(self.link.gone_code());
                     // The connection is gone: the publishes it sent still happen.
                     self.settle_publishes().await;
                     return;
                 }
                 // Boxed: a request's future (engine calls and all) would otherwise be
                 // part of every idle connection's task, however rarely it runs.
-                Wake::Message(Some(Ok(message))) => Box::pin(self.on_message(message)).await,
+                Wake::Message(Some(message)) => Box::pin(self.on_message(message)).await,
                 Wake::Event(channel, event) => self.on_events(channel, event),
                 Wake::Answer(answer) => self.answer(answer),
                 Wake::Timer => self.on_timer(),
@@ -488,12 +722,6 @@ where
         // Publishes the client sent before it left still happen (each call is bounded by
         // the engine's timeout), and are answered if the connection is still there.
         self.settle_publishes().await;
-        // Our Close is queued: let the core finish the closing handshake (bounded by
-        // its close timeout, and by CLOSE_GRACE whatever happens).
-        let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            while let Some(Ok(_)) = self.ws.next().await {}
-        })
-        .await;
     }
 
     fn next_deadline(&self) -> Instant {
@@ -515,29 +743,28 @@ where
         }
         self.closing = Some(code);
         self.hub.metrics.closed(code);
-        let frame = CloseFrame {
-            code: CloseCode(code),
-            reason: close::reason(code).to_owned(),
-        };
-        // `close` queues the frame when called; its future only waits for the closing
-        // handshake, which `run` does by reading on.
-        drop(self.ws.close(Some(frame)));
+        self.link.close(code);
     }
 
     /// Queues `text` (a reply, an error, a ping).
     fn send_text(&mut self, text: String) {
-        let before = self.ws.pending_bytes();
+        self.send_positioned(text, false);
+    }
+
+    /// Queues `text`; `moves` when it moves a subscription's position (its SSE event
+    /// then carries every position).
+    fn send_positioned(&mut self, text: String, moves: bool) {
+        let before = self.link.pending_bytes();
         let len = text.len();
-        // Never `Full`: the core's send buffer is unbounded here (`websocket_config`);
-        // the hub bounds it with `outbound_cap`. Refused: the connection is ending.
-        if self.ws.try_send(Message::text(text)).is_err() {
+        let position = (moves && self.link.wants_positions()).then(|| self.subs.positions());
+        if !self.link.send_text(text, position) {
             return;
         }
         self.account(before, len);
     }
 
     fn account(&mut self, before: usize, payload: usize) {
-        let after = self.ws.pending_bytes();
+        let after = self.link.pending_bytes();
         self.queued_total += after.saturating_sub(before) as u64;
         self.hub.metrics.bytes_sent.inc_by(payload as u64);
     }
@@ -612,25 +839,37 @@ where
     /// The backlog that counts toward `outbound_cap`: what waits for the transport,
     /// less what is left of an exempt `subscribe` reply (it goes out first).
     fn backlog(&self) -> u64 {
-        let pending = self.ws.pending_bytes() as u64;
+        let pending = self.link.pending_bytes() as u64;
         let written = self.queued_total.saturating_sub(pending);
         let exempt_left = self.exempt_until.saturating_sub(written);
         pending.saturating_sub(exempt_left)
     }
 
-    /// Queues one delivery unless it would take the backlog over `outbound_cap`: then
-    /// the client is a slow consumer and gets 4003 ("Slow consumers and limits").
-    fn deliver(&mut self, frame: &PreparedMessage, payload: usize) -> bool {
+    /// Whether `len` more bytes fit under `outbound_cap`; if not the client is a slow
+    /// consumer and gets 4003 ("Slow consumers and limits").
+    fn fits(&mut self, len: usize) -> bool {
         let cap = self.hub.config.limits.outbound_cap;
-        if self.backlog() + frame.frame().len() as u64 > cap {
+        if self.backlog() + len as u64 > cap {
             self.close(close::SLOW_CONSUMER);
             return false;
         }
-        let before = self.ws.pending_bytes();
-        if self.ws.try_send_prepared(frame).is_err() {
+        true
+    }
+
+    /// Queues one publication on `channel` unless it would take the backlog over
+    /// `outbound_cap` (4003).
+    fn deliver_publication(&mut self, channel: &str, p: &Publication) -> bool {
+        let compress = self.hub.config.websocket.compression;
+        if !self.fits(self.link.publication_len(p, compress)) {
             return false;
         }
-        self.account(before, payload);
+        self.subs.advance(channel, p);
+        let position = self.link.wants_positions().then(|| self.subs.positions());
+        let before = self.link.pending_bytes();
+        if !self.link.send_publication(p, compress, position) {
+            return false;
+        }
+        self.account(before, p.payload.get().len());
         true
     }
 
@@ -655,8 +894,7 @@ where
                     break;
                 }
                 Ok(ChannelEvent::Publication(p)) => {
-                    let frame = publication_frame(&p, self.hub.config.websocket.compression);
-                    if !self.deliver(frame, p.payload.get().len()) {
+                    if !self.deliver_publication(&channel, &p) {
                         break;
                     }
                     delivered += 1;
@@ -705,9 +943,17 @@ where
 
     /// A join or leave: encoded for this subscriber (rare next to publications).
     fn deliver_message(&mut self, message: &ServerMessage) -> bool {
-        let frame = PreparedMessage::text(message.to_json());
-        let len = frame.frame().len();
-        self.deliver(&frame, len)
+        let text = message.to_json();
+        if !self.fits(text.len()) {
+            return false;
+        }
+        let before = self.link.pending_bytes();
+        let len = text.len();
+        if !self.link.send_text(text, None) {
+            return false;
+        }
+        self.account(before, len);
+        true
     }
 
     fn is_me(&self, info: &ClientInfo) -> bool {
@@ -736,15 +982,20 @@ where
         }
     }
 
-    async fn on_message(&mut self, message: Message) {
+    async fn on_message(&mut self, message: Inbound) {
         let text = match message {
-            Message::Text(text) => text,
-            Message::Binary(_) => return self.close(close::UNSUPPORTED_DATA),
-            // Pings are answered by the core; a Close is echoed by it.
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return,
+            Inbound::Text(text) => text,
+            Inbound::Binary => return self.close(close::UNSUPPORTED_DATA),
+            Inbound::Oversized => return self.close(close::MESSAGE_TOO_BIG),
+            Inbound::Close => {
+                // The publishes before it still happen and are answered.
+                self.settle_publishes().await;
+                return self.close(close::NORMAL);
+            }
+            Inbound::Control => return,
         };
         self.hub.metrics.bytes_received.inc_by(text.len() as u64);
-        let parsed = parse_client(text.as_str());
+        let parsed = parse_client(&text);
         if self.client.is_none() {
             // "connect must be the first message": anything else first is 4005.
             return match parsed {
@@ -776,6 +1027,56 @@ where
 
     fn connect(&mut self, id: RequestId, token: Option<String>, name: Option<String>) {
         let token = token.or_else(|| self.query_token.take());
+        match self.authenticate(token, name) {
+            Ok(result) => self.reply(id, ReplyResult::Connect(result)),
+            Err(code) => self.close(code),
+        }
+    }
+
+    /// A fallback session's start: its opening request's `connect`, the `session`
+    /// message, and (SSE) the subscriptions of `Last-Event-ID` made again.
+    async fn open(&mut self, opening: Opening) {
+        let result = match self.authenticate(opening.token, opening.name) {
+            Ok(result) => result,
+            Err(code) => return self.close(code),
+        };
+        let message = SessionMessage {
+            ty: "session",
+            session: &opening.session,
+            transport: opening.transport,
+            connect: &result,
+        };
+        let text = to_json(&message);
+        self.send_text(text);
+        for (channel, since) in opening.resume {
+            if self.closing.is_some() {
+                return;
+            }
+            if let Err(e) = validate_channel(&channel) {
+                let e = e.to_string();
+                self.subscribe_refused(None, &channel, ErrorCode::BadRequest, e);
+                continue;
+            }
+            if !self.touch(&channel) {
+                self.subscribe_refused(
+                    None,
+                    &channel,
+                    ErrorCode::LimitExceeded,
+                    "this connection named too many channels",
+                );
+                continue;
+            }
+            self.subscribe(None, channel, Some(since)).await;
+        }
+    }
+
+    /// Checks the token (or anonymous access) and makes the client: the `connect`
+    /// reply's fields, or the close code that refuses it.
+    fn authenticate(
+        &mut self,
+        token: Option<String>,
+        name: Option<String>,
+    ) -> Result<ConnectResult, u16> {
         let auth = &self.hub.config.auth;
         let now_ms = unix_now_ms();
         let (claims, exp) = match (token, &self.hub.verifier) {
@@ -784,7 +1085,7 @@ where
                     let exp = Some(claims.exp);
                     (claims, exp)
                 }
-                Err(e) => return self.close(e.close_code()),
+                Err(e) => return Err(e.close_code()),
             },
             // No key to check a token with: only anonymous access can let it in (the
             // token is not looked at).
@@ -796,19 +1097,16 @@ where
                 },
                 None,
             ),
-            _ => return self.close(close::UNAUTHORIZED),
+            _ => return Err(close::UNAUTHORIZED),
         };
         let client = self.hub.new_client_id();
         let ping_interval = self.hub.config.limits.ping_interval;
-        self.reply(
-            id,
-            ReplyResult::Connect(ConnectResult {
-                client: client.to_string(),
-                user: claims.sub.clone(),
-                ping_interval,
-                expires_at: exp,
-            }),
-        );
+        let result = ConnectResult {
+            client: client.to_string(),
+            user: claims.sub.clone(),
+            ping_interval,
+            expires_at: exp,
+        };
         let now = Instant::now();
         self.next_ping = Some(now + Duration::from_secs(ping_interval));
         self.exp_deadline = exp.map(|exp| deadline_of(exp, now_ms, now));
@@ -821,6 +1119,7 @@ where
             claims,
             exp,
         });
+        Ok(result)
     }
 
     async fn request(&mut self, id: RequestId, request: Request) {
@@ -838,7 +1137,9 @@ where
         }
         match request {
             Request::Connect { .. } => self.error(id, ErrorCode::BadRequest, "already connected"),
-            Request::Subscribe { channel, since } => self.subscribe(id, channel, since).await,
+            Request::Subscribe { channel, since } => {
+                self.subscribe(Some(id), channel, since).await;
+            }
             Request::Unsubscribe { channel } => {
                 self.unsubscribe(&channel).await;
                 self.reply(id, ReplyResult::Empty(Empty {}));
@@ -878,29 +1179,64 @@ where
         }
     }
 
-    async fn subscribe(&mut self, id: RequestId, channel: String, since: Option<Since>) {
+    /// A refused `subscribe`: an `error` for a request, a `subscribed` with `error` for
+    /// a resumed one (`id` none).
+    fn subscribe_refused(
+        &mut self,
+        id: Option<RequestId>,
+        channel: &str,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) {
+        match id {
+            Some(id) => self.error(id, code, message),
+            None => {
+                let text = to_json(&SubscribedError {
+                    ty: "subscribed",
+                    channel,
+                    error: protocol::ErrorBody {
+                        code,
+                        message: message.into(),
+                    },
+                });
+                self.send_text(text);
+            }
+        }
+    }
+
+    /// `subscribe`, answered with a `reply` to request `id`, or with a `subscribed` when
+    /// the session makes it again itself (`id` none: an SSE resume).
+    async fn subscribe(&mut self, id: Option<RequestId>, channel: String, since: Option<Since>) {
         if self.subs.contains(&channel) {
-            return self.error(
+            return self.subscribe_refused(
                 id,
+                &channel,
                 ErrorCode::BadRequest,
                 "already subscribed to this channel",
             );
         }
         if !self.may_subscribe(&channel) {
-            return self.error(id, ErrorCode::PermissionDenied, "not allowed to subscribe");
+            return self.subscribe_refused(
+                id,
+                &channel,
+                ErrorCode::PermissionDenied,
+                "not allowed to subscribe",
+            );
         }
         let limits = &self.hub.config.limits;
         if self.subs.len() >= limits.max_channels_per_client as usize {
-            return self.error(
+            return self.subscribe_refused(
                 id,
+                &channel,
                 ErrorCode::LimitExceeded,
                 "too many channels on this connection",
             );
         }
         let channel: Arc<str> = channel.into();
         if !self.hub.add_subscriber(&channel) {
-            return self.error(
+            return self.subscribe_refused(
                 id,
+                &channel,
                 ErrorCode::LimitExceeded,
                 "the channel has too many subscribers",
             );
@@ -922,36 +1258,52 @@ where
             Ok(s) => s,
             Err(e) => {
                 self.hub.remove_subscriber(&channel);
-                return self.engine_error(id, &e);
+                let code = match e {
+                    EngineError::Unavailable(_) => ErrorCode::Unavailable,
+                    EngineError::Internal(_) => ErrorCode::Internal,
+                };
+                return self.subscribe_refused(id, &channel, code, e.to_string());
             }
         };
         let recovery = &subscription.recovery;
-        let reply = Reply {
-            ty: "reply",
-            id,
-            result: SubscribeReply {
-                epoch: &recovery.position.epoch,
-                offset: recovery.position.offset,
-                recovered: since_given.then_some(recovery.recovered),
-                publications: (since_given && recovery.recovered).then(|| {
-                    recovery
-                        .publications
-                        .iter()
-                        .map(|p| WirePublication::item(p))
-                        .collect()
-                }),
-            },
+        let result = SubscribeReply {
+            epoch: &recovery.position.epoch,
+            offset: recovery.position.offset,
+            recovered: since_given.then_some(recovery.recovered),
+            publications: (since_given && recovery.recovered).then(|| {
+                recovery
+                    .publications
+                    .iter()
+                    .map(|p| WirePublication::item(p))
+                    .collect()
+            }),
         };
-        let text = to_json(&reply);
-        // "Details": the reply is exempt from outbound_cap; only the backlog behind it
-        // counts.
-        self.send_text(text);
-        self.exempt_until = self.queued_total;
+        let text = match id {
+            Some(id) => to_json(&Reply {
+                ty: "reply",
+                id,
+                result,
+            }),
+            None => to_json(&Subscribed {
+                ty: "subscribed",
+                channel: &channel,
+                result,
+            }),
+        };
+        let position = (
+            recovery.position.offset,
+            Arc::clone(&recovery.position.epoch),
+        );
         // Sent: the recovered publications need not stay alive with the subscription.
         let mut subscription = subscription;
         subscription.recovery.publications = Vec::new();
         let presence = self.hub.config.channel_namespace(&channel).presence;
-        self.subs.add(Arc::clone(&channel), presence, subscription);
+        self.subs
+            .add(Arc::clone(&channel), presence, position, subscription);
+        // "Details": the reply is exempt from outbound_cap; only the backlog behind it
+        // counts. It carries the new position (SSE id).
+        self.send_positioned(text, true);
+        self.exempt_until = self.queued_total;
         self.hub.metrics.subscriptions.inc();
         if presence && let Some(client) = &self.client {
             let info = client.info.clone();
@@ -1156,10 +1508,4 @@ fn wire_info(info: &ClientInfo) -> protocol::ClientInfo {
 fn deadline_of(exp: u64, now_ms: u64, now: Instant) -> Instant {
     let left = exp.saturating_mul(1000).saturating_sub(now_ms);
     now + Duration::from_millis(left)
-}
-
-/// The close code to count for a connection that ended without our Close: the peer's
-/// code, or 1006 (abnormal).
-fn close_code_seen<S: AsyncRead + AsyncWrite>(ws: &WebSocketStream<S>) -> u16 {
-    ws.closed().map_or(1006, |(code, _)| code.0)
 }

@@ -10,6 +10,7 @@
 
 mod auth;
 mod engine_fixtures;
+mod fallback;
 mod lifecycle;
 mod limits;
 mod nats;
