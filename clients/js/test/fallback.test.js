@@ -148,7 +148,7 @@ for (const transport of FALLBACKS) {
     });
 
     test("recovery after a forced reconnect (the network blocked, then back)", { timeout: 40000 }, async (t) => {
-      const hub = await startHub({ t, apiKey: "k" });
+      const hub = await startHub({ t, apiKey: "k", args: ["--allow-anonymous"] });
       const proxy = await startProxy(hub.port, { t });
       const c = newClient(t, { url: proxy.wsUrl, transports: [transport], pollTimeout: 2 });
       await connected(c);
@@ -208,7 +208,8 @@ for (const transport of FALLBACKS) {
       for (const r of refused) isHubError("limit_exceeded")(r.reason);
       assert.equal(c.client.state, "connected");
 
-      const big = c.client.publish("rate", "x".repeat(4096));
+      await sleep(1500); // the rate's bucket refills
+      const big = c.client.publish("rate", "x".repeat(10000)); // over max_message_size + the hub's 4096 bytes of body slack
       await assert.rejects(big, (e) => e instanceof HubError && ["disconnected", "timeout"].includes(e.code));
       await waitFor(() => c.of("disconnected").some((d) => d.code === 1009), 8000, "closed with 1009");
     });
@@ -217,7 +218,7 @@ for (const transport of FALLBACKS) {
 
 describe("long polling", () => {
   test("a poll answer lost with its connection is asked for again (same seq): nothing lost, no reconnect", { timeout: 30000 }, async (t) => {
-    const hub = await startHub({ t, apiKey: "k" });
+    const hub = await startHub({ t, apiKey: "k", args: ["--allow-anonymous"] });
     const proxy = await startUpgradeRefusingProxy(hub.port, { t });
     const c = newClient(t, { url: proxy.wsUrl, transports: ["long-polling"] });
     await connected(c);
@@ -235,7 +236,7 @@ describe("long polling", () => {
 
 describe("SSE resume", () => {
   test("a broken stream: the EventSource reconnects with Last-Event-ID and the hub resumes every channel", { timeout: 30000 }, async (t) => {
-    const hub = await startHub({ t, apiKey: "k" });
+    const hub = await startHub({ t, apiKey: "k", args: ["--allow-anonymous"] });
     const proxy = await startProxy(hub.port, { t });
     // The EventSource waits 1.5 s before it reconnects: the test publishes meanwhile.
     TestEventSource.defaultRetry = 1500;
