@@ -198,7 +198,10 @@ export interface ClientOptions {
    * those the runtime lacks (no WebSocket, no EventSource, no fetch) are skipped.
    */
   transports?: Transport[];
-  /** Attempts in a row that do not open before moving to the next transport (default 2). */
+  /**
+   * Attempts in a row that do not open before moving to the next transport (default 2; 4
+   * more for a transport that has already connected in this client).
+   */
   fallbackAfter?: number;
   /**
    * Milliseconds on a fallback after which the next reconnect tries WebSocket again, once,

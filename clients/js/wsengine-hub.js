@@ -39,6 +39,11 @@ const PERMANENT_SUBSCRIBE_ERRORS = new Set([
 ]);
 /** Backoff attempts added after 4004 (rate limited): a longer wait, as the protocol asks. */
 const RATE_LIMITED_EXTRA_ATTEMPTS = 3;
+/**
+ * Failures to open added to `fallbackAfter` for a transport that has already connected in
+ * this client: a network or hub outage is likelier than a proxy that started to refuse it.
+ */
+const WORKED_EXTRA_FAILURES = 4;
 
 const TRANSPORTS_DEFAULT = ["websocket", "sse", "long-polling"];
 
@@ -568,6 +573,7 @@ export class HubClient extends Emitter {
     this._openFailures = 0; // attempts in a row on this transport that did not open
     this._fellBackAt = 0; // when the client left the first transport (0: it has not)
     this._probing = false; // trying the first transport again after websocketRetryAfter
+    this._worked = new Set(); // transports that have connected in this client
     this.transport = this._transports[0];
     this._restoreTransport();
     this.state = "disconnected";
@@ -1022,7 +1028,8 @@ export class HubClient extends Emitter {
       this._rememberTransport();
       return;
     }
-    if (this._openFailures < Math.max(1, this._options.fallbackAfter)) return;
+    const extra = this._worked.has(this.transport) ? WORKED_EXTRA_FAILURES : 0;
+    if (this._openFailures < Math.max(1, this._options.fallbackAfter) + extra) return;
     const next = (this._transportIndex + 1) % this._transports.length;
     if (this._transportIndex === 0) this._fellBackAt = Date.now();
     this._setTransport(next, reason);
@@ -1096,6 +1103,7 @@ export class HubClient extends Emitter {
     this._connectTimer = null;
     this._attemptConnected = true;
     this._openFailures = 0;
+    this._worked.add(this.transport);
     if (this._transportIndex === 0) {
       this._fellBackAt = 0;
       this._probing = false;
