@@ -198,6 +198,26 @@ for (const transport of FALLBACKS) {
       assert.equal(bad.client.state, "closed");
     });
 
+    test("tokens that expire every ~2 s are refreshed over the session, without a reconnect", { timeout: 20000 }, async (t) => {
+      const hub = await startHub({ t, args: ["--jwt-secret", SECRET] });
+      let issued = 0;
+      const getToken = async () => {
+        issued += 1;
+        return hs256Token(SECRET, { sub: "bob", exp: nowSeconds() + 2 });
+      };
+      const c = newClient(t, { url: hub.wsUrl, transports: [transport], getToken });
+      assert.equal((await connected(c)).user, "bob");
+      const s = collect(c.client, "t");
+      await s.sub.ready();
+      for (let i = 0; i < 12; i++) {
+        await c.client.publish("t", { i });
+        await sleep(400);
+      }
+      await waitFor(() => s.received.length === 12, 5000, "12 publications");
+      assert.deepEqual(c.of("disconnected"), [], "no reconnect: the tokens were refreshed in time");
+      assert.ok(issued >= 4, `getToken called ${issued} times`);
+    });
+
     test("limits: the publish rate (limit_exceeded) and a message over max_message_size", { timeout: 30000 }, async (t) => {
       const hub = await startHub({ t, config: "[limits]\npublish_rate = 3\nmax_message_size = 2048\n[auth]\nallow_anonymous = true\n" });
       const c = newClient(t, { url: hub.wsUrl, transports: [transport] });
