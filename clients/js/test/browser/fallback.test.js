@@ -12,7 +12,7 @@ import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
 import { startUpgradeRefusingProxy } from "../support/http-proxy.js";
-import { repoRoot, startHub, waitFor } from "../support/hub.js";
+import { repoRoot, startHub, startProxy, waitFor } from "../support/hub.js";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const STATIC_DIR = path.join(repoRoot, "clients", "js");
@@ -127,4 +127,50 @@ test("behind a proxy that refuses the upgrade: falls back by itself, and the tab
   assert.equal(await transportOf(carol), "sse");
   assert.equal(proxy.upgradesRefused, 2);
   assert.deepEqual([...carol.errors, ...dave.errors], []);
+});
+
+test("SSE stream cut: the browser's EventSource resumes with Last-Event-ID, nothing missed", TEST, async (t) => {
+  const hub = await startHub({ args: ["--static", STATIC_DIR], t });
+  const proxy = await startProxy(hub.port, { t });
+  // WebSocket removed; EventSource counted (the resume must reuse the one EventSource).
+  const initScript = () => {
+    delete window.WebSocket;
+    window.WebSocket = undefined;
+    const Original = window.EventSource;
+    window.eventSources = 0;
+    window.EventSource = class extends Original {
+      constructor(...args) {
+        super(...args);
+        window.eventSources += 1;
+      }
+    };
+  };
+  const carol = await open(t, `http://127.0.0.1:${proxy.port}`, "/demo/chat.html?name=carol#lobby", { initScript });
+  assert.equal(await transportOf(carol), "sse");
+  const clientBefore = await carol.getAttribute("#status", "data-client");
+  await hub.publish("chat:lobby", { name: "server", text: "before the cut" });
+  await waitForMessage(carol, "server", "before the cut");
+  // Every connection through the proxy is cut: the browser's EventSource reconnects by itself
+  // (after its retry delay); meanwhile two messages are published.
+  const lastIds = [];
+  carol.on("request", async (request) => {
+    if (request.url().includes("/sse")) lastIds.push((await request.allHeaders())["last-event-id"] ?? "");
+  });
+  proxy.cutAll();
+  await hub.publish("chat:lobby", { name: "server", text: "during the cut 1" });
+  await hub.publish("chat:lobby", { name: "server", text: "during the cut 2" });
+  await carol.waitForFunction(() => Number(document.querySelector("#status").dataset.connects) >= 2, null, { timeout: 20_000 });
+  await waitForMessage(carol, "server", "during the cut 1");
+  await waitForMessage(carol, "server", "during the cut 2");
+  assert.notEqual(await carol.getAttribute("#status", "data-client"), clientBefore, "a new session");
+  assert.equal(await carol.evaluate(() => window.eventSources), 1, "the browser's EventSource reconnected by itself");
+  assert.ok(lastIds.some((id) => id.includes(":chat:lobby")), `Last-Event-ID sent: ${JSON.stringify(lastIds)}`);
+  const texts = (await messages(carol)).map((m) => m.text);
+  assert.deepEqual(texts.filter((x) => x.startsWith("during the cut")), ["during the cut 1", "during the cut 2"], "each once");
+  const dividers = await carol.$$eval("#messages li.divider", (lines) => lines.map((li) => li.textContent));
+  assert.deepEqual(dividers, [], "recovered: no 'messages may be missing'");
+  t.diagnostic(`Last-Event-ID of the SSE requests after the cut: ${JSON.stringify(lastIds)}`);
+  await say(carol, "still here");
+  await waitForMessage(carol, "carol", "still here");
+  assert.deepEqual(carol.errors, []);
 });
