@@ -135,7 +135,12 @@ export interface TransportEvent {
 export type Transport = "websocket" | "sse" | "long-polling";
 
 export interface DisconnectedEvent {
-  /** The WebSocket close code (1006 when the connection was lost without a Close). */
+  /**
+   * The WebSocket close code (1006 when the connection was lost without a Close); over SSE
+   * and long polling the code of the hub's `close` message (1006 when the stream, a poll or
+   * a POST failed, 1009 for a body over the hub's limit); 1012 when the client leaves a
+   * fallback for WebSocket (websocketRetryAfter).
+   */
   code: number;
   reason: string;
   /** Whether the client will try again. */
