@@ -87,8 +87,6 @@ struct Outbox {
     detached_at: Instant,
     /// The session's `close` is queued: nothing more comes.
     closed: bool,
-    /// The session's task has ended.
-    ended: bool,
     /// Long polling: answers given (the opening one is answer 0), the last one (sent
     /// again to a client that asks for it again), and which poll may take the next.
     answers: u64,
@@ -282,7 +280,6 @@ impl Link for HttpLink {
 impl Drop for HttpLink {
     fn drop(&mut self) {
         let mut outbox = lock(&self.shared.outbox);
-        outbox.ended = true;
         outbox.closed = true;
         Shared::wake(&mut outbox);
     }
@@ -559,7 +556,6 @@ fn open(
             attached: 0,
             detached_at: now,
             closed: false,
-            ended: false,
             answers: 0,
             last_answer: Bytes::new(),
             poll_turn: 0,
