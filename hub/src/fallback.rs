@@ -270,7 +270,13 @@ impl Link for HttpLink {
                 if outbox.queue.is_empty() {
                     break;
                 }
-                if outbox.attached == 0 && outbox.detached_at.elapsed() >= self.session_timeout {
+                // An SSE session's stream never comes back once gone; a polling client
+                // polls again at once, unless it is gone too.
+                let gone = match self.shared.transport {
+                    Transport::Sse => true,
+                    Transport::LongPolling => outbox.detached_at.elapsed() >= self.session_timeout,
+                };
+                if outbox.attached == 0 && gone {
                     break;
                 }
             }
