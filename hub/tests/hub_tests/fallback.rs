@@ -845,3 +845,42 @@ async fn a_session_is_served_by_two_nodes_in_turn_on_nats() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_client_that_stops_reading_is_a_slow_consumer() {
+    let hub = TestHub::start(fallback_config("[limits]\noutbound_cap = 65536\n")).await;
+    let (sse, _) = Sse::session(hub.addr, "", &[]).await;
+    let subscribe = json!({"type": "subscribe", "id": 1, "channel": "room:slow"});
+    assert_eq!(sse.send(&subscribe).await, 204);
+    // The client reads nothing more: what the socket and the HTTP side cannot take stays
+    // in the session's queue, which outbound_cap bounds (4003), whatever is published.
+    let options = wsengine_hub::engine::HistoryOptions {
+        history_size: 10,
+        history_ttl: Duration::from_secs(60),
+    };
+    let payload = format!("\"{}\"", "z".repeat(16 * 1024));
+    let deadline = std::time::Instant::now() + STEP;
+    let mut published = 0u64;
+    while hub.metric("wsengine_hub_closes_total{code=\"4003\"}") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 4003 after {published} publications of 16 KiB"
+        );
+        let raw = serde_json::value::RawValue::from_string(payload.clone()).unwrap();
+        hub.hub
+            .engine
+            .publish("room:slow", std::sync::Arc::from(raw), None, options)
+            .await
+            .unwrap();
+        published += 1;
+        if published % 64 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Not before the cap's worth (4 x 16 KiB) was queued. Had the HTTP side taken every
+    // event off the queue without waiting for the socket, no 4003 would have come and the
+    // loop above would have failed at its deadline.
+    assert!(published > 4, "{published}");
+    drop(sse);
+    hub.stop().await;
+}
