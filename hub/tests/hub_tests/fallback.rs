@@ -873,7 +873,7 @@ async fn an_sse_client_that_stops_reading_is_a_slow_consumer() {
             .await
             .unwrap();
         published += 1;
-        if published % 64 == 0 {
+        if published.is_multiple_of(64) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
