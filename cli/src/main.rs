@@ -269,9 +269,10 @@ enum Command {
     /// --idle, hold idle connections to measure the server's memory per connection).
     Load(load::LoadArgs),
     /// Run the application server (docs/HUB-PROTOCOL.md): channels, JWT auth, history
-    /// and recovery, presence, limits, an HTTP API and metrics, WebSocket at /ws. Prints
+    /// and recovery, presence, limits, an HTTP API and metrics, WebSocket at /ws, and
+    /// where the upgrade is blocked SSE at /sse and long polling at /poll. Prints
     /// `listening on http://ADDR (WebSocket at ws://ADDR/ws)` on stdout once it listens;
-    /// SIGTERM or SIGINT closes every WebSocket with 1001 and exits 0 (a second signal
+    /// SIGTERM or SIGINT closes every session with 1001 and exits 0 (a second signal
     /// exits at once with 1); a configuration it cannot start with exits 2.
     Hub(hub::HubArgs),
 }

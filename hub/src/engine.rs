@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -499,6 +500,22 @@ pub trait Engine: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(None)))
     }
 
+    /// Opens this node's mailbox: what other nodes send it with [`Engine::send_to_node`]
+    /// (a fallback session's requests that reached another node, "Fallback transports":
+    /// no sticky sessions), until the engine is dropped. `None` for an engine that has no
+    /// other nodes to hear from (the default).
+    fn open_mailbox<'a>(&'a self, node: &'a str) -> EngineFuture<'a, Option<Mailbox>> {
+        let _ = node;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Sends `message` to node `node`'s mailbox: `Ok(false)` when no such node is there to
+    /// get it (a node that is gone: the session it held is too).
+    fn send_to_node<'a>(&'a self, node: &'a str, message: Bytes) -> EngineFuture<'a, bool> {
+        let _ = (node, message);
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
     /// Whether the engine can serve now (`/health`: `broker` up or down): `Ok` when it
     /// can. By default, whether the position of the channel [`HEALTH_CHANNEL`] can be
     /// read; a networked engine also checks its subscriber link.
@@ -506,6 +523,14 @@ pub trait Engine: Send + Sync + 'static {
         Box::pin(async move { self.position(HEALTH_CHANNEL).await.map(|_| ()) })
     }
 }
+
+/// A node's mailbox ([`Engine::open_mailbox`]): the messages other nodes sent it, in the
+/// order each sender sent them.
+pub type Mailbox = tokio::sync::mpsc::Receiver<Bytes>;
+
+/// How many messages a node's mailbox holds before the engine drops what arrives (a node
+/// too busy to read its mailbox: the forwarded requests time out).
+pub const MAILBOX_CAPACITY: usize = 1024;
 
 /// The channel whose position [`Engine::health`] reads by default: a valid channel name
 /// (a dotted name is unlikely to collide with an application's channel).

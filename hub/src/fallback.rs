@@ -17,7 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -26,12 +27,12 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
-use crate::engine::Publication;
+use crate::engine::{Mailbox, Publication};
 use crate::protocol::{Since, close};
 use crate::server::{HttpResponse, Hub, json_error, query_param, respond};
 use crate::session::{self, Inbound, Link, Opening, publication_json};
@@ -87,8 +88,6 @@ struct Outbox {
     detached_at: Instant,
     /// The session's `close` is queued: nothing more comes.
     closed: bool,
-    /// The session's task has ended.
-    ended: bool,
     /// Long polling: answers given (the opening one is answer 0), the last one (sent
     /// again to a client that asks for it again), and which poll may take the next.
     answers: u64,
@@ -138,6 +137,7 @@ impl Drop for Attachment {
 #[derive(Default)]
 pub struct Registry {
     sessions: Mutex<HashMap<Arc<str>, Arc<Shared>>>,
+    forwarded: Forwarded,
 }
 
 impl Registry {
@@ -270,7 +270,13 @@ impl Link for HttpLink {
                 if outbox.queue.is_empty() {
                     break;
                 }
-                if outbox.attached == 0 && outbox.detached_at.elapsed() >= self.session_timeout {
+                // An SSE session's stream never comes back once gone; a polling client
+                // polls again at once, unless it is gone too.
+                let gone = match self.shared.transport {
+                    Transport::Sse => true,
+                    Transport::LongPolling => outbox.detached_at.elapsed() >= self.session_timeout,
+                };
+                if outbox.attached == 0 && gone {
                     break;
                 }
             }
@@ -282,7 +288,6 @@ impl Link for HttpLink {
 impl Drop for HttpLink {
     fn drop(&mut self) {
         let mut outbox = lock(&self.shared.outbox);
-        outbox.ended = true;
         outbox.closed = true;
         Shared::wake(&mut outbox);
     }
@@ -559,7 +564,6 @@ fn open(
             attached: 0,
             detached_at: now,
             closed: false,
-            ended: false,
             answers: 0,
             last_answer: Bytes::new(),
             poll_turn: 0,
@@ -587,13 +591,13 @@ fn open(
     Ok((shared, attachment))
 }
 
-/// `GET /poll`: opens a session (no `session`), or answers a poll of one.
+/// `GET /poll`: opens a session (no `session`), or answers a poll of one, here or on the
+/// node that holds it.
 async fn poll(hub: &Arc<Hub>, req: &Request<Incoming>) -> HttpResponse {
     if origin_refused(hub, req.headers()) {
         return origin_refusal(hub);
     }
     let query = req.uri().query().unwrap_or("");
-    let max = hub.config.fallback.poll_timeout;
     let Some(id) = query_param(query, "session") else {
         // A new session: its first answer (answer 0) holds its `session` message (or its
         // `close`), bounded by the connect timeout.
@@ -604,7 +608,43 @@ async fn poll(hub: &Arc<Hub>, req: &Request<Incoming>) -> HttpResponse {
         let wait = Duration::from_secs(hub.config.limits.connect_timeout);
         return answer_poll(&shared, 0, wait).await;
     };
-    let Some(shared) = hub.fallback.get(&id) else {
+    let Some(seq) = query_param(query, "seq").and_then(|s| s.parse::<u64>().ok()) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "seq (the answers received) is required",
+        );
+    };
+    let max = hub.config.fallback.poll_timeout;
+    let timeout = query_param(query, "timeout")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(max, |t| t.min(max));
+    match holder(hub, &id) {
+        None => local_poll(hub, &id, seq, timeout).await,
+        Some(node) => {
+            let wait = Duration::from_secs(timeout) + FORWARD_GRACE;
+            let message = NodeMessage::Poll {
+                session: id.clone(),
+                seq,
+                timeout,
+                from: hub.node().to_owned(),
+                req: 0,
+            };
+            forward(hub, node, message, wait).await
+        }
+    }
+}
+
+/// The node holding session `id` when it is another one than this (its id's prefix),
+/// `None` when it is this one.
+fn holder<'a>(hub: &Hub, id: &'a str) -> Option<&'a str> {
+    let (node, _) = id.split_once('.')?;
+    (node != hub.node()).then_some(node)
+}
+
+/// A poll of a session of this node.
+async fn local_poll(hub: &Hub, id: &str, seq: u64, timeout: u64) -> HttpResponse {
+    let Some(shared) = hub.fallback.get(id) else {
         return unknown_session();
     };
     if shared.transport != Transport::LongPolling {
@@ -614,16 +654,6 @@ async fn poll(hub: &Arc<Hub>, req: &Request<Incoming>) -> HttpResponse {
             "this session is not a long-polling one",
         );
     }
-    let Some(seq) = query_param(query, "seq").and_then(|s| s.parse::<u64>().ok()) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "seq (the answers received) is required",
-        );
-    };
-    let timeout = query_param(query, "timeout")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(max, |t| t.min(max));
     answer_poll(&shared, seq, Duration::from_secs(timeout)).await
 }
 
@@ -720,59 +750,95 @@ struct TypeOnly<'a> {
     ty: Option<&'a str>,
 }
 
-/// `POST /api/send?session=ID`: the client's messages, queued to its session in order.
+/// What `POST /api/send` carries to its session.
+enum Upstream {
+    /// The messages, in order (each the JSON text of one).
+    Messages(Vec<String>),
+    /// A body over the size limit (the session closes with 1009).
+    Oversized,
+}
+
+/// `POST /api/send?session=ID`: the client's messages, queued to its session in order
+/// (here, or on the node that holds it).
 async fn send(hub: &Arc<Hub>, req: Request<Incoming>) -> HttpResponse {
     if origin_refused(hub, req.headers()) {
         return origin_refusal(hub);
     }
     let query = req.uri().query().unwrap_or("");
-    let Some(shared) = query_param(query, "session").and_then(|id| hub.fallback.get(&id)) else {
+    let Some(id) = query_param(query, "session") else {
+        return unknown_session();
+    };
+    let (upstream, refusal) = match crate::http_api::read_body(hub, req).await {
+        Ok(body) => match parse_upstream(&body) {
+            Ok(messages) => (Upstream::Messages(messages), None),
+            Err(why) => return json_error(StatusCode::BAD_REQUEST, "bad_request", why),
+        },
+        Err(refusal) if refusal.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            (Upstream::Oversized, Some(refusal.response()))
+        }
+        Err(refusal) => return refusal.response(),
+    };
+    let answer = match holder(hub, &id) {
+        None => local_send(hub, &id, upstream).await,
+        Some(node) => {
+            let (messages, oversized) = match upstream {
+                Upstream::Messages(messages) => (messages, false),
+                Upstream::Oversized => (Vec::new(), true),
+            };
+            let message = NodeMessage::Send {
+                session: id.clone(),
+                messages,
+                oversized,
+                from: hub.node().to_owned(),
+                req: 0,
+            };
+            forward(hub, node, message, SEND_TIMEOUT + FORWARD_GRACE).await
+        }
+    };
+    match refusal {
+        Some(refusal) if answer.status() != StatusCode::NOT_FOUND => refusal,
+        _ => answer,
+    }
+}
+
+/// The messages of a `POST /api/send` body: one JSON object, or an array; else why not.
+fn parse_upstream(body: &[u8]) -> Result<Vec<String>, &'static str> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8")?;
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => Ok(vec![text.to_owned()]),
+        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(text)
+            .map(|items| items.into_iter().map(|m| m.get().to_owned()).collect())
+            .map_err(|_| "the body is not JSON"),
+        _ => Err("the body is a JSON object or an array of them"),
+    }
+}
+
+/// Queues `upstream` to session `id` of this node: `204`, or `404` (no such session, or
+/// it is closing), `413` (oversized: the session closes with 1009), `503` (the session
+/// took nothing for [`SEND_TIMEOUT`]).
+async fn local_send(hub: &Hub, id: &str, upstream: Upstream) -> HttpResponse {
+    let Some(shared) = hub.fallback.get(id) else {
         return unknown_session();
     };
     if lock(&shared.outbox).closed {
         // Its `close` is queued: the session takes nothing more.
         return unknown_session();
     }
-    let body = match crate::http_api::read_body(hub, req).await {
-        Ok(body) => body,
-        Err(refusal) => {
-            if refusal.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                let _ = shared.inbox.try_send(Inbound::Oversized);
-            }
-            return refusal.response();
-        }
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the body is not UTF-8",
-        );
-    };
-    let messages: Vec<&str> = match text.trim_start().as_bytes().first() {
-        Some(b'{') => vec![text],
-        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => items.into_iter().map(RawValue::get).collect(),
-            Err(_) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "the body is not JSON",
-                );
-            }
-        },
-        _ => {
+    let messages = match upstream {
+        Upstream::Messages(messages) => messages,
+        Upstream::Oversized => {
+            let _ = shared.inbox.try_send(Inbound::Oversized);
             return json_error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the body is a JSON object or an array of them",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "limit_exceeded",
+                "the body is over the message size limit",
             );
         }
     };
     for message in messages {
-        let inbound = match serde_json::from_str::<TypeOnly<'_>>(message) {
+        let inbound = match serde_json::from_str::<TypeOnly<'_>>(&message) {
             Ok(TypeOnly { ty: Some("close") }) => Inbound::Close,
-            _ => Inbound::Text(message.to_owned()),
+            _ => Inbound::Text(message),
         };
         match tokio::time::timeout(SEND_TIMEOUT, shared.inbox.send(inbound)).await {
             Ok(Ok(())) => {}
@@ -789,6 +855,158 @@ async fn send(hub: &Arc<Hub>, req: Request<Incoming>) -> HttpResponse {
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
+}
+
+/// How much longer than the request itself a node waits for the holder's answer.
+const FORWARD_GRACE: Duration = Duration::from_secs(5);
+
+/// A message between nodes, in their mailboxes ([`Engine::open_mailbox`](crate::engine::Engine::open_mailbox)).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum NodeMessage {
+    /// `POST /api/send` for a session of the node it is sent to.
+    Send {
+        session: String,
+        messages: Vec<String>,
+        oversized: bool,
+        from: String,
+        req: u64,
+    },
+    /// `GET /poll` for a session of the node it is sent to.
+    Poll {
+        session: String,
+        seq: u64,
+        timeout: u64,
+        from: String,
+        req: u64,
+    },
+    /// The answer to request `req`: its HTTP status and JSON body.
+    Reply { req: u64, status: u16, body: String },
+}
+
+/// The requests this node forwarded and waits for, by number.
+#[derive(Default)]
+pub(crate) struct Forwarded {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<(u16, String)>>>,
+}
+
+/// Sends `message` to `node`'s mailbox and waits up to `wait` for its answer.
+async fn forward(hub: &Hub, node: &str, mut message: NodeMessage, wait: Duration) -> HttpResponse {
+    let forwarded = &hub.fallback.forwarded;
+    let number = forwarded.next.fetch_add(1, Ordering::Relaxed);
+    if let NodeMessage::Send { req, .. } | NodeMessage::Poll { req, .. } = &mut message {
+        *req = number;
+    }
+    let (sender, answer) = oneshot::channel();
+    lock(&forwarded.waiting).insert(number, sender);
+    let forget = || {
+        lock(&forwarded.waiting).remove(&number);
+    };
+    let Ok(bytes) = serde_json::to_vec(&message) else {
+        forget();
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "encoding");
+    };
+    match hub.engine.send_to_node(node, Bytes::from(bytes)).await {
+        Ok(true) => {}
+        // No such node: the session it held is gone with it.
+        Ok(false) => {
+            forget();
+            return unknown_session();
+        }
+        Err(e) => {
+            forget();
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &e.to_string(),
+            );
+        }
+    }
+    match tokio::time::timeout(wait, answer).await {
+        Ok(Ok((status, body))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            if status == StatusCode::NO_CONTENT {
+                let mut response = Response::new(Full::default());
+                *response.status_mut() = status;
+                response
+            } else {
+                let mut response = json_answer(Bytes::from(body));
+                *response.status_mut() = status;
+                response
+            }
+        }
+        _ => {
+            forget();
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the node holding the session did not answer",
+            )
+        }
+    }
+}
+
+/// Serves this node's mailbox: requests forwarded by other nodes for the sessions held
+/// here (each answered to its sender), and the answers to the requests this node
+/// forwarded. Ends with the engine (or the node).
+pub(crate) async fn serve_mailbox(hub: Weak<Hub>, mut mailbox: Mailbox) {
+    while let Some(bytes) = mailbox.recv().await {
+        let Some(node) = hub.upgrade() else {
+            return;
+        };
+        let Ok(message) = serde_json::from_slice::<NodeMessage>(&bytes) else {
+            eprintln!("hub: an undecodable message in this node's mailbox");
+            continue;
+        };
+        match message {
+            NodeMessage::Reply { req, status, body } => {
+                if let Some(waiting) = lock(&node.fallback.forwarded.waiting).remove(&req) {
+                    let _ = waiting.send((status, body));
+                }
+            }
+            request => {
+                tokio::spawn(answer_forwarded(node, request));
+            }
+        }
+    }
+}
+
+/// Runs a forwarded request on this node and sends its answer back.
+async fn answer_forwarded(hub: Arc<Hub>, request: NodeMessage) {
+    let (from, req, response) = match request {
+        NodeMessage::Send {
+            session,
+            messages,
+            oversized,
+            from,
+            req,
+        } => {
+            let upstream = if oversized {
+                Upstream::Oversized
+            } else {
+                Upstream::Messages(messages)
+            };
+            (from, req, local_send(&hub, &session, upstream).await)
+        }
+        NodeMessage::Poll {
+            session,
+            seq,
+            timeout,
+            from,
+            req,
+        } => (from, req, local_poll(&hub, &session, seq, timeout).await),
+        NodeMessage::Reply { .. } => return,
+    };
+    let status = response.status().as_u16();
+    let body = match http_body_util::BodyExt::collect(response.into_body()).await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        Err(never) => match never {},
+    };
+    let reply = NodeMessage::Reply { req, status, body };
+    if let Ok(bytes) = serde_json::to_vec(&reply) {
+        let _ = hub.engine.send_to_node(&from, Bytes::from(bytes)).await;
+    }
 }
 
 #[cfg(test)]

@@ -291,9 +291,18 @@ impl Server {
             sessions: watch::Sender::new(0),
             config,
         };
+        let hub = Arc::new(hub);
+        // Other nodes forward the requests of this node's fallback sessions here.
+        match hub.engine.open_mailbox(&hub.node).await {
+            Ok(Some(mailbox)) => {
+                tokio::spawn(fallback::serve_mailbox(Arc::downgrade(&hub), mailbox));
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("hub: this node's mailbox: {e}"),
+        }
         Ok(Self {
             listener,
-            hub: Arc::new(hub),
+            hub,
             tls: options.tls.map(tokio_rustls::TlsAcceptor::from),
             shutdown,
             shutdown_grace: SHUTDOWN_GRACE,

@@ -21,11 +21,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc};
 
 use super::{
-    ChannelEvent, ClientInfo, Clock, Engine, EngineFuture, HistoryOptions, HistoryResult, Payload,
-    PresenceEntry, Publication, Recovery, StreamPosition, Subscription, SystemClock, WireCache,
+    ChannelEvent, ClientInfo, Clock, Engine, EngineFuture, HistoryOptions, HistoryResult,
+    MAILBOX_CAPACITY, Mailbox, Payload, PresenceEntry, Publication, Recovery, StreamPosition,
+    Subscription, SystemClock, WireCache,
 };
 
 /// The memory engine's settings.
@@ -65,6 +67,8 @@ pub struct MemoryEngine {
     /// engines (a restart) never share an epoch.
     seed: RandomState,
     epochs_made: AtomicU64,
+    /// The mailboxes of the nodes on this engine (hubs in one process sharing it).
+    mailboxes: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
 }
 
 #[derive(Debug, Default)]
@@ -180,10 +184,11 @@ impl ChannelState {
     }
 }
 
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic under the lock leaves each channel's state whole (every change is a push,
-    // a pop or a counter), so a poisoned lock is still usable.
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+    // a pop or a counter), and the mailboxes' map too (an insert or a remove), so a
+    // poisoned lock is still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Default for MemoryEngine {
@@ -209,6 +214,7 @@ impl MemoryEngine {
             config,
             seed: RandomState::new(),
             epochs_made: AtomicU64::new(0),
+            mailboxes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -413,6 +419,29 @@ fn ready<'a, T: Send + 'a>(value: T) -> EngineFuture<'a, T> {
 impl Engine for MemoryEngine {
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn open_mailbox<'a>(&'a self, node: &'a str) -> EngineFuture<'a, Option<Mailbox>> {
+        let (sender, receiver) = mpsc::channel(MAILBOX_CAPACITY);
+        lock(&self.mailboxes).insert(node.to_owned(), sender);
+        Box::pin(std::future::ready(Ok(Some(receiver))))
+    }
+
+    fn send_to_node<'a>(&'a self, node: &'a str, message: Bytes) -> EngineFuture<'a, bool> {
+        let mut mailboxes = lock(&self.mailboxes);
+        let delivered = match mailboxes.get(node) {
+            Some(sender) if sender.is_closed() => {
+                mailboxes.remove(node);
+                false
+            }
+            // A full mailbox drops it: the sender's request times out.
+            Some(sender) => {
+                let _ = sender.try_send(message);
+                true
+            }
+            None => false,
+        };
+        Box::pin(std::future::ready(Ok(delivered)))
     }
 
     fn publish<'a>(

@@ -74,8 +74,9 @@ use tokio::sync::mpsc;
 
 use super::memory::{MemoryConfig, MemoryEngine};
 use super::{
-    ClientInfo, Engine, EngineError, EngineFuture, HistoryOptions, HistoryResult, Payload,
-    PresenceEntry, Publication, Recovery, StreamPosition, Subscription, SubscriptionLink,
+    ClientInfo, Engine, EngineError, EngineFuture, HistoryOptions, HistoryResult, MAILBOX_CAPACITY,
+    Mailbox, Payload, PresenceEntry, Publication, Recovery, StreamPosition, Subscription,
+    SubscriptionLink,
 };
 
 /// The NATS engine's settings.
@@ -330,6 +331,8 @@ fn parse_url(url: &str) -> Result<async_nats::ServerAddr, String> {
 pub struct NatsEngine {
     inner: Arc<Inner>,
     tasks: Vec<tokio::task::AbortHandle>,
+    /// The mailbox's task, once opened ([`Engine::open_mailbox`]).
+    mailbox: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for NatsEngine {
@@ -343,6 +346,9 @@ impl std::fmt::Debug for NatsEngine {
 impl Drop for NatsEngine {
     fn drop(&mut self) {
         for task in &self.tasks {
+            task.abort();
+        }
+        if let Some(task) = lock(&self.mailbox).take() {
             task.abort();
         }
     }
@@ -401,6 +407,7 @@ impl NatsEngine {
         let engine = Self {
             inner,
             tasks: vec![messages.abort_handle(), events.abort_handle()],
+            mailbox: Mutex::new(None),
         };
         engine.inner.ping().await?;
         Ok(engine)
@@ -444,9 +451,70 @@ async fn run_events(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<Even
     }
 }
 
+/// Hands each message of the node's mailbox subject to the mailbox, acknowledging it
+/// to its sender (a request: [`Engine::send_to_node`] learns that a node got it).
+async fn run_mailbox(
+    client: async_nats::Client,
+    mut subscriber: async_nats::Subscriber,
+    mailbox: mpsc::Sender<Bytes>,
+) {
+    while let Some(message) = subscriber.next().await {
+        if let Some(reply) = message.reply {
+            let _ = client.publish(reply, Bytes::new()).await;
+        }
+        // A full mailbox drops it: the sender's request times out.
+        let _ = mailbox.try_send(message.payload);
+    }
+}
+
 impl Engine for NatsEngine {
     fn name(&self) -> &'static str {
         "nats"
+    }
+
+    /// The subject `P.node.NODE`.
+    fn open_mailbox<'a>(&'a self, node: &'a str) -> EngineFuture<'a, Option<Mailbox>> {
+        Box::pin(async move {
+            let subject = format!("{}.node.{node}", self.inner.config.prefix);
+            let client = self.inner.client.clone();
+            let subscribed = async {
+                let subscriber = client.subscribe(subject).await.map_err(|e| e.to_string())?;
+                client.flush().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(subscriber)
+            };
+            let subscriber =
+                match tokio::time::timeout(self.inner.config.op_timeout, subscribed).await {
+                    Ok(Ok(subscriber)) => subscriber,
+                    Ok(Err(e)) => return Err(EngineError::Unavailable(format!("nats: {e}"))),
+                    Err(_) => {
+                        return Err(EngineError::Unavailable(
+                            "nats: subscribing the mailbox timed out".to_owned(),
+                        ));
+                    }
+                };
+            let (sender, receiver) = mpsc::channel(MAILBOX_CAPACITY);
+            let task = tokio::spawn(run_mailbox(client, subscriber, sender));
+            if let Some(old) = lock(&self.mailbox).replace(task.abort_handle()) {
+                old.abort();
+            }
+            Ok(Some(receiver))
+        })
+    }
+
+    /// A request on `P.node.NODE`: NATS says "no responders" when no node has it.
+    fn send_to_node<'a>(&'a self, node: &'a str, message: Bytes) -> EngineFuture<'a, bool> {
+        Box::pin(async move {
+            let subject = format!("{}.node.{node}", self.inner.config.prefix);
+            let request = self.inner.client.request(subject, message);
+            match tokio::time::timeout(self.inner.config.op_timeout, request).await {
+                Ok(Ok(_)) => Ok(true),
+                Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(false),
+                Ok(Err(e)) => Err(EngineError::Unavailable(format!("nats: {e}"))),
+                Err(_) => Err(EngineError::Unavailable(
+                    "nats: the node did not acknowledge in time".to_owned(),
+                )),
+            }
+        })
     }
 
     fn publish<'a>(

@@ -87,6 +87,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
 use redis::{RedisError, Script};
@@ -96,8 +97,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{
     ChannelCounts, ChannelEvent, ClientInfo, Clock, Engine, EngineError, EngineFuture,
-    HistoryOptions, HistoryResult, Payload, PresenceEntry, Publication, Recovery, StreamPosition,
-    Subscription, SubscriptionLink, SystemClock, WireCache,
+    HistoryOptions, HistoryResult, MAILBOX_CAPACITY, Mailbox, Payload, PresenceEntry, Publication,
+    Recovery, StreamPosition, Subscription, SubscriptionLink, SystemClock, WireCache,
 };
 
 /// The Redis engine's settings.
@@ -410,6 +411,9 @@ struct TopicEntry {
 enum Command {
     Subscribe(Arc<Topic>),
     Unsubscribe(Arc<str>),
+    /// This node's mailbox topic ([`Engine::open_mailbox`]); subscribed again after
+    /// every reconnect.
+    Mailbox,
 }
 
 /// A subscription's hold on its topic ([`SubscriptionLink`]).
@@ -458,6 +462,8 @@ struct Inner {
     epochs_made: AtomicU64,
     /// This node's id in the subscriber counts (random).
     node: String,
+    /// The mailbox topic and where its messages go, once opened.
+    mailbox: Mutex<Option<(String, mpsc::Sender<Bytes>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -923,8 +929,16 @@ impl Inner {
         }
     }
 
-    /// Hands a topic message to its channel's local receivers.
+    /// Hands a topic message to its channel's local receivers (a mailbox message to the
+    /// mailbox).
     fn dispatch(&self, message: &redis::Msg) {
+        if let Some((topic, sender)) = lock(&self.mailbox).as_ref()
+            && message.get_channel_name() == topic
+        {
+            // A full mailbox drops it: the sender's request times out.
+            let _ = sender.try_send(Bytes::copy_from_slice(message.get_payload_bytes()));
+            return;
+        }
         let Some(channel) = channel_of(&self.config.prefix, message.get_channel_name()) else {
             return;
         };
@@ -1012,6 +1026,7 @@ impl RedisEngine {
             node: format!("{:016x}", seed.hash_one(("node", SystemClock.now_ms()))),
             seed,
             epochs_made: AtomicU64::new(0),
+            mailbox: Mutex::new(None),
         });
         let pubsub_task = tokio::spawn(run_pubsub(Arc::downgrade(&inner), pubsub, command_rx));
         let refresh_task = tokio::spawn(run_refresh(Arc::downgrade(&inner)));
@@ -1066,6 +1081,21 @@ async fn run_pubsub(
         }
         backoff = Duration::from_millis(100);
         let (mut sink, mut stream) = pubsub.split();
+        // The mailbox first: a reconnect resubscribes it (channels' topics are
+        // subscribed again by their clients, who were interrupted).
+        let mailbox = lock(&engine.mailbox)
+            .as_ref()
+            .map(|(topic, _)| topic.clone());
+        if let Some(topic) = mailbox
+            && !matches!(
+                tokio::time::timeout(engine.config.op_timeout, sink.subscribe(topic)).await,
+                Ok(Ok(()))
+            )
+        {
+            drop(engine);
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
         engine.pubsub_up.store(true, Ordering::SeqCst);
         let ping_every = engine.config.pubsub_ping;
         drop(engine);
@@ -1118,6 +1148,18 @@ async fn serve_pubsub(
                                 topic.state.send_replace(TopicState::Failed);
                                 return false;
                             }
+                        }
+                    }
+                    Command::Mailbox => {
+                        let topic = lock(&engine.mailbox).as_ref().map(|(t, _)| t.clone());
+                        drop(engine);
+                        if let Some(topic) = topic
+                            && !matches!(
+                                tokio::time::timeout(timeout, sink.subscribe(topic)).await,
+                                Ok(Ok(()))
+                            )
+                        {
+                            return false;
                         }
                     }
                     Command::Unsubscribe(channel) => {
@@ -1200,6 +1242,33 @@ async fn run_refresh(inner: Weak<Inner>) {
 impl Engine for RedisEngine {
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    /// The topic `P:node:{NODE}` on the node's pub/sub connection.
+    fn open_mailbox<'a>(&'a self, node: &'a str) -> EngineFuture<'a, Option<Mailbox>> {
+        let (sender, receiver) = mpsc::channel(MAILBOX_CAPACITY);
+        let topic = format!("{}:node:{{{node}}}", self.inner.config.prefix);
+        *lock(&self.inner.mailbox) = Some((topic, sender));
+        let _ = self.inner.commands.send(Command::Mailbox);
+        Box::pin(std::future::ready(Ok(Some(receiver))))
+    }
+
+    /// `PUBLISH P:node:{NODE}`: delivered when a node's pub/sub connection has it.
+    fn send_to_node<'a>(&'a self, node: &'a str, message: Bytes) -> EngineFuture<'a, bool> {
+        Box::pin(async move {
+            let topic = format!("{}:node:{{{node}}}", self.inner.config.prefix);
+            let mut conn = self.inner.conn.clone();
+            let receivers: u64 = self
+                .inner
+                .call(
+                    redis::cmd("PUBLISH")
+                        .arg(topic)
+                        .arg(message.as_ref())
+                        .query_async(&mut conn),
+                )
+                .await?;
+            Ok(receivers > 0)
+        })
     }
 
     fn publish<'a>(

@@ -721,3 +721,166 @@ async fn fallback_transports_can_be_turned_off() {
     assert_eq!(http(hub.addr, "GET", "/poll", &[], None).await.status, 404);
     hub.stop().await;
 }
+
+/// A fallback session opened on node `a` and served by `a` and `b` in turn: every
+/// request that reaches `b` is forwarded to `a` through the engine ("Across nodes").
+async fn session_served_by_two_nodes(a: &TestHub, b: &TestHub) {
+    let (mut ws, _) = b.connected().await;
+    // Long polling: open on A, subscribe and poll through B.
+    let (mut poll, _) = Polling::open(a.addr, "", &[]).await;
+    assert!(poll.session.starts_with(&format!("{}.", a.hub.node())));
+    assert_eq!(
+        send(
+            b.addr,
+            &poll.session,
+            &json!({"type": "subscribe", "id": 1, "channel": "room:n"}).to_string()
+        )
+        .await,
+        204
+    );
+    poll.addr = b.addr;
+    let reply = poll.recv().await;
+    assert_eq!(reply["id"], 1, "{reply}");
+    assert_eq!(reply["type"], "reply", "{reply}");
+    // Publications reach it whichever node answers the poll.
+    for (n, node) in [a.addr, b.addr, a.addr].into_iter().enumerate() {
+        ws.ok(json!({"type": "publish", "channel": "room:n", "payload": n}))
+            .await;
+        poll.addr = node;
+        let publication = poll.recv().await;
+        assert_eq!(publication["payload"], n, "{publication}");
+    }
+    // An answer lost on one node is sent again by the other.
+    ws.ok(json!({"type": "publish", "channel": "room:n", "payload": "again"}))
+        .await;
+    poll.addr = a.addr;
+    let first = poll.poll_raw(poll.seq + 1, 5).await.json();
+    poll.addr = b.addr;
+    let again = poll.poll_raw(poll.seq + 1, 5).await.json();
+    assert_eq!(first, again);
+    assert_eq!(first[0]["payload"], "again", "{first}");
+    poll.seq += 1;
+    // Publishing through B's forwarding: its reply and its publication come back (in
+    // either order: on a broker the publication may overtake the reply).
+    assert_eq!(
+        poll.send(&json!({"type": "publish", "id": 2, "channel": "room:n", "payload": "up"}))
+            .await,
+        204
+    );
+    let mut kinds = [poll.recv().await, poll.recv().await]
+        .iter()
+        .map(|m| m["type"].as_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>();
+    kinds.sort();
+    assert_eq!(kinds, ["publication", "reply"]);
+    // Closed through B; then A and B both answer 404.
+    assert_eq!(poll.send(&json!({"type": "close"})).await, 204);
+    let mut closed = poll.recv().await;
+    while closed["type"] != "close" {
+        closed = poll.recv().await;
+    }
+    assert_eq!(closed["code"], 1000);
+    assert_eq!(poll.poll_raw(poll.seq + 1, 0).await.status, 404);
+    poll.addr = a.addr;
+    assert_eq!(poll.poll_raw(poll.seq + 1, 0).await.status, 404);
+    // SSE: the stream stays on A, its requests go through B.
+    let (mut sse, _) = Sse::session(a.addr, "", &[]).await;
+    let subscribe = json!({"type": "subscribe", "id": 1, "channel": "room:s"});
+    assert_eq!(
+        send(b.addr, &sse.session, &subscribe.to_string()).await,
+        204
+    );
+    assert_eq!(sse.recv().await["id"], 1);
+    ws.ok(json!({"type": "publish", "channel": "room:s", "payload": "s"}))
+        .await;
+    assert_eq!(sse.recv().await["payload"], "s");
+    // A session of a node that is not there: 404 at once.
+    let status = send(b.addr, "0badc0de.00", r#"{"type":"pong"}"#).await;
+    assert_eq!(status, 404);
+    let answer = http(b.addr, "GET", "/poll?session=0badc0de.00&seq=1", &[], None).await;
+    assert_eq!(answer.status, 404, "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_served_by_two_nodes_in_turn_on_one_memory_engine() {
+    let engine: std::sync::Arc<dyn wsengine_hub::engine::Engine> = std::sync::Arc::new(
+        wsengine_hub::engine::memory::MemoryEngine::new(Default::default()),
+    );
+    let a = two_node_hub(std::sync::Arc::clone(&engine)).await;
+    let b = two_node_hub(engine).await;
+    session_served_by_two_nodes(&a, &b).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_served_by_two_nodes_in_turn_on_redis() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix();
+    let a = two_node_hub(redis.engine(&prefix).await).await;
+    let b = two_node_hub(redis.engine(&prefix).await).await;
+    session_served_by_two_nodes(&a, &b).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn two_node_hub(engine: std::sync::Arc<dyn wsengine_hub::engine::Engine>) -> TestHub {
+    TestHub::start_with(wsengine_hub::ServerOptions {
+        config: fallback_config(""),
+        demo: false,
+        static_dir: None,
+        tls: None,
+        engine: Some(engine),
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_served_by_two_nodes_in_turn_on_nats() {
+    let nats = NatsServer::start().await;
+    let prefix = unique_prefix();
+    let a = two_node_hub(nats.engine(&prefix).await).await;
+    let b = two_node_hub(nats.engine(&prefix).await).await;
+    session_served_by_two_nodes(&a, &b).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_client_that_stops_reading_is_a_slow_consumer() {
+    let hub = TestHub::start(fallback_config("[limits]\noutbound_cap = 65536\n")).await;
+    let (sse, _) = Sse::session(hub.addr, "", &[]).await;
+    let subscribe = json!({"type": "subscribe", "id": 1, "channel": "room:slow"});
+    assert_eq!(sse.send(&subscribe).await, 204);
+    // The client reads nothing more: what the socket and the HTTP side cannot take stays
+    // in the session's queue, which outbound_cap bounds (4003), whatever is published.
+    let options = wsengine_hub::engine::HistoryOptions {
+        history_size: 10,
+        history_ttl: Duration::from_secs(60),
+    };
+    let payload = format!("\"{}\"", "z".repeat(16 * 1024));
+    let deadline = std::time::Instant::now() + STEP;
+    let mut published = 0u64;
+    while hub.metric("wsengine_hub_closes_total{code=\"4003\"}") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 4003 after {published} publications of 16 KiB"
+        );
+        let raw = serde_json::value::RawValue::from_string(payload.clone()).unwrap();
+        hub.hub
+            .engine
+            .publish("room:slow", std::sync::Arc::from(raw), None, options)
+            .await
+            .unwrap();
+        published += 1;
+        if published.is_multiple_of(64) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Not before the cap's worth (4 x 16 KiB) was queued. Had the HTTP side taken every
+    // event off the queue without waiting for the socket, no 4003 would have come and the
+    // loop above would have failed at its deadline.
+    assert!(published > 4, "{published}");
+    drop(sse);
+    hub.stop().await;
+}
