@@ -768,8 +768,18 @@ async fn send(hub: &Arc<Hub>, req: Request<Incoming>) -> HttpResponse {
     let Some(id) = query_param(query, "session") else {
         return unknown_session();
     };
+    let max_message = hub.config.limits.max_message_size;
     let (upstream, refusal) = match crate::http_api::read_body(hub, req).await {
         Ok(body) => match parse_upstream(&body) {
+            // One message over the limit is what `/ws` closes with 1009.
+            Ok(messages) if messages.iter().any(|m| m.len() as u64 > max_message) => (
+                Upstream::Oversized,
+                Some(json_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "limit_exceeded",
+                    "a message is over the message size limit",
+                )),
+            ),
             Ok(messages) => (Upstream::Messages(messages), None),
             Err(why) => return json_error(StatusCode::BAD_REQUEST, "bad_request", why),
         },

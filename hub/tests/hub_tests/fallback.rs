@@ -557,9 +557,15 @@ async fn fallback_limits_rate_size_backlog_and_malformed() {
         "{:?}",
         answers[2]
     );
-    // A body over max_message_size: 413, and the session is closed with 1009.
+    // A body over max_message_size and its allowance: 413, and the session is closed
+    // with 1009.
     let big = json!({"type": "publish", "id": 9, "channel": "c", "payload": "x".repeat(8000)});
     assert_eq!(poll.send(&big).await, 413);
+    assert_eq!(poll.recv().await["code"], 1009);
+    // One message over max_message_size within the allowance: the same.
+    let (mut poll, _) = Polling::open(hub.addr, "", &[]).await;
+    let over = json!({"type": "publish", "id": 1, "channel": "c", "payload": "x".repeat(1100)});
+    assert_eq!(poll.send(&over).await, 413);
     assert_eq!(poll.recv().await["code"], 1009);
     // A body that is not JSON: 400, the session is not charged.
     let (mut poll, _) = Polling::open(hub.addr, "", &[]).await;
