@@ -4,7 +4,7 @@
 # generator (`wsengine load --hub --transport websocket|sse|long-polling`; publishers
 # always publish over WebSocket). One channel, one publisher, 16 B payloads; the hub
 # pinned to CPU 0 (one tokio worker) with pubsub.sh's bench configuration, the generator
-# on CPU 1; a fresh hub per point.
+# on CPU 1; a fresh hub per run.
 #
 # Points (FALLBACK_POINTS, default "websocket:10000 sse:10000 websocket:2000
 # long-polling:2000"), each TRANSPORT:SUBSCRIBERS:
@@ -39,6 +39,7 @@ if [[ ${FALLBACK_NO_BUILD:-0} != 1 ]]; then
     (cd "$root" && cargo build --release -p wsengine-cli --bin wsengine)
 fi
 out="$here/target/fallback"
+out="${FALLBACK_OUT:-$out}"
 rm -rf "$out" && mkdir -p "$out"
 wsengine="$out/wsengine"
 cp "$target/release/wsengine" "$wsengine"
@@ -109,16 +110,20 @@ port=19800
 for point in "${points[@]}"; do
     transport=${point%%:*} n=${point##*:}
     for kind in sat lat idle; do
-        port=$((port + 1))
-        start_hub "$port" "$out/${kind}__${transport}__c${n}.server.log" || continue
         if [[ $kind == idle ]]; then
+            port=$((port + 1))
+            start_hub "$port" "$out/${kind}__${transport}__c${n}.server.log" || continue
             sleep 0.5
             echo "--- $transport: $n idle subscribers (memory)"
             load "$out/idle__${transport}__c${n}" "$transport" --subscribers "$n" --publishers 0 \
                 --warmup 0s --duration 2s
+            stop_server
         else
             for rep in $(seq "$reps"); do
+                # A fresh hub per run: nothing of the previous run's sessions in it.
+                port=$((port + 1))
                 base="$out/${kind}__${transport}__c${n}__r${rep}"
+                start_hub "$port" "$base.server.log" || continue
                 if [[ $kind == sat ]]; then
                     echo "--- $transport: $n subscribers, saturation, rep $rep"
                     load "$base" "$transport" --subscribers "$n" --publishers 1 --rate 0 \
@@ -128,9 +133,9 @@ for point in "${points[@]}"; do
                     load "$base" "$transport" --subscribers "$n" --publishers 1 --rate "$rate" \
                         --in-flight "$in_flight" --size 16 --warmup "$warmup" --duration "$duration"
                 fi
+                stop_server
             done
         fi
-        stop_server
     done
 done
 

@@ -349,6 +349,8 @@ struct Conn {
 struct HttpSub {
     stream: TcpStream,
     index: usize,
+    /// The node holding its session.
+    addr: SocketAddr,
     /// `Host` of the requests (long polling).
     host: String,
     session: String,
@@ -712,9 +714,35 @@ impl Engine {
 
     fn close_all(&mut self) {
         self.send_until = None;
-        // Fallback subscribers: their connections are closed (the hub ends the
-        // sessions after `session_timeout`).
+        // Fallback subscribers: each session is ended with `{"type":"close"}` by
+        // `POST /api/send` (on one keep-alive connection per node, one after the
+        // other), else the hub would keep it, subscribed, for `session_timeout`; then
+        // its connection is closed.
+        let mut controls: Vec<(SocketAddr, Option<Blocking>)> = Vec::new();
         for k in 0..self.http.len() {
+            if let Some(Some(sub)) = self.http.get(k) {
+                let at = match controls.iter().position(|(a, _)| *a == sub.addr) {
+                    Some(at) => at,
+                    None => {
+                        controls.push((sub.addr, None));
+                        controls.len() - 1
+                    }
+                };
+                let close = send_control(
+                    sub.addr,
+                    &sub.host,
+                    &mut controls[at].1,
+                    &sub.session,
+                    r#"{"type":"close"}"#,
+                );
+                if let Err(e) = close {
+                    let index = sub.index;
+                    self.errors.count(
+                        Kind::UncleanClose,
+                        format!("subscriber {index}: ending its session: {e}"),
+                    );
+                }
+            }
             self.drop_http(k);
         }
         let now = Instant::now();
@@ -1533,6 +1561,7 @@ impl Engine {
             self.http.push(Some(HttpSub {
                 stream,
                 index: k,
+                addr: target.addr,
                 host: target.host.clone(),
                 session,
                 input,
@@ -1831,16 +1860,17 @@ fn open_session(target: &Target, path: &str) -> io::Result<Blocking> {
 /// `POST /api/send?session=ID` with `body` on the node's keep-alive connection
 /// (opened, or opened again once if the hub closed it); must be `204`.
 fn send_control(
-    target: &Target,
+    addr: SocketAddr,
+    host: &str,
     control: &mut Option<Blocking>,
     session: &str,
     body: &str,
 ) -> io::Result<()> {
-    let request = fallback::post_send(&target.host, session, body);
+    let request = fallback::post_send(host, session, body);
     let mut last = None;
     for _ in 0..2 {
         if control.is_none() {
-            *control = Some(Blocking::connect(target.addr)?);
+            *control = Some(Blocking::connect(addr)?);
         }
         let Some(c) = control.as_mut() else {
             continue;
@@ -1930,7 +1960,7 @@ fn next_sse(b: &mut Blocking) -> io::Result<Vec<u8>> {
 fn open_sse(target: &Target, control: &mut Option<Blocking>, subscribe: &str) -> io::Result<Opened> {
     let mut b = open_session(target, "/sse")?;
     let session = session_of(&next_sse(&mut b)?)?;
-    send_control(target, control, &session, subscribe)?;
+    send_control(target.addr, &target.host, control, &session, subscribe)?;
     let offsets = loop {
         if let Some(offsets) = setup_message(&next_sse(&mut b)?)? {
             break offsets;
@@ -1959,7 +1989,7 @@ fn open_polling(
         .map(|v| v.to_string())
         .unwrap_or_default();
     let session = session_of(first.as_bytes())?;
-    send_control(target, control, &session, subscribe)?;
+    send_control(target.addr, &target.host, control, &session, subscribe)?;
     let mut seq = 1;
     let offsets = 'found: loop {
         if seq > 20 {
