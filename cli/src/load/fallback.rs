@@ -169,7 +169,10 @@ impl HttpIn {
                         Body::Length { left: left - n }
                     };
                 }
-                Body::Chunked { left: 0, crlf: true } => {
+                Body::Chunked {
+                    left: 0,
+                    crlf: true,
+                } => {
                     if raw.len() < 2 {
                         break;
                     }

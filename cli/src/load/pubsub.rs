@@ -591,7 +591,8 @@ impl Engine {
                 (Role::Publisher, i - settings.subscribers)
             };
             // Each role spread over the nodes in turn: publishers on every node too.
-            let Some(Target { addr, request, .. }) = targets.get(index % targets.len().max(1)) else {
+            let Some(Target { addr, request, .. }) = targets.get(index % targets.len().max(1))
+            else {
                 return Err(io::Error::other("no URL to connect to"));
             };
             let addr = *addr;
@@ -1597,8 +1598,14 @@ impl Engine {
         match result {
             Ok(()) => self.http[k] = Some(sub),
             Err((kind, why)) => {
-                self.errors
-                    .count(kind, format!("subscriber {} ({}): {why}", sub.index, self.transport.name()));
+                self.errors.count(
+                    kind,
+                    format!(
+                        "subscriber {} ({}): {why}",
+                        sub.index,
+                        self.transport.name()
+                    ),
+                );
                 self.http[k] = Some(sub);
                 self.drop_http(k);
             }
@@ -1675,8 +1682,9 @@ impl Engine {
                 }
                 sub.input.body = body;
                 sub.seq += 1;
-                sub.out
-                    .extend_from_slice(fallback::poll_request(&sub.host, &sub.session, sub.seq).as_bytes());
+                sub.out.extend_from_slice(
+                    fallback::poll_request(&sub.host, &sub.session, sub.seq).as_bytes(),
+                );
                 sub.input.next_response().map_err(|e| (Kind::Protocol, e))?;
                 write_out(sub).map_err(|e| (Kind::Io, format!("socket error: {e}")))?;
             }
@@ -1836,7 +1844,8 @@ fn open_session(target: &Target, path: &str) -> io::Result<Blocking> {
     let mut attempt = 0;
     loop {
         let mut b = Blocking::connect(target.addr)?;
-        b.stream.write_all(fallback::get(&target.host, path).as_bytes())?;
+        b.stream
+            .write_all(fallback::get(&target.host, path).as_bytes())?;
         while b.input.status == 0 {
             b.read_more()?;
         }
@@ -1957,7 +1966,11 @@ fn next_sse(b: &mut Blocking) -> io::Result<Vec<u8>> {
 }
 
 /// An SSE subscriber: `GET /sse`, its `session`, `subscribe` by POST, the reply.
-fn open_sse(target: &Target, control: &mut Option<Blocking>, subscribe: &str) -> io::Result<Opened> {
+fn open_sse(
+    target: &Target,
+    control: &mut Option<Blocking>,
+    subscribe: &str,
+) -> io::Result<Opened> {
     let mut b = open_session(target, "/sse")?;
     let session = session_of(&next_sse(&mut b)?)?;
     send_control(target.addr, &target.host, control, &session, subscribe)?;
@@ -1984,10 +1997,7 @@ fn open_polling(
     }
     let answer: Vec<serde_json::Value> = serde_json::from_slice(&b.input.body)
         .map_err(|e| io::Error::other(format!("GET /poll: not a JSON array: {e}")))?;
-    let first = answer
-        .first()
-        .map(|v| v.to_string())
-        .unwrap_or_default();
+    let first = answer.first().map(|v| v.to_string()).unwrap_or_default();
     let session = session_of(first.as_bytes())?;
     send_control(target.addr, &target.host, control, &session, subscribe)?;
     let mut seq = 1;
