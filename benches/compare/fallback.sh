@@ -11,8 +11,9 @@
 # 1. saturation: no rate cap, FALLBACK_IN_FLIGHT (16) publications in flight until
 #    delivered to every subscriber (--until-delivered), FALLBACK_WARMUP (1s) +
 #    FALLBACK_DURATION (3s): deliveries/s, latency, server CPU per delivery;
-# 2. latency at a fixed rate: FALLBACK_RATE publishes/s (default 50: half of the
-#    hub's WebSocket saturation at 10,000 subscribers x 16 B, pubsub.sh's latency point);
+# 2. latency at a fixed rate: FALLBACK_RATE publishes/s (default 25: a quarter of the
+#    hub's WebSocket saturation at 10,000 subscribers x 16 B, pubsub.sh's second latency
+#    point; at 50/s SSE subscribers fall behind on this 2-core machine);
 # 3. memory per subscriber: the subscribers alone (--publishers 0) on a fresh hub:
 #    (server RSS after - before) / subscribers.
 # FALLBACK_REPS (3) runs of 1 and 2 per point (medians), one of 3.
@@ -29,7 +30,7 @@ reps="${FALLBACK_REPS:-3}"
 warmup="${FALLBACK_WARMUP:-1s}"
 duration="${FALLBACK_DURATION:-3s}"
 in_flight="${FALLBACK_IN_FLIGHT:-16}"
-rate="${FALLBACK_RATE:-50}"
+rate="${FALLBACK_RATE:-25}"
 
 echo "$(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); kernel $(uname -r)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%F %T UTC'); commit $(git -C "$root" rev-parse --short HEAD)"

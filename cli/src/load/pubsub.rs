@@ -15,6 +15,11 @@
 //! the last one that is not such a late one is a duplicate. Publish replies give the
 //! last offset published, so offsets never received by the end of the drain are lost
 //! too.
+//!
+//! `--transport sse|long-polling`: subscribers use the hub's fallback transports instead
+//! (`fallback.rs`: opened and subscribed one after the other before publishing, then read
+//! in the same poll, tokens from `HTTP_TOKEN_BASE`); the checks and the latency are the
+//! same. Publishers always use WebSocket.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
