@@ -17,6 +17,8 @@
 # 3. memory per subscriber: the subscribers alone (--publishers 0) on a fresh hub:
 #    (server RSS after - before) / subscribers.
 # FALLBACK_REPS (3) runs of 1 and 2 per point (medians), one of 3.
+# FALLBACK_HUB_BIN: another `wsengine` binary to serve the hub (e.g. another commit's
+# build); the generator stays this tree's. FALLBACK_OUT: the results' directory.
 # Results: target/fallback/*.json; a table on stdout.
 set -euo pipefail
 
@@ -44,6 +46,12 @@ out="${FALLBACK_OUT:-$out}"
 rm -rf "$out" && mkdir -p "$out"
 wsengine="$out/wsengine"
 cp "$target/release/wsengine" "$wsengine"
+hub_bin="$wsengine"
+if [[ -n ${FALLBACK_HUB_BIN:-} ]]; then
+    hub_bin="$out/wsengine-hub"
+    cp "$FALLBACK_HUB_BIN" "$hub_bin"
+    echo "hub binary: $FALLBACK_HUB_BIN"
+fi
 "$wsengine" load --help | grep -q -- '--transport' || {
     echo "wsengine load has no --transport" >&2
     exit 1
@@ -82,7 +90,7 @@ trap stop_server EXIT
 
 start_hub() {
     local port=$1 log=$2
-    "${pin0[@]}" "$wsengine" hub --listen "127.0.0.1:$port" --config "$hub_toml" >"$log" 2>&1 &
+    "${pin0[@]}" "$hub_bin" hub --listen "127.0.0.1:$port" --config "$hub_toml" >"$log" 2>&1 &
     server_pid=$!
     local i
     for i in $(seq 100); do
