@@ -38,6 +38,7 @@ use wsengine_mio::tls::{self, TlsSession, rustls};
 use super::{Level, max_level};
 
 mod broker;
+mod fallback;
 mod plot;
 mod pubsub;
 mod report;
@@ -141,6 +142,14 @@ pub(crate) struct LoadArgs {
     /// as with the hub.
     #[arg(long, value_enum, default_value_t = pubsub::Dialect::Hub, requires = "hub")]
     dialect: pubsub::Dialect,
+    /// Pub/sub mode against the hub: the subscribers' transport. `websocket`: /ws.
+    /// `sse`: `GET /sse`, `subscribe` sent as `POST /api/send?session=ID`, publications
+    /// read from the event stream. `long-polling`: `GET /poll`, the same `subscribe`,
+    /// then `GET /poll?session=ID&seq=N&timeout=25` again and again on one keep-alive
+    /// connection. Publishers use WebSocket whatever this says. Opening and subscribing
+    /// are part of the setup (one subscriber after the other), not measured.
+    #[arg(long, value_enum, default_value_t = fallback::Transport::Websocket)]
+    transport: fallback::Transport,
     /// Pub/sub mode: --in-flight counts a publish until every subscriber has received
     /// it rather than until its reply (or own relayed message), so the publishers never
     /// outrun the slowest subscriber: a saturating run without a backlog growing in the
@@ -273,6 +282,12 @@ impl Settings {
 pub(crate) fn run(args: LoadArgs) -> io::Result<()> {
     if args.hub {
         return pubsub::run(&args);
+    }
+    if args.transport != fallback::Transport::Websocket {
+        return Err(io::Error::other(format!(
+            "--transport {} needs --hub (pub/sub mode against a wsengine hub)",
+            args.transport.name()
+        )));
     }
     let settings = Settings::from_args(&args).map_err(io::Error::other)?;
     let progress = if io::stderr().is_terminal() {

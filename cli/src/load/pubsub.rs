@@ -15,6 +15,11 @@
 //! the last one that is not such a late one is a duplicate. Publish replies give the
 //! last offset published, so offsets never received by the end of the drain are lost
 //! too.
+//!
+//! `--transport sse|long-polling`: subscribers use the hub's fallback transports instead
+//! (`fallback.rs`: opened and subscribed one after the other before publishing, then read
+//! in the same poll, tokens from `HTTP_TOKEN_BASE`); the checks and the latency are the
+//! same. Publishers always use WebSocket.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -30,6 +35,7 @@ use serde::Deserialize;
 use wsengine::{ClientRequest, CloseCode, Config, Connection, Event};
 
 use super::broker::{BrokerStats, RedisInfo, RedisProbe};
+use super::fallback::{self, Blocking, HttpIn, Transport};
 use super::report::{self, Errors, Kind, ProcSample, ServerStats, bytes, count, nanos, num};
 use super::{
     CLOSE_TIMEOUT, CONNECT_BATCH, DRAIN_TIMEOUT, LoadArgs, MAX_OPENING, OPEN_TIMEOUT, Progress,
@@ -50,6 +56,9 @@ const SUBSCRIBE_ID: u64 = 2;
 const FIRST_PUBLISH_ID: u64 = 3;
 /// Socket.IO's WebSocket transport, Engine.IO protocol 4.
 const SOCKETIO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
+/// Tokens of fallback subscribers (`--transport sse|long-polling`) start here; below
+/// are the WebSocket connections' slots.
+const HTTP_TOKEN_BASE: usize = 1 << 30;
 
 /// The protocol a pub/sub run speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,6 +101,8 @@ pub(crate) struct HubSettings {
     /// The nodes: connection `k` of each role goes to `urls[k % urls.len()]`.
     pub(crate) urls: Vec<String>,
     pub(crate) dialect: Dialect,
+    /// The subscribers' transport (publishers always use WebSocket).
+    pub(crate) transport: Transport,
     pub(crate) subscribers: usize,
     pub(crate) publishers: usize,
     pub(crate) channel: String,
@@ -155,9 +166,18 @@ impl HubSettings {
         if args.size > 16 << 20 {
             return Err("--size is at most 16 MiB with --hub".into());
         }
+        if args.transport != Transport::Websocket && args.dialect != Dialect::Hub {
+            return Err(format!(
+                "--transport {} needs --dialect hub (the wsengine hub's fallback transports); \
+                 {} speaks WebSocket only",
+                args.transport.name(),
+                args.dialect.name()
+            ));
+        }
         Ok(Self {
             urls: args.urls.clone(),
             dialect: args.dialect,
+            transport: args.transport,
             subscribers: args.subscribers,
             publishers: args.publishers,
             channel: args.channel.clone(),
@@ -329,6 +349,24 @@ struct Conn {
     next_at: Instant,
 }
 
+/// A subscriber over SSE or long polling (`--transport`), in the engine's poll with
+/// token `HTTP_TOKEN_BASE + index`.
+struct HttpSub {
+    stream: TcpStream,
+    index: usize,
+    /// The node holding its session.
+    addr: SocketAddr,
+    /// `Host` of the requests (long polling).
+    host: String,
+    session: String,
+    input: HttpIn,
+    /// Bytes of the next poll not yet written.
+    out: Vec<u8>,
+    /// Long polling: the `seq` of the poll awaiting its answer.
+    seq: u64,
+    offsets: Offsets,
+}
+
 /// The fields of a hub message this generator reads; the rest (a publication's `pad`
 /// and `info`, a reply's other fields) is skipped without being copied.
 #[derive(Deserialize)]
@@ -347,6 +385,9 @@ struct Incoming<'a> {
     result: Option<ReplyResult<'a>>,
     #[serde(default, borrow)]
     error: Option<ErrorBody<'a>>,
+    /// A fallback session's id (its first message, `session`).
+    #[serde(default, borrow)]
+    session: Option<Cow<'a, str>>,
 }
 
 /// What a publisher put in a payload (its `pad` is skipped).
@@ -450,6 +491,12 @@ struct Engine {
     setup_failed: bool,
     /// Connections the transport is done with (a subscriber's offsets still count).
     gone: Vec<Conn>,
+    /// The subscribers' transport; with SSE or long polling they are in `http` (their
+    /// slots in `conns` stay `None`).
+    transport: Transport,
+    http: Vec<Option<HttpSub>>,
+    /// Fallback subscribers gone: their index and offsets, for the report.
+    http_gone: Vec<(usize, Offsets)>,
     /// `--until-delivered`: a publish is in flight until every subscriber has it.
     until_delivered: bool,
     subscribers: usize,
@@ -511,6 +558,9 @@ impl Engine {
             errors: Errors::default(),
             setup_failed: false,
             gone: Vec::new(),
+            transport: settings.transport,
+            http: Vec::new(),
+            http_gone: Vec::new(),
             out: String::with_capacity(settings.size + 256),
             payload: String::with_capacity(settings.size + 64),
             until_delivered: settings.until_delivered,
@@ -533,14 +583,21 @@ impl Engine {
     ) -> io::Result<()> {
         progress.phase("open");
         let n = settings.subscribers + settings.publishers;
-        for i in 0..n {
+        let first_ws = if self.transport == Transport::Websocket {
+            0
+        } else {
+            self.open_http(settings, targets, progress)?;
+            settings.subscribers
+        };
+        for i in first_ws..n {
             let (role, index) = if i < settings.subscribers {
                 (Role::Subscriber, i)
             } else {
                 (Role::Publisher, i - settings.subscribers)
             };
             // Each role spread over the nodes in turn: publishers on every node too.
-            let Some(Target { addr, request }) = targets.get(index % targets.len().max(1)) else {
+            let Some(Target { addr, request, .. }) = targets.get(index % targets.len().max(1))
+            else {
                 return Err(io::Error::other("no URL to connect to"));
             };
             let addr = *addr;
@@ -663,6 +720,37 @@ impl Engine {
 
     fn close_all(&mut self) {
         self.send_until = None;
+        // Fallback subscribers: each session is ended with `{"type":"close"}` by
+        // `POST /api/send` (on one keep-alive connection per node, one after the
+        // other), else the hub would keep it, subscribed, for `session_timeout`; then
+        // its connection is closed.
+        let mut controls: Vec<(SocketAddr, Option<Blocking>)> = Vec::new();
+        for k in 0..self.http.len() {
+            if let Some(Some(sub)) = self.http.get(k) {
+                let at = match controls.iter().position(|(a, _)| *a == sub.addr) {
+                    Some(at) => at,
+                    None => {
+                        controls.push((sub.addr, None));
+                        controls.len() - 1
+                    }
+                };
+                let close = send_control(
+                    sub.addr,
+                    &sub.host,
+                    &mut controls[at].1,
+                    &sub.session,
+                    r#"{"type":"close"}"#,
+                );
+                if let Err(e) = close {
+                    let index = sub.index;
+                    self.errors.count(
+                        Kind::UncleanClose,
+                        format!("subscriber {index}: ending its session: {e}"),
+                    );
+                }
+            }
+            self.drop_http(k);
+        }
         let now = Instant::now();
         for i in 0..self.conns.len() {
             if let Some(c) = self.conns[i].as_mut() {
@@ -834,13 +922,21 @@ impl Engine {
         for e in self.events.iter() {
             let i = e.token().0;
             let hup = e.is_read_closed() || e.is_error();
+            if i >= HTTP_TOKEN_BASE {
+                batch.push((i, true));
+                continue;
+            }
             if hup && let Some(Some(c)) = self.conns.get_mut(i) {
                 c.hup = true;
             }
             batch.push((i, hup || e.is_readable()));
         }
         for &(i, readable) in &batch {
-            self.service(i, readable);
+            if i >= HTTP_TOKEN_BASE {
+                self.service_http(i - HTTP_TOKEN_BASE);
+            } else {
+                self.service(i, readable);
+            }
         }
         self.batch = batch;
         // --until-delivered: publishers whose window opened.
@@ -1417,6 +1513,257 @@ impl Engine {
         }
     }
 
+    /// `--transport sse|long-polling`: opens and subscribes every subscriber, one
+    /// after the other (blocking), and puts each in the poll.
+    fn open_http(
+        &mut self,
+        settings: &HubSettings,
+        targets: &[Target],
+        progress: &mut Progress,
+    ) -> io::Result<()> {
+        let n = settings.subscribers + settings.publishers;
+        let subscribe = format!(
+            r#"{{"type":"subscribe","id":{SUBSCRIBE_ID},"channel":"{}"}}"#,
+            self.channel
+        );
+        // One keep-alive connection per node for the subscribes.
+        let mut controls: Vec<Option<Blocking>> = targets.iter().map(|_| None).collect();
+        for k in 0..settings.subscribers {
+            let at = k % targets.len().max(1);
+            let Some(target) = targets.get(at) else {
+                return Err(io::Error::other("no URL to connect to"));
+            };
+            let opened = match self.transport {
+                Transport::LongPolling => open_polling(target, &mut controls[at], &subscribe),
+                _ => open_sse(target, &mut controls[at], &subscribe),
+            };
+            let (stream, input, session, offsets, seq, out) = opened.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "subscribing failed: subscriber {k} over {} to {}: {e}",
+                        self.transport.name(),
+                        target.host
+                    ),
+                )
+            })?;
+            match &self.epoch {
+                None => self.epoch = Some(offsets.epoch.clone()),
+                Some(e) if *e != offsets.epoch => {
+                    return Err(io::Error::other(format!(
+                        "subscribing failed: subscriber {k}: epoch {}, others got {e}",
+                        offsets.epoch
+                    )));
+                }
+                Some(_) => {}
+            }
+            stream.set_nonblocking(true)?;
+            let mut stream = TcpStream::from_std(stream);
+            self.poll.registry().register(
+                &mut stream,
+                Token(HTTP_TOKEN_BASE + k),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            self.http.push(Some(HttpSub {
+                stream,
+                index: k,
+                addr: target.addr,
+                host: target.host.clone(),
+                session,
+                input,
+                out,
+                seq,
+                offsets,
+            }));
+            self.conns.push(None);
+            self.live += 1;
+            self.opened += 1;
+            self.ready += 1;
+            if (k + 1) % CONNECT_BATCH == 0 {
+                self.turn(Some(Duration::ZERO))?;
+                let ready = self.ready;
+                progress.tick(Instant::now(), 0, || format!("{ready}/{n} ready"));
+            }
+            if self.errors.total() > 0 {
+                let why = self.errors.samples.first().cloned().unwrap_or_default();
+                return Err(io::Error::other(format!("subscribing failed: {why}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what fallback subscriber `k` received, handles it, writes its next poll.
+    fn service_http(&mut self, k: usize) {
+        let Some(mut sub) = self.http.get_mut(k).and_then(Option::take) else {
+            return;
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.serve_http(&mut sub, &mut scratch);
+        self.scratch = scratch;
+        match result {
+            Ok(()) => self.http[k] = Some(sub),
+            Err((kind, why)) => {
+                self.errors.count(
+                    kind,
+                    format!(
+                        "subscriber {} ({}): {why}",
+                        sub.index,
+                        self.transport.name()
+                    ),
+                );
+                self.http[k] = Some(sub);
+                self.drop_http(k);
+            }
+        }
+    }
+
+    fn serve_http(&mut self, sub: &mut HttpSub, scratch: &mut [u8]) -> Result<(), (Kind, String)> {
+        write_out(sub).map_err(|e| (Kind::Io, format!("socket error: {e}")))?;
+        loop {
+            let n = match sub.stream.read(scratch) {
+                Ok(0) => {
+                    return Err((Kind::Closed, "the hub ended the connection".to_owned()));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err((Kind::Io, format!("socket error: {e}"))),
+            };
+            // One clock reading per read: the receive time of what it held.
+            let now = Instant::now();
+            sub.input
+                .feed(&scratch[..n])
+                .map_err(|e| (Kind::Protocol, e))?;
+            if self.transport == Transport::Sse {
+                if sub.input.status != 0 && sub.input.status != 200 {
+                    return Err((Kind::Protocol, format!("HTTP {}", sub.input.status)));
+                }
+                while let Some((from, to)) = sub.input.next_sse_data() {
+                    let text = &sub.input.body[from..to];
+                    match serde_json::from_slice::<Incoming<'_>>(text) {
+                        Ok(m) => self.on_fallback(&mut sub.offsets, m, text, now)?,
+                        Err(_) => self.errors.count(
+                            Kind::Protocol,
+                            format!(
+                                "subscriber {}: not a hub message: {}",
+                                sub.index,
+                                clip(&String::from_utf8_lossy(text), 80)
+                            ),
+                        ),
+                    }
+                }
+                sub.input.compact_body();
+                if sub.input.done() {
+                    return Err((Kind::Closed, "the hub ended the stream".to_owned()));
+                }
+            } else if sub.input.done() {
+                if sub.input.status != 200 {
+                    return Err((
+                        Kind::Protocol,
+                        format!(
+                            "poll seq {}: HTTP {}: {}",
+                            sub.seq,
+                            sub.input.status,
+                            clip(&String::from_utf8_lossy(&sub.input.body), 80)
+                        ),
+                    ));
+                }
+                let body = std::mem::take(&mut sub.input.body);
+                match serde_json::from_slice::<Vec<Incoming<'_>>>(&body) {
+                    Ok(messages) => {
+                        for m in messages {
+                            self.on_fallback(&mut sub.offsets, m, &body, now)?;
+                        }
+                    }
+                    Err(e) => {
+                        return Err((
+                            Kind::Protocol,
+                            format!(
+                                "a poll answer that is not a JSON array ({e}): {}",
+                                clip(&String::from_utf8_lossy(&body), 80)
+                            ),
+                        ));
+                    }
+                }
+                sub.input.body = body;
+                sub.seq += 1;
+                sub.out.extend_from_slice(
+                    fallback::poll_request(&sub.host, &sub.session, sub.seq).as_bytes(),
+                );
+                sub.input.next_response().map_err(|e| (Kind::Protocol, e))?;
+                write_out(sub).map_err(|e| (Kind::Io, format!("socket error: {e}")))?;
+            }
+        }
+    }
+
+    /// One message to a fallback subscriber (`text`: what held it, for error lines).
+    fn on_fallback(
+        &mut self,
+        offsets: &mut Offsets,
+        message: Incoming<'_>,
+        text: &[u8],
+        now: Instant,
+    ) -> Result<(), (Kind, String)> {
+        match message.kind.as_ref() {
+            "publication" => {
+                let (Some(offset), Some(stamp)) = (message.offset, message.payload) else {
+                    self.errors.count(
+                        Kind::Mismatch,
+                        format!(
+                            "a publication not from this run: {}",
+                            clip(&String::from_utf8_lossy(text), 80)
+                        ),
+                    );
+                    return Ok(());
+                };
+                if message.epoch.as_deref() != Some(offsets.epoch.as_str()) {
+                    self.errors.count(
+                        Kind::Mismatch,
+                        format!(
+                            "the channel's epoch changed: {}",
+                            clip(&String::from_utf8_lossy(text), 80)
+                        ),
+                    );
+                    return Ok(());
+                }
+                let before = offsets.received;
+                offsets.note(offset);
+                let fresh = offsets.received > before;
+                self.delivery(fresh, &stamp, now);
+            }
+            // Over these transports the client need not answer the hub's ping.
+            "ping" | "join" | "leave" => {}
+            "close" => {
+                return Err((
+                    Kind::Closed,
+                    format!(
+                        "the hub closed the session: {}",
+                        clip(&String::from_utf8_lossy(text), 120)
+                    ),
+                ));
+            }
+            _ => {
+                self.errors.count(
+                    Kind::Protocol,
+                    format!(
+                        "unexpected message: {}",
+                        clip(&String::from_utf8_lossy(text), 80)
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes fallback subscriber `k`'s connection; its offsets count in the report.
+    fn drop_http(&mut self, k: usize) {
+        if let Some(mut sub) = self.http.get_mut(k).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut sub.stream);
+            self.live -= 1;
+            self.http_gone.push((sub.index, sub.offsets));
+        }
+    }
+
     fn drop_conn(&mut self, i: usize, why: String) {
         let name = self.name(i);
         if let Some(mut c) = self.conns.get_mut(i).and_then(Option::take) {
@@ -1473,6 +1820,222 @@ pub(crate) fn build_publish(
         ),
         Dialect::Broadcast => write!(out, "{payload}"),
     };
+}
+
+/// Writes a fallback subscriber's pending request until done or the socket would block.
+fn write_out(sub: &mut HttpSub) -> io::Result<()> {
+    while !sub.out.is_empty() {
+        match sub.stream.write(&sub.out) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                sub.out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A fallback subscriber set up: its socket (blocking still), what was read of its
+/// stream, its session, its offsets from the subscribe reply, the `seq` of its poll
+/// awaiting an answer and that poll's bytes not yet written (long polling).
+type Opened = (std::net::TcpStream, HttpIn, String, Offsets, u64, Vec<u8>);
+
+/// Opens a session with `GET PATH` on a new connection, waiting out `503`s (the hub's
+/// `connect_rate`); returns once the response's head was read.
+fn open_session(target: &Target, path: &str) -> io::Result<Blocking> {
+    let mut attempt = 0;
+    loop {
+        let mut b = Blocking::connect(target.addr)?;
+        b.stream
+            .write_all(fallback::get(&target.host, path).as_bytes())?;
+        while b.input.status == 0 {
+            b.read_more()?;
+        }
+        match b.input.status {
+            200 => return Ok(b),
+            503 if attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(100 * attempt));
+            }
+            status => {
+                while !b.input.done() && b.read_more().is_ok() {}
+                return Err(io::Error::other(format!(
+                    "GET {path}: HTTP {status}: {}",
+                    clip(&String::from_utf8_lossy(&b.input.body), 120)
+                )));
+            }
+        }
+    }
+}
+
+/// `POST /api/send?session=ID` with `body` on the node's keep-alive connection
+/// (opened, or opened again once if the hub closed it); must be `204`.
+fn send_control(
+    addr: SocketAddr,
+    host: &str,
+    control: &mut Option<Blocking>,
+    session: &str,
+    body: &str,
+) -> io::Result<()> {
+    let request = fallback::post_send(host, session, body);
+    let mut last = None;
+    for _ in 0..2 {
+        if control.is_none() {
+            *control = Some(Blocking::connect(addr)?);
+        }
+        let Some(c) = control.as_mut() else {
+            continue;
+        };
+        match c.request(request.as_bytes()) {
+            Ok((204, _)) => return Ok(()),
+            Ok((status, body)) => {
+                return Err(io::Error::other(format!(
+                    "POST /api/send: HTTP {status}: {}",
+                    clip(&String::from_utf8_lossy(&body), 120)
+                )));
+            }
+            Err(e) => {
+                *control = None;
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("POST /api/send failed")))
+}
+
+/// What a message read during setup says: `Some(offsets)` for the subscribe reply,
+/// `None` for one to skip, an error for the rest.
+fn setup_message(text: &[u8]) -> io::Result<Option<Offsets>> {
+    let m: Incoming<'_> = serde_json::from_slice(text).map_err(|_| {
+        io::Error::other(format!(
+            "not a hub message: {}",
+            clip(&String::from_utf8_lossy(text), 80)
+        ))
+    })?;
+    match (m.kind.as_ref(), m.id) {
+        ("ping" | "join" | "leave", _) => Ok(None),
+        ("reply", Some(SUBSCRIBE_ID)) => {
+            let result = m.result.as_ref();
+            let (Some(offset), Some(epoch)) = (
+                result.and_then(|r| r.offset),
+                result.and_then(|r| r.epoch.as_deref()),
+            ) else {
+                return Err(io::Error::other(format!(
+                    "a subscribe reply without offset and epoch: {}",
+                    clip(&String::from_utf8_lossy(text), 80)
+                )));
+            };
+            Ok(Some(Offsets {
+                epoch: epoch.to_owned(),
+                next: offset + 1,
+                ..Offsets::default()
+            }))
+        }
+        _ => Err(io::Error::other(format!(
+            "expected the reply to `subscribe`, got {}",
+            clip(&String::from_utf8_lossy(text), 120)
+        ))),
+    }
+}
+
+/// The session id in a `session` message.
+fn session_of(text: &[u8]) -> io::Result<String> {
+    let m: Option<Incoming<'_>> = serde_json::from_slice(text).ok();
+    match m {
+        Some(m) if m.kind == "session" && m.session.is_some() => {
+            Ok(m.session.unwrap_or_default().into_owned())
+        }
+        _ => Err(io::Error::other(format!(
+            "expected a `session` message, got {}",
+            clip(&String::from_utf8_lossy(text), 120)
+        ))),
+    }
+}
+
+/// The next SSE event's data of a blocking stream.
+fn next_sse(b: &mut Blocking) -> io::Result<Vec<u8>> {
+    loop {
+        if let Some((from, to)) = b.input.next_sse_data() {
+            let data = b.input.body[from..to].to_vec();
+            b.input.compact_body();
+            return Ok(data);
+        }
+        if b.input.done() {
+            return Err(io::Error::other("the SSE stream ended"));
+        }
+        b.read_more()?;
+    }
+}
+
+/// An SSE subscriber: `GET /sse`, its `session`, `subscribe` by POST, the reply.
+fn open_sse(
+    target: &Target,
+    control: &mut Option<Blocking>,
+    subscribe: &str,
+) -> io::Result<Opened> {
+    let mut b = open_session(target, "/sse")?;
+    let session = session_of(&next_sse(&mut b)?)?;
+    send_control(target.addr, &target.host, control, &session, subscribe)?;
+    let offsets = loop {
+        if let Some(offsets) = setup_message(&next_sse(&mut b)?)? {
+            break offsets;
+        }
+    };
+    b.stream.set_read_timeout(None)?;
+    b.stream.set_write_timeout(None)?;
+    Ok((b.stream, b.input, session, offsets, 0, Vec::new()))
+}
+
+/// A long-polling subscriber: `GET /poll`, its `session`, `subscribe` by POST, polls
+/// until the reply; then its next poll is written (answered in the run).
+fn open_polling(
+    target: &Target,
+    control: &mut Option<Blocking>,
+    subscribe: &str,
+) -> io::Result<Opened> {
+    let mut b = open_session(target, "/poll")?;
+    while !b.input.done() {
+        b.read_more()?;
+    }
+    let answer: Vec<serde_json::Value> = serde_json::from_slice(&b.input.body)
+        .map_err(|e| io::Error::other(format!("GET /poll: not a JSON array: {e}")))?;
+    let first = answer.first().map(|v| v.to_string()).unwrap_or_default();
+    let session = session_of(first.as_bytes())?;
+    send_control(target.addr, &target.host, control, &session, subscribe)?;
+    let mut seq = 1;
+    let offsets = 'found: loop {
+        if seq > 20 {
+            return Err(io::Error::other("no subscribe reply in 20 polls"));
+        }
+        let request = fallback::poll_request(&target.host, &session, seq);
+        let (status, body) = b.request(request.as_bytes())?;
+        if status != 200 {
+            return Err(io::Error::other(format!(
+                "poll seq {seq}: HTTP {status}: {}",
+                clip(&String::from_utf8_lossy(&body), 120)
+            )));
+        }
+        seq += 1;
+        let answer: Vec<serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|e| io::Error::other(format!("poll: not a JSON array: {e}")))?;
+        let mut found = None;
+        for m in answer {
+            if let Some(o) = setup_message(m.to_string().as_bytes())? {
+                found = Some(o);
+            }
+        }
+        if let Some(o) = found {
+            break 'found o;
+        }
+    };
+    b.input.next_response().map_err(io::Error::other)?;
+    let out = fallback::poll_request(&target.host, &session, seq).into_bytes();
+    b.stream.set_read_timeout(None)?;
+    b.stream.set_write_timeout(None)?;
+    Ok((b.stream, b.input, session, offsets, seq, out))
 }
 
 /// Writes the transmit buffer until it is empty or the socket would block.
@@ -1539,6 +2102,8 @@ pub(crate) struct PubSubResults {
 struct Target {
     addr: SocketAddr,
     request: ClientRequest,
+    /// `HOST:PORT`, the `Host` of the fallback transports' requests.
+    host: String,
 }
 
 impl Target {
@@ -1559,7 +2124,12 @@ impl Target {
                     format!("{url}: the host resolved to no address"),
                 )
             })?;
-        Ok(Self { addr, request })
+        let host = format!("{}:{}", request.host(), request.port());
+        Ok(Self {
+            addr,
+            request,
+            host,
+        })
     }
 }
 
@@ -1667,36 +2237,45 @@ pub(crate) fn execute(settings: &HubSettings, progress: ProgressMode) -> io::Res
     let (mut lost, mut duplicates, mut out_of_order) = (0, 0, 0);
     let mut faulty = Vec::new();
     let mut faulty_count = 0;
-    let mut subs: Vec<&Conn> = engine
+    let mut subs: Vec<(usize, &Offsets, &[Offsets])> = engine
         .conns
         .iter()
         .flatten()
         .chain(engine.gone.iter())
         .filter(|c| c.role == Role::Subscriber)
+        .map(|c| (c.index, &c.offsets, c.by_publisher.as_slice()))
+        .chain(
+            engine
+                .http
+                .iter()
+                .flatten()
+                .map(|h| (h.index, &h.offsets, &[][..])),
+        )
+        .chain(engine.http_gone.iter().map(|(i, o)| (*i, o, &[][..])))
         .collect();
-    subs.sort_by_key(|c| c.index);
+    subs.sort_by_key(|c| c.0);
     let mut faults_found = Vec::new();
-    for c in subs {
-        let f = if !c.by_publisher.is_empty() {
+    for (index, offsets, by_publisher) in subs {
+        let f = if !by_publisher.is_empty() {
             // Per publisher (broadcast, Socket.IO without offsets): its sequences 0..sent.
-            let per = || c.by_publisher.iter().zip(&engine.sent_by);
+            let per = || by_publisher.iter().zip(&engine.sent_by);
             Faults {
-                subscriber: c.index,
+                subscriber: index,
                 lost: per().map(|(o, &sent)| o.lost_below(sent)).sum(),
                 duplicates: per().map(|(o, _)| o.duplicates).sum(),
                 out_of_order: per().map(|(o, _)| o.out_of_order).sum(),
             }
         } else {
             Faults {
-                subscriber: c.index,
+                subscriber: index,
                 // A subscriber that never subscribed has no base offset: nothing to count.
-                lost: if c.offsets.epoch.is_empty() {
+                lost: if offsets.epoch.is_empty() {
                     0
                 } else {
-                    c.offsets.lost(last)
+                    offsets.lost(last)
                 },
-                duplicates: c.offsets.duplicates,
-                out_of_order: c.offsets.out_of_order,
+                duplicates: offsets.duplicates,
+                out_of_order: offsets.out_of_order,
             }
         };
         lost += f.lost;
@@ -1825,8 +2404,9 @@ impl PubSubResults {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "wsengine load --hub --dialect {} {}",
+            "wsengine load --hub --dialect {} --transport {} {}",
             s.dialect.name(),
+            s.transport.name(),
             s.urls.join(" ")
         );
         let _ = writeln!(
@@ -2010,7 +2590,7 @@ impl PubSubResults {
             o,
             "  \"settings\": {{\"dialect\": \"{}\", \"subscribers\": {}, \"publishers\": {}, \"channel\": {}, \
              \"size\": {}, \"rate_per_publisher\": {}, \"in_flight\": {}, \"warmup_s\": {}, \
-             \"duration_s\": {}}},",
+             \"duration_s\": {}, \"transport\": \"{}\"}},",
             s.dialect.name(),
             s.subscribers,
             s.publishers,
@@ -2020,7 +2600,9 @@ impl PubSubResults {
             s.cap(),
             num(s.warmup.as_secs_f64()),
             num(s.duration.as_secs_f64()),
+            s.transport.name(),
         );
+        let _ = writeln!(o, "  \"transport\": \"{}\",", s.transport.name());
         let _ = writeln!(o, "  \"open_s\": {},", num(self.open_time.as_secs_f64()));
         let _ = writeln!(o, "  \"measured_s\": {},", num(self.measured.as_secs_f64()));
         let _ = writeln!(o, "  \"publishes\": {},", self.publishes);

@@ -486,6 +486,7 @@ fn hub_settings(addr: SocketAddr) -> HubSettings {
     HubSettings {
         urls: vec![format!("ws://{addr}/ws")],
         dialect: Dialect::Hub,
+        transport: super::fallback::Transport::Websocket,
         subscribers: 5,
         publishers: 2,
         channel: "bench".to_owned(),
@@ -676,4 +677,73 @@ fn pubsub_without_publishers_holds_idle_subscribers() {
     assert!(server.rss_after > 0);
     drop(stop);
     drop(runtime);
+}
+
+/// `--transport sse|long-polling`: 20 subscribers over each fallback transport, one
+/// WebSocket publisher, against a real hub: every publication once, in order.
+#[test]
+fn pubsub_load_over_sse_and_long_polling_delivers_every_publication_once() {
+    use super::fallback::Transport;
+    let (addr, runtime, stop) = hub(1000);
+    for transport in [Transport::Sse, Transport::LongPolling] {
+        let mut settings = hub_settings(addr);
+        settings.transport = transport;
+        settings.subscribers = 20;
+        settings.publishers = 1;
+        settings.rate = 100;
+        settings.in_flight = 4;
+        settings.duration = Duration::from_secs(1);
+        let results = pubsub::execute(&settings, ProgressMode::Quiet).unwrap();
+        println!("{}", results.text());
+        results.verdict().unwrap();
+        assert!(results.published > 0, "{transport:?}");
+        assert!(results.deliveries > 0, "{transport:?}");
+        assert_eq!(results.delivered, results.published * 20, "{transport:?}");
+        assert_eq!(
+            (results.lost, results.duplicates, results.out_of_order),
+            (0, 0, 0),
+            "{transport:?}"
+        );
+        assert_eq!(results.errors.total(), 0, "{transport:?}");
+        let json: serde_json::Value = serde_json::from_str(&results.json()).unwrap();
+        assert_eq!(json["transport"], transport.name());
+        assert_eq!(json["settings"]["transport"], transport.name());
+        assert!(json["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+    }
+    drop(stop);
+    drop(runtime);
+}
+
+/// `--transport sse|long-polling` is refused in one line without `--hub` and against
+/// Socket.IO (it speaks WebSocket only).
+#[test]
+fn load_refuses_fallback_transports_without_the_hub() {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+    use clap::Parser as _;
+    for (args, expected) in [
+        (
+            &["ws://127.0.0.1:1/", "--transport", "sse"][..],
+            "--transport sse needs --hub",
+        ),
+        (
+            &[
+                "ws://127.0.0.1:1",
+                "--hub",
+                "--dialect",
+                "socketio",
+                "--transport",
+                "long-polling",
+            ][..],
+            "--transport long-polling needs --dialect hub",
+        ),
+    ] {
+        let cli = Cli::try_parse_from(std::iter::once("load").chain(args.iter().copied())).unwrap();
+        let error = run(cli.load).unwrap_err().to_string();
+        assert!(error.contains(expected), "{args:?}: {error}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
 }

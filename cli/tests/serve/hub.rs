@@ -571,6 +571,84 @@ fn load_spreads_over_two_redis_nodes_and_reads_the_broker() {
     drop(redis.server);
 }
 
+/// `wsengine load --hub --transport sse|long-polling` against the demo hub process: 20
+/// subscribers over each fallback transport, one WebSocket publisher, every publication
+/// once and in order at every subscriber; the JSON names the transport. Without --hub,
+/// or against Socket.IO, the option is refused in one line.
+#[test]
+fn load_over_sse_and_long_polling_against_the_demo_hub() {
+    let hub = start(&[]);
+    for transport in ["sse", "long-polling"] {
+        let json_path = std::env::temp_dir().join(format!(
+            "wsengine-load-{transport}-{}.json",
+            std::process::id()
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+            .args(["load", &format!("ws://{}/ws", hub.addr), "--hub"])
+            .args(["--transport", transport, "--subscribers", "20"])
+            .args(["--publishers", "1", "--rate", "20"])
+            .args(["--warmup", "200ms", "--duration", "1s", "--json"])
+            .arg(&json_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut load = Server(child);
+        let status = wait_exit(&mut load, Duration::from_secs(60)).expect("load exits in 60 s");
+        let mut stdout = String::new();
+        load.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        assert!(status.success(), "{transport}: {status}: {stdout}");
+        let text = std::fs::read_to_string(&json_path).unwrap();
+        let _ = std::fs::remove_file(&json_path);
+        let report: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(report["transport"], transport, "{text}");
+        let totals = &report["totals"];
+        let published = totals["published"].as_u64().unwrap();
+        assert!(published > 0, "{text}");
+        assert_eq!(totals["delivered"].as_u64(), Some(published * 20), "{text}");
+        for key in ["lost", "duplicates", "out_of_order"] {
+            assert_eq!(totals[key], 0, "{key}: {text}");
+        }
+        assert_eq!(report["errors"]["total"], 0, "{text}");
+        assert!(report["deliveries"].as_u64().unwrap() > 0, "{text}");
+    }
+    drop(hub);
+    for (args, expected) in [
+        (
+            &["ws://127.0.0.1:1/", "--transport", "sse"][..],
+            "--transport sse needs --hub",
+        ),
+        (
+            &[
+                "ws://127.0.0.1:1",
+                "--hub",
+                "--dialect",
+                "socketio",
+                "--transport",
+                "long-polling",
+            ][..],
+            "--transport long-polling needs --dialect hub",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_wsengine"))
+            .arg("load")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
+
 /// Several URLs are a cluster's nodes, for --hub only; each must be ws://.
 #[test]
 fn load_refuses_several_urls_without_hub_and_wss_nodes() {
