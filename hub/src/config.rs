@@ -41,7 +41,8 @@ pub struct FallbackConfig {
     pub sse: bool,
     /// `long_polling` (default true): serve `GET /poll`.
     pub long_polling: bool,
-    /// `session_timeout` (default 30): seconds a session lives with no stream or poll open.
+    /// `session_timeout` (default 30): seconds a long-polling session lives with no poll
+    /// open (an SSE session ends with its stream).
     pub session_timeout: u64,
     /// `poll_timeout` (default 25): the longest a poll waits, and how long when it does not say.
     pub poll_timeout: u64,
@@ -456,7 +457,7 @@ ping_interval = 25            # seconds
 [fallback]                    # SSE and long polling ("Fallback transports")
 sse = true                    # GET /sse
 long_polling = true           # GET /poll
-session_timeout = 30          # seconds without a stream or a poll before a session ends
+session_timeout = 30          # seconds without a poll before a long-polling session ends
 poll_timeout = 25             # the longest a poll waits (and its default)
 heartbeat = 15                # seconds between SSE comments on an idle stream
 [engine]

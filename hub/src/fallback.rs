@@ -82,6 +82,8 @@ struct Outbox {
     bytes: usize,
     /// The stream or poll waiting for messages.
     waiter: Option<Waker>,
+    /// The session's task, woken when the last stream or poll ends.
+    task: Option<Waker>,
     /// Streams and polls open now.
     attached: u32,
     /// When the last one ended (or the session started).
@@ -129,6 +131,9 @@ impl Drop for Attachment {
         outbox.attached = outbox.attached.saturating_sub(1);
         if outbox.attached == 0 {
             outbox.detached_at = Instant::now();
+            if let Some(task) = outbox.task.take() {
+                task.wake();
+            }
         }
     }
 }
@@ -185,14 +190,20 @@ impl HttpLink {
         true
     }
 
-    /// When the session expires if nothing attaches, or when to look again.
-    fn expiry_deadline(&self) -> Option<Instant> {
-        let outbox = lock(&self.shared.outbox);
+    /// When the session expires if nothing attaches, or when to look again (`None`:
+    /// expired now). The task is woken when the last stream or poll ends.
+    fn expiry_deadline(&self, cx: &mut Context<'_>) -> Option<Instant> {
+        let mut outbox = lock(&self.shared.outbox);
         let now = Instant::now();
         if outbox.attached > 0 {
-            // Looked at again one timeout from now: a stream that ends before then
-            // makes the session expire at most one timeout late.
+            outbox.task = Some(cx.waker().clone());
+            // Looked at again one timeout from now as well.
             return Some(now + self.session_timeout);
+        }
+        if self.shared.transport == Transport::Sse {
+            // An SSE session's stream never comes back (a reconnect opens a new
+            // session): the client is gone with it.
+            return None;
         }
         let at = outbox.detached_at + self.session_timeout;
         (at > now).then_some(at)
@@ -205,7 +216,7 @@ impl Link for HttpLink {
             return Poll::Ready(message);
         }
         loop {
-            let Some(deadline) = self.expiry_deadline() else {
+            let Some(deadline) = self.expiry_deadline(cx) else {
                 // Expired: the client is gone, and nothing reaches the session any more.
                 lock(&self.shared.outbox).closed = true;
                 return Poll::Ready(None);
@@ -561,6 +572,7 @@ fn open(
             queue: VecDeque::new(),
             bytes: 0,
             waiter: None,
+            task: None,
             attached: 0,
             detached_at: now,
             closed: false,
@@ -848,7 +860,7 @@ async fn local_send(hub: &Hub, id: &str, upstream: Upstream) -> HttpResponse {
     for message in messages {
         let inbound = match serde_json::from_str::<TypeOnly<'_>>(&message) {
             Ok(TypeOnly { ty: Some("close") }) => Inbound::Close,
-            _ => Inbound::Text(message),
+            _ => Inbound::Text(message.into()),
         };
         match tokio::time::timeout(SEND_TIMEOUT, shared.inbox.send(inbound)).await {
             Ok(Ok(())) => {}

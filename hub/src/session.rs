@@ -113,8 +113,9 @@ fn unix_now_ms() -> u64 {
 
 /// A client message, as the session sees it.
 pub(crate) enum Inbound {
-    /// A text message: one protocol message (or a malformed one).
-    Text(String),
+    /// A text message: one protocol message (or a malformed one). The WebSocket's own
+    /// buffer, not a copy.
+    Text(wsengine::Utf8Bytes),
     /// A binary message: not part of the protocol (1003).
     Binary,
     /// A message over `max_message_size` that the link itself did not refuse (1009).
@@ -171,7 +172,7 @@ where
         let next = std::pin::pin!(self.0.next());
         next.poll(cx).map(|message| match message {
             None | Some(Err(_)) => None,
-            Some(Ok(Message::Text(text))) => Some(Inbound::Text(text.as_str().to_owned())),
+            Some(Ok(Message::Text(text))) => Some(Inbound::Text(text)),
             Some(Ok(Message::Binary(_))) => Some(Inbound::Binary),
             // Pings are answered by the core; a Close is echoed by it.
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_))) => {
@@ -995,7 +996,7 @@ impl<L: Link> Session<L> {
             Inbound::Control => return,
         };
         self.hub.metrics.bytes_received.inc_by(text.len() as u64);
-        let parsed = parse_client(&text);
+        let parsed = parse_client(text.as_str());
         if self.client.is_none() {
             // "connect must be the first message": anything else first is 4005.
             return match parsed {

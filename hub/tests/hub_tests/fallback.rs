@@ -663,6 +663,38 @@ async fn sessions_expire_without_a_stream_or_poll_and_leave_presence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_session_ends_with_its_stream() {
+    let hub = TestHub::start(fallback_config("")).await;
+    let (mut sse, _) = Sse::session(hub.addr, "", &[]).await;
+    sse.request(json!({"type": "subscribe", "id": 1, "channel": "chat:gone"}))
+        .await;
+    let (mut ws, _) = hub.connected().await;
+    let presence = ws
+        .ok(json!({"type": "presence", "channel": "chat:gone"}))
+        .await;
+    assert_eq!(presence["clients"].as_array().unwrap().len(), 1);
+    let session = sse.session.clone();
+    // The stream breaks: the session is over at once, not after session_timeout (30 s).
+    drop(sse);
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let presence = ws
+            .ok(json!({"type": "presence", "channel": "chat:gone"}))
+            .await;
+        if presence["clients"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session outlived its stream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(send(hub.addr, &session, r#"{"type":"pong"}"#).await, 404);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_refusals_and_shutdown() {
     let mut config = fallback_config("");
     config.auth.allowed_origins = vec!["https://ok.example".to_owned()];
