@@ -636,19 +636,7 @@ async fn sessions_expire_without_a_stream_or_poll_and_leave_presence() {
     assert_eq!(presence["clients"].as_array().unwrap().len(), 1);
     // Within a few timeouts the session is gone, and so is its presence.
     let deadline = std::time::Instant::now() + STEP;
-    loop {
-        let presence = ws
-            .ok(json!({"type": "presence", "channel": "chat:e"}))
-            .await;
-        if presence["clients"].as_array().unwrap().is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the session did not expire"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    presence_empties(&mut ws, "chat:e", "the session did not expire").await;
     assert_eq!(poll.poll_raw(poll.seq + 1, 0).await.status, 404);
     // An open stream keeps its session: the SSE session is still there.
     assert_eq!(sse.send(&json!({"type": "pong"})).await, 204);
@@ -660,6 +648,19 @@ async fn sessions_expire_without_a_stream_or_poll_and_leave_presence() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     hub.stop().await;
+}
+
+/// Asks `channel`'s presence until it is empty, failing with `what` after [`STEP`].
+async fn presence_empties(ws: &mut TestClient, channel: &str, what: &str) {
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let presence = ws.ok(json!({"type": "presence", "channel": channel})).await;
+        if presence["clients"].as_array().unwrap().is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,20 +677,7 @@ async fn an_sse_session_ends_with_its_stream() {
     let session = sse.session.clone();
     // The stream breaks: the session is over at once, not after session_timeout (30 s).
     drop(sse);
-    let deadline = std::time::Instant::now() + STEP;
-    loop {
-        let presence = ws
-            .ok(json!({"type": "presence", "channel": "chat:gone"}))
-            .await;
-        if presence["clients"].as_array().unwrap().is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the session outlived its stream"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    presence_empties(&mut ws, "chat:gone", "the session outlived its stream").await;
     assert_eq!(send(hub.addr, &session, r#"{"type":"pong"}"#).await, 404);
     hub.stop().await;
 }
