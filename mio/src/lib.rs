@@ -221,8 +221,8 @@ impl Default for DriverConfig {
     }
 }
 
-/// Compiles and runs the README's Rust examples as doc-tests (here, where both the core
-/// and this event loop are in scope).
+/// Compiles and runs docs/EMBEDDING.md's Rust examples as doc-tests (here, where both the
+/// core and this event loop are in scope; the README's are the tokio adapter's).
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
+#[doc = include_str!("../../docs/EMBEDDING.md")]
+struct EmbeddingDoctests;

@@ -484,3 +484,9 @@ where
         ))),
     }
 }
+
+/// Compiles the README's Rust examples as doc-tests (here, where the core, this adapter
+/// and tokio are in scope; docs/EMBEDDING.md's are the mio host's).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
