@@ -359,8 +359,11 @@ fn handshake_mode_opens_and_closes_connections_in_turn_over_ws_and_wss() {
         s.server_pid = Some(std::process::id());
         let results = execute(&s, ProgressMode::Quiet).unwrap();
         assert_eq!(results.errors.total(), 0, "{}: {:?}", s.url, results.errors);
-        // Far more setups than connections: each one closed and was opened again.
-        assert!(results.messages > 40, "{}: {}", s.url, results.messages);
+        // More setups than connections: connections closed and were opened again (three
+        // per connection proves the turn without counting speed, which a busy machine
+        // would skew: rates are the benchmarks' business).
+        let setups = results.messages as usize;
+        assert!(setups >= 3 * s.connections, "{}: {setups}", s.url);
         let hist = results.latency.as_ref().unwrap();
         assert_eq!(hist.len(), results.messages);
         let text = results.text();
