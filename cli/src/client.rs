@@ -184,6 +184,17 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// One --jsonl line: `{"type":KIND,...}`, `type` first for the reader's eye (a
+/// `serde_json` map sorts its keys).
+fn json_line(kind: &str, fields: &[(&str, serde_json::Value)]) -> String {
+    let mut line = format!("{{\"type\":{}", serde_json::Value::from(kind));
+    for (name, value) in fields {
+        line.push_str(&format!(",{}:{value}", serde_json::Value::from(*name)));
+    }
+    line.push('}');
+    line
+}
+
 /// A close code's name: RFC 6455 §7.4.1 and the IANA "WebSocket Close Code Number
 /// Registry" (§11.7) for 1000-1015, the ranges of §7.4.2 otherwise.
 pub(crate) fn code_name(code: CloseCode) -> &'static str {
@@ -296,7 +307,7 @@ impl ClientHandler {
             return;
         }
         if self.jsonl {
-            let line = serde_json::json!({ "type": kind, "base64": base64(data) });
+            let line = json_line(kind, &[("base64", base64(data).into())]);
             self.print(ctx, id, |out| writeln!(out, "{line}"));
         } else {
             match std::str::from_utf8(data) {
@@ -418,14 +429,14 @@ impl Handler for ClientHandler {
         let jsonl = self.jsonl;
         match event {
             Event::Text { data, .. } if jsonl => {
-                let line = serde_json::json!({ "type": "text", "data": data.as_str() });
+                let line = json_line("text", &[("data", data.as_str().into())]);
                 self.print(ctx, id, |out| writeln!(out, "{line}"));
             }
             Event::Text { data, .. } => {
                 self.print(ctx, id, |out| writeln!(out, "{}", data.as_str()));
             }
             Event::Binary { data, .. } if jsonl => {
-                let line = serde_json::json!({ "type": "binary", "base64": base64(&data) });
+                let line = json_line("binary", &[("base64", base64(&data).into())]);
                 self.print(ctx, id, |out| writeln!(out, "{line}"));
             }
             Event::Binary { data, .. } => {
@@ -448,11 +459,9 @@ impl Handler for ClientHandler {
                         .as_ref()
                         .map_or((CloseCode::NO_STATUS, ""), |f| (f.code, f.reason.as_str()));
                     if jsonl {
-                        let line = serde_json::json!({
-                            "type": "close",
-                            "code": frame.as_ref().map(|f| f.code.0),
-                            "reason": reason,
-                        });
+                        let code = frame.as_ref().map(|f| f.code.0);
+                        let line =
+                            json_line("close", &[("code", code.into()), ("reason", reason.into())]);
                         self.print(ctx, id, |out| writeln!(out, "{line}"));
                     } else {
                         eprintln!("< close {}", close_text(code, reason));

@@ -14,6 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+// `wsengine client`: in this test binary too, for the same reason.
+#[path = "serve/client.rs"]
+mod client;
+
 // `wsengine hub`: in this test binary, which has the process helpers. Under serve/ with an
 // explicit path: a tests/hub.rs would be a test binary of its own.
 #[path = "serve/hub.rs"]
