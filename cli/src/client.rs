@@ -54,7 +54,8 @@ Exit status:
   6    the server broke the protocol: we closed with 1002, 1007, 1009, ...
   7    the closing handshake carried another code (1008, 1011, 3xxx, 4xxx, ...),
        sent by either side
-  130  a second SIGINT/SIGTERM while waiting for the server's Close
+  130  a second SIGINT/SIGTERM while waiting for the server's Close, or one before
+       the connection opened
 
 Output: text messages are printed one a line; binary messages as their raw bytes
 followed by a newline (use --jsonl to tell them apart). Logs, warnings and, with
@@ -226,9 +227,24 @@ fn close_text(code: CloseCode, reason: &str) -> String {
     let mut text = format!("{} ({})", code.0, code_name(code));
     if !reason.is_empty() {
         text.push(' ');
-        text.push_str(reason);
+        text.push_str(&one_line(reason));
     }
     text
+}
+
+/// Text from the server for a stderr line (a close reason, ping data): control
+/// characters escaped, so that it cannot break the line or forge another.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// What the loop, the input thread and the signal thread share.
@@ -312,7 +328,7 @@ impl ClientHandler {
         } else {
             match std::str::from_utf8(data) {
                 Ok(text) if !text.is_empty() => {
-                    eprintln!("< {kind} ({} bytes): {text}", data.len());
+                    eprintln!("< {kind} ({} bytes): {}", data.len(), one_line(text));
                 }
                 _ => eprintln!("< {kind} ({} bytes)", data.len()),
             }
@@ -375,9 +391,13 @@ impl ClientHandler {
             ),
             Disconnect::Failed(e) => {
                 let code = e.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+                let why = match e {
+                    Error::Protocol(e) => format!("the server broke the protocol: {e}"),
+                    e => e.to_string(),
+                };
                 (
                     EXIT_PROTOCOL,
-                    format!("closed: {} ({}): {e}", code.0, code_name(code)),
+                    format!("closed: {} {why}", close_text(code, "")),
                 )
             }
             other => (
@@ -399,9 +419,19 @@ impl ClientHandler {
                     tls::describe_io_error(e)
                 ),
             ),
-            Disconnect::Failed(e) => (
+            Disconnect::Failed(Error::Timeout(_)) => (
+                EXIT_HANDSHAKE,
+                format!(
+                    "{url} ({target}): no answer to the WebSocket handshake within --handshake-timeout"
+                ),
+            ),
+            Disconnect::Failed(Error::Handshake(e)) => (
                 EXIT_HANDSHAKE,
                 format!("{url} ({target}): the server refused the WebSocket handshake: {e}"),
+            ),
+            Disconnect::Failed(e) => (
+                EXIT_HANDSHAKE,
+                format!("{url} ({target}): the WebSocket handshake failed: {e}"),
             ),
             other => (
                 EXIT_HANDSHAKE,
@@ -779,7 +809,7 @@ impl Input {
 
 #[cfg(test)]
 mod tests {
-    use super::{base64, code_name, parse_header};
+    use super::{base64, code_name, one_line, parse_header};
     use wsengine::CloseCode;
 
     #[test]
@@ -815,6 +845,11 @@ mod tests {
         assert!(parse_header("Bad Name: x").is_err());
         assert!(parse_header("host: x").is_err());
         assert!(parse_header("Sec-WebSocket-Protocol: chat").is_err());
+    }
+
+    #[test]
+    fn server_text_stays_on_one_line() {
+        assert_eq!(one_line("a\nb\r\u{1b}[2J é"), "a\\nb\\r\\u{1b}[2J é");
     }
 
     #[test]

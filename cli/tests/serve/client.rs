@@ -155,30 +155,35 @@ Sec-WebSocket-Accept: {accept}\r\n\r\n"
 
 /// Reads one (masked, client) frame: its opcode and unmasked payload.
 fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    try_read_frame(s).unwrap()
+}
+
+/// [`read_frame`], or the error that ended the stream.
+fn try_read_frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     let mut header = [0u8; 2];
-    s.read_exact(&mut header).unwrap();
+    s.read_exact(&mut header)?;
     assert_eq!(header[1] & 0x80, 0x80, "a client frame is masked");
     let len = match header[1] & 0x7f {
         126 => {
             let mut n = [0u8; 2];
-            s.read_exact(&mut n).unwrap();
+            s.read_exact(&mut n)?;
             u64::from(u16::from_be_bytes(n))
         }
         127 => {
             let mut n = [0u8; 8];
-            s.read_exact(&mut n).unwrap();
+            s.read_exact(&mut n)?;
             u64::from_be_bytes(n)
         }
         n => u64::from(n),
     };
     let mut mask = [0u8; 4];
-    s.read_exact(&mut mask).unwrap();
+    s.read_exact(&mut mask)?;
     let mut payload = vec![0u8; usize::try_from(len).unwrap()];
-    s.read_exact(&mut payload).unwrap();
+    s.read_exact(&mut payload)?;
     for (i, b) in payload.iter_mut().enumerate() {
         *b ^= mask[i % 4];
     }
-    (header[0] & 0x0f, payload)
+    Ok((header[0] & 0x0f, payload))
 }
 
 /// Reads frames until a Close; returns its code and reason.
@@ -424,7 +429,10 @@ fn client_fails_a_reserved_opcode_with_1002_and_exits_6() {
     server.join().unwrap();
     let status = client.wait(Duration::from_secs(10));
     assert_eq!(status.code(), Some(6));
-    wait_for_line(&lines, "[ERROR] closed: 1002 (protocol error)");
+    wait_for_line(
+        &lines,
+        "[ERROR] closed: 1002 (protocol error) the server broke the protocol",
+    );
 }
 
 #[test]
@@ -574,6 +582,78 @@ fn client_slash_close_sends_its_code_and_reason() {
     assert!(
         run.stderr
             .contains("[ERROR] closed: 4000 (private use) bye"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn client_without_an_answer_to_its_handshake_exits_4() {
+    let (url, server) = raw_server(|mut s| {
+        read_head(&mut s);
+        // No answer: hold the socket until the client leaves.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    let started = Instant::now();
+    let run = run(&["--handshake-timeout", "300ms", &url], b"");
+    server.join().unwrap();
+    assert_eq!(run.status.code(), Some(4), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        run.stderr.contains("no answer to the WebSocket handshake"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn client_pings_and_a_server_that_stops_answering_exits_5() {
+    let (tx, rx) = mpsc::channel();
+    let (url, server) = raw_server(move |mut s| {
+        upgrade(&mut s);
+        // Read (and never answer) until the client gives up.
+        while let Ok((opcode, _)) = try_read_frame(&mut s) {
+            let _ = tx.send(opcode);
+        }
+    });
+    let run = run_stdin_open(&["--ping-interval", "200ms", "--ping-timeout", "300ms", &url]);
+    server.join().unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(1)).unwrap(),
+        0x9,
+        "a Ping first"
+    );
+    assert_eq!(run.status.code(), Some(5), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no answer to our ping within --ping-timeout"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn client_show_control_prints_the_pongs_to_its_pings() {
+    let (_server, url) = echo_server();
+    let run = run(
+        &[
+            "--ping-interval",
+            "100ms",
+            "--show-control",
+            "-x",
+            "hi",
+            "-w",
+            "1s",
+            &url,
+        ],
+        b"",
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, b"hi\n");
+    assert!(run.stderr.contains("< pong ("), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("< close 1000 (normal closure)"),
         "{}",
         run.stderr
     );
