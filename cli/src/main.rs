@@ -230,8 +230,8 @@ enum Command {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
-    /// Connect, send each stdin line as a text message, print what arrives, and close
-    /// cleanly on EOF.
+    /// Connect, send each stdin line (or each -x message) as a message, print what
+    /// arrives, close cleanly on EOF; the exit status says how the connection ended.
     Client(client::ClientArgs),
     /// Run every case of an Autobahn fuzzingserver as a client, echoing messages, then
     /// ask the server to write its reports.
