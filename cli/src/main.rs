@@ -5,7 +5,7 @@
 // The command reads the clock and owns sockets, like the driver.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::io::{self, BufRead, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +15,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use wsengine::extensions::deflate::DeflateConfig;
 use wsengine::handshake::AllowedOrigins;
-use wsengine::{
-    Accept, ClientRequest, CloseCode, Event, Keepalive, Message, Request, Response, SendError,
-};
+use wsengine::{Accept, ClientRequest, CloseCode, Event, Keepalive, Message, Request, SendError};
 use wsengine_mio::tls::{self, ServerCertificates};
 use wsengine_mio::{
     ConnId, Context, Decision, Disconnect, DriverConfig, EventLoop, Handler, SlowConsumer,
@@ -143,6 +141,9 @@ macro_rules! conn_log {
     };
 }
 
+// `wsengine client` (src/client.rs).
+mod client;
+
 // `wsengine hub`, the application server (src/hub.rs).
 mod hub;
 
@@ -229,25 +230,9 @@ enum Command {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
-    /// Connect, send each stdin line as a text message, print what arrives, and close
-    /// cleanly on EOF.
-    Client {
-        /// The ws:// or wss:// URL to connect to.
-        url: String,
-        /// For wss://: also trust the CA certificates in this PEM file (repeatable), besides
-        /// Mozilla's roots (webpki-roots).
-        #[arg(long = "ca", value_name = "CA.pem")]
-        cas: Vec<PathBuf>,
-        /// Subprotocols to offer (repeatable).
-        #[arg(long = "protocol")]
-        protocols: Vec<String>,
-        /// Origin header to send.
-        #[arg(long)]
-        origin: Option<String>,
-        /// Do not offer permessage-deflate (RFC 7692), which is offered by default.
-        #[arg(long)]
-        no_deflate: bool,
-    },
+    /// Connect, send each stdin line (or each -x message) as a message, print what
+    /// arrives, close cleanly on EOF; the exit status says how the connection ended.
+    Client(client::ClientArgs),
     /// Run every case of an Autobahn fuzzingserver as a client, echoing messages, then
     /// ask the server to write its reports.
     AutobahnClient {
@@ -517,13 +502,8 @@ fn main() -> ExitCode {
             };
             serve(listen, mode, config, runtime, tls)
         }
-        Command::Client {
-            url,
-            cas,
-            protocols,
-            origin,
-            no_deflate,
-        } => client_tls(&cas).and_then(|tls| client(&url, protocols, origin, !no_deflate, tls)),
+        // Its own exit statuses (how the connection ended; see client::EXIT_CODES).
+        Command::Client(args) => return client::run(args),
         Command::AutobahnClient {
             server,
             cas,
@@ -778,82 +758,6 @@ fn serve_tokio(
         config.max_connections,
         certificates,
     )
-}
-
-struct ClientHandler {
-    out: io::Stdout,
-    /// Why the connection ended before it opened (the connect runs on the loop).
-    failed: Option<String>,
-    opened: bool,
-}
-
-impl Handler for ClientHandler {
-    fn on_open(&mut self, _ctx: &mut Context<'_>, _id: ConnId, response: Option<&Response>) {
-        self.opened = true;
-        let protocol = response.and_then(Response::protocol).unwrap_or("none");
-        log!(Level::Info, "connected (subprotocol: {protocol})");
-    }
-
-    fn on_event(&mut self, _ctx: &mut Context<'_>, _id: ConnId, event: Event) {
-        let mut out = self.out.lock();
-        let written = match event {
-            Event::Text { data, .. } => writeln!(out, "{}", data.as_str()),
-            Event::Binary { data, .. } => out.write_all(&data).and_then(|()| writeln!(out)),
-            _ => Ok(()),
-        };
-        if written.and_then(|()| out.flush()).is_err() {
-            log!(Level::Warn, "stdout closed");
-        }
-    }
-
-    fn on_close(&mut self, _ctx: &mut Context<'_>, _id: ConnId, why: Disconnect) {
-        if self.opened {
-            log!(Level::Info, "{}", describe(&why));
-        } else {
-            self.failed = Some(describe(&why));
-        }
-    }
-}
-
-fn client(
-    url: &str,
-    protocols: Vec<String>,
-    origin: Option<String>,
-    deflate: bool,
-    tls: Arc<tls::rustls::ClientConfig>,
-) -> io::Result<()> {
-    let mut request =
-        ClientRequest::new(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    for p in protocols {
-        request = request.protocol(p);
-    }
-    if let Some(o) = origin {
-        request = request.origin(o);
-    }
-    let handler = ClientHandler {
-        out: io::stdout(),
-        failed: None,
-        opened: false,
-    };
-    let mut config = driver_config(deflate);
-    config.tls_client = Some(tls);
-    let mut event_loop = EventLoop::new(config, handler)?;
-    let id = event_loop.connect(request)?;
-    let handle = event_loop.handle();
-    std::thread::spawn(move || {
-        for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if handle.send(id, Message::text(line)).is_err() {
-                return;
-            }
-        }
-        let _ = handle.close(id, CloseCode::NORMAL, "");
-    });
-    event_loop.run()?;
-    match event_loop.into_handler().failed {
-        Some(why) => Err(io::Error::other(format!("connecting to {url}: {why}"))),
-        None => Ok(()),
-    }
 }
 
 /// Walks the fuzzingserver's protocol: `/getCaseCount`, then `/runCase?case=N` for
