@@ -78,7 +78,15 @@ pub(crate) struct Conn {
     /// The peer's end of stream (or an error) was reported: read until `Ok(0)`, since
     /// no further readiness event will come for it.
     read_closed: bool,
-    /// Not reading: the peer's send buffer is full (backpressure).
+    /// The send buffer is full (`Connection::is_send_blocked`), as the handler last heard
+    /// (`on_blocked`, `on_writable`).
+    send_blocked: bool,
+    /// A send through the `Context` left the buffer full (or was refused): the handler
+    /// saw it full and is owed an `on_writable`, even if the flush that follows drains it
+    /// before the loop's own check, which then sees no change.
+    pub(crate) owed_writable: bool,
+    /// Not reading: the send buffer is full (backpressure), unless
+    /// `DriverConfig::read_while_send_blocked`.
     paused: bool,
     /// Registered for write readiness.
     writable_interest: bool,
@@ -151,6 +159,8 @@ impl Conns {
             peer,
             readable: false,
             read_closed: false,
+            send_blocked: false,
+            owed_writable: false,
             paused: false,
             writable_interest: connecting.is_some(),
             deadline: None,
@@ -491,12 +501,16 @@ impl<H: Handler> EventLoop<H> {
             }
             // A Handle's send is the application's own, as a reply is: not subject to
             // the slow-consumer policy (a blocked connection refuses it as before).
-            let (_, mut ctx) = self.parts(target);
+            let (handler, mut ctx) = self.parts(target);
             // A command for a connection that is gone or cannot send is dropped: the
             // sender raced with the connection's end, which it learns through on_close.
             let result = match &command {
                 Command::Stop => {
                     ctx.stop();
+                    Ok(())
+                }
+                Command::Wake => {
+                    handler.on_wake(&mut ctx);
                     Ok(())
                 }
                 Command::Send(id, message) => ctx.send(*id, message.clone()),
@@ -883,9 +897,12 @@ impl<H: Handler> EventLoop<H> {
             return false;
         }
         let blocked = c.core.is_send_blocked();
+        let was_blocked = c.send_blocked;
+        c.send_blocked = blocked;
         let was_paused = c.paused;
-        c.paused = blocked;
-        let resume = was_paused && !blocked && c.readable;
+        c.paused = blocked && !self.conns.config.read_while_send_blocked;
+        let resume = was_paused && !c.paused && c.readable;
+        let owed_writable = !blocked && std::mem::take(&mut c.owed_writable);
         let wants_write = c.core.wants_write() || c.tls.as_ref().is_some_and(Session::wants_write);
         if wants_write != c.writable_interest {
             let interest = if wants_write {
@@ -903,13 +920,12 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         self.update_timer(id);
-        if blocked != was_paused {
+        if blocked && !was_blocked {
             let (handler, mut ctx) = self.parts(Some(id));
-            if blocked {
-                handler.on_blocked(&mut ctx, id);
-            } else {
-                handler.on_writable(&mut ctx, id);
-            }
+            handler.on_blocked(&mut ctx, id);
+        } else if !blocked && (was_blocked || owed_writable) {
+            let (handler, mut ctx) = self.parts(Some(id));
+            handler.on_writable(&mut ctx, id);
         }
         if resume {
             self.schedule(id);

@@ -12,6 +12,7 @@ use crate::ConnId;
 /// What a [`Handle`] asks of the loop.
 pub(crate) enum Command {
     Stop,
+    Wake,
     Send(ConnId, Message),
     Close(ConnId, CloseCode, String),
 }
@@ -20,7 +21,7 @@ impl Command {
     /// The connection the command is for (none: the loop itself).
     pub(crate) fn target(&self) -> Option<ConnId> {
         match self {
-            Self::Stop => None,
+            Self::Stop | Self::Wake => None,
             Self::Send(id, _) | Self::Close(id, ..) => Some(*id),
         }
     }
@@ -56,10 +57,22 @@ impl Handle {
     }
 
     /// Queues `message` to `id` (a connection still in its handshake gets it once
-    /// open; dropped if `id` is gone or cannot send). `Message::text(string)` and
+    /// open; dropped if `id` is gone or cannot send, and so when its send buffer is full:
+    /// to send more than the buffer holds, feed it from [`Handler::on_wake`](crate::Handler::on_wake)
+    /// and [`Handler::on_writable`](crate::Handler::on_writable) instead, see [`wake`](Self::wake)). `Message::text(string)` and
     /// `Message::binary(vec)` build one from a `String` or a `Vec<u8>` without a copy.
     pub fn send(&self, id: ConnId, message: Message) -> io::Result<()> {
         self.push(Command::Send(id, message))
+    }
+
+    /// Calls [`Handler::on_wake`](crate::Handler::on_wake) on the loop's thread (once
+    /// per call, in order with the other commands). For a handler that takes work from
+    /// other threads through a bounded queue of its own: the producer pushes, then wakes
+    /// the loop; the handler moves what fits into its connections and, when one is
+    /// blocked, waits for [`on_writable`](crate::Handler::on_writable). Unlike
+    /// [`send`](Self::send), nothing is dropped and nothing queues without bound.
+    pub fn wake(&self) -> io::Result<()> {
+        self.push(Command::Wake)
     }
 
     /// Starts the closing handshake on `id`.

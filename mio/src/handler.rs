@@ -83,8 +83,16 @@ pub trait Handler {
     /// stops reading from it until [`on_writable`](Self::on_writable).
     fn on_blocked(&mut self, ctx: &mut Context<'_>, id: ConnId) {}
 
-    /// `id`'s send buffer has drained below its limit again.
+    /// `id`'s send buffer has drained below its limit again: after
+    /// [`on_blocked`](Self::on_blocked), and after a send through the [`Context`] that
+    /// found or left it full (also when the write that followed drained it at once).
     fn on_writable(&mut self, ctx: &mut Context<'_>, id: ConnId) {}
+
+    /// A [`Handle::wake`](crate::Handle::wake) from another thread: take what it
+    /// queued for you (in a bounded queue of your own) and send what fits. No callback
+    /// of a connection is running, so data sent from here is subject to
+    /// [`DriverConfig::slow_consumer`](crate::DriverConfig::slow_consumer).
+    fn on_wake(&mut self, ctx: &mut Context<'_>) {}
 
     /// The connection is over (called once per connection the loop took on). `id` is
     /// invalid afterwards.
@@ -124,7 +132,12 @@ impl Context<'_> {
                 SendError::Closed
             });
         }
-        f(&mut conn.core)?;
+        let sent = f(&mut conn.core);
+        if conn.core.is_send_blocked() {
+            // The caller has seen (or can see) the buffer full: tell it when it drains.
+            conn.owed_writable = true;
+        }
+        sent?;
         self.conns.dirty.push(id);
         Ok(())
     }

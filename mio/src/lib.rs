@@ -9,7 +9,7 @@
 //! [`Context::open_connections`]), close connections, open client connections and stop
 //! the loop. A handler keeps the loop single-threaded and allocation-free on the hot
 //! path, and the core's events map onto it one to one. Other threads talk to the loop
-//! through a [`Handle`] (send, close, stop), which wakes it with a `mio::Waker`.
+//! through a [`Handle`] (send, close, stop, wake), which wakes it with a `mio::Waker`.
 //!
 //! # What the loop does for each connection
 //!
@@ -182,6 +182,14 @@ pub struct DriverConfig {
     /// the one whose callback is running (not [`Handle::send`], the application's own
     /// sends) (default: close with 1008 at 512 KiB queued; see [`SlowConsumer`]).
     pub slow_consumer: SlowConsumer,
+    /// Keep reading from a connection whose send buffer is full (default false: the loop
+    /// stops reading from it until it drains, so that a peer that does not read cannot
+    /// make an echo or a relay refuse its replies). Turn it on where what a connection
+    /// sends does not come from what it reads (a client fed from stdin or a queue, see
+    /// [`Handle::wake`]): there, pausing would deadlock against a peer that pauses too,
+    /// each waiting for the other to read. Memory stays bounded either way (the receive
+    /// limits, and at most 16 Pongs queued).
+    pub read_while_send_blocked: bool,
     /// After a server closes its write side, how long it keeps reading and discarding
     /// while waiting for the peer's EOF (default 2 s).
     pub linger: Duration,
@@ -211,6 +219,7 @@ impl Default for DriverConfig {
             backlog: 1024,
             max_memory: 256 << 20,
             slow_consumer: SlowConsumer::default(),
+            read_while_send_blocked: false,
             linger: Duration::from_secs(2),
             nodelay: true,
             #[cfg(feature = "tls")]
