@@ -29,7 +29,6 @@
 
 use std::path::PathBuf;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use wsengine::{ClientRequest, Config, Message};
 use wsengine_tokio::{connect, connect_tls, tls};
 
@@ -45,14 +44,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
+    let request = ClientRequest::new(&url)?;
     let connected = match ca {
-        // `connect` does both schemes; with a private CA, build the rustls config and
-        // use `connect_tls` (Mozilla's roots plus the CA; the host name is verified).
-        None => connect(&url).await,
-        Some(ca) => {
+        // With a private CA, build the rustls configuration and use `connect_tls`
+        // (Mozilla's roots plus the CA; the host name is verified).
+        Some(ca) if request.is_secure() => {
             let tls_config = tls::client_config(tls::root_store(&[ca])?)?;
-            connect_tls(ClientRequest::new(&url)?, Config::default(), tls_config).await
+            connect_tls(request, Config::default(), tls_config).await
         }
+        // `connect` does both schemes (`wss://` with Mozilla's roots).
+        _ => connect(&url).await,
     };
     let (ws, response) = connected.map_err(|e| match e {
         // A refused certificate is an io::Error with the rustls error inside: in words.
@@ -76,18 +77,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("closed {:?}", reader.closed());
     });
 
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // Stdin on a thread of its own: tokio's `stdin` reads on a blocking thread that
+    // cannot be cancelled, so the runtime would not shut down until the next line.
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
     loop {
         tokio::select! {
-            // `next_line` is cancel-safe: a line half read when the other branch wins
-            // is not lost (and here the program ends then anyway).
-            line = lines.next_line() => match line? {
+            line = lines.recv() => match line {
                 Some(line) => {
                     if writer.send(Message::text(line)).await.is_err() {
                         break; // the connection is over: the printer says why
                     }
                 }
-                None => break,
+                None => break, // end of stdin
             },
             // The server closed (or the connection failed): nothing left to send to.
             done = &mut printer => return Ok(done?),
