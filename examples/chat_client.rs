@@ -6,6 +6,13 @@
 //! cargo run --example echo_server -- 127.0.0.1:9001
 //! cargo run --example chat_client -- ws://127.0.0.1:9001/
 //! ```
+//!
+//! It is a client for any server: the mio host's chat room, say.
+//!
+//! ```text
+//! cargo run -p wsengine-mio --example chat_server
+//! cargo run --example chat_client -- 'ws://127.0.0.1:9002/chat?name=ann'
+//! ```
 
 #![allow(
     clippy::disallowed_types,

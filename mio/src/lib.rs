@@ -2,6 +2,62 @@
 //! and clients (feature `mio`). It is the only code in the library that touches sockets
 //! and the clock; everything protocol-related happens in the sans-IO core.
 //!
+//! A server: a [`Handler`] gets the loop's calls, here an echo of every text message.
+//!
+//! ```no_run
+//! use wsengine::{Event, Message};
+//! use wsengine_mio::{ConnId, Context, DriverConfig, EventLoop, Handler};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
+//!         if let Event::Text { data, .. } = event {
+//!             let _ = ctx.send(id, Message::Text(data)); // shared, not copied
+//!         }
+//!     }
+//! }
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let mut event_loop = EventLoop::new(DriverConfig::default(), Echo)?;
+//! event_loop.listen(([127, 0, 0, 1], 9001).into())?;
+//! event_loop.run() // until a Handle or the handler stops it
+//! # }
+//! ```
+//!
+//! A client: the same loop, with [`EventLoop::connect`] instead of a listener.
+//!
+//! ```no_run
+//! use wsengine::{ClientRequest, CloseCode, Event, Response};
+//! use wsengine_mio::{ConnId, Context, DriverConfig, EventLoop, Handler};
+//!
+//! struct Hello;
+//!
+//! impl Handler for Hello {
+//!     fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, _: Option<&Response>) {
+//!         let _ = ctx.send_text(id, "hello");
+//!     }
+//!
+//!     fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
+//!         if let Event::Text { data, .. } = event {
+//!             println!("{}", data.as_str());
+//!             let _ = ctx.close(id, CloseCode::NORMAL, "");
+//!         }
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut event_loop = EventLoop::new(DriverConfig::default(), Hello)?;
+//! event_loop.connect(ClientRequest::new("ws://127.0.0.1:9001/")?)?;
+//! event_loop.run()?; // with no listener: until no connection is left
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A fuller server, a chat room that checks the request, broadcasts, and takes
+//! announcements from another thread through a [`Handle`]:
+//! `cargo run -p wsengine-mio --example chat_server` (see `mio/examples/chat_server.rs`).
+//!
 //! # Model: a handler, called from the loop
 //!
 //! The embedder implements [`Handler`]; the loop calls it with a [`Context`] through

@@ -5,7 +5,10 @@
 //! ```sh
 //! cargo run -p wsengine-tokio --example tls_echo_server -- CERT.pem KEY.pem 127.0.0.1:9443
 //! wsengine client --ca CA.pem wss://localhost:9443/
+//! cargo run -p wsengine-tokio --example client -- --ca CA.pem wss://localhost:9443/
 //! ```
+//!
+//! `client.rs` shows how to make a test CA and a certificate for `localhost`.
 // An example host: it owns sockets and prints what happens.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 

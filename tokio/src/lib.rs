@@ -23,6 +23,40 @@
 //! # }
 //! ```
 //!
+//! A client: [`connect`] takes a `ws://` or `wss://` URL and returns the stream and the
+//! server's `101` response.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), wsengine_tokio::Error> {
+//! use wsengine_tokio::{Message, connect};
+//!
+//! let (mut ws, _response) = connect("ws://127.0.0.1:9001/").await?;
+//! ws.send(Message::text("hello")).await?;
+//! if let Some(reply) = ws.next().await {
+//!     println!("{:?}", reply?.to_text());
+//! }
+//! ws.close(None).await?; // 1000, Normal Closure
+//! // Read on until `None`: the server's Close completes the closing handshake.
+//! while ws.next().await.is_some() {}
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Examples
+//!
+//! Runnable programs in `tokio/examples/`:
+//!
+//! - `tokio_echo_server`: the echo loop above, one task per connection
+//!   (`cargo run -p wsengine-tokio --example tokio_echo_server`);
+//! - `client`: stdin lines out, messages printed, over `ws://` or `wss://` (`--ca` for a
+//!   private CA), with the stream [split](WebSocketStream::split) between two tasks
+//!   (`cargo run -p wsengine-tokio --example client -- ws://127.0.0.1:9001/`);
+//! - `tls_echo_server`: the echo server over tokio-rustls
+//!   (`cargo run -p wsengine-tokio --example tls_echo_server -- CERT.pem KEY.pem`);
+//! - `from_tokio_tungstenite`: a small server written as with tokio-tungstenite, next to
+//!   its tokio-tungstenite original in `docs/FROM-TOKIO-TUNGSTENITE.md`, which maps
+//!   tokio-tungstenite's API onto this crate's.
+//!
 //! # Opening a connection
 //!
 //! - Server: [`accept`], or [`accept_with`] to look at the [`Request`] (path, `Origin`,
@@ -35,7 +69,7 @@
 //!   [`tls::TlsAcceptor`] (tokio-rustls) built from [`tls::server_config`], and hand the
 //!   TLS stream to [`accept`] or [`accept_with`]: the adapter works over any
 //!   `AsyncRead + AsyncWrite`. Bound the TLS handshake with a timeout of your own, as the
-//!   core's handshake timeout starts with [`accept`]; `examples/tls_echo_server.rs`
+//!   core's handshake timeout starts with [`accept`]; the `tls_echo_server` example
 //!   shows it.
 //! - After an HTTP server has done the upgrade itself (hyper, axum, ...): check the
 //!   request with [`check_request`](wsengine::handshake::check_request), answer with the
