@@ -6,7 +6,7 @@
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -247,6 +247,19 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// Lines read ahead of the connection: the input thread blocks when this many wait, so a
+/// large or endless stdin is sent at the pace the server reads, never queued whole in
+/// memory.
+const INPUT_QUEUE: usize = 64;
+
+/// What the input thread hands to the loop, in order.
+enum Outgoing {
+    Message(Message),
+    /// Start the closing handshake (end of input, `-x` done, `/close`): after the lines
+    /// before it.
+    Close(CloseCode, String),
+}
+
 /// What the loop, the input thread and the signal thread share.
 #[derive(Default)]
 struct Shared {
@@ -270,6 +283,10 @@ impl Shared {
 
 struct ClientHandler {
     out: io::Stdout,
+    /// The connection, once open.
+    id: Option<ConnId>,
+    /// What the input thread sent, taken as the send buffer has room (`feed`).
+    input: Receiver<Outgoing>,
     url: String,
     /// `host:port`, for connect failures.
     target: String,
@@ -287,6 +304,35 @@ struct ClientHandler {
 }
 
 impl ClientHandler {
+    /// Moves input into the connection while its send buffer has room; the rest waits
+    /// in the queue (and the input thread with it) until `on_writable`.
+    fn feed(&mut self, ctx: &mut Context<'_>) {
+        let Some(id) = self.id else {
+            return; // not open yet: `on_open` feeds
+        };
+        while !ctx.connection(id).is_some_and(|c| c.is_send_blocked()) {
+            match self.input.try_recv() {
+                Ok(Outgoing::Message(message)) => {
+                    // Refused only once the connection is closing or gone: the input
+                    // after our Close or the server's has nowhere to go.
+                    let _ = ctx.send(id, message);
+                }
+                Ok(Outgoing::Close(code, reason)) => {
+                    let mut ours = self
+                        .shared
+                        .our_close
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if ours.is_none() {
+                        *ours = Some((code, reason.clone()));
+                        let _ = ctx.close(id, code, &reason);
+                    }
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
     /// Writes one line of output; on the first failure (stdout closed) closes the
     /// connection with 1000 and prints nothing more.
     fn print(
@@ -442,7 +488,8 @@ impl ClientHandler {
 }
 
 impl Handler for ClientHandler {
-    fn on_open(&mut self, _ctx: &mut Context<'_>, _id: ConnId, response: Option<&Response>) {
+    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, response: Option<&Response>) {
+        self.id = Some(id);
         self.shared.opened.store(true, Ordering::SeqCst);
         if let Some(tx) = self.opened_tx.take() {
             let _ = tx.send(());
@@ -453,6 +500,15 @@ impl Handler for ClientHandler {
             "connected to {} (subprotocol: {protocol})",
             self.url
         );
+        self.feed(ctx);
+    }
+
+    fn on_wake(&mut self, ctx: &mut Context<'_>) {
+        self.feed(ctx);
+    }
+
+    fn on_writable(&mut self, ctx: &mut Context<'_>, _id: ConnId) {
+        self.feed(ctx);
     }
 
     fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
@@ -565,6 +621,13 @@ fn connect_and_run(args: ClientArgs) -> Result<u8, (u8, String)> {
         interval,
         timeout: args.ping_timeout.unwrap_or(Duration::from_secs(10)),
     });
+    // What the client sends comes from stdin, not from what it reads: it reads on while
+    // its send buffer is full (an echo server that pauses its reads while its own buffer
+    // is full of echoes not yet read would otherwise wait for us as we wait for it), and
+    // the input is paced by the buffer through `feed` (the slow-consumer policy is for a
+    // server's broadcasts; here it would close our one connection instead).
+    config.read_while_send_blocked = true;
+    config.slow_consumer.max_queued = usize::MAX;
 
     // Before any thread starts, so that every thread inherits the blocked mask and the
     // signals reach only the thread waiting for them.
@@ -572,8 +635,11 @@ fn connect_and_run(args: ClientArgs) -> Result<u8, (u8, String)> {
         .map_err(|e| (EXIT_OTHER, format!("signals: {e}")))?;
     let shared = Arc::new(Shared::default());
     let (opened_tx, opened_rx) = mpsc::channel();
+    let (queue, input) = mpsc::sync_channel(INPUT_QUEUE);
     let handler = ClientHandler {
         out: io::stdout(),
+        id: None,
+        input,
         url: url.clone(),
         target: target.clone(),
         jsonl: args.jsonl,
@@ -618,8 +684,7 @@ fn connect_and_run(args: ClientArgs) -> Result<u8, (u8, String)> {
 
     let input = Input {
         handle,
-        id,
-        shared,
+        queue,
         binary: args.binary,
         slash: args.slash,
     };
@@ -655,9 +720,9 @@ fn connect_and_run(args: ClientArgs) -> Result<u8, (u8, String)> {
 
 /// What the input thread (stdin or -x) needs.
 struct Input {
+    /// Wakes the loop to take what `queue` holds.
     handle: Handle,
-    id: ConnId,
-    shared: Arc<Shared>,
+    queue: SyncSender<Outgoing>,
     binary: bool,
     slash: bool,
 }
@@ -693,8 +758,7 @@ impl Input {
                 return;
             }
         }
-        self.shared
-            .close(&self.handle, self.id, CloseCode::NORMAL, "");
+        self.push(Outgoing::Close(CloseCode::NORMAL, String::new()));
     }
 
     /// -x: sends `messages`, waits `wait` for answers, closes with 1000.
@@ -706,8 +770,7 @@ impl Input {
             }
         }
         std::thread::sleep(wait);
-        self.shared
-            .close(&self.handle, self.id, CloseCode::NORMAL, "");
+        self.push(Outgoing::Close(CloseCode::NORMAL, String::new()));
     }
 
     /// Sends one line (without its newline) as a message, or runs it as a command.
@@ -742,9 +805,15 @@ impl Input {
     }
 
     fn send(&self, message: Message) -> Next {
-        match self.handle.send(self.id, message) {
-            Ok(()) => Next::Continue,
-            Err(_) => Next::Stop,
+        self.push(Outgoing::Message(message))
+    }
+
+    /// Queues `item` for the loop (waiting while the queue is full) and wakes it.
+    fn push(&self, item: Outgoing) -> Next {
+        match self.queue.send(item).map(|()| self.handle.wake()) {
+            Ok(Ok(())) => Next::Continue,
+            // The loop is gone.
+            _ => Next::Stop,
         }
     }
 
@@ -793,7 +862,7 @@ impl Input {
                     );
                     return Next::Continue;
                 }
-                self.shared.close(&self.handle, self.id, code, reason);
+                self.push(Outgoing::Close(code, reason.to_owned()));
                 Next::Stop
             }
             _ => {

@@ -658,3 +658,45 @@ fn client_show_control_prints_the_pongs_to_its_pings() {
         run.stderr
     );
 }
+
+/// More input than the client's send buffer (4 MiB) and the kernel's socket buffers
+/// hold, to a server that starts reading late: every line arrives once, in order (none
+/// dropped at a full buffer), and the client exits 0 after the closing handshake.
+#[test]
+fn client_sends_every_line_of_an_input_larger_than_its_send_buffer() {
+    const LINES: usize = 24_000;
+    let line = |i: usize| format!("{i:06} {}", "y".repeat(993));
+    let (tx, rx) = mpsc::channel();
+    let (url, server) = raw_server(move |mut s| {
+        upgrade(&mut s);
+        // Let the client fill its buffers (and the kernel's) first.
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut received = 0usize;
+        loop {
+            let (opcode, payload) = read_frame(&mut s);
+            match opcode {
+                0x1 => {
+                    let head = String::from_utf8_lossy(&payload[..payload.len().min(6)]);
+                    assert!(
+                        payload == line(received).into_bytes(),
+                        "line {received} expected, got one starting {head:?}: a line dropped"
+                    );
+                    received += 1;
+                }
+                0x8 => break,
+                other => panic!("opcode {other}"),
+            }
+        }
+        send_close(&mut s, 1000, "");
+        let _ = tx.send(received);
+    });
+    let mut input = String::with_capacity(LINES * 1001);
+    for i in 0..LINES {
+        input.push_str(&line(i));
+        input.push('\n');
+    }
+    let run = run(&[&url], input.as_bytes());
+    server.join().unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(1)).unwrap(), LINES);
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+}
