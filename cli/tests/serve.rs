@@ -14,6 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+// Options of `serve`, `load`, `hub` and `autobahn-client` (issue #21).
+#[path = "serve/options.rs"]
+mod options;
+
 // `wsengine hub`: in this test binary, which has the process helpers. Under serve/ with an
 // explicit path: a tests/hub.rs would be a test binary of its own.
 #[path = "serve/hub.rs"]
