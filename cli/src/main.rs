@@ -1162,8 +1162,37 @@ fn autobahn_client(
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, parse_duration};
+    use super::{choose_protocol, parse_bytes, parse_duration, parse_listen, parse_protocol};
+    use std::net::SocketAddr;
     use std::time::Duration;
+
+    #[test]
+    fn listen_addresses_take_every_form() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(parse_listen("127.0.0.1:9001"), Ok(addr("127.0.0.1:9001")));
+        assert_eq!(parse_listen("[::1]:9001"), Ok(addr("[::1]:9001")));
+        assert_eq!(parse_listen(":8080"), Ok(addr("0.0.0.0:8080")));
+        assert_eq!(parse_listen("localhost:0"), Ok(addr("127.0.0.1:0")));
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("::1:80").is_err(), "IPv6 needs brackets");
+        assert!(parse_listen(":http").is_err());
+        assert!(parse_listen("127.0.0.1:65536").is_err());
+    }
+
+    #[test]
+    fn the_client_order_chooses_the_protocol() {
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let spoken = list(&["chat", "y"]);
+        assert_eq!(choose_protocol(&list(&["x", "chat"]), &spoken), Some("chat"));
+        assert_eq!(choose_protocol(&list(&["y", "chat"]), &spoken), Some("y"));
+        assert_eq!(choose_protocol(&list(&["Chat"]), &spoken), None);
+        assert_eq!(choose_protocol(&[], &spoken), None);
+        assert_eq!(choose_protocol(&list(&["chat"]), &[]), None);
+        assert!(parse_protocol("chat.v2").is_ok());
+        assert!(parse_protocol("").is_err());
+        assert!(parse_protocol("a,b").is_err());
+        assert!(parse_protocol("é").is_err());
+    }
 
     #[test]
     fn byte_counts_take_binary_and_decimal_units() {
