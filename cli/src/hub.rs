@@ -34,10 +34,10 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 /// `wsengine hub` flags ("Running it"); each one given replaces the file's value.
 #[derive(clap::Args, Debug)]
 pub(crate) struct HubArgs {
-    /// Address to listen on: IP:PORT, [IPv6]:PORT, HOST:PORT (a name is resolved, its
-    /// first IPv4 address preferred: localhost:8000) or :PORT (every IPv4 interface,
-    /// 0.0.0.0, as in Go); port 0 takes a free port, printed at start. Default: the
-    /// file's `listen`, else 127.0.0.1:8000.
+    /// Address to listen on: IP:PORT (an IPv6 address in brackets), HOST:PORT (a name
+    /// is resolved, its first IPv4 address preferred: localhost:8000) or :PORT (every
+    /// IPv4 interface, 0.0.0.0, as in Go); port 0 takes a free port, printed at start.
+    /// Default: the file's `listen`, else 127.0.0.1:8000.
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_flag)]
     listen: Option<String>,
     /// The TOML configuration file (docs/HUB-PROTOCOL.md, "Running it"; every key

@@ -167,10 +167,10 @@ struct Cli {
 enum Command {
     /// Run a WebSocket server: echo (the Autobahn agent) or broadcast (a chat room).
     Serve {
-        /// Address to listen on: IP:PORT, [IPv6]:PORT, HOST:PORT (a name is resolved,
-        /// its first IPv4 address preferred: localhost:9001) or :PORT (every IPv4
-        /// interface, 0.0.0.0, as in Go). Port 0 takes a free port; the log line
-        /// `listening on ws://ADDR` says which.
+        /// Address to listen on: IP:PORT (an IPv6 address in brackets), HOST:PORT (a
+        /// name is resolved, its first IPv4 address preferred: localhost:9001) or :PORT
+        /// (every IPv4 interface, 0.0.0.0, as in Go). Port 0 takes a free port; the log
+        /// line `listening on ws://ADDR` says which.
         #[arg(long, default_value = "127.0.0.1:9001", value_parser = parse_listen)]
         listen: SocketAddr,
         /// What to do with each received message.
@@ -1183,7 +1183,10 @@ mod tests {
     fn the_client_order_chooses_the_protocol() {
         let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let spoken = list(&["chat", "y"]);
-        assert_eq!(choose_protocol(&list(&["x", "chat"]), &spoken), Some("chat"));
+        assert_eq!(
+            choose_protocol(&list(&["x", "chat"]), &spoken),
+            Some("chat")
+        );
         assert_eq!(choose_protocol(&list(&["y", "chat"]), &spoken), Some("y"));
         assert_eq!(choose_protocol(&list(&["Chat"]), &spoken), None);
         assert_eq!(choose_protocol(&[], &spoken), None);
