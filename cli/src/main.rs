@@ -233,9 +233,9 @@ enum Command {
         #[arg(long, requires = "tls_cert", value_name = "NAME,CERT.pem,KEY.pem", value_parser = parse_sni)]
         tls_sni: Vec<(String, PathBuf, PathBuf)>,
         /// On SIGTERM or SIGINT, close every connection with 1001 (going away) and wait
-        /// this long for the closing handshakes before exiting 0 (e.g. 5s, 500ms; 0
-        /// exits once the Close frames are queued; a second signal exits at once, with
-        /// status 1). Both runtimes.
+        /// this long for the closing handshakes before exiting 0 (e.g. 5s, 500ms; 0 does
+        /// not wait, so the Close frames may not get out; a second signal exits at once,
+        /// with status 1). Both runtimes.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         drain_timeout: Duration,
         #[command(flatten)]
@@ -261,7 +261,8 @@ enum Command {
         no_deflate: bool,
     },
     /// Run every case of an Autobahn fuzzingserver as a client, echoing messages, then
-    /// ask the server to write its reports.
+    /// ask the server to write its reports. A server that sends no case count from
+    /// /getCaseCount within 5 s (not a fuzzingserver) ends it with status 1.
     AutobahnClient {
         /// The fuzzingserver's base URL (ws:// or wss://).
         #[arg(long, default_value = "ws://127.0.0.1:9001")]
