@@ -34,9 +34,11 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 /// `wsengine hub` flags ("Running it"); each one given replaces the file's value.
 #[derive(clap::Args, Debug)]
 pub(crate) struct HubArgs {
-    /// Address to listen on (HOST:PORT; port 0 takes a free port, printed at start).
+    /// Address to listen on: IP:PORT (an IPv6 address in brackets), HOST:PORT (a name
+    /// is resolved, its first IPv4 address preferred: localhost:8000) or :PORT (every
+    /// IPv4 interface, 0.0.0.0, as in Go); port 0 takes a free port, printed at start.
     /// Default: the file's `listen`, else 127.0.0.1:8000.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_flag)]
     listen: Option<String>,
     /// The TOML configuration file (docs/HUB-PROTOCOL.md, "Running it"; every key
     /// optional). Without a file and without --jwt-secret, --jwt-public-key or --api-key,
@@ -125,6 +127,13 @@ pub(crate) fn run(args: HubArgs) -> ExitCode {
             ExitCode::from(failure.status)
         }
     }
+}
+
+/// `--listen`, read as `serve --listen` reads it ([`crate::parse_listen`]) and handed
+/// on as the `IP:PORT` it resolves to (the `listen` key of the file keeps its
+/// docs/HUB-PROTOCOL.md meaning).
+fn parse_listen_flag(text: &str) -> Result<String, String> {
+    crate::parse_listen(text).map(|addr| addr.to_string())
 }
 
 /// The file (if any) with the flags over it, checked as far as can be before binding.

@@ -168,18 +168,29 @@ struct Cli {
 enum Command {
     /// Run a WebSocket server: echo (the Autobahn agent) or broadcast (a chat room).
     Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:9001")]
+        /// Address to listen on: IP:PORT (an IPv6 address in brackets), HOST:PORT (a
+        /// name is resolved, its first IPv4 address preferred: localhost:9001) or :PORT
+        /// (every IPv4 interface, 0.0.0.0, as in Go). Port 0 takes a free port; the log
+        /// line `listening on ws://ADDR` says which.
+        #[arg(long, default_value = "127.0.0.1:9001", value_parser = parse_listen)]
         listen: SocketAddr,
         /// What to do with each received message.
         #[arg(long, value_enum, default_value_t = Mode::Echo)]
         mode: Mode,
-        /// Most concurrent connections; more are refused with 503.
-        #[arg(long, default_value_t = 10_000)]
+        /// Most concurrent connections (at least 1); more are refused with 503.
+        #[arg(long, default_value_t = 10_000, value_parser = parse_count)]
         max_connections: usize,
-        /// Largest accepted message in bytes (larger ones close with 1009).
-        #[arg(long, default_value_t = 16 << 20)]
-        max_message_size: u64,
+        /// Largest accepted message (bytes, or with a suffix as --max-memory: 64KiB,
+        /// 16M); larger ones close with 1009 and a reason saying the limit.
+        #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+        max_message_size: usize,
+        /// A subprotocol this server speaks (repeatable; RFC 6455 §1.9, §4.2.2): of the
+        /// subprotocols a client offers (Sec-WebSocket-Protocol), the first one in the
+        /// client's order that is given here is chosen and answered. A client offering
+        /// none of them (or none at all) is accepted without a subprotocol; it may then
+        /// close the connection itself.
+        #[arg(long = "protocol", value_name = "NAME", value_parser = parse_protocol)]
+        protocols: Vec<String>,
         /// Do not negotiate permessage-deflate (RFC 7692), which is accepted by default.
         #[arg(long)]
         no_deflate: bool,
@@ -188,15 +199,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Runtime::Mio)]
         runtime: Runtime,
         /// Listen backlog: connections the kernel completes and holds until accepted
-        /// (capped by net.core.somaxconn).
-        #[arg(long, default_value_t = 1024)]
+        /// (at least 1; capped by net.core.somaxconn).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
         backlog: u32,
         /// One memory budget for all connections' buffers (bytes, or with a suffix: KiB,
         /// MiB, GiB, K, M, G; KB, MB, GB are powers of 1000). Over it, the connections
         /// holding the most are closed at once: those making no progress for a second
         /// with 1008 (policy violation) first, then, if all make progress (overload),
         /// the largest with 1013 (try again later). mio runtime only.
-        #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+        #[arg(long, default_value = "256MiB", value_parser = parse_size)]
         max_memory: usize,
         /// What to do with a client that cannot keep up with what others send it
         /// (broadcast): `close` it at once with 1008 (policy violation), or `drop`
@@ -207,7 +218,7 @@ enum Command {
         /// The slow-consumer threshold: bytes queued for a client before
         /// --slow-consumer applies (same suffixes as --max-memory). Stalled readers each
         /// hold up to this much before they are closed.
-        #[arg(long, default_value = "512KiB", value_parser = parse_bytes)]
+        #[arg(long, default_value = "512KiB", value_parser = parse_size)]
         slow_consumer_max_queued: usize,
         /// Serve TLS (wss://) with this certificate chain (PEM, the server's certificate
         /// first); needs --tls-key. SIGHUP re-reads both files (open connections keep
@@ -223,8 +234,9 @@ enum Command {
         #[arg(long, requires = "tls_cert", value_name = "NAME,CERT.pem,KEY.pem", value_parser = parse_sni)]
         tls_sni: Vec<(String, PathBuf, PathBuf)>,
         /// On SIGTERM or SIGINT, close every connection with 1001 (going away) and wait
-        /// this long for the closing handshakes before exiting 0 (e.g. 5s, 500ms; a
-        /// second signal exits at once, with status 1). mio runtime only.
+        /// this long for the closing handshakes before exiting 0 (e.g. 5s, 500ms; 0 does
+        /// not wait, so the Close frames may not get out; a second signal exits at once,
+        /// with status 1). Both runtimes.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         drain_timeout: Duration,
         #[command(flatten)]
@@ -234,7 +246,8 @@ enum Command {
     /// arrives, close cleanly on EOF; the exit status says how the connection ended.
     Client(client::ClientArgs),
     /// Run every case of an Autobahn fuzzingserver as a client, echoing messages, then
-    /// ask the server to write its reports.
+    /// ask the server to write its reports. A server that sends no case count from
+    /// /getCaseCount within 5 s (not a fuzzingserver) ends it with status 1.
     AutobahnClient {
         /// The fuzzingserver's base URL (ws:// or wss://).
         #[arg(long, default_value = "ws://127.0.0.1:9001")]
@@ -289,7 +302,7 @@ struct ConnectionArgs {
     flush_timeout: OptionalDuration,
     /// Largest decompressed size of a compressed message (permessage-deflate); larger
     /// ones close with 1009. Same suffixes as --max-memory.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     max_inflated_size: usize,
     /// Most bytes a second one connection may inflate (permessage-deflate); over it the
     /// connection stops taking compressed input until its budget is back (same
@@ -376,7 +389,84 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{text:?}: too large"))
 }
 
-/// A duration: a number (of seconds) with an optional unit: ms, s, m.
+/// A size that must be more than 0 (a limit of 0 bytes would refuse everything):
+/// [`parse_bytes`] otherwise.
+fn parse_size(text: &str) -> Result<usize, String> {
+    match parse_bytes(text)? {
+        0 => Err("must be more than 0 bytes".into()),
+        n => Ok(n),
+    }
+}
+
+/// A count that must be at least 1 (connections, messages in flight).
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{text:?}: {e}")),
+    }
+}
+
+/// A listening address (`serve --listen`, `hub --listen`): `IP:PORT`, `[IPv6]:PORT`,
+/// `HOST:PORT` (resolved now; the first IPv4 address is preferred, so that `localhost`
+/// is 127.0.0.1 whatever order the resolver gives) or `:PORT`, every IPv4 interface
+/// (0.0.0.0), as Go's `net.Listen` reads it.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::{Ipv4Addr, ToSocketAddrs};
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let expected = || format!("{text:?}: expected HOST:PORT, IP:PORT, [IPv6]:PORT or :PORT");
+    let (host, port) = text.rsplit_once(':').ok_or_else(expected)?;
+    let port: u16 = port.parse().map_err(|_| expected())?;
+    if host.is_empty() {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    }
+    if host.contains(':') && !host.starts_with('[') {
+        // An IPv6 address needs brackets to be told from its port.
+        return Err(expected());
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{host}: no address"))
+}
+
+/// A subprotocol name for `serve --protocol`: an HTTP token (RFC 6455 §4.1 item 10:
+/// "elements that comprise this value MUST be non-empty strings with characters in the
+/// range U+0021 to U+007E not including separator characters").
+fn parse_protocol(text: &str) -> Result<String, String> {
+    const SEPARATORS: &str = "()<>@,;:\\\"/[]?={} \t";
+    let token = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| ('\u{21}'..='\u{7e}').contains(&c) && !SEPARATORS.contains(c));
+    if token {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?}: a subprotocol name is a token (printable ASCII, no separators)"
+        ))
+    }
+}
+
+/// Of the subprotocols a client offers, in its order of preference (RFC 6455 §4.1 item
+/// 10), the first that the server speaks (§4.2.2 step 5: the server "selects one or
+/// none of the acceptable protocols"); names compare exactly.
+pub(crate) fn choose_protocol<'a>(offered: &'a [String], spoken: &[String]) -> Option<&'a str> {
+    offered
+        .iter()
+        .find(|p| spoken.iter().any(|s| s == *p))
+        .map(String::as_str)
+}
+
 /// `--tls-sni NAME,CERT.pem,KEY.pem`.
 fn parse_sni(text: &str) -> Result<(String, PathBuf, PathBuf), String> {
     match text.split(',').collect::<Vec<_>>()[..] {
@@ -387,6 +477,7 @@ fn parse_sni(text: &str) -> Result<(String, PathBuf, PathBuf), String> {
     }
 }
 
+/// A duration: a number (of seconds) with an optional unit: ms, s, m.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -450,6 +541,7 @@ fn main() -> ExitCode {
             mode,
             max_connections,
             max_message_size,
+            protocols,
             no_deflate,
             runtime,
             backlog,
@@ -468,6 +560,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             config.max_connections = max_connections;
+            let max_message_size = u64::try_from(max_message_size).unwrap_or(u64::MAX);
             config.connection.max_message_size = max_message_size;
             config.connection.max_frame_size = max_message_size;
             config.backlog = backlog;
@@ -500,7 +593,7 @@ fn main() -> ExitCode {
                 }
                 None => None,
             };
-            serve(listen, mode, config, runtime, tls)
+            serve(listen, mode, protocols, config, runtime, tls)
         }
         // Its own exit statuses (how the connection ended; see client::EXIT_CODES).
         Command::Client(args) => return client::run(args),
@@ -542,6 +635,8 @@ fn describe(why: &Disconnect) -> String {
 
 struct ServeHandler {
     mode: Mode,
+    /// `--protocol`: the subprotocols this server speaks.
+    protocols: Vec<String>,
 }
 
 impl ServeHandler {
@@ -568,8 +663,20 @@ impl ServeHandler {
 impl Handler for ServeHandler {
     fn on_request(&mut self, ctx: &mut Context<'_>, id: ConnId, request: &Request) -> Decision {
         let peer = ctx.peer_addr(id).map(|a| a.to_string()).unwrap_or_default();
-        conn_log!(Level::Info, "{id}: {peer} upgrades {}", request.path());
-        Decision::Accept(Accept::new())
+        match choose_protocol(request.protocols(), &self.protocols) {
+            Some(protocol) => {
+                conn_log!(
+                    Level::Info,
+                    "{id}: {peer} upgrades {} (subprotocol {protocol})",
+                    request.path()
+                );
+                Decision::Accept(Accept::new().protocol(protocol))
+            }
+            None => {
+                conn_log!(Level::Info, "{id}: {peer} upgrades {}", request.path());
+                Decision::Accept(Accept::new())
+            }
+        }
     }
 
     fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
@@ -627,22 +734,22 @@ fn reload(certificates: Option<&ServerCertificates>) {
     }
 }
 
+/// An OS error of binding `addr`, naming it: `listen on 127.0.0.1:80: Permission denied
+/// (os error 13)`.
+pub(crate) fn listen_error(addr: SocketAddr, e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("listen on {addr}: {e}"))
+}
+
 fn serve(
     listen: SocketAddr,
     mode: Mode,
+    protocols: Vec<String>,
     mut config: DriverConfig,
     runtime: Runtime,
     certificates: Option<Arc<ServerCertificates>>,
 ) -> io::Result<()> {
     if runtime == Runtime::Tokio {
-        if let Some(certificates) = &certificates {
-            // SIGHUP re-reads the certificate here too; SIGTERM and SIGINT keep their
-            // default action (the tokio runtime has no drain).
-            let signals = signals::block(&[libc::SIGHUP])?;
-            let certificates = Arc::clone(certificates);
-            signals::spawn_waiter(signals, move |_| reload(Some(&certificates)))?;
-        }
-        return serve_tokio(listen, mode, config, certificates);
+        return serve_tokio(listen, mode, protocols, config, certificates);
     }
     if let Some(certificates) = &certificates {
         config.tls_server = Some(tls::server_config(Arc::clone(certificates))?);
@@ -651,8 +758,10 @@ fn serve(
     // Before any thread starts, so that every thread inherits the blocked mask and the
     // signals reach only the thread waiting for them.
     let signals = signals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
-    let mut event_loop = EventLoop::new(config, ServeHandler { mode })?;
-    let local = event_loop.listen(listen)?;
+    let mut event_loop = EventLoop::new(config, ServeHandler { mode, protocols })?;
+    let local = event_loop
+        .listen(listen)
+        .map_err(|e| listen_error(listen, &e))?;
     let handle = event_loop.handle();
     let mut stops = 0;
     signals::spawn_waiter(signals, move |signal| {
@@ -740,10 +849,13 @@ mod signals {
     }
 }
 
-/// `serve --runtime tokio`: the echo server on the tokio adapter.
+/// `serve --runtime tokio`: the echo server on the tokio adapter. SIGTERM and SIGINT
+/// drain as on mio (1001 to every connection, up to `--drain-timeout`, exit 0; a second
+/// signal exits at once with 1); SIGHUP re-reads the certificate.
 fn serve_tokio(
     listen: SocketAddr,
     mode: Mode,
+    protocols: Vec<String>,
     config: DriverConfig,
     certificates: Option<Arc<ServerCertificates>>,
 ) -> io::Result<()> {
@@ -752,18 +864,48 @@ fn serve_tokio(
             "--runtime tokio serves --mode echo only (broadcast runs on mio)",
         ));
     }
-    serve_tokio::run(
+    // Before the runtime starts its threads, so that they inherit the blocked mask.
+    let signals = signals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+    let stop = serve_tokio::Stop::new();
+    let on_signal = stop.clone();
+    let reloaded = certificates.clone();
+    let mut stops = 0;
+    signals::spawn_waiter(signals, move |signal| {
+        if signal == signals::Signal::Hangup {
+            reload(reloaded.as_deref());
+            return;
+        }
+        stops += 1;
+        if stops == 1 {
+            log!(
+                Level::Info,
+                "signal: closing every connection (1001), draining"
+            );
+            on_signal.trigger();
+        } else {
+            log!(Level::Warn, "second signal: exiting now");
+            std::process::exit(1);
+        }
+    })?;
+    serve_tokio::run(serve_tokio::Options {
         listen,
-        config.connection,
-        config.max_connections,
+        config: config.connection,
+        max_connections: config.max_connections,
+        protocols,
         certificates,
-    )
+        drain_timeout: config.shutdown_timeout,
+        stop,
+    })
 }
 
 /// Walks the fuzzingserver's protocol: `/getCaseCount`, then `/runCase?case=N` for
 /// every case (echoing every message), then `/updateReports`.
 struct AutobahnHandler {
     server: String,
+    /// Set by the watchdog thread when no case count came within [`CASE_COUNT_WAIT`].
+    gave_up: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped once the case count is in, which tells the watchdog not to give up.
+    counted: Option<std::sync::mpsc::Sender<()>>,
     agent: String,
     case_count: Option<u32>,
     next_case: u32,
@@ -784,11 +926,45 @@ impl AutobahnHandler {
     }
 }
 
+/// How long `/getCaseCount` may take to answer: a fuzzingserver sends the count as soon
+/// as the connection opens; any other WebSocket server (an echo server, `wsengine
+/// serve`) sends nothing, and the client would wait for ever.
+const CASE_COUNT_WAIT: Duration = Duration::from_secs(5);
+
+impl AutobahnHandler {
+    /// The error of a server that does not speak the fuzzingserver's protocol.
+    fn not_fuzzingserver(&mut self, why: &str) {
+        if self.error.is_none() {
+            self.error = Some(io::Error::other(format!(
+                "{}: not an Autobahn fuzzingserver: {why}",
+                self.server
+            )));
+        }
+    }
+}
+
 impl Handler for AutobahnHandler {
     fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {
         if self.case_count.is_none() && self.next_case == 0 {
-            if let Event::Text { data, .. } = &event {
-                self.case_count = data.as_str().trim().parse().ok();
+            match &event {
+                Event::Text { data, .. } => match data.as_str().trim().parse() {
+                    Ok(count) => {
+                        self.case_count = Some(count);
+                        self.counted = None;
+                    }
+                    Err(_) => {
+                        let text: String = data.as_str().chars().take(40).collect();
+                        self.not_fuzzingserver(&format!(
+                            "/getCaseCount answered {text:?}, not a number of cases"
+                        ));
+                        let _ = ctx.close(id, CloseCode::NORMAL, "");
+                    }
+                },
+                Event::Binary { .. } => {
+                    self.not_fuzzingserver("/getCaseCount answered a binary message");
+                    let _ = ctx.close(id, CloseCode::NORMAL, "");
+                }
+                _ => {}
             }
             return;
         }
@@ -804,12 +980,17 @@ impl Handler for AutobahnHandler {
             log!(Level::Debug, "case {}: {}", self.next_case, describe(&why));
         }
         let Some(count) = self.case_count else {
-            log!(
-                Level::Error,
-                "no case count from the fuzzingserver ({})",
-                describe(&why)
-            );
-            self.error = Some(io::Error::other("no case count"));
+            if self.gave_up.load(std::sync::atomic::Ordering::Relaxed) {
+                self.not_fuzzingserver(&format!(
+                    "no case count from /getCaseCount within {}s",
+                    CASE_COUNT_WAIT.as_secs()
+                ));
+            } else {
+                self.not_fuzzingserver(&format!(
+                    "no case count from /getCaseCount ({})",
+                    describe(&why)
+                ));
+            }
             return;
         };
         if self.next_case < count {
@@ -836,8 +1017,15 @@ fn autobahn_client(
     let mut config = driver_config(deflate);
     config.tls_client = Some(tls);
     config.connect_timeout = Duration::from_secs(5);
+    // Giving up on a server that is not a fuzzingserver closes the one connection; its
+    // closing handshake need not take long.
+    config.shutdown_timeout = Duration::from_secs(1);
+    let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (counted_tx, counted_rx) = std::sync::mpsc::channel::<()>();
     let handler = AutobahnHandler {
         server: server.to_owned(),
+        gave_up: Arc::clone(&gave_up),
+        counted: Some(counted_tx),
         agent: agent.to_owned(),
         case_count: None,
         next_case: 0,
@@ -850,6 +1038,20 @@ fn autobahn_client(
     event_loop.connect(
         ClientRequest::new(&first).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
     )?;
+    // The watchdog: without a case count by then, stop the loop (closing the
+    // connection); `on_close` then says why.
+    let handle = event_loop.handle();
+    std::thread::Builder::new()
+        .name("case-count".into())
+        .spawn(move || {
+            // Woken early (the sender dropped) once the count is in.
+            if counted_rx.recv_timeout(CASE_COUNT_WAIT)
+                == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            {
+                gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = handle.stop();
+            }
+        })?;
     event_loop.run()?;
     let handler = event_loop.into_handler();
     if let Some(e) = handler.error {
@@ -865,8 +1067,40 @@ fn autobahn_client(
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, parse_duration};
+    use super::{choose_protocol, parse_bytes, parse_duration, parse_listen, parse_protocol};
+    use std::net::SocketAddr;
     use std::time::Duration;
+
+    #[test]
+    fn listen_addresses_take_every_form() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(parse_listen("127.0.0.1:9001"), Ok(addr("127.0.0.1:9001")));
+        assert_eq!(parse_listen("[::1]:9001"), Ok(addr("[::1]:9001")));
+        assert_eq!(parse_listen(":8080"), Ok(addr("0.0.0.0:8080")));
+        assert_eq!(parse_listen("localhost:0"), Ok(addr("127.0.0.1:0")));
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("::1:80").is_err(), "IPv6 needs brackets");
+        assert!(parse_listen(":http").is_err());
+        assert!(parse_listen("127.0.0.1:65536").is_err());
+    }
+
+    #[test]
+    fn the_client_order_chooses_the_protocol() {
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let spoken = list(&["chat", "y"]);
+        assert_eq!(
+            choose_protocol(&list(&["x", "chat"]), &spoken),
+            Some("chat")
+        );
+        assert_eq!(choose_protocol(&list(&["y", "chat"]), &spoken), Some("y"));
+        assert_eq!(choose_protocol(&list(&["Chat"]), &spoken), None);
+        assert_eq!(choose_protocol(&[], &spoken), None);
+        assert_eq!(choose_protocol(&list(&["chat"]), &[]), None);
+        assert!(parse_protocol("chat.v2").is_ok());
+        assert!(parse_protocol("").is_err());
+        assert!(parse_protocol("a,b").is_err());
+        assert!(parse_protocol("é").is_err());
+    }
 
     #[test]
     fn byte_counts_take_binary_and_decimal_units() {

@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 #[path = "serve/client.rs"]
 mod client;
 
+// Options of `serve`, `load`, `hub` and `autobahn-client` (issue #21).
+#[path = "serve/options.rs"]
+mod options;
+
 // `wsengine hub`: in this test binary, which has the process helpers. Under serve/ with an
 // explicit path: a tests/hub.rs would be a test binary of its own.
 #[path = "serve/hub.rs"]

@@ -397,6 +397,18 @@ fn open_pair(config: &wsengine_config, now: u64) -> (Conn, Conn) {
 }
 
 /// Unmasks a frame the client sent (header of 2 bytes plus a 4-byte key, payload < 126).
+/// An unmasked Close frame with `code` and `reason` (under 124 bytes), as a server sends
+/// it: the core's automatic Closes carry the error's text as their reason.
+fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut frame = vec![
+        0x88,
+        u8::try_from(2 + reason.len()).expect("a short reason"),
+    ];
+    frame.extend_from_slice(&code.to_be_bytes());
+    frame.extend_from_slice(reason.as_bytes());
+    frame
+}
+
 fn unmask_small(frame: &[u8]) -> (u8, Vec<u8>) {
     assert_eq!(frame[1] & 0x80, 0x80, "client frames are masked");
     let len = usize::from(frame[1] & 0x7f);
@@ -507,7 +519,10 @@ fn unmasked_frame_to_server_queues_close_1002() {
     assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
     assert_eq!(server.state(), wsengine_state::WSENGINE_STATE_FAILED as i32);
     assert!(!server.should_close(), "the Close frame is still queued");
-    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xea]);
+    assert_eq!(
+        server.transmit(),
+        close_frame(1002, "unmasked frame from a client")
+    );
     assert!(server.should_close());
     assert_eq!(server.send_text(b"late"), WSENGINE_CLOSED);
 }
@@ -519,7 +534,10 @@ fn invalid_utf8_to_server_queues_close_1007() {
     server.recv_all(&[0x81, 0x83, 0, 0, 0, 0, b'a', 0xff, b'b']);
     assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
     assert_eq!(server.close_code(), 1007);
-    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xef]);
+    assert_eq!(
+        server.transmit(),
+        close_frame(1007, "invalid UTF-8 in a text message or close reason")
+    );
     assert!(server.should_close());
 }
 
@@ -529,7 +547,13 @@ fn masked_frame_to_client_queues_masked_close_1002() {
     client.recv_all(&[0x81, 0x81, 1, 2, 3, 4, b'a' ^ 1]);
     assert_eq!(client.poll(), Err(WSENGINE_PROTOCOL_ERROR));
     assert_eq!(client.close_code(), 1002);
-    assert_eq!(unmask_small(&client.transmit()), (0x88, vec![0x03, 0xea]));
+    assert_eq!(
+        unmask_small(&client.transmit()),
+        (
+            0x88,
+            close_frame(1002, "masked frame from a server")[2..].to_vec()
+        )
+    );
 }
 
 #[test]
@@ -540,7 +564,10 @@ fn oversized_message_is_1009() {
     server.recv_all(&[0x82, 0x85, 0, 0, 0, 0, 1, 2, 3, 4, 5]);
     assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
     assert_eq!(server.close_code(), 1009);
-    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xf1]);
+    assert_eq!(
+        server.transmit(),
+        close_frame(1009, "message of 5+ bytes (max 4)")
+    );
 }
 
 // ---- the handshake ----
@@ -1855,7 +1882,7 @@ fn message_timeout_queues_a_close_1008() {
     assert_eq!(server.close_code(), 1008);
     assert_eq!(
         server.transmit(),
-        [0x88, 0x02, 0x03, 0xf0],
+        close_frame(1008, "data message did not complete in time"),
         "Close 1008 queued"
     );
     assert_eq!(server.poll(), Err(WSENGINE_TIMEOUT), "sticky");
@@ -1910,7 +1937,10 @@ fn flush_timeout_ends_a_connection_whose_peer_stopped_reading() {
     assert_eq!(server.next_timeout(), (WSENGINE_AGAIN, u64::MAX));
     server.handle_timeout(3600 * SEC);
     assert!(!server.should_close());
-    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xea]);
+    assert_eq!(
+        server.transmit(),
+        close_frame(1002, "unmasked frame from a client")
+    );
     assert!(server.should_close());
 }
 
@@ -1944,7 +1974,12 @@ fn deflate_max_inflated_size_fails_with_1009_and_0_leaves_max_message_size() {
     assert_eq!(server.poll(), Err(WSENGINE_PROTOCOL_ERROR));
     assert_eq!(server.close_code(), 1009);
     assert!(server.error_message().contains("inflates"));
-    assert_eq!(server.transmit(), [0x88, 0x02, 0x03, 0xf1]);
+    // 1009, and the error's text as the reason.
+    let close = server.transmit();
+    assert_eq!(usize::from(close[1]), close.len() - 2);
+    assert_eq!([close[0], close[2], close[3]], [0x88, 0x03, 0xf1]);
+    let reason = std::str::from_utf8(&close[4..]).expect("UTF-8 reason");
+    assert!(server.error_message().ends_with(reason), "{reason:?}");
 
     // 0: no limit of its own; max_message_size still applies.
     let (mut client, mut server) = deflate_pair_with(|c| {

@@ -949,12 +949,9 @@ impl Connection {
         if timeout.drops_transport() {
             self.give_up = true;
         } else if self.phase == Phase::Open {
+            // The reason says which timer (RFC 6455 §5.5.1 allows a reason on any Close).
             let code = Error::Timeout(timeout).close_code();
-            let frame = code.map(|code| CloseFrame {
-                code,
-                reason: String::new(),
-            });
-            self.queue_close(frame.as_ref());
+            self.queue_close_with(code.map(|code| (code, &timeout as &dyn fmt::Display)));
         }
         self.fail_quietly(Error::Timeout(timeout));
     }
@@ -970,15 +967,13 @@ impl Connection {
     }
 
     /// Fails the connection after a protocol error: queue the Close frame (§7.1.7: "the
-    /// endpoint SHOULD send a Close frame with an appropriate status code") unless ours
-    /// is already out, then store the error.
+    /// endpoint SHOULD send a Close frame with an appropriate status code", the error's
+    /// text as its reason) unless ours is already out, then store the error.
     fn fail_protocol(&mut self, error: crate::error::ProtocolError) -> Error {
         if self.phase == Phase::Open {
-            let frame = CloseFrame {
-                code: error.close_code(),
-                reason: String::new(),
-            };
-            self.queue_close(Some(&frame));
+            // With the rule that was broken as the reason, formatted into the frame
+            // (no allocation): what the peer sees is what the application logs.
+            self.queue_close_with(Some((error.close_code(), &error)));
         }
         let error = Error::Protocol(error);
         self.fail_quietly(error.clone());

@@ -3,6 +3,8 @@
 
 use crate::prelude::*;
 
+use core::fmt;
+
 use bytes::Bytes;
 
 use super::state::{Command, Input};
@@ -28,6 +30,48 @@ const ZERO_COPY_MIN: usize = 4 << 10;
 
 /// RFC 6455 §5.5: a Close body is a 2-byte code plus a reason, within 125 bytes.
 const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
+
+/// A Close frame body being formatted (`queue_close_with`): the code, then as much of
+/// the reason as fits in the 125 bytes of a control frame (RFC 6455 §5.5), cut on a
+/// character boundary so that it stays UTF-8 (§5.5.1; a peer fails a Close with an
+/// invalid reason with 1007).
+pub(super) struct CloseBody {
+    buf: [u8; MAX_CONTROL_PAYLOAD],
+    len: usize,
+    /// A piece did not fit: later, shorter pieces are not appended after the cut.
+    cut: bool,
+}
+
+impl CloseBody {
+    pub(super) fn new() -> Self {
+        Self {
+            buf: [0u8; MAX_CONTROL_PAYLOAD],
+            len: 0,
+            cut: false,
+        }
+    }
+
+    /// The body so far.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for CloseBody {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.cut {
+            return Ok(());
+        }
+        let mut n = s.len().min(self.buf.len() - self.len);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        self.cut = n < s.len();
+        Ok(())
+    }
+}
 
 impl Connection {
     /// Server: accepts the request reported by [`Event::Request`](super::Event::Request),
@@ -327,6 +371,15 @@ impl Connection {
     /// received before any Close) goes out first, whatever the send buffer holds: it is
     /// one frame of at most 127 bytes.
     pub(super) fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        self.queue_close_with(frame.map(|f| (f.code, &f.reason as &dyn fmt::Display)));
+    }
+
+    /// [`queue_close`](Self::queue_close) with the reason given as text to format: the
+    /// automatic Closes of a failed connection say why (RFC 6455 §5.5.1: the body "MAY
+    /// contain UTF-8-encoded data ... [that] may be useful for debugging"), e.g.
+    /// "message of 2048+ bytes (max 1024)" with 1009, without allocating: the text is
+    /// formatted straight into the frame body, cut at 123 bytes on a character boundary.
+    pub(super) fn queue_close_with(&mut self, frame: Option<(CloseCode, &dyn fmt::Display)>) {
         if self.close_queued {
             return;
         }
@@ -334,18 +387,15 @@ impl Connection {
         if let Some(payload) = self.pending_pong.take() {
             self.encode_frame(OpCode::Pong, true, &payload);
         }
-        let mut body = [0u8; MAX_CONTROL_PAYLOAD];
-        let len = match frame {
-            Some(f) => {
-                let reason = f.reason.as_bytes();
-                let reason = &reason[..reason.len().min(MAX_CLOSE_REASON)];
-                body[..2].copy_from_slice(&f.code.0.to_be_bytes());
-                body[2..2 + reason.len()].copy_from_slice(reason);
-                2 + reason.len()
-            }
-            None => 0,
-        };
-        self.encode_frame(OpCode::Close, true, &body[..len]);
+        let mut body = CloseBody::new();
+        if let Some((code, reason)) = frame {
+            body.buf[..2].copy_from_slice(&code.0.to_be_bytes());
+            body.len = 2;
+            // `CloseBody` never fails; a Display impl that does leaves what it wrote,
+            // which is still valid UTF-8.
+            let _ = fmt::write(&mut body, format_args!("{reason}"));
+        }
+        self.encode_frame(OpCode::Close, true, body.bytes());
     }
 
     /// RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong

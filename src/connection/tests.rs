@@ -890,3 +890,16 @@ mod prepared_deflate {
         assert_eq!(queued(&c), prepared.frame());
     }
 }
+
+#[test]
+fn an_automatic_close_reason_is_cut_at_123_bytes_on_a_character_boundary() {
+    use core::fmt::Write;
+    let mut body = super::send::CloseBody::new();
+    // 2 bytes of code, then 61 two-byte characters (122 bytes) and one that does not fit.
+    body.write_str("ab").unwrap();
+    body.write_str(&"é".repeat(62)).unwrap();
+    // After a cut nothing more is appended, even what would fit.
+    body.write_str("z").unwrap();
+    assert_eq!(body.bytes().len(), 2 + 122);
+    assert!(core::str::from_utf8(&body.bytes()[2..]).is_ok());
+}

@@ -346,6 +346,12 @@ fn a_message_that_never_ends_fails_after_the_message_timeout() {
     );
     let frames = take_frames(&mut server);
     assert_eq!(frames.last().and_then(|f| f.close_code()), Some(1008));
+    // The Close says which timer expired.
+    let close = frames.last().expect("a Close frame");
+    assert_eq!(
+        &close.payload[2..],
+        b"data message did not complete in time"
+    );
     assert!(server.should_close_transport());
 }
 

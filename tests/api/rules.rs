@@ -19,8 +19,9 @@ fn client() -> Connection {
     open_client(config())
 }
 
-/// Checks that `conn` has failed and transmits exactly one Close frame with `code`.
-fn assert_close_sent(conn: &mut Connection, code: u16, what: &str) {
+/// Checks that `conn` has failed and transmits exactly one Close frame with `code`;
+/// returns its reason.
+fn assert_close_sent(conn: &mut Connection, code: u16, what: &str) -> String {
     assert_eq!(conn.state(), State::Failed, "{what}");
     let frames = take_frames(conn);
     assert_eq!(frames.len(), 1, "{what}: {frames:?}");
@@ -32,6 +33,7 @@ fn assert_close_sent(conn: &mut Connection, code: u16, what: &str) {
         "{what}: only clients mask"
     );
     assert!(conn.should_close_transport(), "{what}");
+    String::from_utf8(frames[0].payload[2..].to_vec()).expect("the reason is UTF-8")
 }
 
 /// Feeds `input` to fresh connections from `make`, whole and one byte at a time, and
@@ -55,7 +57,17 @@ fn fails_with(make: &dyn Fn() -> Connection, input: &[u8], expected: ProtocolErr
             Some(CloseCode(code)),
             "{way}"
         );
-        assert_close_sent(&mut conn, code, way);
+        // The Close says which rule was broken (RFC 6455 §5.5.1 allows a reason).
+        let reason = assert_close_sent(&mut conn, code, way);
+        assert_eq!(
+            reason,
+            expected.to_string(),
+            "{way}: the reason on the wire"
+        );
+        assert!(
+            !reason.is_empty() && reason.len() <= 123,
+            "{way}: {reason:?}"
+        );
     }
 }
 
@@ -485,6 +497,12 @@ fn message_too_big_in_one_frame() {
         ProtocolError::MessageTooBig { len: 101, max: 100 },
         1009,
     );
+    // What the peer reads, spelled out (fails_with compares it with the Display text).
+    let mut server = make();
+    feed(&mut server, &input);
+    let frames = take_frames(&mut server);
+    assert_eq!(frames[0].payload[..2], 1009u16.to_be_bytes());
+    assert_eq!(&frames[0].payload[2..], b"message of 101+ bytes (max 100)");
 }
 
 #[test]

@@ -73,20 +73,22 @@ pub(crate) struct LoadArgs {
     /// Mozilla's roots.
     #[arg(long = "ca", value_name = "CA.pem")]
     cas: Vec<PathBuf>,
-    /// Connections that send messages.
-    #[arg(long, default_value_t = 100)]
+    /// Connections that send messages (at least 1).
+    #[arg(long, default_value_t = 100, value_parser = crate::parse_count)]
     connections: usize,
-    /// Payload size of every message, in bytes.
-    #[arg(long, default_value_t = 20)]
+    /// Payload size of every message, in bytes (or with a suffix: KiB, MiB, K, M; KB,
+    /// MB are powers of 1000).
+    #[arg(long, default_value = "20", value_parser = crate::parse_bytes)]
     size: usize,
-    /// How long to measure (e.g. 10s, 500ms, 2m).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// How long to measure (e.g. 10s, 500ms, 2m; more than 0).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     duration: Duration,
     /// How long to run before measuring (not measured).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     warmup: Duration,
-    /// Messages in flight per connection: each echo sends the next message.
-    #[arg(long, default_value_t = 1)]
+    /// Messages in flight per connection: each echo sends the next message (1 to
+    /// 10000).
+    #[arg(long, default_value_t = 1, value_parser = parse_in_flight)]
     in_flight: usize,
     /// Send text messages (ASCII) instead of binary ones.
     #[arg(long)]
@@ -102,7 +104,7 @@ pub(crate) struct LoadArgs {
     rate: Option<u64>,
     /// Idle mode: open this many connections, send nothing, hold them for --hold, then
     /// close them (with --server-pid: the server's memory per connection).
-    #[arg(long, conflicts_with_all = ["connections", "size", "duration", "warmup", "in_flight", "text", "rate", "plot"])]
+    #[arg(long, value_parser = crate::parse_count, conflicts_with_all = ["connections", "size", "duration", "warmup", "in_flight", "text", "rate", "plot"])]
     idle: Option<usize>,
     /// Handshake mode: each of --connections connections opens (TCP connect, TLS
     /// handshake for wss://, WebSocket handshake), closes cleanly and opens again, for
@@ -176,6 +178,22 @@ pub(crate) struct LoadArgs {
     /// Draw the latency distribution (percentile spectrum) as SVG to this file.
     #[arg(long)]
     plot: Option<PathBuf>,
+}
+
+/// `--in-flight`: 1 to 10000.
+fn parse_in_flight(s: &str) -> Result<usize, String> {
+    match crate::parse_count(s)? {
+        n if n > 10_000 => Err("must be at most 10000".into()),
+        n => Ok(n),
+    }
+}
+
+/// [`parse_duration`] for a duration that must be more than 0.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0".into()),
+        d => Ok(d),
+    }
 }
 
 /// Parses `1.5s`, `250ms`, `2m`, `100us` or a plain number of seconds.
