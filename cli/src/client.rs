@@ -374,9 +374,13 @@ impl ClientHandler {
         } else {
             match std::str::from_utf8(data) {
                 Ok(text) if !text.is_empty() => {
-                    eprintln!("< {kind} ({} bytes): {}", data.len(), one_line(text));
+                    crate::stderr_line(format_args!(
+                        "< {kind} ({} bytes): {}",
+                        data.len(),
+                        one_line(text)
+                    ));
                 }
-                _ => eprintln!("< {kind} ({} bytes)", data.len()),
+                _ => crate::stderr_line(format_args!("< {kind} ({} bytes)", data.len())),
             }
         }
     }
@@ -550,7 +554,7 @@ impl Handler for ClientHandler {
                             json_line("close", &[("code", code.into()), ("reason", reason.into())]);
                         self.print(ctx, id, |out| writeln!(out, "{line}"));
                     } else {
-                        eprintln!("< close {}", close_text(code, reason));
+                        crate::stderr_line(format_args!("< close {}", close_text(code, reason)));
                     }
                 }
                 self.server_close = Some((frame, first));

@@ -77,10 +77,18 @@ fn max_level() -> Level {
     })
 }
 
+/// Writes one line to stderr, ignoring failure: a closed stderr (`... 2>&1 | head -1`)
+/// must not panic the thread that logs (`eprintln!` does), which would take down the
+/// event loop or the signal thread (and with it the drain on SIGTERM).
+fn stderr_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 macro_rules! log {
     ($level:expr, $($arg:tt)*) => {
         if $level <= max_level() {
-            eprintln!("[{:<5}] {}", format!("{:?}", $level).to_uppercase(), format_args!($($arg)*));
+            crate::stderr_line(format_args!("[{:<5}] {}", format!("{:?}", $level).to_uppercase(), format_args!($($arg)*)));
         }
     };
 }
@@ -111,10 +119,10 @@ fn connection_line_allowed() -> bool {
         .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
     {
         if w.held_back > 0 {
-            eprintln!(
+            stderr_line(format_args!(
                 "[WARN ] {} connection log line(s) held back (more than {CONNECTION_LINES_PER_SECOND} a second)",
                 w.held_back
-            );
+            ));
         }
         *w = Window {
             start: Some(now),
@@ -136,7 +144,7 @@ fn connection_line_allowed() -> bool {
 macro_rules! conn_log {
     ($level:expr, $($arg:tt)*) => {
         if $level <= max_level() && connection_line_allowed() {
-            eprintln!("[{:<5}] {}", format!("{:?}", $level).to_uppercase(), format_args!($($arg)*));
+            crate::stderr_line(format_args!("[{:<5}] {}", format!("{:?}", $level).to_uppercase(), format_args!($($arg)*)));
         }
     };
 }

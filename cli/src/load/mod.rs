@@ -314,7 +314,7 @@ pub(crate) fn run(args: LoadArgs) -> io::Result<()> {
         ProgressMode::Lines
     };
     let results = execute(&settings, progress)?;
-    print!("{}", results.text());
+    io::stdout().write_all(results.text().as_bytes())?;
     io::stdout().flush()?;
     if let Some(path) = &args.json {
         std::fs::write(path, results.json())
@@ -1410,7 +1410,7 @@ impl Progress {
     fn note(&self, line: &str) {
         match (&self.bar, self.mode) {
             (Some(bar), _) => bar.println(line),
-            (None, ProgressMode::Lines) => eprintln!("{line}"),
+            (None, ProgressMode::Lines) => crate::stderr_line(format_args!("{line}")),
             _ => {}
         }
     }
@@ -1438,11 +1438,11 @@ impl Progress {
                 bar.set_position(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
                 bar.set_message(format!("{rate}{text}"));
             }
-            None => eprintln!(
+            None => crate::stderr_line(format_args!(
                 "[{:>6.1}s {:>7}] {rate}{text}",
                 elapsed.as_secs_f64(),
                 self.phase
-            ),
+            )),
         }
     }
 

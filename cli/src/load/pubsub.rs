@@ -203,7 +203,7 @@ pub(crate) fn run(args: &LoadArgs) -> io::Result<()> {
         ProgressMode::Lines
     };
     let results = execute(&settings, progress)?;
-    print!("{}", results.text());
+    io::stdout().write_all(results.text().as_bytes())?;
     io::stdout().flush()?;
     if let Some(path) = &args.json {
         std::fs::write(path, results.json())
