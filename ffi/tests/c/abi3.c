@@ -166,7 +166,9 @@ static void test_message_timeout(void) {
     /* A client's text frame with FIN clear ("hel", masked with a zero key): a message
      * that starts and never ends. */
     static const uint8_t fragment[] = {0x01, 0x83, 0, 0, 0, 0, 'h', 'e', 'l'};
-    static const uint8_t close_1008[] = {0x88, 0x02, 0x03, 0xf0};
+    /* Close 1008 with the error's text as its reason (RFC 6455 §5.5.1). */
+    static const char reason[] = "data message did not complete in time";
+    uint8_t close_1008[4 + sizeof reason - 1] = {0x88, 2 + sizeof reason - 1, 0x03, 0xf0};
     wsengine_config c;
     wsengine_conn *conn = NULL;
     wsengine_event ev;
@@ -190,6 +192,7 @@ static void test_message_timeout(void) {
     CHECK(wsengine_handle_timeout(conn, deadline) == WSENGINE_OK);
     CHECK(wsengine_poll_event(conn, &ev) == WSENGINE_TIMEOUT);
     CHECK(wsengine_last_close_code(conn) == 1008);
+    memcpy(close_1008 + 4, reason, sizeof reason - 1);
     n = drain(conn, out, sizeof out);
     CHECK(n == sizeof close_1008 && memcmp(out, close_1008, n) == 0);
     CHECK(wsengine_should_close_transport(conn) == 1);
