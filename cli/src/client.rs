@@ -317,19 +317,23 @@ impl ClientHandler {
                     // after our Close or the server's has nowhere to go.
                     let _ = ctx.send(id, message);
                 }
-                Ok(Outgoing::Close(code, reason)) => {
-                    let mut ours = self
-                        .shared
-                        .our_close
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
-                    if ours.is_none() {
-                        *ours = Some((code, reason.clone()));
-                        let _ = ctx.close(id, code, &reason);
-                    }
-                }
+                Ok(Outgoing::Close(code, reason)) => self.close_once(ctx, id, code, &reason),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
+        }
+    }
+
+    /// Starts the closing handshake from the loop, unless we started it already (the
+    /// record comes first, so that the handler can tell our close from the server's).
+    fn close_once(&self, ctx: &mut Context<'_>, id: ConnId, code: CloseCode, reason: &str) {
+        let mut ours = self
+            .shared
+            .our_close
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if ours.is_none() {
+            *ours = Some((code, reason.to_owned()));
+            let _ = ctx.close(id, code, reason);
         }
     }
 
@@ -351,15 +355,7 @@ impl ClientHandler {
             // One line, once: the reader of a pipe left (`| head -2`); we are done, as
             // on EOF, so 1000.
             log!(Level::Info, "stdout closed; closing the connection (1000)");
-            let mut ours = self
-                .shared
-                .our_close
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if ours.is_none() {
-                *ours = Some((CloseCode::NORMAL, String::new()));
-                let _ = ctx.close(id, CloseCode::NORMAL, "");
-            }
+            self.close_once(ctx, id, CloseCode::NORMAL, "");
         }
     }
 

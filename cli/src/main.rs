@@ -771,28 +771,38 @@ fn serve(
         .listen(listen)
         .map_err(|e| listen_error(listen, &e))?;
     let handle = event_loop.handle();
-    let mut stops = 0;
-    signals::spawn_waiter(signals, move |signal| {
-        if signal == signals::Signal::Hangup {
-            reload(certificates.as_deref());
-            return;
-        }
-        stops += 1;
-        if stops == 1 {
-            log!(
-                Level::Info,
-                "signal: closing every connection (1001), draining"
-            );
-            let _ = handle.stop();
-        } else {
-            log!(Level::Warn, "second signal: exiting now");
-            std::process::exit(1);
-        }
+    take_serve_signals(signals, certificates, move || {
+        let _ = handle.stop();
     })?;
     log!(Level::Info, "listening on {scheme}://{local} ({mode:?})");
     event_loop.run()?;
     log!(Level::Info, "stopped");
     Ok(())
+}
+
+/// The thread that takes `serve`'s blocked signals, on either runtime: SIGHUP re-reads
+/// the certificate; the first SIGTERM or SIGINT calls `drain` (every connection closed
+/// with 1001, up to `--drain-timeout`), a second one exits at once with 1.
+fn take_serve_signals(
+    signals: libc::sigset_t,
+    certificates: Option<Arc<ServerCertificates>>,
+    drain: impl FnOnce() + Send + 'static,
+) -> io::Result<()> {
+    let mut drain = Some(drain);
+    signals::spawn_waiter(signals, move |signal| {
+        if signal == signals::Signal::Hangup {
+            reload(certificates.as_deref());
+        } else if let Some(drain) = drain.take() {
+            log!(
+                Level::Info,
+                "signal: closing every connection (1001), draining"
+            );
+            drain();
+        } else {
+            log!(Level::Warn, "second signal: exiting now");
+            std::process::exit(1);
+        }
+    })
 }
 
 /// SIGTERM, SIGINT and SIGHUP for `serve`: blocked in every thread and taken by one
@@ -876,25 +886,7 @@ fn serve_tokio(
     let signals = signals::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
     let stop = serve_tokio::Stop::new();
     let on_signal = stop.clone();
-    let reloaded = certificates.clone();
-    let mut stops = 0;
-    signals::spawn_waiter(signals, move |signal| {
-        if signal == signals::Signal::Hangup {
-            reload(reloaded.as_deref());
-            return;
-        }
-        stops += 1;
-        if stops == 1 {
-            log!(
-                Level::Info,
-                "signal: closing every connection (1001), draining"
-            );
-            on_signal.trigger();
-        } else {
-            log!(Level::Warn, "second signal: exiting now");
-            std::process::exit(1);
-        }
-    })?;
+    take_serve_signals(signals, certificates.clone(), move || on_signal.trigger())?;
     serve_tokio::run(serve_tokio::Options {
         listen,
         config: config.connection,
