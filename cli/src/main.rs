@@ -475,6 +475,29 @@ pub(crate) fn choose_protocol<'a>(offered: &'a [String], spoken: &[String]) -> O
         .map(String::as_str)
 }
 
+/// `serve`'s answer to an upgrade on either runtime: the subprotocol of
+/// [`choose_protocol`], if any, and the connection's log line (`who` names it).
+pub(crate) fn accept_upgrade(
+    who: std::fmt::Arguments<'_>,
+    request: &Request,
+    protocols: &[String],
+) -> Accept {
+    match choose_protocol(request.protocols(), protocols) {
+        Some(protocol) => {
+            conn_log!(
+                Level::Info,
+                "{who} upgrades {} (subprotocol {protocol})",
+                request.path()
+            );
+            Accept::new().protocol(protocol)
+        }
+        None => {
+            conn_log!(Level::Info, "{who} upgrades {}", request.path());
+            Accept::new()
+        }
+    }
+}
+
 /// `--tls-sni NAME,CERT.pem,KEY.pem`.
 fn parse_sni(text: &str) -> Result<(String, PathBuf, PathBuf), String> {
     match text.split(',').collect::<Vec<_>>()[..] {
@@ -671,20 +694,11 @@ impl ServeHandler {
 impl Handler for ServeHandler {
     fn on_request(&mut self, ctx: &mut Context<'_>, id: ConnId, request: &Request) -> Decision {
         let peer = ctx.peer_addr(id).map(|a| a.to_string()).unwrap_or_default();
-        match choose_protocol(request.protocols(), &self.protocols) {
-            Some(protocol) => {
-                conn_log!(
-                    Level::Info,
-                    "{id}: {peer} upgrades {} (subprotocol {protocol})",
-                    request.path()
-                );
-                Decision::Accept(Accept::new().protocol(protocol))
-            }
-            None => {
-                conn_log!(Level::Info, "{id}: {peer} upgrades {}", request.path());
-                Decision::Accept(Accept::new())
-            }
-        }
+        Decision::Accept(accept_upgrade(
+            format_args!("{id}: {peer}"),
+            request,
+            &self.protocols,
+        ))
     }
 
     fn on_event(&mut self, ctx: &mut Context<'_>, id: ConnId, event: Event) {

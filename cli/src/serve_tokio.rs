@@ -18,11 +18,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use wsengine::{Accept, CloseCode, CloseFrame, Config, Reject};
+use wsengine::{CloseCode, CloseFrame, Config, Reject};
 use wsengine_tokio::tls::{self, ServerCertificates, TlsAcceptor};
 use wsengine_tokio::{Message, accept_with};
 
-use super::{Level, choose_protocol, connection_line_allowed, listen_error, max_level};
+use super::{Level, accept_upgrade, connection_line_allowed, listen_error, max_level};
 
 /// A TLS handshake that has not finished by then fails the connection when the core
 /// has no handshake timeout (`--handshake-timeout off`).
@@ -223,20 +223,11 @@ impl Conn {
             if over_cap {
                 return Err(Reject::new(503));
             }
-            match choose_protocol(request.protocols(), &protocols) {
-                Some(protocol) => {
-                    conn_log!(
-                        Level::Info,
-                        "c{id}: {peer} upgrades {} (subprotocol {protocol})",
-                        request.path()
-                    );
-                    Ok(Accept::new().protocol(protocol))
-                }
-                None => {
-                    conn_log!(Level::Info, "c{id}: {peer} upgrades {}", request.path());
-                    Ok(Accept::new())
-                }
-            }
+            Ok(accept_upgrade(
+                format_args!("c{id}: {peer}"),
+                request,
+                &protocols,
+            ))
         });
         let accepted = tokio::select! {
             accepted = handshake => accepted,
